@@ -1,0 +1,257 @@
+/*
+** admin.c -- statistics, table and segment listings, and the consistency
+** check (ls_check).
+**
+** ls_check runs on the writer thread (writer_call), so no commit installs
+** entries while it compares the indexes with the segment accounting.  For
+** every index entry it reads the record and verifies that the record's
+** checksum holds, that it belongs to the table, and that the digest of its
+** key is the entry's key; then it recomputes the live bytes and records of
+** every segment from all indexes and compares them with the descriptors.
+*/
+#include "engine_int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static uint64_t table_index_bytes(ls_table *t) {
+  pthread_rwlock_rdlock(&t->lock);
+  uint64_t b = idx_memory(t->idx);
+  pthread_rwlock_unlock(&t->lock);
+  return b;
+}
+
+void ls_stats_get(ls_engine *e, ls_stats *s) {
+  memset(s, 0, sizeof *s);
+  s->bytes_written = atomic_load(&e->bytes_written) + atomic_load(&e->sm.format_bytes);
+  s->user_bytes_written = atomic_load(&e->user_bytes_written);
+  unsigned g = ls_guard_enter(&e->guard);
+  ls_catalog *c = atomic_load(&e->catalog);
+  for (uint32_t i = 0; i < c->cap; i++) {
+    ls_table *t = c->t[i];
+    if (!t) continue;
+    pthread_rwlock_rdlock(&t->lock);
+    s->records_live += idx_count(t->idx);
+    s->index_bytes += idx_memory(t->idx);
+    pthread_rwlock_unlock(&t->lock);
+    s->bytes_live += (uint64_t)atomic_load(&t->live_bytes);
+  }
+  ls_guard_leave(&e->guard, g);
+  s->segments_total = seg_count(&e->sm);
+  s->segments_free = seg_nfree(&e->sm);
+  s->segments_used = s->segments_total - s->segments_free;
+  s->data_file_bytes = (uint64_t)atomic_load(&e->sm.nfiles) * e->file_size;
+  s->commits = atomic_load(&e->commits);
+  s->commit_groups = atomic_load(&e->commit_groups);
+  s->syncs = atomic_load(&e->syncs);
+  s->conflicts = atomic_load(&e->conflicts);
+  s->reads = atomic_load(&e->reads);
+  s->recovery_ms = e->recovery_ms;
+  s->recovery_records = e->recovery_records;
+  s->recovery_segments = e->recovery_segments;
+  s->write_seq = atomic_load(&e->next_seq);
+  s->io_backend = ls_io_name(e->io);
+  s->failed = atomic_load(&e->failed);
+}
+
+static void fill_info(ls_table *t, ls_table_info *info) {
+  memset(info, 0, sizeof *info);
+  info->id = t->id;
+  info->groups = t->groups;
+  snprintf(info->name, sizeof info->name, "%s", t->name);
+  info->rows = (uint64_t)atomic_load(&t->rows);
+  info->live_bytes = (uint64_t)atomic_load(&t->live_bytes);
+  info->index_bytes = table_index_bytes(t);
+}
+
+int ls_table_info_get(ls_engine *e, uint32_t id, ls_table_info *info) {
+  pthread_mutex_lock(&e->cat_lock);            /* the name is stable */
+  unsigned g = ls_guard_enter(&e->guard);
+  ls_table *t = eng_table(e, id);
+  int rc = t ? LS_OK : ls_err(LS_NOTABLE, "no table with id %u", id);
+  if (t) fill_info(t, info);
+  ls_guard_leave(&e->guard, g);
+  pthread_mutex_unlock(&e->cat_lock);
+  return rc;
+}
+
+int ls_table_foreach(ls_engine *e, int (*fn)(void *arg, const ls_table_info *), void *arg) {
+  uint32_t id = 0;
+  for (;;) {
+    ls_table_info info;
+    int found = 0;
+    pthread_mutex_lock(&e->cat_lock);
+    unsigned g = ls_guard_enter(&e->guard);
+    ls_catalog *c = atomic_load(&e->catalog);
+    for (; id < c->cap; id++)
+      if (c->t[id]) { fill_info(c->t[id], &info); found = 1; id++; break; }
+    ls_guard_leave(&e->guard, g);
+    pthread_mutex_unlock(&e->cat_lock);
+    if (!found) return LS_OK;
+    int r = fn(arg, &info);
+    if (r) return r;
+  }
+}
+
+int ls_segment_foreach(ls_engine *e, int (*fn)(void *arg, const ls_segment_info *), void *arg) {
+  static const char *states[] = { "free", "active", "sealed" };
+  uint32_t n = seg_count(&e->sm);
+  for (uint32_t id = 0; id < n; id++) {
+    ls_segment_info si;
+    pthread_mutex_lock(&e->sm.lock);
+    ls_seg *d = seg_get(&e->sm, id);
+    si.id = id;
+    si.kind = d->kind == LS_KIND_GROUP ? "group" : "mixed";
+    si.state = states[d->state <= SEG_SEALED ? d->state : 0];
+    si.table = d->table;
+    si.group = d->group;
+    si.seq = d->seq;
+    si.live_bytes = (uint64_t)atomic_load(&d->live_bytes);
+    si.live_records = (uint64_t)atomic_load(&d->live_records);
+    pthread_mutex_unlock(&e->sm.lock);
+    int r = fn(arg, &si);
+    if (r) return r;
+  }
+  return LS_OK;
+}
+
+/* ---- ls_check --------------------------------------------------------------- */
+
+typedef struct check_ctx {
+  ls_engine *e;
+  ls_table *t;
+  char *out;
+  size_t len;
+  uint64_t problems;
+  int64_t *seg_bytes;              /* recomputed live bytes per segment */
+  int64_t *seg_recs;
+  int verify;                      /* read and verify records */
+  ls_value v;
+} check_ctx;
+
+static void report(check_ctx *x, const char *fmt, ...) LS_PRINTF(2, 3);
+static void report(check_ctx *x, const char *fmt, ...) {
+  x->problems++;
+  if (x->problems > 100) return;                /* enough to act on */
+  char line[320];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if ((size_t)n >= sizeof line) n = sizeof line - 1;
+  char *p = realloc(x->out, x->len + (size_t)n + 2);
+  if (!p) return;
+  memcpy(p + x->len, line, (size_t)n);
+  x->len += (size_t)n;
+  p[x->len++] = '\n';
+  p[x->len] = 0;
+  x->out = p;
+}
+
+static int check_entry(void *arg, const idx_entry *en, uint64_t seq) {
+  check_ctx *x = arg;
+  ls_engine *e = x->e;
+  LS_UNUSED(seq);
+  uint32_t s = loc_seg(en->word);
+  if (s >= seg_count(&e->sm) || seg_get(&e->sm, s)->state == SEG_FREE) {
+    report(x, "%s: an index entry points into segment %u, which is %s", x->t->name, s,
+           s >= seg_count(&e->sm) ? "beyond the data files" : "free");
+    return 0;
+  }
+  if (loc_off(en->word) + loc_size(en->word) > e->seg_size) {
+    report(x, "%s: an index entry points past the end of segment %u", x->t->name, s);
+    return 0;
+  }
+  x->seg_bytes[s] += loc_size(en->word);
+  x->seg_recs[s]++;
+  if (!x->verify) return 0;
+  int rc = eng_read_record(e, en->word, x->t->id, NULL, &x->v);
+  if (rc) {
+    report(x, "%s", ls_errmsg());
+    return 0;
+  }
+  uint8_t dg[20];
+  ls_digest(x->v.key, x->v.key_len, dg);
+  idx_key k;
+  idx_key_from_digest(&k, dg);
+  if (k.hi != en->hi || k.lo != en->lo)
+    report(x, "%s: segment %u offset %u: the record's key does not hash to its index entry", x->t->name, s,
+           loc_off(en->word));
+  return 0;
+}
+
+typedef struct check_arg {
+  uint32_t table;
+  char **report;
+} check_arg;
+
+static int do_check(ls_engine *e, void *arg) {
+  check_arg *a = arg;
+  check_ctx x;
+  memset(&x, 0, sizeof x);
+  x.e = e;
+  uint32_t nseg = seg_count(&e->sm);
+  x.seg_bytes = calloc(nseg + 1, sizeof(int64_t));
+  x.seg_recs = calloc(nseg + 1, sizeof(int64_t));
+  if (!x.seg_bytes || !x.seg_recs) {
+    free(x.seg_bytes); free(x.seg_recs);
+    return ls_err(LS_NOMEM, "out of memory");
+  }
+  if (e->problems) {
+    x.out = strdup(e->problems);
+    x.len = x.out ? strlen(x.out) : 0;
+    for (const char *p = e->problems; *p; p++) x.problems += *p == '\n';
+  }
+  unsigned g = ls_guard_enter(&e->guard);
+  ls_catalog *c = atomic_load(&e->catalog);
+  int rc = LS_OK;
+  if (a->table && (a->table >= c->cap || !c->t[a->table]))
+    rc = ls_err(LS_NOTABLE, "no table with id %u", a->table);
+  for (uint32_t i = 0; !rc && i < c->cap; i++) {
+    ls_table *t = c->t[i];
+    if (!t) continue;
+    x.t = t;
+    /* Records are verified for the table asked about; the accounting
+    ** comparison needs the entries of every table. */
+    x.verify = !a->table || a->table == i;
+    pthread_rwlock_rdlock(&t->lock);
+    idx_foreach(t->idx, check_entry, &x);
+    pthread_rwlock_unlock(&t->lock);
+  }
+  for (uint32_t s = 0; !rc && s < nseg; s++) {
+    ls_seg *d = seg_get(&e->sm, s);
+    int64_t b = atomic_load(&d->live_bytes), r = atomic_load(&d->live_records);
+    if (b != x.seg_bytes[s] || r != x.seg_recs[s])
+      report(&x, "segment %u: accounting says %lld live bytes in %lld records, the indexes point at "
+                 "%lld bytes in %lld records", s, (long long)b, (long long)r, (long long)x.seg_bytes[s],
+             (long long)x.seg_recs[s]);
+  }
+  ls_guard_leave(&e->guard, g);
+  ls_value_free(&x.v);
+  free(x.seg_bytes);
+  free(x.seg_recs);
+  if (rc) { free(x.out); return rc; }
+  if (!x.problems) {
+    free(x.out);
+    x.out = strdup("ok");
+  } else if (x.problems > 100) {
+    char more[64];
+    snprintf(more, sizeof more, "... and %llu more problems\n", (unsigned long long)(x.problems - 100));
+    char *p = realloc(x.out, x.len + strlen(more) + 1);
+    if (p) { strcpy(p + x.len, more); x.out = p; }
+  }
+  if (!x.out) return ls_err(LS_NOMEM, "out of memory");
+  /* Drop the final newline. */
+  size_t l = strlen(x.out);
+  if (l && x.out[l - 1] == '\n') x.out[l - 1] = 0;
+  *a->report = x.out;
+  return LS_OK;
+}
+
+int ls_check(ls_engine *e, uint32_t table, char **report) {
+  check_arg a = { table, report };
+  *report = NULL;
+  return writer_call(e, do_check, &a);
+}

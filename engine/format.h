@@ -1,0 +1,113 @@
+/*
+** format.h -- the on-disk format: constants and the encoders / decoders of
+** buffer headers and records.  engine/FORMAT.md describes every byte; the
+** two must change together (and LS_FORMAT_VERSION with them).
+**
+** A segment is a sequence of buffers.  A buffer starts on a 4096-byte
+** boundary of its segment with a 48-byte header, followed by records, each
+** 8-byte aligned:
+**
+**   buffer  = header(48) record* (zero padding up to the next 4 KiB)
+**   record  = header(24) key value (zero padding to a multiple of 8)
+**
+** Integers are little-endian.  Decoders treat disk bytes as untrusted: every
+** length is checked against what remains before it is used.
+*/
+#ifndef LS_FORMAT_H
+#define LS_FORMAT_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#define LS_FORMAT_VERSION   1
+#define LS_BLOCK            4096u          /* buffer alignment */
+#define LS_SECTOR           512u           /* unit of torn writes */
+#define LS_BUF_MAGIC        0x3142534cu    /* "LSB1" */
+#define LS_BUF_HDR          48u            /* buffer header bytes */
+#define LS_REC_HDR          24u            /* record header bytes */
+#define LS_REC_ALIGN        8u
+
+/* Buffer kinds (one per segment: every buffer of a segment has the same). */
+#define LS_KIND_MIXED  1   /* user writes of all tables (the active segment) */
+#define LS_KIND_GROUP  2   /* records of one table's compaction group */
+#define LS_KIND_FREE   3   /* marker: segment freed; no records follow */
+
+/* Record types. */
+#define LS_REC_PUT     1
+#define LS_REC_DELETE  2   /* tombstone: key, no value */
+#define LS_REC_COMMIT  3   /* commit of a batch written in several buffers */
+
+/* Record flags. */
+#define LS_RF_END      0x01  /* last record of a batch held in one buffer */
+#define LS_RF_CONT     0x02  /* record of a batch committed by a COMMIT record */
+#define LS_RF_MASK     0x03
+
+/* Decoded buffer header. */
+typedef struct ls_bufhdr {
+  uint32_t kind;
+  uint32_t flags;
+  uint64_t seg_seq;       /* sequence of the segment incarnation */
+  uint64_t max_seq;       /* highest write sequence assigned when written */
+  uint32_t data_size;     /* bytes of records after the header (multiple of 8) */
+  uint32_t nrecords;      /* records in data_size */
+  uint32_t table;         /* owning table (group segments), else 0 */
+  uint32_t group;         /* compaction group (group segments), else 0 */
+} ls_bufhdr;
+
+/* Decoded record header.  key/val point into the buffer that was decoded. */
+typedef struct ls_rec {
+  uint32_t type;
+  uint32_t flags;
+  uint32_t table;
+  uint32_t key_len;
+  uint32_t val_len;
+  uint64_t seq;
+  uint32_t size;          /* bytes on disk including header and padding */
+  const uint8_t *key;
+  const uint8_t *val;
+} ls_rec;
+
+/* Bytes a record takes on disk. */
+static inline uint32_t ls_rec_size(uint32_t key_len, uint32_t val_len) {
+  return (LS_REC_HDR + key_len + val_len + (LS_REC_ALIGN - 1)) & ~(LS_REC_ALIGN - 1);
+}
+
+/* CRC seed of every record of a segment incarnation: a record copied from
+** another incarnation of the same slot fails its check. */
+uint32_t ls_rec_seed(uint64_t seg_seq);
+
+/* Encode a buffer header (LS_BUF_HDR bytes, CRC included) into p. */
+void ls_bufhdr_encode(uint8_t *p, const ls_bufhdr *h);
+
+/* Decode and validate a buffer header: magic, version, kind, CRC.  Returns
+** 1 if valid, 0 if not (zeros, garbage, torn or foreign bytes). */
+int ls_bufhdr_decode(const uint8_t *p, ls_bufhdr *h);
+
+/* Write a record (header, key, value, padding) at p, which must have room
+** for ls_rec_size(key_len, val_len) bytes.  The CRC is left zero: records
+** are encoded once into a transaction and sealed when their segment is
+** known (ls_rec_seal). */
+void ls_rec_encode(uint8_t *p, uint32_t type, uint32_t table,
+                   const void *key, uint32_t key_len,
+                   const void *val, uint32_t val_len);
+
+/* Set a record's sequence and flags and compute its CRC with the given
+** segment seed.  p is the encoded record. */
+void ls_rec_seal(uint8_t *p, uint64_t seq, uint32_t flags, uint32_t seed);
+
+/* Read fields of an encoded record without checks (trusted memory). */
+static inline uint32_t ls_rec_peek_size(const uint8_t *p) {
+  uint32_t k = (uint32_t)p[6] | ((uint32_t)p[7] << 8);
+  uint32_t v = (uint32_t)p[8] | ((uint32_t)p[9] << 8) | ((uint32_t)p[10] << 16) | ((uint32_t)p[11] << 24);
+  return ls_rec_size(k, v);
+}
+
+/* Decode and validate the record at p with at most avail bytes available:
+** type, flags, lengths within avail, CRC with seed.  Returns 1 if valid
+** (r filled, pointers into p), 0 if not. */
+int ls_rec_decode(const uint8_t *p, size_t avail, uint32_t seed, ls_rec *r);
+
+/* Largest record that fits one segment. */
+static inline uint32_t ls_max_record(uint32_t segment_size) { return segment_size - LS_BUF_HDR; }
+
+#endif /* LS_FORMAT_H */

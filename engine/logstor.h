@@ -1,0 +1,281 @@
+/*
+** logstor.h -- public API of the logstor storage engine.
+**
+** logstor keeps rows of many tables in append-only segments inside large,
+** preallocated data files.  Every row is found through an in-memory index
+** (one ordered structure per table, keyed by the RIPEMD-160 digest of the
+** key) and read with a single disk read.  Writes are grouped into
+** transactions that a writer thread commits durably in groups.
+**
+** Conventions:
+**   - Every function that can fail returns an LS_* code: LS_OK (0) or a
+**     negative code.  ls_errmsg() returns a message describing the most
+**     recent failure on the calling thread (it names the table, segment or
+**     file involved); ls_strerror() gives the generic text of a code.
+**   - Keys and values are opaque byte strings.  A key is at most
+**     LS_MAX_KEY bytes; a key plus value must fit one segment (see
+**     ls_max_value()).
+**   - All functions are thread-safe unless noted.  A transaction or cursor
+**     object is used by one thread at a time.
+**
+** The engine has no dependency on SQLite.
+*/
+#ifndef LOGSTOR_H
+#define LOGSTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Result codes. */
+#define LS_OK          0
+#define LS_NOTFOUND  (-1)   /* no row with that key */
+#define LS_CONFLICT  (-2)   /* commit: another transaction changed a key this one read */
+#define LS_IOERR     (-3)   /* an I/O call failed (message names the call and errno) */
+#define LS_CORRUPT   (-4)   /* data on disk failed a check (message names the segment) */
+#define LS_FULL      (-5)   /* disk_size reached or the file system is full */
+#define LS_TOOBIG    (-6)   /* key or row larger than a record can hold */
+#define LS_NOMEM     (-7)   /* memory allocation failed */
+#define LS_BUSY      (-8)   /* data directory locked by another process */
+#define LS_INVALID   (-9)   /* bad argument, option or state */
+#define LS_READONLY  (-10)  /* a write or sync failed earlier; reopen to write again */
+#define LS_NOTABLE   (-11)  /* no table with that id */
+#define LS_FORMAT    (-12)  /* directory written by an incompatible format version */
+
+const char *ls_strerror(int rc);
+const char *ls_errmsg(void);       /* detail of the last failure on this thread */
+
+#define LS_MAX_KEY 65535u          /* largest key in bytes */
+
+typedef struct ls_engine ls_engine;
+typedef struct ls_txn ls_txn;
+typedef struct ls_cursor ls_cursor;
+
+/* ------------------------------------------------------------------------
+** Keys.  An ls_key carries the key bytes (not copied) and their digest,
+** computed once by ls_key_set() so that a caller checking and then writing
+** a key hashes it once.
+*/
+typedef struct ls_key {
+  const void *data;                /* key bytes, owned by the caller */
+  uint32_t len;                    /* key length in bytes */
+  uint8_t digest[20];              /* RIPEMD-160 of the key bytes */
+} ls_key;
+
+/* Fill k with the key bytes (not copied) and their digest. */
+void ls_key_set(ls_key *k, const void *data, uint32_t len);
+
+/* Token of a key: the first 8 bytes of its digest read as a signed
+** big-endian integer.  Scans return rows in ascending token order. */
+int64_t ls_key_token(const ls_key *k);
+int64_t ls_token_of(const void *data, uint32_t len);
+
+/* ------------------------------------------------------------------------
+** Values returned by reads.  The engine reads a whole record into mem and
+** points data at the value inside it; an ls_value may be reused across
+** reads (mem grows as needed) and is released with ls_value_free().
+*/
+typedef struct ls_value {
+  uint8_t *mem;                    /* read buffer (owned, malloc'ed) */
+  size_t cap;                      /* allocated size of mem */
+  const uint8_t *data;             /* value bytes, inside mem */
+  uint32_t len;                    /* value length */
+  const uint8_t *key;              /* key bytes of the record, inside mem */
+  uint32_t key_len;
+  int64_t token;                   /* token of the key */
+  uint64_t seq;                    /* write sequence of the record */
+} ls_value;
+
+void ls_value_free(ls_value *v);
+
+/* ------------------------------------------------------------------------
+** Opening.  One engine instance serves one data directory.  Opening the
+** same directory twice in one process returns the same instance (reference
+** counted); another process gets LS_BUSY.
+*/
+enum ls_io_kind {
+  LS_IO_AUTO = 0,                  /* io_uring if it can be set up, else POSIX */
+  LS_IO_URING,                     /* io_uring only (fail if unavailable) */
+  LS_IO_POSIX                      /* pread/pwrite/fdatasync */
+};
+
+typedef struct ls_options {
+  uint64_t segment_size;  /* bytes; 0 = default (128 KiB) or as created */
+  uint64_t file_size;     /* bytes; 0 = default (32 MiB) or as created */
+  uint64_t disk_size;     /* bytes of data files at most; 0 = unlimited */
+  int io;                 /* enum ls_io_kind */
+  int create;             /* create the directory if it does not exist */
+  const char *fault;      /* fault-injection spec (tests; see io_fault.c);
+                          ** NULL: taken from $LOGSTOR_FAULT if set */
+} ls_options;
+
+#define LS_DEFAULT_SEGMENT_SIZE (128u * 1024)
+#define LS_DEFAULT_FILE_SIZE    (32u * 1024 * 1024)
+#define LS_MIN_SEGMENT_SIZE     (8u * 1024)
+#define LS_MAX_SEGMENT_SIZE     (1024u * 1024)
+
+/* Fill o with defaults (all zero: defaults, AUTO backend, no create). */
+void ls_options_init(ls_options *o);
+
+/* Open (or create) the engine for directory dir.  Options that are zero
+** take the directory's values; a non-zero size that differs from the
+** directory's is LS_INVALID.  On success *out holds a reference that must
+** be released with ls_close(). */
+int ls_open(const char *dir, const ls_options *opt, ls_engine **out);
+
+/* Release a reference.  The last close stops the background threads and
+** closes the files.  Transactions and cursors must be freed first. */
+void ls_close(ls_engine *e);
+
+/* Largest value that fits one record for a key of key_len bytes. */
+uint32_t ls_max_value(ls_engine *e, uint32_t key_len);
+
+/* ------------------------------------------------------------------------
+** Tables.  Tables have stable numeric ids that are never reused; the name
+** is a label for stats and tools.  Catalog changes are durable when the
+** call returns.
+*/
+int ls_table_create(ls_engine *e, const char *name, uint32_t groups, uint32_t *id);
+int ls_table_drop(ls_engine *e, uint32_t id);       /* data gone, space freed */
+int ls_table_truncate(ls_engine *e, uint32_t id);   /* all rows gone */
+int ls_table_rename(ls_engine *e, uint32_t id, const char *name);
+int ls_table_exists(ls_engine *e, uint32_t id);     /* 1, 0 */
+
+typedef struct ls_table_info {
+  uint32_t id;
+  uint32_t groups;
+  char name[128];
+  uint64_t rows;                   /* live rows */
+  uint64_t live_bytes;             /* bytes of live records (headers included) */
+  uint64_t index_bytes;            /* memory of the table's index */
+} ls_table_info;
+
+int ls_table_info_get(ls_engine *e, uint32_t id, ls_table_info *info);
+
+/* Call fn for each table in id order; stops early if fn returns non-zero. */
+int ls_table_foreach(ls_engine *e, int (*fn)(void *arg, const ls_table_info *), void *arg);
+
+/* ------------------------------------------------------------------------
+** Reads of committed data.
+*/
+/* Read the row with key k of table id into v.  LS_NOTFOUND if absent. */
+int ls_get(ls_engine *e, uint32_t table, const ls_key *k, ls_value *v);
+
+/* Read n keys at once; the disk reads are issued together.  rc[i] receives
+** LS_OK or LS_NOTFOUND (or an error) for key i.  Returns LS_OK unless the
+** whole call failed. */
+int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n,
+                const ls_key *keys, ls_value *vals, int *rc);
+
+/* ------------------------------------------------------------------------
+** Transactions.  A transaction buffers puts and deletes in memory; reads
+** through it see its own writes first.  ls_txn_commit() hands it to the
+** writer, which makes it durable and visible atomically (also across a
+** crash) before returning.
+**
+** Write conflicts: the first read of a key through a transaction records
+** the version it saw.  At commit the writer checks that each such key is
+** still at that version; if another transaction changed it, the commit
+** fails with LS_CONFLICT and nothing is written.  Blind writes (a put or
+** delete of a key not read before) are never in conflict.
+*/
+int ls_txn_begin(ls_engine *e, ls_txn **out);
+int ls_txn_put(ls_txn *t, uint32_t table, const ls_key *k, const void *val, uint32_t vlen);
+int ls_txn_delete(ls_txn *t, uint32_t table, const ls_key *k);
+
+/* Read key k as this transaction sees it.  LS_NOTFOUND if absent. */
+int ls_txn_get(ls_txn *t, uint32_t table, const ls_key *k, ls_value *v);
+
+/* 1 if key k exists as this transaction sees it, 0 if not, or an error;
+** records the version seen like ls_txn_get() but reads no value. */
+int ls_txn_exists(ls_txn *t, uint32_t table, const ls_key *k);
+
+/* Savepoints: ls_txn_savepoint() returns a mark (>= 0); rolling back to it
+** discards every write made after it. */
+int ls_txn_savepoint(ls_txn *t);
+int ls_txn_rollback_to(ls_txn *t, int mark);
+
+/* Number of writes buffered (0 for a read-only transaction). */
+uint64_t ls_txn_size(ls_txn *t);
+
+/* Make the transaction durable and visible.  On LS_OK every write is on
+** disk and in the index.  On failure nothing of it is visible, now or after
+** a restart.  The transaction can not be used afterwards except for free. */
+int ls_txn_commit(ls_txn *t);
+
+/* Free a transaction; uncommitted writes are discarded. */
+void ls_txn_free(ls_txn *t);
+
+/* ------------------------------------------------------------------------
+** Cursors: rows of one table in ascending token order, from a starting
+** token.  Safe while writes continue: a row committed during the scan may
+** or may not be returned, every other row is returned exactly once.  With
+** a transaction, the transaction's own writes are merged in.
+*/
+int ls_cursor_open(ls_engine *e, ls_txn *txn, uint32_t table, ls_cursor **out);
+/* Position at the first row with token >= lo (use INT64_MIN for all). */
+int ls_cursor_seek(ls_cursor *c, int64_t lo);
+int ls_cursor_valid(ls_cursor *c);                 /* 1 while positioned on a row */
+int ls_cursor_next(ls_cursor *c);
+/* The current row: valid until the next call on the cursor. */
+const ls_value *ls_cursor_row(ls_cursor *c);
+void ls_cursor_close(ls_cursor *c);
+
+/* ------------------------------------------------------------------------
+** Statistics and maintenance.
+*/
+typedef struct ls_stats {
+  uint64_t bytes_written;          /* all bytes written to data files */
+  uint64_t user_bytes_written;     /* record bytes of committed user writes */
+  uint64_t records_live;           /* index entries (rows and tombstones) */
+  uint64_t bytes_live;             /* bytes of live records */
+  uint64_t index_bytes;            /* memory of all indexes */
+  uint64_t segments_total;         /* segments in data files */
+  uint64_t segments_free;
+  uint64_t segments_used;          /* sealed + active */
+  uint64_t data_file_bytes;        /* bytes of data files on disk */
+  uint64_t commits;                /* transactions committed */
+  uint64_t commit_groups;          /* group writes (one sync each) */
+  uint64_t syncs;                  /* fdatasync calls */
+  uint64_t conflicts;              /* commits refused with LS_CONFLICT */
+  uint64_t reads;                  /* records read by gets and scans */
+  uint64_t recovery_ms;            /* time of the last open's recovery */
+  uint64_t recovery_records;       /* records scanned by recovery */
+  uint64_t recovery_segments;      /* segments scanned by recovery */
+  uint64_t write_seq;              /* next write sequence */
+  const char *io_backend;          /* "io_uring" or "posix" (+ "+fault") */
+  int failed;                      /* 1 after a write or sync failure */
+} ls_stats;
+
+void ls_stats_get(ls_engine *e, ls_stats *s);
+
+typedef struct ls_segment_info {
+  uint32_t id;
+  const char *kind;                /* "mixed" or "group" */
+  const char *state;               /* "free", "active", "sealed" */
+  uint32_t table;                  /* owning table for group segments, else 0 */
+  uint32_t group;
+  uint64_t live_bytes;
+  uint64_t live_records;
+  uint64_t seq;                    /* incarnation sequence, 0 when free */
+} ls_segment_info;
+
+/* Call fn for each segment in id order; stops early if fn returns non-zero. */
+int ls_segment_foreach(ls_engine *e, int (*fn)(void *arg, const ls_segment_info *), void *arg);
+
+/* Verify table id (or every table when id is 0): each index entry leads to
+** a readable record with the same key and a good checksum, and the segment
+** accounting adds up.  *report receives "ok" or one line per problem
+** (malloc'ed; free with free()). */
+int ls_check(ls_engine *e, uint32_t table, char **report);
+
+/* Release memory held by the current thread's error message. */
+void ls_thread_cleanup(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LOGSTOR_H */

@@ -1,0 +1,223 @@
+/*
+** manifest.c -- reading and atomically replacing the manifest.
+**
+** Text grammar (one item per line, '\n' terminated):
+**   logstor-manifest 1
+**   segment_size <bytes>
+**   file_size <bytes>
+**   disk_size <bytes>
+**   next_table <id>
+**   seq_floor <seq>
+**   table <id> <groups> <trunc_seq> <name, %XX-escaped>      (zero or more)
+**   crc32c <decimal CRC32C of every byte before this line>
+** Unknown lines or a bad CRC make the manifest unusable (LS_CORRUPT); a
+** different format number gives LS_FORMAT.
+*/
+#include "manifest.h"
+#include "format.h"
+#include "ls_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define MANIFEST "MANIFEST"
+#define MANIFEST_TMP "MANIFEST.tmp"
+#define MANIFEST_MAX (16u << 20)
+
+void ls_manifest_free(ls_manifest *m) {
+  free(m->tables);
+  m->tables = NULL;
+  m->ntables = 0;
+}
+
+ls_mtable *ls_manifest_table(const ls_manifest *m, uint32_t id) {
+  for (uint32_t i = 0; i < m->ntables; i++)
+    if (m->tables[i].id == id) return &m->tables[i];
+  return NULL;
+}
+
+int ls_manifest_copy(ls_manifest *dst, const ls_manifest *src) {
+  *dst = *src;
+  dst->tables = NULL;
+  if (src->ntables) {
+    dst->tables = malloc(src->ntables * sizeof *dst->tables);
+    if (!dst->tables) { dst->ntables = 0; return ls_err(LS_NOMEM, "manifest: out of memory"); }
+    memcpy(dst->tables, src->tables, src->ntables * sizeof *dst->tables);
+  }
+  return LS_OK;
+}
+
+static int name_ok_char(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         c == '_' || c == '-' || c == '.';
+}
+
+char *ls_manifest_format(const ls_manifest *m, size_t *len) {
+  size_t cap = 256 + (size_t)m->ntables * (64 + 3 * LS_NAME_MAX);
+  char *s = malloc(cap);
+  if (!s) return NULL;
+  size_t n = 0;
+  n += (size_t)snprintf(s + n, cap - n,
+                        "logstor-manifest %u\nsegment_size %" PRIu64 "\nfile_size %" PRIu64
+                        "\ndisk_size %" PRIu64 "\nnext_table %u\nseq_floor %" PRIu64 "\n",
+                        m->version, m->segment_size, m->file_size, m->disk_size,
+                        m->next_table, m->seq_floor);
+  for (uint32_t i = 0; i < m->ntables; i++) {
+    const ls_mtable *t = &m->tables[i];
+    n += (size_t)snprintf(s + n, cap - n, "table %u %u %" PRIu64 " ", t->id, t->groups, t->trunc_seq);
+    for (const unsigned char *p = (const unsigned char *)t->name; *p; p++) {
+      if (name_ok_char(*p)) s[n++] = (char)*p;
+      else n += (size_t)snprintf(s + n, cap - n, "%%%02X", *p);
+    }
+    if (!t->name[0]) s[n++] = '%', s[n++] = '-';     /* empty name */
+    s[n++] = '\n';
+  }
+  n += (size_t)snprintf(s + n, cap - n, "crc32c %u\n", ls_crc32c(0, s, n));
+  *len = n;
+  return s;
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+/* Decode a %XX-escaped name of len bytes into out.  1 if valid. */
+static int unescape_name(const char *p, size_t len, char *out) {
+  size_t o = 0;
+  if (len == 2 && p[0] == '%' && p[1] == '-') { out[0] = 0; return 1; }
+  if (len == 0) return 0;
+  for (size_t i = 0; i < len; i++) {
+    int c;
+    if (p[i] == '%') {
+      if (len - i < 3) return 0;
+      int h = hexval(p[i + 1]), l = hexval(p[i + 2]);
+      if (h < 0 || l < 0) return 0;
+      c = h * 16 + l;
+      i += 2;
+    } else if (name_ok_char((unsigned char)p[i])) {
+      c = (unsigned char)p[i];
+    } else {
+      return 0;
+    }
+    if (o >= LS_NAME_MAX || c == 0) return 0;
+    out[o++] = (char)c;
+  }
+  out[o] = 0;
+  return 1;
+}
+
+int ls_manifest_parse(const char *text, size_t len, ls_manifest *m) {
+  memset(m, 0, sizeof *m);
+  /* The last line is the CRC of everything before it. */
+  if (len < 2 || text[len - 1] != '\n') return ls_corrupt("manifest: truncated");
+  size_t last = len - 1;
+  while (last > 0 && text[last - 1] != '\n') last--;
+  unsigned crc;
+  char tail[64];
+  size_t tl = len - last;
+  if (tl >= sizeof tail) return ls_corrupt("manifest: bad final line");
+  memcpy(tail, text + last, tl);
+  tail[tl] = 0;
+  if (sscanf(tail, "crc32c %u\n", &crc) != 1) return ls_corrupt("manifest: no checksum line");
+  if (crc != ls_crc32c(0, text, last)) return ls_corrupt("manifest: checksum mismatch");
+
+  int have = 0;
+  const char *p = text, *end = text + last;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl) break;
+    char line[512];
+    size_t ll = (size_t)(nl - p);
+    if (ll >= sizeof line) goto bad;
+    memcpy(line, p, ll);
+    line[ll] = 0;
+    p = nl + 1;
+    unsigned u;
+    uint64_t v;
+    if (sscanf(line, "logstor-manifest %u", &u) == 1) {
+      if (u != LS_FORMAT_VERSION) {
+        ls_manifest_free(m);
+        return ls_err(LS_FORMAT, "manifest: format version %u, this build reads version %u", u,
+                      LS_FORMAT_VERSION);
+      }
+      m->version = u;
+      have |= 1;
+    } else if (sscanf(line, "segment_size %" SCNu64, &v) == 1) {
+      m->segment_size = v; have |= 2;
+    } else if (sscanf(line, "file_size %" SCNu64, &v) == 1) {
+      m->file_size = v; have |= 4;
+    } else if (sscanf(line, "disk_size %" SCNu64, &v) == 1) {
+      m->disk_size = v; have |= 8;
+    } else if (sscanf(line, "next_table %u", &u) == 1) {
+      m->next_table = u; have |= 16;
+    } else if (sscanf(line, "seq_floor %" SCNu64, &v) == 1) {
+      m->seq_floor = v; have |= 32;
+    } else if (!strncmp(line, "table ", 6)) {
+      ls_mtable t;
+      memset(&t, 0, sizeof t);
+      int off = 0;
+      if (sscanf(line, "table %u %u %" SCNu64 " %n", &t.id, &t.groups, &t.trunc_seq, &off) != 3 || !off)
+        goto bad;
+      if (!unescape_name(line + off, strlen(line + off), t.name)) goto bad;
+      if (t.id == 0 || t.groups == 0) goto bad;
+      if (m->ntables && m->tables[m->ntables - 1].id >= t.id) goto bad;
+      ls_mtable *nt = realloc(m->tables, (m->ntables + 1) * sizeof *nt);
+      if (!nt) { ls_manifest_free(m); return ls_err(LS_NOMEM, "manifest: out of memory"); }
+      m->tables = nt;
+      m->tables[m->ntables++] = t;
+    } else {
+      goto bad;
+    }
+  }
+  if (have != 63) goto bad;
+  for (uint32_t i = 0; i < m->ntables; i++)
+    if (m->tables[i].id >= m->next_table) goto bad;
+  return LS_OK;
+bad:
+  ls_manifest_free(m);
+  return ls_corrupt("manifest: malformed contents");
+}
+
+int ls_manifest_read(ls_io *io, int dirfd, ls_manifest *m) {
+  int fd = io->m->open(io, dirfd, MANIFEST, O_RDONLY, 0);
+  if (fd == -ENOENT) return LS_NOTFOUND;
+  if (fd < 0) return ls_err_io(fd, "open MANIFEST");
+  char *buf = malloc(MANIFEST_MAX);
+  if (!buf) { io->m->close(io, fd); return ls_err(LS_NOMEM, "manifest: out of memory"); }
+  ssize_t n = io->m->read(io, fd, buf, MANIFEST_MAX, 0);
+  io->m->close(io, fd);
+  int rc;
+  if (n < 0) rc = ls_err_io((int)n, "read MANIFEST");
+  else if ((size_t)n == MANIFEST_MAX) rc = ls_corrupt("manifest: too large");
+  else rc = ls_manifest_parse(buf, (size_t)n, m);
+  free(buf);
+  return rc;
+}
+
+int ls_manifest_write(ls_io *io, int dirfd, const ls_manifest *m) {
+  size_t len;
+  char *text = ls_manifest_format(m, &len);
+  if (!text) return ls_err(LS_NOMEM, "manifest: out of memory");
+  int rc = LS_OK;
+  io->m->unlink(io, dirfd, MANIFEST_TMP);
+  int fd = io->m->open(io, dirfd, MANIFEST_TMP, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0) { rc = ls_err_io(fd, "create MANIFEST.tmp"); goto out; }
+  int e = io->m->write(io, fd, text, len, 0);
+  if (!e) e = io->m->fsync(io, fd);
+  io->m->close(io, fd);
+  if (e) { rc = ls_err_io(e, "write MANIFEST.tmp"); goto out; }
+  e = io->m->rename(io, dirfd, MANIFEST_TMP, MANIFEST);
+  if (e) { rc = ls_err_io(e, "rename MANIFEST.tmp"); goto out; }
+  e = io->m->fsync(io, dirfd);
+  if (e) rc = ls_err_io(e, "fsync data directory");
+out:
+  free(text);
+  return rc;
+}

@@ -1,0 +1,342 @@
+/*
+** read.c -- the read path: point reads, batched reads and cursors.
+**
+** Every read runs inside the guard (guard.h) from the index probe to the
+** end of the disk read, so the segment it reads can not be freed and
+** reused meanwhile.  A record read from disk is trusted only after its CRC
+** (seeded with its segment's incarnation) checks, its size equals the size
+** the index holds, and its table and key equal the ones asked for.
+**
+** Cursors fetch the index in batches of CURSOR_BATCH entries (under the
+** table's read lock, released before any I/O), read the batch's records
+** with one submit() so that a cold scan keeps several reads in flight, and
+** resume after the last key fetched.  A transaction's own writes are merged
+** in key order; its deletes hide committed rows.
+*/
+#include "engine_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#define CURSOR_BATCH 64
+
+static int value_reserve(ls_value *v, size_t size) {
+  if (v->cap >= size) return LS_OK;
+  uint8_t *m = realloc(v->mem, size);
+  if (!m) return ls_err(LS_NOMEM, "out of memory");
+  v->mem = m;
+  v->cap = size;
+  return LS_OK;
+}
+
+static const char *table_name(ls_engine *e, uint32_t table) {
+  ls_table *t = eng_table(e, table);
+  return t && t->name[0] ? t->name : "?";
+}
+
+/* Verify the record image p (size bytes) read for word from a segment whose
+** CRC seed was seed (taken inside the guard); fill v's pointers. */
+static int check_record(ls_engine *e, uint64_t word, uint32_t seed, uint32_t table, const ls_key *k,
+                        const uint8_t *p, ls_value *v) {
+  uint32_t s = loc_seg(word), size = loc_size(word);
+  ls_rec r;
+  if (!ls_rec_decode(p, size, seed, &r) || r.size != size)
+    return ls_corrupt("%s: segment %u offset %u: record checksum mismatch", table_name(e, table), s,
+                      loc_off(word));
+  if (r.table != table || r.type == LS_REC_COMMIT || (r.type == LS_REC_DELETE) != loc_tomb(word))
+    return ls_corrupt("%s: segment %u offset %u: record belongs to another table or has the wrong type",
+                      table_name(e, table), s, loc_off(word));
+  if (k && (r.key_len != k->len || memcmp(r.key, k->data, k->len) != 0))
+    return ls_corrupt("%s: segment %u offset %u: record holds another key", table_name(e, table), s,
+                      loc_off(word));
+  v->key = r.key;
+  v->key_len = r.key_len;
+  v->data = r.val;
+  v->len = r.val_len;
+  v->seq = r.seq;
+  if (k) v->token = ls_key_token(k);
+  return LS_OK;
+}
+
+int eng_read_record(ls_engine *e, uint64_t word, uint32_t table, const ls_key *k, ls_value *v) {
+  uint32_t s = loc_seg(word), size = loc_size(word);
+  int rc = value_reserve(v, size);
+  if (rc) return rc;
+  ssize_t n = e->io->m->read(e->io, seg_fd(&e->sm, s), v->mem, size, seg_base(&e->sm, s) + loc_off(word));
+  atomic_fetch_add_explicit(&e->reads, 1, memory_order_relaxed);
+  if (n < 0) return ls_err_io((int)n, "%s: read of segment %u", table_name(e, table), s);
+  if ((uint32_t)n != size)
+    return ls_corrupt("%s: segment %u offset %u: record cut short by the end of the file",
+                      table_name(e, table), s, loc_off(word));
+  return check_record(e, word, seg_get(&e->sm, s)->seed, table, k, v->mem, v);
+}
+
+int ls_get(ls_engine *e, uint32_t table, const ls_key *k, ls_value *v) {
+  idx_key key;
+  idx_key_from_digest(&key, k->digest);
+  unsigned g = ls_guard_enter(&e->guard);
+  uint64_t word = 0;
+  int rc = eng_lookup(e, table, &key, &word);
+  if (!rc) rc = (!word || loc_tomb(word)) ? LS_NOTFOUND : eng_read_record(e, word, table, k, v);
+  ls_guard_leave(&e->guard, g);
+  return rc;
+}
+
+int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_key *keys, ls_value *vals,
+                int *rcs) {
+  if (n <= 0) return LS_OK;
+  ls_io_req *req = malloc((size_t)n * sizeof *req);
+  int *which = malloc((size_t)n * sizeof *which);
+  uint64_t *words = malloc((size_t)n * sizeof *words);
+  if (!req || !which || !words) {
+    free(req); free(which); free(words);
+    return ls_err(LS_NOMEM, "out of memory");
+  }
+  int rc = LS_OK, nreq = 0;
+  unsigned g = ls_guard_enter(&e->guard);
+  ls_table *t = eng_table(e, table);
+  if (!t) rc = ls_err(LS_NOTABLE, "no table with id %u", table);
+  if (!rc) pthread_rwlock_rdlock(&t->lock);
+  for (int i = 0; !rc && i < n; i++) {
+    idx_key key;
+    idx_key_from_digest(&key, keys[i].digest);
+    words[i] = 0;
+    if (txn) {
+      int own = txn_own(txn, table, &key, &vals[i]);
+      if (own <= 0) { rcs[i] = own; continue; }
+    }
+    if (!idx_get(t->idx, &key, &words[i]) || loc_tomb(words[i])) {
+      rcs[i] = LS_NOTFOUND;
+      continue;
+    }
+    int r = value_reserve(&vals[i], loc_size(words[i]));
+    if (r) { rcs[i] = r; continue; }
+    uint32_t s = loc_seg(words[i]);
+    req[nreq] = (ls_io_req){ LS_IOOP_READ, seg_fd(&e->sm, s), vals[i].mem, loc_size(words[i]),
+                             seg_base(&e->sm, s) + loc_off(words[i]), 0 };
+    which[nreq++] = i;
+  }
+  if (t) pthread_rwlock_unlock(&t->lock);
+  if (!rc && nreq) {
+    int r = e->io->m->submit(e->io, req, nreq);
+    atomic_fetch_add_explicit(&e->reads, (uint64_t)nreq, memory_order_relaxed);
+    for (int j = 0; j < nreq; j++) {
+      int i = which[j];
+      if (req[j].res < 0 || r < 0)
+        rcs[i] = ls_err_io(req[j].res < 0 ? (int)req[j].res : r, "%s: read", table_name(e, table));
+      else if ((size_t)req[j].res != req[j].len)
+        rcs[i] = ls_corrupt("%s: record cut short by the end of the file", table_name(e, table));
+      else
+        rcs[i] = check_record(e, words[i], seg_get(&e->sm, loc_seg(words[i]))->seed, table, &keys[i],
+                              vals[i].mem, &vals[i]);
+    }
+  }
+  ls_guard_leave(&e->guard, g);
+  /* Remember what the transaction saw (for its commit check). */
+  for (int i = 0; !rc && txn && i < n; i++) {
+    if (!words[i] && rcs[i] != LS_NOTFOUND) continue;   /* served by the txn */
+    idx_key key;
+    idx_key_from_digest(&key, keys[i].digest);
+    int present = rcs[i] == LS_OK;
+    if (rcs[i] == LS_OK || rcs[i] == LS_NOTFOUND)
+      rc = txn_observe(txn, table, &key, words[i], present ? vals[i].seq : 0, present);
+  }
+  free(req);
+  free(which);
+  free(words);
+  return rc;
+}
+
+/* ---- cursors -------------------------------------------------------------- */
+
+struct ls_cursor {
+  ls_engine *e;
+  ls_txn *txn;
+  uint32_t table;
+  int rc;                          /* sticky error */
+
+  /* Committed rows: a fetched batch and its records. */
+  idx_entry batch[CURSOR_BATCH];
+  uint32_t nbatch, pos;
+  uint8_t *rbuf;                   /* records of the batch, back to back */
+  size_t rcap;
+  uint32_t roff[CURSOR_BATCH];     /* offset of each record in rbuf */
+  uint32_t seed[CURSOR_BATCH];     /* CRC seed of each record's segment */
+  idx_key from;                    /* resume point */
+  int after;                       /* resume after from (not at it) */
+  int done;                        /* no more committed entries */
+
+  /* The transaction's own writes, same scheme (no I/O). */
+  idx_entry tbatch[CURSOR_BATCH];
+  uint32_t ntb, tpos;
+  idx_key tfrom;
+  int tafter, tdone;
+
+  int valid;
+  ls_value row;                    /* current row (points into rbuf or own) */
+  ls_value own;                    /* storage for a transaction's row */
+};
+
+int ls_cursor_open(ls_engine *e, ls_txn *txn, uint32_t table, ls_cursor **out) {
+  ls_cursor *c = calloc(1, sizeof *c);
+  if (!c) return ls_err(LS_NOMEM, "out of memory");
+  c->e = e;
+  c->txn = txn;
+  c->table = table;
+  c->done = c->tdone = 1;
+  *out = c;
+  return LS_OK;
+}
+
+void ls_cursor_close(ls_cursor *c) {
+  if (!c) return;
+  free(c->rbuf);
+  ls_value_free(&c->own);
+  free(c);
+}
+
+/* Fetch the next batch of committed entries and read their records. */
+static int fill_committed(ls_cursor *c) {
+  ls_engine *e = c->e;
+  c->nbatch = c->pos = 0;
+  while (!c->done && c->nbatch == 0) {
+    unsigned g = ls_guard_enter(&e->guard);
+    ls_table *t = eng_table(e, c->table);
+    if (!t) {
+      ls_guard_leave(&e->guard, g);
+      return ls_err(LS_NOTABLE, "table %u was dropped during the scan", c->table);
+    }
+    idx_entry got[CURSOR_BATCH];
+    pthread_rwlock_rdlock(&t->lock);
+    size_t n = idx_range(t->idx, &c->from, c->after, got, CURSOR_BATCH);
+    pthread_rwlock_unlock(&t->lock);
+    if (n < CURSOR_BATCH) c->done = 1;
+    if (n) {
+      c->from.hi = got[n - 1].hi;
+      c->from.lo = got[n - 1].lo;
+      c->after = 1;
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+      if (!loc_tomb(got[i].word)) {
+        c->batch[c->nbatch] = got[i];
+        c->seed[c->nbatch] = seg_get(&e->sm, loc_seg(got[i].word))->seed;
+        c->roff[c->nbatch++] = (uint32_t)total;
+        total += loc_size(got[i].word);
+      }
+    int rc = LS_OK;
+    if (c->nbatch) {
+      if (c->rcap < total) {
+        uint8_t *p = realloc(c->rbuf, total);
+        if (!p) rc = ls_err(LS_NOMEM, "out of memory");
+        else { c->rbuf = p; c->rcap = total; }
+      }
+      ls_io_req req[CURSOR_BATCH];
+      for (uint32_t i = 0; !rc && i < c->nbatch; i++) {
+        uint64_t w = c->batch[i].word;
+        req[i] = (ls_io_req){ LS_IOOP_READ, seg_fd(&e->sm, loc_seg(w)), c->rbuf + c->roff[i], loc_size(w),
+                              seg_base(&e->sm, loc_seg(w)) + loc_off(w), 0 };
+      }
+      if (!rc) {
+        int r = e->io->m->submit(e->io, req, (int)c->nbatch);
+        atomic_fetch_add_explicit(&e->reads, c->nbatch, memory_order_relaxed);
+        for (uint32_t i = 0; !rc && i < c->nbatch; i++) {
+          uint64_t w = c->batch[i].word;
+          if (r < 0 || req[i].res < 0)
+            rc = ls_err_io(req[i].res < 0 ? (int)req[i].res : r, "%s: read of segment %u", t->name, loc_seg(w));
+          else if ((size_t)req[i].res != req[i].len)
+            rc = ls_corrupt("%s: segment %u: record cut short by the end of the file", t->name, loc_seg(w));
+          /* The record's checks run when step() returns it. */
+        }
+      }
+    }
+    ls_guard_leave(&e->guard, g);
+    if (rc) return rc;
+  }
+  return LS_OK;
+}
+
+/* Fetch the next batch of the transaction's own entries that hold a write. */
+static void fill_txn(ls_cursor *c) {
+  c->ntb = c->tpos = 0;
+  ls_index *ov = c->txn ? txn_overlay(c->txn, c->table) : NULL;
+  while (!c->tdone && c->ntb == 0) {
+    if (!ov) { c->tdone = 1; break; }
+    idx_entry got[CURSOR_BATCH];
+    size_t n = idx_range(ov, &c->tfrom, c->tafter, got, CURSOR_BATCH);
+    if (n < CURSOR_BATCH) c->tdone = 1;
+    if (n) {
+      c->tfrom.hi = got[n - 1].hi;
+      c->tfrom.lo = got[n - 1].lo;
+      c->tafter = 1;
+    }
+    for (size_t i = 0; i < n; i++)
+      if ((uint32_t)got[i].word) c->tbatch[c->ntb++] = got[i];
+  }
+}
+
+static inline int key_cmp(const idx_entry *a, const idx_entry *b) {
+  if (a->hi != b->hi) return a->hi < b->hi ? -1 : 1;
+  if (a->lo != b->lo) return a->lo < b->lo ? -1 : 1;
+  return 0;
+}
+
+/* Move to the next visible row (merge of committed and own writes). */
+static int step(ls_cursor *c) {
+  c->valid = 0;
+  for (;;) {
+    if (c->pos == c->nbatch && !c->done) {
+      int rc = fill_committed(c);
+      if (rc) return rc;
+    }
+    if (c->tpos == c->ntb && !c->tdone) fill_txn(c);
+    const idx_entry *ce = c->pos < c->nbatch ? &c->batch[c->pos] : NULL;
+    const idx_entry *te = c->tpos < c->ntb ? &c->tbatch[c->tpos] : NULL;
+    if (!ce && !te) return LS_OK;
+    int cmp = !ce ? 1 : !te ? -1 : key_cmp(ce, te);
+    if (cmp >= 0) {
+      /* The transaction's write of this key wins over the committed row. */
+      uint32_t ord = (uint32_t)te->word - 1;
+      c->tpos++;
+      if (cmp == 0) c->pos++;
+      int rc = txn_value(c->txn, ord, &c->own);
+      if (rc == LS_NOTFOUND || (rc == LS_OK && c->txn->recs[ord].type == LS_REC_DELETE)) continue;
+      if (rc) return rc;
+      c->row = c->own;
+      c->row.token = idx_key_token(te->hi);
+      c->valid = 1;
+      return LS_OK;
+    }
+    ls_value tmp = {0};
+    unsigned g = ls_guard_enter(&c->e->guard);   /* for the table name of an error */
+    int rc = check_record(c->e, ce->word, c->seed[c->pos], c->table, NULL, c->rbuf + c->roff[c->pos], &tmp);
+    ls_guard_leave(&c->e->guard, g);
+    if (rc) return rc;
+    tmp.token = idx_key_token(ce->hi);
+    c->row = tmp;
+    c->pos++;
+    c->valid = 1;
+    return LS_OK;
+  }
+}
+
+int ls_cursor_seek(ls_cursor *c, int64_t lo) {
+  c->from.hi = c->tfrom.hi = idx_hi_of_token(lo);
+  c->from.lo = c->tfrom.lo = 0;
+  c->after = c->tafter = 0;
+  c->done = 0;
+  c->tdone = c->txn ? 0 : 1;
+  c->nbatch = c->pos = c->ntb = c->tpos = 0;
+  c->rc = step(c);
+  return c->rc;
+}
+
+int ls_cursor_valid(ls_cursor *c) { return c->valid; }
+
+int ls_cursor_next(ls_cursor *c) {
+  if (c->rc) return c->rc;
+  c->rc = step(c);
+  return c->rc;
+}
+
+const ls_value *ls_cursor_row(ls_cursor *c) { return c->valid ? &c->row : NULL; }

@@ -1,0 +1,311 @@
+/*
+** txn.c -- transactions: buffered writes with read-your-writes, savepoints
+** and write-conflict observations.
+**
+** A transaction keeps, in the order made:
+**   recs[]   one entry per put or delete; the encoded record itself (header,
+**            key, value) sits in chunks[] and is what the writer copies
+**            into the segment, so a row is held in memory once;
+**   maps[]   per table, an index from key to the newest write of that key
+**            (low 32 bits: ordinal + 1) and to the key's observation (high
+**            32 bits: obs index + 1);
+**   obs[]    the committed version of a key as first seen through the
+**            transaction, validated by the writer at commit.
+**
+** Rolling back to a savepoint undoes writes newest first: each write
+** remembers the previous write of its key in this transaction (prev), which
+** becomes the newest again.  Observations are kept (they only make the
+** commit check stricter).
+*/
+#include "engine_int.h"
+
+#include <stdlib.h>
+
+#define TXN_OPEN 0
+#define TXN_DONE 1
+#define CHUNK_MIN (16u << 10)
+#define CHUNK_MAX (1u << 20)
+
+int ls_txn_begin(ls_engine *e, ls_txn **out) {
+  ls_txn *t = calloc(1, sizeof *t);
+  if (!t) return ls_err(LS_NOMEM, "out of memory");
+  t->e = e;
+  sem_init(&t->done, 0, 0);
+  *out = t;
+  return LS_OK;
+}
+
+void ls_txn_free(ls_txn *t) {
+  if (!t) return;
+  for (uint32_t i = 0; i < t->nchunks; i++) free(t->chunks[i]);
+  for (uint32_t i = 0; i < t->nmaps; i++) idx_free(t->maps[i].idx);
+  free(t->chunks);
+  free(t->chunk_len);
+  free(t->chunk_cap);
+  free(t->recs);
+  free(t->obs);
+  free(t->maps);
+  sem_destroy(&t->done);
+  free(t);
+}
+
+uint64_t ls_txn_size(ls_txn *t) { return t->nrec; }
+
+static txn_map *find_map(ls_txn *t, uint32_t table, int create) {
+  for (uint32_t i = 0; i < t->nmaps; i++)
+    if (t->maps[i].table == table) return &t->maps[i];
+  if (!create) return NULL;
+  txn_map *m = realloc(t->maps, (t->nmaps + 1) * sizeof *m);
+  if (!m) return NULL;
+  t->maps = m;
+  m = &t->maps[t->nmaps];
+  m->table = table;
+  m->idx = idx_new();
+  if (!m->idx) return NULL;
+  t->nmaps++;
+  return m;
+}
+
+static inline uint32_t map_rec(uint64_t w) { return (uint32_t)w; }            /* ordinal+1, 0 none */
+static inline uint32_t map_obs(uint64_t w) { return (uint32_t)(w >> 32); }    /* obs+1, 0 none */
+static inline uint64_t map_word(uint32_t rec1, uint32_t obs1) { return ((uint64_t)obs1 << 32) | rec1; }
+
+/* Room for an encoded record of size bytes; returns its chunk/offset. */
+static int chunk_alloc(ls_txn *t, uint32_t size, uint32_t *chunk, uint32_t *off) {
+  if (t->nchunks) {
+    uint32_t c = t->nchunks - 1;
+    if (t->chunk_cap[c] - t->chunk_len[c] >= size) {
+      *chunk = c;
+      *off = t->chunk_len[c];
+      t->chunk_len[c] += size;
+      return LS_OK;
+    }
+  }
+  uint32_t cap = t->nchunks ? t->chunk_cap[t->nchunks - 1] * 2 : CHUNK_MIN;
+  if (cap > CHUNK_MAX) cap = CHUNK_MAX;
+  if (cap < size) cap = size;
+  uint8_t **c = realloc(t->chunks, (t->nchunks + 1) * sizeof *c);
+  if (c) t->chunks = c;
+  uint32_t *l = realloc(t->chunk_len, (t->nchunks + 1) * sizeof *l);
+  if (l) t->chunk_len = l;
+  uint32_t *k = realloc(t->chunk_cap, (t->nchunks + 1) * sizeof *k);
+  if (k) t->chunk_cap = k;
+  uint8_t *mem = (c && l && k) ? malloc(cap) : NULL;
+  if (!mem) return ls_err(LS_NOMEM, "out of memory buffering a transaction");
+  t->chunks[t->nchunks] = mem;
+  t->chunk_len[t->nchunks] = size;
+  t->chunk_cap[t->nchunks] = cap;
+  *chunk = t->nchunks++;
+  *off = 0;
+  return LS_OK;
+}
+
+static int write_rec(ls_txn *t, uint32_t type, uint32_t table, const ls_key *k,
+                     const void *val, uint32_t vlen) {
+  ls_engine *e = t->e;
+  if (t->state != TXN_OPEN) return ls_err(LS_INVALID, "transaction already committed");
+  if (k->len > LS_MAX_KEY)
+    return ls_err(LS_TOOBIG, "key of %u bytes is larger than the limit of %u bytes", k->len, LS_MAX_KEY);
+  if (vlen > ls_max_record(e->seg_size) ||
+      ls_rec_size(k->len, vlen) > ls_max_record(e->seg_size))
+    return ls_err(LS_TOOBIG, "row of %u bytes does not fit one record (at most %u bytes of value "
+                  "for this key with segment_size %u)", vlen, ls_max_value(e, k->len), e->seg_size);
+  if (table == 0) return ls_err(LS_NOTABLE, "no table with id 0");
+  txn_map *m = find_map(t, table, 1);
+  if (!m) return ls_err(LS_NOMEM, "out of memory buffering a transaction");
+  if (t->nrec == t->caprec) {
+    uint32_t ncap = t->caprec ? 2 * t->caprec : 64;
+    txn_rec *r = realloc(t->recs, ncap * sizeof *r);
+    if (!r) return ls_err(LS_NOMEM, "out of memory buffering a transaction");
+    t->recs = r;
+    t->caprec = ncap;
+  }
+  uint32_t size = ls_rec_size(k->len, vlen);
+  uint32_t chunk = 0, off = 0;
+  int rc = chunk_alloc(t, size, &chunk, &off);
+  if (rc) return rc;
+  idx_key key;
+  idx_key_from_digest(&key, k->digest);
+  uint64_t w = 0;
+  idx_get(m->idx, &key, &w);
+  uint32_t ord = t->nrec;
+  rc = idx_put(m->idx, &key, map_word(ord + 1, map_obs(w)), NULL);
+  if (rc < 0) { t->chunk_len[chunk] -= size; return ls_err(LS_NOMEM, "out of memory buffering a transaction"); }
+  txn_rec *r = &t->recs[ord];
+  r->hi = key.hi;
+  r->lo = key.lo;
+  r->word = 0;
+  r->table = table;
+  r->chunk = chunk;
+  r->off = off;
+  r->size = size;
+  r->prev = map_rec(w) ? map_rec(w) - 1 : TXN_NONE;
+  r->type = (uint8_t)type;
+  r->dead = 0;
+  ls_rec_encode(t->chunks[chunk] + off, type, table, k->data, k->len, val, vlen);
+  if (r->prev != TXN_NONE) {
+    txn_rec *p = &t->recs[r->prev];
+    p->dead = 1;
+    t->live_bytes -= p->size;
+    t->live_recs--;
+  }
+  t->live_bytes += size;
+  t->live_recs++;
+  t->nrec++;
+  return LS_OK;
+}
+
+int ls_txn_put(ls_txn *t, uint32_t table, const ls_key *k, const void *val, uint32_t vlen) {
+  return write_rec(t, LS_REC_PUT, table, k, val, vlen);
+}
+
+int ls_txn_delete(ls_txn *t, uint32_t table, const ls_key *k) {
+  return write_rec(t, LS_REC_DELETE, table, k, NULL, 0);
+}
+
+int ls_txn_savepoint(ls_txn *t) { return (int)t->nrec; }
+
+int ls_txn_rollback_to(ls_txn *t, int mark) {
+  if (mark < 0 || (uint32_t)mark > t->nrec) return ls_err(LS_INVALID, "no such savepoint");
+  if (t->state != TXN_OPEN) return ls_err(LS_INVALID, "transaction already committed");
+  while (t->nrec > (uint32_t)mark) {
+    txn_rec *r = &t->recs[t->nrec - 1];
+    txn_map *m = find_map(t, r->table, 0);
+    idx_key key = { r->hi, r->lo };
+    uint64_t w = 0;
+    idx_get(m->idx, &key, &w);
+    /* Replacing an existing entry never allocates. */
+    idx_put(m->idx, &key, map_word(r->prev == TXN_NONE ? 0 : r->prev + 1, map_obs(w)), NULL);
+    if (r->prev != TXN_NONE) {
+      txn_rec *p = &t->recs[r->prev];
+      p->dead = 0;
+      t->live_bytes += p->size;
+      t->live_recs++;
+    }
+    t->live_bytes -= r->size;
+    t->live_recs--;
+    t->chunk_len[r->chunk] = r->off;
+    t->nrec--;
+  }
+  return LS_OK;
+}
+
+/* Record the committed version of key seen now (first time only). */
+static int observe(ls_txn *t, txn_map *m, const idx_key *key, uint64_t w, uint32_t table,
+                   uint64_t word, uint64_t seq, int present) {
+  if (map_obs(w)) return LS_OK;
+  if (t->nobs == t->capobs) {
+    uint32_t ncap = t->capobs ? 2 * t->capobs : 32;
+    txn_obs *o = realloc(t->obs, ncap * sizeof *o);
+    if (!o) return ls_err(LS_NOMEM, "out of memory");
+    t->obs = o;
+    t->capobs = ncap;
+  }
+  txn_obs *o = &t->obs[t->nobs];
+  o->hi = key->hi;
+  o->lo = key->lo;
+  o->word = word;
+  o->seq = seq;
+  o->table = table;
+  o->present = (uint8_t)present;
+  if (idx_put(m->idx, key, map_word(map_rec(w), t->nobs + 1), NULL) < 0)
+    return ls_err(LS_NOMEM, "out of memory");
+  t->nobs++;
+  return LS_OK;
+}
+
+/* Fill v from an encoded record of this transaction. */
+static int value_from_rec(ls_txn *t, const txn_rec *r, ls_value *v) {
+  const uint8_t *p = txn_rec_ptr(t, r);
+  if (v->cap < r->size) {
+    uint8_t *m = realloc(v->mem, r->size);
+    if (!m) return ls_err(LS_NOMEM, "out of memory");
+    v->mem = m;
+    v->cap = r->size;
+  }
+  memcpy(v->mem, p, r->size);
+  uint32_t klen = ls_get16(v->mem + 6), vlen = ls_get32(v->mem + 8);
+  v->key = v->mem + LS_REC_HDR;
+  v->key_len = klen;
+  v->data = v->mem + LS_REC_HDR + klen;
+  v->len = vlen;
+  v->token = idx_key_token(r->hi);
+  v->seq = 0;
+  return LS_OK;
+}
+
+int txn_own(ls_txn *t, uint32_t table, const idx_key *key, ls_value *v) {
+  txn_map *m = find_map(t, table, 0);
+  uint64_t w = 0;
+  if (!m || !idx_get(m->idx, key, &w) || !map_rec(w)) return 1;
+  const txn_rec *r = &t->recs[map_rec(w) - 1];
+  if (r->type == LS_REC_DELETE) return LS_NOTFOUND;
+  return value_from_rec(t, r, v);
+}
+
+int txn_observe(ls_txn *t, uint32_t table, const idx_key *key, uint64_t word, uint64_t seq, int present) {
+  txn_map *m = find_map(t, table, 1);
+  if (!m) return ls_err(LS_NOMEM, "out of memory");
+  uint64_t w = 0;
+  idx_get(m->idx, key, &w);
+  return observe(t, m, key, w, table, present ? word : 0, seq, present);
+}
+
+ls_index *txn_overlay(ls_txn *t, uint32_t table) {
+  txn_map *m = find_map(t, table, 0);
+  return m ? m->idx : NULL;
+}
+
+int txn_value(ls_txn *t, uint32_t ord, ls_value *v) { return value_from_rec(t, &t->recs[ord], v); }
+
+/* Look k up as t sees it.  want_value: fill v.  Returns LS_OK (present),
+** LS_NOTFOUND or an error. */
+static int txn_read(ls_txn *t, uint32_t table, const ls_key *k, ls_value *v) {
+  ls_engine *e = t->e;
+  idx_key key;
+  idx_key_from_digest(&key, k->digest);
+  txn_map *m = find_map(t, table, 1);
+  if (!m) return ls_err(LS_NOMEM, "out of memory");
+  uint64_t w = 0;
+  idx_get(m->idx, &key, &w);
+  if (map_rec(w)) {
+    const txn_rec *r = &t->recs[map_rec(w) - 1];
+    if (r->type == LS_REC_DELETE) return LS_NOTFOUND;
+    return value_from_rec(t, r, v);
+  }
+  /* Not written here: read the committed version and remember it. */
+  unsigned g = ls_guard_enter(&e->guard);
+  uint64_t word = 0;
+  int rc = eng_lookup(e, table, &key, &word);
+  int present = 0;
+  uint64_t seq = 0;
+  if (!rc && word && !loc_tomb(word)) {
+    rc = eng_read_record(e, word, table, k, v);
+    if (!rc) { present = 1; seq = v->seq; }
+  }
+  ls_guard_leave(&e->guard, g);
+  if (rc) return rc;
+  rc = observe(t, m, &key, w, table, present ? word : 0, seq, present);
+  if (rc) return rc;
+  return present ? LS_OK : LS_NOTFOUND;
+}
+
+int ls_txn_get(ls_txn *t, uint32_t table, const ls_key *k, ls_value *v) {
+  return txn_read(t, table, k, v);
+}
+
+int ls_txn_exists(ls_txn *t, uint32_t table, const ls_key *k) {
+  ls_value v = {0};
+  int rc = txn_read(t, table, k, &v);
+  ls_value_free(&v);
+  if (rc == LS_OK) return 1;
+  if (rc == LS_NOTFOUND) return 0;
+  return rc;
+}
+
+int ls_txn_commit(ls_txn *t) {
+  if (t->state != TXN_OPEN) return ls_err(LS_INVALID, "transaction already committed");
+  t->state = TXN_DONE;
+  if (t->live_recs == 0) return LS_OK;        /* read-only: nothing to make durable */
+  return writer_commit(t->e, t);
+}

@@ -1,0 +1,640 @@
+/*
+** writer.c -- the write path: one thread group-commits the transactions of
+** every caller into the active (mixed) segment.
+**
+** A commit group is everything queued when the writer wakes up.  For each
+** group the writer
+**   1. validates every transaction's observed versions (write conflicts),
+**   2. serialises the surviving transactions' records into the open buffer,
+**      assigning write sequences, switching segments when one fills,
+**   3. writes the buffer(s) and fdatasyncs each file written (one sync per
+**      file per group; the sync is issued after the write completed),
+**   4. installs every record in its table's index and frees the old
+**      locations' bytes in the segment accounting,
+**   5. releases the callers.
+**
+** Rules of the write path (the crash argument is in FORMAT.md):
+**
+**  (W1) A transaction is acknowledged only after all its records and its
+**       commit mark are durable (step 3 returned success) and installed.
+**  (W2) A transaction that fits the rest of the active segment goes into
+**       one buffer; its last record carries END and recovery applies its
+**       records only when the END record is valid.  A larger transaction
+**       is streamed through as many buffers and segments as it needs with
+**       CONT on every record, followed by a COMMIT record naming its first
+**       sequence; recovery applies CONT records only if that COMMIT is
+**       found.  So a transaction is atomic at recovery either way, and
+**       streaming needs no second copy of its bytes in memory.
+**  (W3) Small commits share blocks: a group is appended to the open buffer
+**       when the buffer then still fits one block, and that block is
+**       rewritten (header and earlier records byte-identical, plus the new
+**       records).  Otherwise the open buffer is sealed and the group starts
+**       a new buffer at the next 4 KiB boundary; a buffer that grew past one
+**       block is sealed after its group.  Every write is one contiguous
+**       range starting at the open buffer's first block.
+**  (W4) After a failed write or sync the engine is failed: the group's
+**       transactions get the error, and every later commit LS_READONLY
+**       until the engine is reopened.  A sync is never retried.
+**  (W5) Sequences are assigned here, in write order; every buffer header
+**       records the highest sequence assigned so far, so sequences never
+**       go backwards across a restart.
+**  (W6) A sealed segment whose live count drops to zero is freed after
+**       readers drain (ls_guard_wait); nothing points into it any more --
+**       unless it is pinned: it holds the COMMIT record of a streamed
+**       transaction whose CONT records sit in segments still in use.
+**       Only after its group installed: a segment sealed in the middle of
+**       a group may hold records of that group not yet in the index.
+*/
+#include "engine_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef struct writer_callreq {
+  int (*fn)(ls_engine *e, void *arg);
+  void *arg;
+  int rc;
+  char msg[256];
+  sem_t done;
+  struct writer_callreq *next;
+} writer_callreq;
+
+/* Keys written by the transactions already accepted in the current group:
+** a later transaction of the same group that read one of them read the
+** version before it, so it conflicts. */
+typedef struct keyset {
+  struct ks_slot { uint64_t hi, lo; uint32_t table; } *slots;
+  uint32_t cap, n;
+} keyset;
+
+struct ls_writer {
+  ls_engine *e;
+  pthread_t thread;
+  int started;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  ls_txn *head, *tail;             /* queued commits */
+  writer_callreq *calls;           /* queued calls */
+  int stop;
+
+  /* Writer-thread state: the active segment and its open buffer. */
+  uint32_t seg;                    /* active segment, or TXN_NONE */
+  uint8_t *buf;                    /* open buffer (segment-sized, aligned) */
+  uint32_t buf_start;              /* offset of the open buffer in the segment */
+  uint32_t buf_len;                /* header + records in buf */
+  uint32_t buf_nrec;
+  uint32_t buf_written;            /* buf_len as last written (0: never) */
+
+  int io_error;                    /* a write or sync of this group failed */
+  int sync_fds[8];                 /* files written in this group */
+  int nsync;
+  uint32_t *to_free;               /* sealed segments with no live record */
+  uint32_t nfree, capfree;
+  uint32_t *tsegs;                 /* segments a streamed transaction used */
+  uint32_t ntsegs, captsegs;
+  keyset ks;
+};
+
+/* ---- key set ------------------------------------------------------------ */
+
+static int ks_reset(keyset *s, uint32_t want) {
+  uint32_t cap = 64;
+  while (cap < want * 2) cap *= 2;
+  if (cap > s->cap) {
+    void *p = realloc(s->slots, cap * sizeof *s->slots);
+    if (!p) return LS_NOMEM;
+    s->slots = p;
+    s->cap = cap;
+  }
+  memset(s->slots, 0, s->cap * sizeof *s->slots);
+  s->n = 0;
+  return LS_OK;
+}
+
+static uint32_t ks_find(const keyset *s, uint32_t table, uint64_t hi, uint64_t lo) {
+  uint32_t i = (uint32_t)(lo ^ (hi >> 17) ^ table) & (s->cap - 1);
+  while (s->slots[i].table && !(s->slots[i].table == table && s->slots[i].hi == hi && s->slots[i].lo == lo))
+    i = (i + 1) & (s->cap - 1);
+  return i;
+}
+
+static int ks_has(const keyset *s, uint32_t table, uint64_t hi, uint64_t lo) {
+  return s->cap && s->slots[ks_find(s, table, hi, lo)].table != 0;
+}
+
+/* Add; the set was sized for every key of the group by ks_reset. */
+static void ks_add(keyset *s, uint32_t table, uint64_t hi, uint64_t lo) {
+  uint32_t i = ks_find(s, table, hi, lo);
+  if (!s->slots[i].table) {
+    s->slots[i].table = table;
+    s->slots[i].hi = hi;
+    s->slots[i].lo = lo;
+    s->n++;
+  }
+}
+
+/* ---- buffer and segment handling ---------------------------------------- */
+
+/* Start a new open buffer at offset off of the active segment. */
+static void buf_open_at(ls_writer *w, uint32_t off) {
+  w->buf_start = off;
+  w->buf_len = LS_BUF_HDR;
+  w->buf_nrec = 0;
+  w->buf_written = 0;
+}
+
+static int note_sync_fd(ls_writer *w, int fd) {
+  for (int i = 0; i < w->nsync; i++)
+    if (w->sync_fds[i] == fd) return LS_OK;
+  if (w->nsync == (int)(sizeof w->sync_fds / sizeof w->sync_fds[0])) return 1;
+  w->sync_fds[w->nsync++] = fd;
+  return LS_OK;
+}
+
+static int sync_files(ls_writer *w) {
+  ls_engine *e = w->e;
+  for (int i = 0; i < w->nsync; i++) {
+    int r = e->io->m->sync(e->io, w->sync_fds[i]);
+    atomic_fetch_add(&e->syncs, 1);
+    if (r) {
+      w->nsync = 0;
+      w->io_error = 1;
+      return ls_err_io(r, "fdatasync of a data file");
+    }
+  }
+  w->nsync = 0;
+  return LS_OK;
+}
+
+/* Write the open buffer's unwritten part: from its first block to the end
+** of its last block (rule W3).  The header is re-encoded first. */
+static int buf_write(ls_writer *w) {
+  ls_engine *e = w->e;
+  if (w->seg == TXN_NONE || w->buf_len == w->buf_written || w->buf_nrec == 0) return LS_OK;
+  ls_seg *d = seg_get(&e->sm, w->seg);
+  ls_bufhdr h = {
+    .kind = LS_KIND_MIXED, .flags = 0, .seg_seq = d->seq,
+    .max_seq = atomic_load(&e->next_seq) - 1,
+    .data_size = w->buf_len - LS_BUF_HDR, .nrecords = w->buf_nrec,
+  };
+  ls_bufhdr_encode(w->buf, &h);
+  uint32_t len = (uint32_t)ls_align_up(w->buf_len, LS_BLOCK);
+  int fd = seg_fd(&e->sm, w->seg);
+  int r = e->io->m->write(e->io, fd, w->buf, len, seg_base(&e->sm, w->seg) + w->buf_start);
+  if (r) {
+    w->io_error = 1;
+    return ls_err_io(r, "write of segment %u at offset %u", w->seg, w->buf_start);
+  }
+  atomic_fetch_add(&e->bytes_written, len);
+  w->buf_written = w->buf_len;
+  if (note_sync_fd(w, fd)) {
+    /* More files than slots in one group: sync what we have now. */
+    int rc = sync_files(w);
+    if (rc) return rc;
+    note_sync_fd(w, fd);
+  }
+  return LS_OK;
+}
+
+static void note_free_candidate(ls_writer *w, uint32_t s) {
+  for (uint32_t i = 0; i < w->nfree; i++)
+    if (w->to_free[i] == s) return;
+  if (w->nfree == w->capfree) {
+    uint32_t ncap = w->capfree ? 2 * w->capfree : 64;
+    uint32_t *p = realloc(w->to_free, ncap * sizeof *p);
+    if (!p) return;                /* freed later, when next seen empty */
+    w->to_free = p;
+    w->capfree = ncap;
+  }
+  w->to_free[w->nfree++] = s;
+}
+
+/* Seal the active segment (after its buffer was written). */
+static void seal_active(ls_writer *w) {
+  ls_engine *e = w->e;
+  if (w->seg == TXN_NONE) return;
+  seg_seal(&e->sm, w->seg);
+  if (atomic_load(&seg_get(&e->sm, w->seg)->live_records) == 0) note_free_candidate(w, w->seg);
+  w->seg = TXN_NONE;
+}
+
+/* Make sure an active segment with an open buffer exists. */
+static int ensure_segment(ls_writer *w) {
+  ls_engine *e = w->e;
+  if (w->seg != TXN_NONE) return LS_OK;
+  uint32_t s;
+  int rc = seg_alloc(&e->sm, LS_KIND_MIXED, 0, 0, 1, &s);
+  if (rc) return rc;
+  w->seg = s;
+  memset(w->buf, 0, e->seg_size);
+  buf_open_at(w, 0);
+  eng_kick_bg(e);
+  return LS_OK;
+}
+
+/* The active segment is full: write its buffer, seal it, start the next. */
+static int switch_segment(ls_writer *w) {
+  int rc = buf_write(w);
+  if (rc) return rc;
+  seal_active(w);
+  return ensure_segment(w);
+}
+
+/* At the start of a group of group_bytes: keep appending to the open
+** buffer only if it then still fits one block; otherwise seal it and open
+** the next buffer at the next 4 KiB boundary (W3). */
+static void group_start(ls_writer *w, uint64_t group_bytes) {
+  ls_engine *e = w->e;
+  if (w->seg == TXN_NONE || w->buf_nrec == 0) return;
+  if (w->buf_len <= LS_BLOCK && w->buf_len + group_bytes <= LS_BLOCK) return;
+  uint32_t next = w->buf_start + (uint32_t)ls_align_up(w->buf_len, LS_BLOCK);
+  memset(w->buf, 0, ls_align_up(w->buf_len, LS_BLOCK));
+  if (next + LS_BUF_HDR + LS_REC_HDR > e->seg_size) {
+    seal_active(w);
+    return;
+  }
+  buf_open_at(w, next);
+}
+
+static inline uint32_t room(ls_writer *w) {
+  return w->e->seg_size - w->buf_start - w->buf_len;
+}
+
+/* Append one encoded record (already holding type, table, key, value) and
+** seal it with the next sequence.  The caller ensured it fits. */
+static uint64_t append(ls_writer *w, const uint8_t *rec, uint32_t size, uint32_t flags, int tomb) {
+  ls_engine *e = w->e;
+  uint8_t *p = w->buf + w->buf_len;
+  memcpy(p, rec, size);
+  uint64_t seq = atomic_fetch_add(&e->next_seq, 1);
+  ls_rec_seal(p, seq, flags, seg_get(&e->sm, w->seg)->seed);
+  uint64_t word = loc_make(w->seg, w->buf_start + w->buf_len, size, tomb);
+  w->buf_len += size;
+  w->buf_nrec++;
+  return word;
+}
+
+static int note_tseg(ls_writer *w, uint32_t s) {
+  if (w->ntsegs == w->captsegs) {
+    uint32_t ncap = w->captsegs ? 2 * w->captsegs : 16;
+    uint32_t *p = realloc(w->tsegs, ncap * sizeof *p);
+    if (!p) return ls_err(LS_NOMEM, "writer: out of memory");
+    w->tsegs = p;
+    w->captsegs = ncap;
+  }
+  w->tsegs[w->ntsegs++] = s;
+  return LS_OK;
+}
+
+/* Serialise t's live records (rule W2).  On LS_FULL nothing of t is
+** committed (a streamed prefix without its COMMIT record is dead). */
+static int serialize(ls_writer *w, ls_txn *t) {
+  ls_engine *e = w->e;
+  int rc = ensure_segment(w);
+  if (rc) return rc;
+  int multi = t->live_bytes > room(w);
+  uint64_t first_seq = atomic_load(&e->next_seq);
+  uint32_t last = TXN_NONE;
+  for (uint32_t i = 0; i < t->nrec; i++)
+    if (!t->recs[i].dead) last = i;
+  w->ntsegs = 0;
+  for (uint32_t i = 0; i < t->nrec; i++) {
+    txn_rec *r = &t->recs[i];
+    if (r->dead) continue;
+    if (r->size > room(w)) {
+      rc = switch_segment(w);      /* only reachable when multi */
+      if (rc) return rc;
+    }
+    if (multi && (!w->ntsegs || w->tsegs[w->ntsegs - 1] != w->seg)) {
+      rc = note_tseg(w, w->seg);
+      if (rc) return rc;
+    }
+    uint32_t flags = multi ? LS_RF_CONT : (i == last ? LS_RF_END : 0);
+    r->word = append(w, txn_rec_ptr(t, r), r->size, flags, r->type == LS_REC_DELETE);
+  }
+  if (multi) {
+    uint8_t rec[LS_REC_HDR + 8];
+    uint8_t first[8];
+    ls_put64(first, first_seq);
+    ls_rec_encode(rec, LS_REC_COMMIT, 0, NULL, 0, first, 8);
+    if (sizeof rec > room(w)) {
+      rc = switch_segment(w);
+      if (rc) return rc;
+    }
+    /* Every segment holding CONT records of t needs the COMMIT record in
+    ** this one.  Pin first: if that fails, no COMMIT is written. */
+    for (uint32_t i = 0; i < w->ntsegs; i++) {
+      rc = seg_add_dep(&e->sm, w->tsegs[i], w->seg);
+      if (rc) return rc;
+    }
+    append(w, rec, sizeof rec, LS_RF_END, 0);
+  }
+  return LS_OK;
+}
+
+/* ---- validation --------------------------------------------------------- */
+
+/* Is observation o still true?  1 yes, 0 conflict, < 0 error. */
+static int obs_holds(ls_engine *e, const txn_obs *o) {
+  idx_key k = { o->hi, o->lo };
+  unsigned g = ls_guard_enter(&e->guard);
+  uint64_t word = 0;
+  int rc = eng_lookup(e, o->table, &k, &word);
+  int ok;
+  if (rc) {
+    ok = rc;
+  } else if (!o->present) {
+    ok = word == 0 || loc_tomb(word);
+  } else if (word == 0 || loc_tomb(word)) {
+    ok = 0;
+  } else if (loc_same(word, o->word)) {
+    ok = 1;
+  } else {
+    /* Moved: a relocated copy keeps its sequence, a new version does not. */
+    ls_value v = {0};
+    rc = eng_read_record(e, word, o->table, NULL, &v);
+    ok = rc ? rc : v.seq == o->seq;
+    ls_value_free(&v);
+  }
+  ls_guard_leave(&e->guard, g);
+  return ok;
+}
+
+static void txn_finish(ls_txn *t, int rc, const char *msg) {
+  t->rc = rc;
+  if (rc) snprintf(t->msg, sizeof t->msg, "%s", msg ? msg : ls_strerror(rc));
+  sem_post(&t->done);
+}
+
+/* Check every transaction of the group; returns the accepted list. */
+static ls_txn *validate(ls_writer *w, ls_txn *group) {
+  ls_engine *e = w->e;
+  ls_txn *acc = NULL, **tailp = &acc;
+  uint32_t nkeys = 0, ntx = 0;
+  for (ls_txn *t = group; t; t = t->next) { nkeys += t->live_recs; ntx++; }
+  int use_set = ntx > 1 && ks_reset(&w->ks, nkeys) == LS_OK;
+  for (ls_txn *t = group, *next; t; t = next) {
+    next = t->next;
+    int rc = LS_OK;
+    const char *msg = NULL;
+    unsigned g = ls_guard_enter(&e->guard);
+    for (uint32_t i = 0; i < t->nmaps && !rc; i++) {
+      ls_table *tb = eng_table(e, t->maps[i].table);
+      if (!tb) { rc = LS_NOTABLE; msg = "the table was dropped before the commit"; }
+    }
+    ls_guard_leave(&e->guard, g);
+    for (uint32_t i = 0; i < t->nobs && !rc; i++) {
+      const txn_obs *o = &t->obs[i];
+      int ok = (use_set && ks_has(&w->ks, o->table, o->hi, o->lo)) ? 0 : obs_holds(e, o);
+      if (ok < 0) { rc = ok; msg = ls_errmsg(); }
+      else if (!ok) {
+        rc = LS_CONFLICT;
+        msg = "another transaction changed a row this transaction read; nothing was written";
+        atomic_fetch_add(&e->conflicts, 1);
+      }
+    }
+    if (rc) {
+      txn_finish(t, rc, msg);
+      continue;
+    }
+    if (use_set)
+      for (uint32_t i = 0; i < t->nrec; i++)
+        if (!t->recs[i].dead) ks_add(&w->ks, t->recs[i].table, t->recs[i].hi, t->recs[i].lo);
+    t->next = NULL;
+    *tailp = t;
+    tailp = &t->next;
+  }
+  return acc;
+}
+
+/* ---- install ------------------------------------------------------------ */
+
+static void install(ls_writer *w, ls_txn *t) {
+  ls_engine *e = w->e;
+  unsigned g = ls_guard_enter(&e->guard);
+  ls_table *tb = NULL;
+  for (uint32_t i = 0; i < t->nrec; i++) {
+    txn_rec *r = &t->recs[i];
+    if (r->dead) continue;
+    if (!tb || tb->id != r->table) {
+      if (tb) pthread_rwlock_unlock(&tb->lock);
+      tb = eng_table(e, r->table);   /* present: drops run on this thread */
+      pthread_rwlock_wrlock(&tb->lock);
+    }
+    idx_key k = { r->hi, r->lo };
+    uint64_t old = 0;
+    int how = eng_install(e, tb, &k, r->word, &old);
+    /* A segment left without live records is freed once sealed (W6). */
+    uint64_t gone = how == INSTALL_REPLACED ? old : how == INSTALL_DEAD ? r->word : 0;
+    if (gone) {
+      if (seg_is_empty(&e->sm, loc_seg(gone))) note_free_candidate(w, loc_seg(gone));
+    }
+  }
+  if (tb) pthread_rwlock_unlock(&tb->lock);
+  ls_guard_leave(&e->guard, g);
+  atomic_fetch_add(&e->commits, 1);
+  atomic_fetch_add(&e->user_bytes_written, t->live_bytes);
+}
+
+/* Free the sealed segments that hold no live record and are not pinned
+** (rule W6).  Freeing a segment can release the pin it held on another
+** one, which is then freed as well. */
+static void free_empty_segments(ls_writer *w) {
+  ls_engine *e = w->e;
+  int waited = 0;
+  while (w->nfree) {
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < w->nfree; i++)
+      if (seg_is_empty(&e->sm, w->to_free[i])) w->to_free[n++] = w->to_free[i];
+    w->nfree = 0;
+    if (!n) break;
+    /* Readers that could hold a location into these segments entered
+    ** before their last record died, which was before this wait.  Segments
+    ** released below emptied before it too: one wait covers them. */
+    if (!waited) { ls_guard_wait(&e->guard); waited = 1; }
+    uint32_t rel[64];
+    int nrel = seg_free_many(&e->sm, w->to_free, (int)n, rel, 64);
+    for (int i = 0; i < nrel; i++) note_free_candidate(w, rel[i]);
+  }
+}
+
+void writer_note_dead(ls_engine *e, uint64_t word) {
+  if (seg_is_empty(&e->sm, loc_seg(word))) note_free_candidate(e->writer, loc_seg(word));
+}
+
+void writer_free_empty(ls_engine *e) { free_empty_segments(e->writer); }
+
+static void fail_list(ls_txn *list, int rc, const char *msg) {
+  for (ls_txn *t = list, *next; t; t = next) {
+    next = t->next;
+    txn_finish(t, rc, msg);
+  }
+}
+
+static void process_group(ls_writer *w, ls_txn *group) {
+  ls_engine *e = w->e;
+  if (atomic_load(&e->failed)) {
+    fail_list(group, LS_READONLY, e->fail_msg);
+    return;
+  }
+  /* Candidates noted by earlier groups are settled (their groups installed
+  ** everything); those noted during this group may still receive live
+  ** records of it, so they wait until its end. */
+  free_empty_segments(w);
+  ls_txn *acc = validate(w, group);
+  if (!acc) return;
+  uint64_t group_bytes = 0;
+  for (ls_txn *t = acc; t; t = t->next) group_bytes += t->live_bytes;
+  group_start(w, group_bytes);
+  ls_txn *ok = NULL, **okp = &ok;
+  int rc = LS_OK;
+  w->io_error = 0;
+  for (ls_txn *t = acc, *next; t; t = next) {
+    next = t->next;
+    t->next = NULL;
+    rc = serialize(w, t);
+    if (rc && !w->io_error) {
+      /* No segment for it (disk_size reached, or a new data file could not
+      ** be made): this transaction fails alone.  A streamed prefix of it is
+      ** dead without its COMMIT record. */
+      txn_finish(t, rc, ls_errmsg());
+      rc = LS_OK;
+      continue;
+    }
+    if (rc) {                      /* a write failed: nothing is durable */
+      char msg[256];
+      snprintf(msg, sizeof msg, "%s", ls_errmsg());
+      txn_finish(t, rc, msg);
+      fail_list(next, rc, msg);
+      break;
+    }
+    *okp = t;
+    okp = &t->next;
+  }
+  if (!rc) rc = buf_write(w);
+  if (!rc) rc = sync_files(w);
+  if (rc) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", ls_errmsg());
+    eng_fail(e, msg);
+    /* Retire the active segment: its tail is in an unknown state. */
+    if (w->seg != TXN_NONE) { seg_seal(&e->sm, w->seg); w->seg = TXN_NONE; }
+    fail_list(ok, rc, msg);
+    return;
+  }
+  if (!ok) {
+    free_empty_segments(w);
+    return;
+  }
+  atomic_fetch_add(&e->commit_groups, 1);
+  for (ls_txn *t = ok; t; t = t->next) install(w, t);
+  for (ls_txn *t = ok, *next; t; t = next) {
+    next = t->next;
+    txn_finish(t, LS_OK, NULL);
+  }
+  free_empty_segments(w);
+}
+
+/* ---- thread and public entry points ------------------------------------ */
+
+static void *writer_main(void *arg) {
+  ls_writer *w = arg;
+  pthread_mutex_lock(&w->lock);
+  for (;;) {
+    if (w->calls) {
+      writer_callreq *c = w->calls;
+      w->calls = c->next;
+      pthread_mutex_unlock(&w->lock);
+      c->rc = c->fn(w->e, c->arg);
+      if (c->rc) snprintf(c->msg, sizeof c->msg, "%s", ls_errmsg());
+      sem_post(&c->done);
+      pthread_mutex_lock(&w->lock);
+      continue;
+    }
+    if (w->head) {
+      ls_txn *group = w->head;
+      w->head = w->tail = NULL;
+      pthread_mutex_unlock(&w->lock);
+      process_group(w, group);
+      pthread_mutex_lock(&w->lock);
+      continue;
+    }
+    if (w->stop) break;
+    pthread_cond_wait(&w->cond, &w->lock);
+  }
+  pthread_mutex_unlock(&w->lock);
+  ls_thread_cleanup();
+  return NULL;
+}
+
+int writer_start(ls_engine *e) {
+  ls_writer *w = calloc(1, sizeof *w);
+  if (!w) return ls_err(LS_NOMEM, "writer: out of memory");
+  w->e = e;
+  w->seg = TXN_NONE;
+  w->buf = ls_alloc_aligned(e->seg_size);
+  if (!w->buf) { free(w); return ls_err(LS_NOMEM, "writer: out of memory"); }
+  memset(w->buf, 0, e->seg_size);
+  pthread_mutex_init(&w->lock, NULL);
+  pthread_cond_init(&w->cond, NULL);
+  e->writer = w;
+  if (pthread_create(&w->thread, NULL, writer_main, w)) {
+    writer_stop(e);
+    return ls_err(LS_NOMEM, "writer: cannot start thread");
+  }
+  w->started = 1;
+  return LS_OK;
+}
+
+void writer_stop(ls_engine *e) {
+  ls_writer *w = e->writer;
+  if (!w) return;
+  if (w->started) {
+    pthread_mutex_lock(&w->lock);
+    w->stop = 1;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(w->thread, NULL);
+  }
+  /* A partly filled active segment stays as it is: recovery seals it. */
+  pthread_mutex_destroy(&w->lock);
+  pthread_cond_destroy(&w->cond);
+  free(w->buf);
+  free(w->to_free);
+  free(w->tsegs);
+  free(w->ks.slots);
+  free(w);
+  e->writer = NULL;
+}
+
+int writer_commit(ls_engine *e, ls_txn *t) {
+  ls_writer *w = e->writer;
+  t->next = NULL;
+  t->rc = LS_OK;
+  t->msg[0] = 0;
+  pthread_mutex_lock(&w->lock);
+  if (w->tail) w->tail->next = t; else w->head = t;
+  w->tail = t;
+  pthread_cond_signal(&w->cond);
+  pthread_mutex_unlock(&w->lock);
+  while (sem_wait(&t->done) && errno == EINTR) {}
+  if (t->rc) return ls_err(t->rc, "%s", t->msg);
+  return LS_OK;
+}
+
+int writer_call(ls_engine *e, int (*fn)(ls_engine *e, void *arg), void *arg) {
+  ls_writer *w = e->writer;
+  writer_callreq c = { .fn = fn, .arg = arg };
+  sem_init(&c.done, 0, 0);
+  pthread_mutex_lock(&w->lock);
+  writer_callreq **pp = &w->calls;
+  while (*pp) pp = &(*pp)->next;
+  *pp = &c;
+  pthread_cond_signal(&w->cond);
+  pthread_mutex_unlock(&w->lock);
+  while (sem_wait(&c.done) && errno == EINTR) {}
+  sem_destroy(&c.done);
+  if (c.rc) return ls_err(c.rc, "%s", c.msg);
+  return LS_OK;
+}

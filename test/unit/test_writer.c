@@ -1,0 +1,285 @@
+/*
+** test_writer.c -- the write path under injected I/O faults.
+**
+** For N = 1, 2, ... the Nth write (or sync) of a fixed workload fails, once
+** or from then on.  The failing commit must get an error with a message,
+** every later commit LS_READONLY (a failed sync is never retried), reads
+** keep working, and after a reopen without faults every acknowledged
+** transaction is present and whole, and every failed one is either whole or
+** absent.  The loop ends when the workload completes without an injection.
+** Short writes must be invisible.  Also: several threads committing at once
+** are grouped (fewer syncs than commits) and all land.
+*/
+#include "unit.h"
+#include "engine_int.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TXNS 24
+#define ROWS 5
+#define NO_FAULT "fallocate=1000000000:EIO"   /* wraps the backend, never fires */
+
+static ls_engine *open_fault(const char *dir) {
+  ls_options o;
+  ls_options_init(&o);
+  o.create = 1;
+  o.segment_size = 8192;
+  o.file_size = 65536;
+  o.fault = NO_FAULT;
+  ls_engine *e = NULL;
+  CHECK_RC(ls_open(dir, &o, &e), LS_OK);
+  return e;
+}
+
+/* Transaction i writes rows "r<i>-<j>" = "v<i>" and "shared" = "v<i>";
+** odd i also delete row r<i-1>-0. */
+static int run_txn(ls_engine *e, uint32_t t, int i) {
+  ls_txn *x;
+  int rc = ls_txn_begin(e, &x);
+  if (rc) return rc;
+  char kb[32], vb[32];
+  int vl = snprintf(vb, sizeof vb, "v%d", i);
+  for (int j = 0; j < ROWS && !rc; j++) {
+    int kl = snprintf(kb, sizeof kb, "r%d-%d", i, j);
+    ls_key k;
+    ls_key_set(&k, kb, (uint32_t)kl);
+    rc = ls_txn_put(x, t, &k, vb, (uint32_t)vl);
+  }
+  ls_key s;
+  ls_key_set(&s, "shared", 6);
+  if (!rc) rc = ls_txn_put(x, t, &s, vb, (uint32_t)vl);
+  if (!rc && (i & 1)) {
+    int kl = snprintf(kb, sizeof kb, "r%d-0", i - 1);
+    ls_key k;
+    ls_key_set(&k, kb, (uint32_t)kl);
+    rc = ls_txn_delete(x, t, &k);
+  }
+  if (!rc) rc = ls_txn_commit(x);
+  ls_txn_free(x);
+  return rc;
+}
+
+static int row_is(ls_engine *e, uint32_t t, const char *key, const char *want) {
+  ls_key k;
+  ls_key_set(&k, key, (uint32_t)strlen(key));
+  ls_value v = {0};
+  int rc = ls_get(e, t, &k, &v);
+  int ok = want ? (rc == LS_OK && v.len == strlen(want) && !memcmp(v.data, want, v.len)) : rc == LS_NOTFOUND;
+  ls_value_free(&v);
+  return ok;
+}
+
+/* Is transaction i whole (1), absent (0) or partial (-1)?  Rows of i that a
+** later transaction deleted are skipped. */
+static int txn_state(ls_engine *e, uint32_t t, int i, int present_after_delete) {
+  char kb[32], vb[32];
+  snprintf(vb, sizeof vb, "v%d", i);
+  int have = 0, miss = 0;
+  for (int j = 0; j < ROWS; j++) {
+    if (j == 0 && !(i & 1) && present_after_delete) continue;
+    snprintf(kb, sizeof kb, "r%d-%d", i, j);
+    if (row_is(e, t, kb, vb)) have++; else miss++;
+  }
+  return miss == 0 ? 1 : have == 0 ? 0 : -1;
+}
+
+/* One fault loop: returns the number of iterations in which a fault fired. */
+static int fault_loop(const char *op, const char *err, int persist) {
+  int fired_total = 0;
+  for (int n = 1; n < 200; n++) {
+    const char *dir = unit_tmpdir();
+    ls_engine *e = open_fault(dir);
+    uint32_t t;
+    CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
+    CHECK_RC(run_txn(e, t, 0), LS_OK);        /* formats the first file */
+    char spec[64];
+    snprintf(spec, sizeof spec, "%s=%d:%s%s", op, n, err, persist ? ":persist" : "");
+    CHECK_RC(ls_io_fault_set(e->io, spec), LS_OK);
+    int acked[TXNS + 1] = {1}, failed_at = -1;
+    for (int i = 1; i <= TXNS; i++) {
+      int rc = run_txn(e, t, i);
+      if (rc == LS_OK) {
+        acked[i] = 1;
+        continue;
+      }
+      if (failed_at < 0) {
+        failed_at = i;
+        CHECK(rc == LS_IOERR || rc == LS_FULL);
+        CHECK(strstr(ls_errmsg(), op[0] == 's' ? "fdatasync" : "write") != NULL);
+      } else {
+        CHECK_RC(rc, LS_READONLY);
+        CHECK(strstr(ls_errmsg(), "reopen") != NULL);
+      }
+    }
+    uint64_t fired = ls_io_fault_injected(e->io);
+    if (failed_at > 0) {
+      ls_stats s;
+      ls_stats_get(e, &s);
+      CHECK_INT(s.failed, 1);
+      CHECK(row_is(e, t, "r0-1", "v0"));    /* reads still work */
+    } else {
+      CHECK_U64(fired, 0);
+    }
+    ls_close(e);
+    ls_engine *r = NULL;
+    CHECK_RC(ls_open(dir, NULL, &r), LS_OK);
+    /* Newest first: whether transaction i+1 landed decides whether row 0
+    ** of an even i is expected (i+1 deletes it). */
+    int last_present = -1, next_state = 0;
+    for (int i = TXNS; i >= 0; i--) {
+      int st = txn_state(r, t, i, next_state == 1);
+      if (acked[i]) CHECK_INT(st, 1);
+      else CHECK(st != -1);
+      if (st == 1 && last_present < 0) last_present = i;
+      next_state = st;
+    }
+    char want[32];
+    snprintf(want, sizeof want, "v%d", last_present);
+    CHECK(row_is(r, t, "shared", want));
+    char *rep = NULL;
+    CHECK_RC(ls_check(r, 0, &rep), LS_OK);
+    if (rep && strcmp(rep, "ok")) unit_fail(__FILE__, __LINE__, "%s=%d: ls_check: %s", op, n, rep);
+    free(rep);
+    /* The reopened engine writes again. */
+    CHECK_RC(run_txn(r, t, TXNS + 1), LS_OK);
+    ls_close(r);
+    if (unit_failed_checks) {
+      printf("     failed with fault %s\n", spec);
+      break;
+    }
+    if (!fired) break;
+    fired_total++;
+  }
+  return fired_total;
+}
+
+static void test_write_eio_once(void) { CHECK(fault_loop("write", "EIO", 0) > 3); }
+static void test_write_eio_persist(void) { CHECK(fault_loop("write", "EIO", 1) > 3); }
+static void test_sync_eio_once(void) { CHECK(fault_loop("sync", "EIO", 0) > 3); }
+static void test_sync_eio_persist(void) { CHECK(fault_loop("sync", "EIO", 1) > 3); }
+static void test_write_enospc(void) { CHECK(fault_loop("write", "ENOSPC", 0) > 3); }
+
+/* Short writes are completed by the backend: nothing to see. */
+static void test_short_writes(void) {
+  const char *dir = unit_tmpdir();
+  ls_engine *e = open_fault(dir);
+  uint32_t t;
+  CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
+  CHECK_RC(run_txn(e, t, 0), LS_OK);
+  CHECK_RC(ls_io_fault_set(e->io, "write=1:short=100,write=3:short=4000,write=5:short=1"), LS_OK);
+  for (int i = 1; i <= 8; i++) CHECK_RC(run_txn(e, t, i), LS_OK);
+  CHECK(ls_io_fault_injected(e->io) >= 3);
+  ls_close(e);
+  CHECK_RC(ls_open(dir, NULL, &e), LS_OK);
+  for (int i = 0; i <= 8; i++) CHECK_INT(txn_state(e, t, i, i < 8), 1);
+  ls_close(e);
+}
+
+/* A data file that can not be formatted fails the commit that needed it,
+** not the engine. */
+static void test_format_failure(void) {
+  const char *dir = unit_tmpdir();
+  ls_engine *e = open_fault(dir);
+  uint32_t t;
+  CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
+  CHECK_RC(run_txn(e, t, 0), LS_OK);            /* the first file exists */
+  CHECK_RC(ls_io_fault_set(e->io, "open=1:ENOSPC:persist"), LS_OK);
+  char val[7000];
+  memset(val, 'x', sizeof val);
+  int rc = LS_OK, i;
+  for (i = 0; i < 40 && rc == LS_OK; i++) {      /* ~one segment each */
+    char kb[16];
+    snprintf(kb, sizeof kb, "big%d", i);
+    ls_txn *x;
+    CHECK_RC(ls_txn_begin(e, &x), LS_OK);
+    ls_key k;
+    ls_key_set(&k, kb, (uint32_t)strlen(kb));
+    CHECK_RC(ls_txn_put(x, t, &k, val, sizeof val), LS_OK);
+    rc = ls_txn_commit(x);
+    ls_txn_free(x);
+  }
+  CHECK_RC(rc, LS_FULL);
+  CHECK(strstr(ls_errmsg(), "data file") != NULL);
+  CHECK(i > 3);
+  ls_stats s;
+  ls_stats_get(e, &s);
+  CHECK_INT(s.failed, 0);
+  /* Once files can be made again, commits succeed without a reopen. */
+  CHECK_RC(ls_io_fault_set(e->io, ""), LS_OK);
+  CHECK_RC(run_txn(e, t, 1), LS_OK);
+  CHECK(row_is(e, t, "r0-1", "v0"));
+  CHECK(row_is(e, t, "r1-1", "v1"));
+  ls_close(e);
+  CHECK_RC(ls_open(dir, NULL, &e), LS_OK);
+  CHECK(row_is(e, t, "r1-1", "v1"));
+  ls_close(e);
+}
+
+/* Concurrent committers share groups, and every commit lands. */
+typedef struct thr_arg { ls_engine *e; uint32_t t; int id; int rc; } thr_arg;
+
+static void *committer(void *p) {
+  thr_arg *a = p;
+  char kb[32];
+  for (int i = 0; i < 200 && !a->rc; i++) {
+    ls_txn *x;
+    a->rc = ls_txn_begin(a->e, &x);
+    int kl = snprintf(kb, sizeof kb, "c%d-%d", a->id, i);
+    ls_key k;
+    ls_key_set(&k, kb, (uint32_t)kl);
+    if (!a->rc) a->rc = ls_txn_put(x, a->t, &k, kb, (uint32_t)kl);
+    if (!a->rc) a->rc = ls_txn_commit(x);
+    ls_txn_free(x);
+  }
+  ls_thread_cleanup();
+  return NULL;
+}
+
+static void test_group_commit(void) {
+  const char *dir = unit_tmpdir();
+  ls_engine *e = open_fault(dir);
+  uint32_t t;
+  CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
+  ls_stats s0, s1;
+  ls_stats_get(e, &s0);
+  pthread_t th[6];
+  thr_arg a[6];
+  for (int i = 0; i < 6; i++) {
+    a[i] = (thr_arg){ e, t, i, 0 };
+    pthread_create(&th[i], NULL, committer, &a[i]);
+  }
+  for (int i = 0; i < 6; i++) {
+    pthread_join(th[i], NULL);
+    CHECK_RC(a[i].rc, LS_OK);
+  }
+  ls_stats_get(e, &s1);
+  CHECK_U64(s1.commits - s0.commits, 1200);
+  CHECK(s1.commit_groups - s0.commit_groups <= 1200);
+  printf("     1200 commits from 6 threads in %llu groups\n",
+         (unsigned long long)(s1.commit_groups - s0.commit_groups));
+  ls_close(e);
+  CHECK_RC(ls_open(dir, NULL, &e), LS_OK);
+  char kb[32];
+  int missing = 0;
+  for (int id = 0; id < 6; id++)
+    for (int i = 0; i < 200; i++) {
+      snprintf(kb, sizeof kb, "c%d-%d", id, i);
+      if (!row_is(e, t, kb, kb)) missing++;
+    }
+  CHECK_INT(missing, 0);
+  ls_close(e);
+}
+
+int main(void) {
+  RUN(test_write_eio_once);
+  RUN(test_write_eio_persist);
+  RUN(test_sync_eio_once);
+  RUN(test_sync_eio_persist);
+  RUN(test_write_enospc);
+  RUN(test_short_writes);
+  RUN(test_format_failure);
+  RUN(test_group_commit);
+  return unit_finish();
+}

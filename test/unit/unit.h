@@ -1,0 +1,55 @@
+/*
+** unit.h -- a tiny harness for the engine's C unit tests.
+**
+** A test program defines test functions and calls RUN(fn) for each from
+** main(), then returns unit_finish().  A test fails when any CHECK in it
+** fails; a failing CHECK prints the file, line, what was expected and what
+** was got.  unit_finish() prints the closing line "N passed, N failed"
+** (counting test functions) and returns the exit status.
+**
+** Tests that need a directory call unit_tmpdir(), which makes a fresh one
+** (removed by unit_finish() unless LOGSTOR_KEEP_TMP is set).
+*/
+#ifndef LS_UNIT_H
+#define LS_UNIT_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <inttypes.h>
+
+extern int unit_failed_checks;      /* failed checks in the current test */
+
+void unit_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void unit_run(const char *name, void (*fn)(void));
+int unit_finish(void);
+
+/* Fresh empty directory for this test; path valid until unit_finish(). */
+const char *unit_tmpdir(void);
+/* rm -rf path (no symlink following). */
+void unit_rmtree(const char *path);
+/* Seed from $LOGSTOR_SEED or the clock; printed so a failure can be rerun. */
+uint64_t unit_seed(const char *what);
+/* xorshift64* generator. */
+uint64_t unit_rand(uint64_t *state);
+
+#define RUN(fn) unit_run(#fn, fn)
+
+#define CHECK(expr) do { if (!(expr)) \
+  unit_fail(__FILE__, __LINE__, "CHECK(%s) failed", #expr); } while (0)
+
+#define CHECK_INT(got, want) do { long long g_ = (long long)(got), w_ = (long long)(want); \
+  if (g_ != w_) unit_fail(__FILE__, __LINE__, "%s: expected %lld, got %lld", #got, w_, g_); } while (0)
+
+#define CHECK_U64(got, want) do { uint64_t g_ = (uint64_t)(got), w_ = (uint64_t)(want); \
+  if (g_ != w_) unit_fail(__FILE__, __LINE__, "%s: expected %" PRIu64 ", got %" PRIu64, #got, w_, g_); } while (0)
+
+/* An LS_* result code, printed with its message when it differs. */
+#define CHECK_RC(got, want) do { int g_ = (got), w_ = (want); \
+  if (g_ != w_) unit_fail(__FILE__, __LINE__, "%s: expected %d (%s), got %d (%s): %s", #got, \
+                          w_, ls_strerror(w_), g_, ls_strerror(g_), ls_errmsg()); } while (0)
+
+#define CHECK_MEM(got, want, n) do { if (memcmp((got), (want), (n)) != 0) \
+  unit_fail(__FILE__, __LINE__, "%s differs from %s over %zu bytes", #got, #want, (size_t)(n)); } while (0)
+
+#endif
