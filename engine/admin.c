@@ -51,6 +51,9 @@ void ls_stats_get(ls_engine *e, ls_stats *s) {
   s->recovery_records = e->recovery_records;
   s->recovery_segments = e->recovery_segments;
   s->write_seq = atomic_load(&e->next_seq);
+  s->segment_size = e->seg_size;
+  s->file_size = e->file_size;
+  s->disk_size = e->disk_size;
   s->io_backend = ls_io_name(e->io);
   s->failed = atomic_load(&e->failed);
 }

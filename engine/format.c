@@ -82,6 +82,7 @@ void ls_rec_seal(uint8_t *p, uint64_t seq, uint32_t flags, uint32_t seed) {
 
 int ls_rec_decode(const uint8_t *p, size_t avail, uint32_t seed, ls_rec *r) {
   if (avail < LS_REC_HDR) return 0;
+  if (avail > (1u << 30)) avail = 1u << 30;       /* lengths below stay 32-bit safe */
   r->type = p[4];
   r->flags = p[5];
   r->key_len = ls_get16(p + 6);

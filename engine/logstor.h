@@ -246,6 +246,9 @@ typedef struct ls_stats {
   uint64_t recovery_records;       /* records scanned by recovery */
   uint64_t recovery_segments;      /* segments scanned by recovery */
   uint64_t write_seq;              /* next write sequence */
+  uint64_t segment_size;           /* sizes fixed when the directory was created */
+  uint64_t file_size;
+  uint64_t disk_size;              /* 0 = unlimited */
   const char *io_backend;          /* "io_uring" or "posix" (+ "+fault") */
   int failed;                      /* 1 after a write or sync failure */
 } ls_stats;

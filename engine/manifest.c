@@ -113,70 +113,101 @@ static int unescape_name(const char *p, size_t len, char *out) {
   return 1;
 }
 
+/* Strict decimal number at *p (no sign, no overflow), followed by a space
+** or the end of the line.  Returns 1 and advances *p. */
+static int parse_num(const char **p, const char *end, uint64_t max, uint64_t *out) {
+  const char *q = *p;
+  uint64_t v = 0;
+  if (q >= end || *q < '0' || *q > '9') return 0;
+  if (*q == '0' && q + 1 < end && q[1] >= '0' && q[1] <= '9') return 0;   /* no leading zeros */
+  while (q < end && *q >= '0' && *q <= '9') {
+    uint64_t d = (uint64_t)(*q - '0');
+    if (v > (max - d) / 10) return 0;
+    v = v * 10 + d;
+    q++;
+  }
+  if (q < end && *q != ' ') return 0;
+  *out = v;
+  *p = q;
+  return 1;
+}
+
+/* "word" at *p followed by a single space. */
+static int parse_word(const char **p, const char *end, const char *word) {
+  size_t n = strlen(word);
+  if ((size_t)(end - *p) < n + 1 || memcmp(*p, word, n) != 0 || (*p)[n] != ' ') return 0;
+  *p += n + 1;
+  return 1;
+}
+
+/* One "name value" item line. */
+static int parse_item(const char *line, const char *end, const char *name, uint64_t max, uint64_t *v) {
+  const char *p = line;
+  return parse_word(&p, end, name) && parse_num(&p, end, max, v) && p == end;
+}
+
 int ls_manifest_parse(const char *text, size_t len, ls_manifest *m) {
   memset(m, 0, sizeof *m);
   /* The last line is the CRC of everything before it. */
   if (len < 2 || text[len - 1] != '\n') return ls_corrupt("manifest: truncated");
   size_t last = len - 1;
   while (last > 0 && text[last - 1] != '\n') last--;
-  unsigned crc;
-  char tail[64];
-  size_t tl = len - last;
-  if (tl >= sizeof tail) return ls_corrupt("manifest: bad final line");
-  memcpy(tail, text + last, tl);
-  tail[tl] = 0;
-  if (sscanf(tail, "crc32c %u\n", &crc) != 1) return ls_corrupt("manifest: no checksum line");
+  uint64_t crc;
+  if (!parse_item(text + last, text + len - 1, "crc32c", UINT32_MAX, &crc))
+    return ls_corrupt("manifest: no checksum line");
   if (crc != ls_crc32c(0, text, last)) return ls_corrupt("manifest: checksum mismatch");
 
+  static const char *items[] = { "logstor-manifest", "segment_size", "file_size", "disk_size",
+                                 "next_table", "seq_floor" };
+  uint64_t val[6];
   int have = 0;
   const char *p = text, *end = text + last;
   while (p < end) {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
-    if (!nl) break;
-    char line[512];
-    size_t ll = (size_t)(nl - p);
-    if (ll >= sizeof line) goto bad;
-    memcpy(line, p, ll);
-    line[ll] = 0;
+    if (!nl) goto bad;
+    const char *line = p;
     p = nl + 1;
-    unsigned u;
-    uint64_t v;
-    if (sscanf(line, "logstor-manifest %u", &u) == 1) {
-      if (u != LS_FORMAT_VERSION) {
-        ls_manifest_free(m);
-        return ls_err(LS_FORMAT, "manifest: format version %u, this build reads version %u", u,
-                      LS_FORMAT_VERSION);
-      }
-      m->version = u;
-      have |= 1;
-    } else if (sscanf(line, "segment_size %" SCNu64, &v) == 1) {
-      m->segment_size = v; have |= 2;
-    } else if (sscanf(line, "file_size %" SCNu64, &v) == 1) {
-      m->file_size = v; have |= 4;
-    } else if (sscanf(line, "disk_size %" SCNu64, &v) == 1) {
-      m->disk_size = v; have |= 8;
-    } else if (sscanf(line, "next_table %u", &u) == 1) {
-      m->next_table = u; have |= 16;
-    } else if (sscanf(line, "seq_floor %" SCNu64, &v) == 1) {
-      m->seq_floor = v; have |= 32;
-    } else if (!strncmp(line, "table ", 6)) {
+    if (nl - line >= 6 && !memcmp(line, "table ", 6)) {
+      const char *q = line + 6;
+      uint64_t id, groups, trunc;
       ls_mtable t;
       memset(&t, 0, sizeof t);
-      int off = 0;
-      if (sscanf(line, "table %u %u %" SCNu64 " %n", &t.id, &t.groups, &t.trunc_seq, &off) != 3 || !off)
-        goto bad;
-      if (!unescape_name(line + off, strlen(line + off), t.name)) goto bad;
+      if (!parse_num(&q, nl, UINT32_MAX, &id) || q >= nl || *q++ != ' ') goto bad;
+      if (!parse_num(&q, nl, UINT32_MAX, &groups) || q >= nl || *q++ != ' ') goto bad;
+      if (!parse_num(&q, nl, UINT64_MAX, &trunc) || q >= nl || *q++ != ' ') goto bad;
+      if (!unescape_name(q, (size_t)(nl - q), t.name)) goto bad;
+      t.id = (uint32_t)id;
+      t.groups = (uint32_t)groups;
+      t.trunc_seq = trunc;
       if (t.id == 0 || t.groups == 0) goto bad;
       if (m->ntables && m->tables[m->ntables - 1].id >= t.id) goto bad;
       ls_mtable *nt = realloc(m->tables, (m->ntables + 1) * sizeof *nt);
       if (!nt) { ls_manifest_free(m); return ls_err(LS_NOMEM, "manifest: out of memory"); }
       m->tables = nt;
       m->tables[m->ntables++] = t;
-    } else {
-      goto bad;
+      continue;
     }
+    int k;
+    for (k = 0; k < 6; k++) {
+      uint64_t max = k == 0 || k == 4 ? UINT32_MAX : UINT64_MAX;
+      if (parse_item(line, nl, items[k], max, &val[k])) break;
+    }
+    if (k == 6 || (have & (1 << k))) goto bad;            /* unknown or repeated */
+    if (k == 0 && val[0] != LS_FORMAT_VERSION) {
+      ls_manifest_free(m);
+      return ls_err(LS_FORMAT, "manifest: format version %llu, this build reads version %u",
+                    (unsigned long long)val[0], LS_FORMAT_VERSION);
+    }
+    if (k != 0 && !(have & 1)) goto bad;                   /* the version comes first */
+    have |= 1 << k;
   }
   if (have != 63) goto bad;
+  m->version = (uint32_t)val[0];
+  m->segment_size = val[1];
+  m->file_size = val[2];
+  m->disk_size = val[3];
+  m->next_table = (uint32_t)val[4];
+  m->seq_floor = val[5];
   for (uint32_t i = 0; i < m->ntables; i++)
     if (m->tables[i].id >= m->next_table) goto bad;
   return LS_OK;
@@ -186,6 +217,7 @@ bad:
 }
 
 int ls_manifest_read(ls_io *io, int dirfd, ls_manifest *m) {
+  memset(m, 0, sizeof *m);
   int fd = io->m->open(io, dirfd, MANIFEST, O_RDONLY, 0);
   if (fd == -ENOENT) return LS_NOTFOUND;
   if (fd < 0) return ls_err_io(fd, "open MANIFEST");

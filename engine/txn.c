@@ -258,9 +258,10 @@ ls_index *txn_overlay(ls_txn *t, uint32_t table) {
 
 int txn_value(ls_txn *t, uint32_t ord, ls_value *v) { return value_from_rec(t, &t->recs[ord], v); }
 
-/* Look k up as t sees it.  want_value: fill v.  Returns LS_OK (present),
-** LS_NOTFOUND or an error. */
-static int txn_read(ls_txn *t, uint32_t table, const ls_key *k, ls_value *v) {
+/* Look k up as t sees it and fill v (with want_value).  Returns LS_OK
+** (present), LS_NOTFOUND or an error.  Without want_value, a key already
+** observed is answered from the observation, with no read. */
+static int txn_read(ls_txn *t, uint32_t table, const ls_key *k, ls_value *v, int want_value) {
   ls_engine *e = t->e;
   idx_key key;
   idx_key_from_digest(&key, k->digest);
@@ -271,8 +272,9 @@ static int txn_read(ls_txn *t, uint32_t table, const ls_key *k, ls_value *v) {
   if (map_rec(w)) {
     const txn_rec *r = &t->recs[map_rec(w) - 1];
     if (r->type == LS_REC_DELETE) return LS_NOTFOUND;
-    return value_from_rec(t, r, v);
+    return want_value ? value_from_rec(t, r, v) : LS_OK;
   }
+  if (!want_value && map_obs(w)) return t->obs[map_obs(w) - 1].present ? LS_OK : LS_NOTFOUND;
   /* Not written here: read the committed version and remember it. */
   unsigned g = ls_guard_enter(&e->guard);
   uint64_t word = 0;
@@ -291,12 +293,12 @@ static int txn_read(ls_txn *t, uint32_t table, const ls_key *k, ls_value *v) {
 }
 
 int ls_txn_get(ls_txn *t, uint32_t table, const ls_key *k, ls_value *v) {
-  return txn_read(t, table, k, v);
+  return txn_read(t, table, k, v, 1);
 }
 
 int ls_txn_exists(ls_txn *t, uint32_t table, const ls_key *k) {
   ls_value v = {0};
-  int rc = txn_read(t, table, k, &v);
+  int rc = txn_read(t, table, k, &v, 0);
   ls_value_free(&v);
   if (rc == LS_OK) return 1;
   if (rc == LS_NOTFOUND) return 0;

@@ -1,0 +1,260 @@
+/*
+** db.c -- the engine of each database a connection uses.
+**
+** Where the data lives.  The logstor tables of a database keep their data in
+** one directory beside the database file, "<database path>-logstor" (named
+** like SQLite's -wal and -journal files).  The URI parameter logstor_dir
+** (file:app.db?logstor_dir=/fast/disk) places it elsewhere; the path never
+** comes from the schema, so a database file received from someone else can
+** not point the engine at other files.  A ":memory:" or temporary database
+** gets a private temporary directory, removed when the connection closes.
+** Every connection of the process that opens the same directory shares one
+** engine (the engine's registry); another process gets SQLITE_BUSY.
+**
+** Transactions.  All logstor tables of one database share the connection's
+** write transaction on that database's engine, so a SQLite transaction that
+** writes several of them commits them as one engine transaction.
+**
+** Dropped tables.  DROP TABLE inside an explicit transaction can still be
+** rolled back, so the engine table is only removed once the drop committed:
+** its id is remembered, and at the next statement that runs in autocommit
+** mode the shadow tables are consulted; an id no shadow table holds any
+** more is dropped from the engine.  Engine tables that no shadow table
+** names (left by a crash between CREATE and its commit) are removed when the
+** directory is first opened.
+*/
+#include "logstor_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <dirent.h>
+
+static void rm_tree(const char *path) {
+  DIR *d = opendir(path);
+  if (d) {
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+      if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+      char *sub = sqlite3_mprintf("%s/%s", path, de->d_name);
+      if (sub) { unlink(sub); sqlite3_free(sub); }
+    }
+    closedir(d);
+  }
+  rmdir(path);
+}
+
+static void db_free(ls_db *d) {
+  if (d->txn) ls_txn_free(d->txn);
+  if (d->eng) ls_close(d->eng);
+  if (d->tmpdir && d->dir) rm_tree(d->dir);
+  sqlite3_free(d->schema);
+  sqlite3_free(d->dir);
+  sqlite3_free(d->marks);
+  sqlite3_free(d->created);
+  sqlite3_free(d->dropped);
+  sqlite3_free(d);
+}
+
+void lsx_conn_free(void *p) {
+  ls_conn *conn = p;
+  while (conn->dbs) {
+    ls_db *d = conn->dbs;
+    conn->dbs = d->next;
+    db_free(d);
+  }
+  ls_thread_cleanup();
+  sqlite3_free(conn);
+}
+
+ls_db *lsx_db_find(ls_conn *conn, const char *schema) {
+  for (ls_db *d = conn->dbs; d; d = d->next)
+    if (!sqlite3_stricmp(d->schema, schema)) return d;
+  return NULL;
+}
+
+/* The data directory of schema: from the URI parameter, beside the file,
+** or a new private temporary directory. */
+static int data_dir(sqlite3 *db, const char *schema, char **dir, int *tmp, char **pzErr) {
+  const char *file = sqlite3_db_filename(db, schema);
+  *tmp = 0;
+  if (file && *file) {
+    const char *over = sqlite3_uri_parameter(file, "logstor_dir");
+    *dir = over && *over ? sqlite3_mprintf("%s", over) : sqlite3_mprintf("%s-logstor", file);
+    return *dir ? SQLITE_OK : SQLITE_NOMEM;
+  }
+  const char *base = getenv("TMPDIR");
+  char *tmpl = sqlite3_mprintf("%s/logstor-%s-XXXXXX", base && *base ? base : "/tmp",
+                               !sqlite3_stricmp(schema, "temp") ? "temp" : "mem");
+  if (!tmpl) return SQLITE_NOMEM;
+  if (!mkdtemp(tmpl)) {
+    *pzErr = sqlite3_mprintf("cannot create a temporary directory for schema %s: %s", schema,
+                             strerror(errno));
+    sqlite3_free(tmpl);
+    return SQLITE_CANTOPEN;
+  }
+  *dir = tmpl;
+  *tmp = 1;
+  return SQLITE_OK;
+}
+
+/* Ids named by the shadow tables of schema, in a sorted malloc'ed array. */
+static int shadow_ids(sqlite3 *db, const char *schema, uint32_t **ids, int *n) {
+  *ids = NULL;
+  *n = 0;
+  char *sql = sqlite3_mprintf("SELECT name FROM \"%w\".sqlite_schema WHERE type='table' AND name LIKE "
+                              "'%%\\_logstor' ESCAPE '\\'", schema);
+  if (!sql) return SQLITE_NOMEM;
+  sqlite3_stmt *st;
+  int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+  sqlite3_free(sql);
+  if (rc) return rc;
+  int cap = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *name = (const char *)sqlite3_column_text(st, 0);
+    char *q = sqlite3_mprintf("SELECT id FROM \"%w\".\"%w\"", schema, name);
+    sqlite3_stmt *s2 = NULL;
+    if (q && sqlite3_prepare_v2(db, q, -1, &s2, NULL) == SQLITE_OK) {
+      while (sqlite3_step(s2) == SQLITE_ROW) {
+        if (*n == cap) {
+          cap = cap ? 2 * cap : 16;
+          uint32_t *p = sqlite3_realloc(*ids, cap * (int)sizeof *p);
+          if (!p) { rc = SQLITE_NOMEM; break; }
+          *ids = p;
+        }
+        (*ids)[(*n)++] = (uint32_t)sqlite3_column_int64(s2, 0);
+      }
+    }
+    sqlite3_finalize(s2);
+    sqlite3_free(q);
+    if (rc == SQLITE_NOMEM) break;
+  }
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int has_id(const uint32_t *ids, int n, uint32_t id) {
+  for (int i = 0; i < n; i++)
+    if (ids[i] == id) return 1;
+  return 0;
+}
+
+typedef struct orphan_ctx { uint32_t *ids; int n; uint32_t *orphans; int norph, cap; } orphan_ctx;
+
+static int find_orphan(void *arg, const ls_table_info *t) {
+  orphan_ctx *x = arg;
+  if (has_id(x->ids, x->n, t->id)) return 0;
+  if (x->norph == x->cap) {
+    x->cap = x->cap ? 2 * x->cap : 8;
+    uint32_t *p = sqlite3_realloc(x->orphans, x->cap * (int)sizeof *p);
+    if (!p) return 1;
+    x->orphans = p;
+  }
+  x->orphans[x->norph++] = t->id;
+  return 0;
+}
+
+/* First open of a directory: drop engine tables that no shadow table names. */
+static void drop_orphans(ls_db *d, sqlite3 *db) {
+  orphan_ctx x = {0};
+  if (shadow_ids(db, d->schema, &x.ids, &x.n) != SQLITE_OK) goto out;
+  ls_table_foreach(d->eng, find_orphan, &x);
+  for (int i = 0; i < x.norph; i++) ls_table_drop(d->eng, x.orphans[i]);
+out:
+  sqlite3_free(x.ids);
+  sqlite3_free(x.orphans);
+}
+
+int lsx_db_get(ls_conn *conn, const char *schema, ls_db **out, const ls_options *opt, char **pzErr) {
+  ls_db *d = lsx_db_find(conn, schema);
+  if (d) { *out = d; return SQLITE_OK; }
+  d = sqlite3_malloc(sizeof *d);
+  if (!d) return SQLITE_NOMEM;
+  memset(d, 0, sizeof *d);
+  d->conn = conn;
+  d->schema = sqlite3_mprintf("%s", schema);
+  int rc = d->schema ? data_dir(conn->db, schema, &d->dir, &d->tmpdir, pzErr) : SQLITE_NOMEM;
+  if (rc) { db_free(d); return rc; }
+  ls_options o;
+  if (opt) o = *opt; else ls_options_init(&o);
+  o.create = 1;
+  struct stat st;
+  int fresh = stat(d->dir, &st) != 0;
+  int erc = ls_open(d->dir, &o, &d->eng);
+  if (erc) {
+    *pzErr = sqlite3_mprintf("%s", ls_errmsg());
+    rc = lsx_sqlite_code(erc);
+    d->eng = NULL;
+    db_free(d);
+    return rc;
+  }
+  if (!fresh && sqlite3_get_autocommit(conn->db)) drop_orphans(d, conn->db);
+  d->next = conn->dbs;
+  conn->dbs = d;
+  *out = d;
+  return SQLITE_OK;
+}
+
+int lsx_db_txn(ls_db *d, ls_txn **out) {
+  if (!d->txn) {
+    int rc = ls_txn_begin(d->eng, &d->txn);
+    if (rc) return rc;
+    d->committed = 0;
+    d->nmarks = 0;
+  }
+  *out = d->txn;
+  return LS_OK;
+}
+
+void lsx_db_txn_end(ls_db *d) {
+  if (d->txn) ls_txn_free(d->txn);
+  d->txn = NULL;
+  d->committed = 0;
+  d->nmarks = 0;
+  d->ncreated = 0;
+}
+
+void lsx_db_reconcile(ls_db *d) {
+  if (!d->ndropped) return;
+  uint32_t *ids = NULL;
+  int n = 0;
+  if (shadow_ids(d->conn->db, d->schema, &ids, &n) == SQLITE_OK) {
+    int keep = 0;
+    for (int i = 0; i < d->ndropped; i++) {
+      if (has_id(ids, n, d->dropped[i])) continue;       /* rolled back, or not yet committed */
+      ls_table_drop(d->eng, d->dropped[i]);
+      d->dropped[i] = 0;
+    }
+    for (int i = 0; i < d->ndropped; i++)
+      if (d->dropped[i] && ls_table_exists(d->eng, d->dropped[i])) d->dropped[keep++] = d->dropped[i];
+    d->ndropped = keep;
+  }
+  sqlite3_free(ids);
+}
+
+int lsx_resolve_table(ls_conn *conn, const char *arg, ls_db **out, uint32_t *id, char **err) {
+  char *schema = NULL;
+  const char *name = arg;
+  const char *dot = strchr(arg, '.');
+  if (dot) {
+    schema = sqlite3_mprintf("%.*s", (int)(dot - arg), arg);
+    name = dot + 1;
+  }
+  const char *sch = schema ? schema : "main";
+  char *sql = sqlite3_mprintf("SELECT id FROM \"%w\".\"%w_logstor\"", sch, name);
+  sqlite3_stmt *st = NULL;
+  int rc = sql ? sqlite3_prepare_v2(conn->db, sql, -1, &st, NULL) : SQLITE_NOMEM;
+  sqlite3_free(sql);
+  if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    *id = (uint32_t)sqlite3_column_int64(st, 0);
+    rc = lsx_db_get(conn, sch, out, NULL, err);
+  } else if (rc != SQLITE_NOMEM) {
+    *err = sqlite3_mprintf("logstor: no logstor table %s", arg);
+    rc = SQLITE_ERROR;
+  }
+  sqlite3_finalize(st);
+  sqlite3_free(schema);
+  return rc;
+}

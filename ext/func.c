@@ -1,0 +1,103 @@
+/*
+** func.c -- SQL functions.
+**
+**   logstor_token(value)    the token of a key value (the signed 64-bit
+**                           number scans are ordered by); the value is
+**                           encoded as it is, without a column's affinity
+**   logstor_version()       the module's version
+**   logstor_check(table)    'ok', or one line per problem: each index entry
+**                           leads to a readable record with the same key
+**                           and a good checksum; the segment accounting adds
+**                           up; damage found at recovery
+**   logstor_flush(table)    writes pending separator buffers; returns the
+**                           number of segments written (0: this version has
+**                           no separator, every row is durable at commit)
+**   logstor_compact(table)  compacts the table's segments; returns the
+**                           number of segments freed (0: this version frees
+**                           a segment as soon as its last row dies, and has
+**                           no compaction yet)
+** A table argument is "name" or "schema.name".  The functions with effects
+** are SQLITE_DIRECTONLY (not callable from triggers and views).
+*/
+#include "logstor_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void fn_token(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  (void)argc;
+  lsx_buf b = {0};
+  int rc = lsx_key_encode(argv[0], AFF_BLOB, &b);
+  if (rc == SQLITE_OK) sqlite3_result_int64(ctx, ls_token_of(b.p, (uint32_t)b.n));
+  else if (rc == SQLITE_CONSTRAINT_NOTNULL) sqlite3_result_null(ctx);
+  else sqlite3_result_error_code(ctx, rc);
+  lsx_buf_free(&b);
+}
+
+static void fn_version(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  (void)argc; (void)argv;
+  sqlite3_result_text(ctx, LOGSTOR_VERSION, -1, SQLITE_STATIC);
+}
+
+/* Resolve the table argument; on failure set the error and return 0. */
+static int table_arg(sqlite3_context *ctx, sqlite3_value *v, ls_db **ldb, uint32_t *id) {
+  const char *name = (const char *)sqlite3_value_text(v);
+  if (!name) {
+    sqlite3_result_error(ctx, "logstor: a table name is required", -1);
+    return 0;
+  }
+  char *err = NULL;
+  int rc = lsx_resolve_table(sqlite3_user_data(ctx), name, ldb, id, &err);
+  if (rc) {
+    sqlite3_result_error(ctx, err ? err : "logstor: cannot open the table", -1);
+    sqlite3_result_error_code(ctx, rc);
+    sqlite3_free(err);
+    return 0;
+  }
+  return 1;
+}
+
+static void fn_check(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  (void)argc;
+  ls_db *ldb;
+  uint32_t id;
+  if (!table_arg(ctx, argv[0], &ldb, &id)) return;
+  char *report = NULL;
+  int rc = ls_check(ldb->eng, id, &report);
+  if (rc) {
+    char *m = sqlite3_mprintf("logstor: %s: %s", sqlite3_value_text(argv[0]), ls_errmsg());
+    sqlite3_result_error(ctx, m, -1);
+    sqlite3_result_error_code(ctx, lsx_sqlite_code(rc));
+    sqlite3_free(m);
+    return;
+  }
+  sqlite3_result_text(ctx, report, -1, SQLITE_TRANSIENT);
+  free(report);
+}
+
+static void fn_flush(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  (void)argc;
+  ls_db *ldb;
+  uint32_t id;
+  if (!table_arg(ctx, argv[0], &ldb, &id)) return;
+  sqlite3_result_int64(ctx, 0);
+}
+
+static void fn_compact(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  (void)argc;
+  ls_db *ldb;
+  uint32_t id;
+  if (!table_arg(ctx, argv[0], &ldb, &id)) return;
+  sqlite3_result_int64(ctx, 0);
+}
+
+int lsx_register_functions(sqlite3 *db, ls_conn *conn) {
+  int pure = SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS;
+  int effects = SQLITE_UTF8 | SQLITE_DIRECTONLY;
+  int rc = sqlite3_create_function_v2(db, "logstor_token", 1, pure, conn, fn_token, 0, 0, 0);
+  if (!rc) rc = sqlite3_create_function_v2(db, "logstor_version", 0, pure, conn, fn_version, 0, 0, 0);
+  if (!rc) rc = sqlite3_create_function_v2(db, "logstor_check", 1, effects, conn, fn_check, 0, 0, 0);
+  if (!rc) rc = sqlite3_create_function_v2(db, "logstor_flush", 1, effects, conn, fn_flush, 0, 0, 0);
+  if (!rc) rc = sqlite3_create_function_v2(db, "logstor_compact", 1, effects, conn, fn_compact, 0, 0, 0);
+  return rc;
+}

@@ -1,0 +1,142 @@
+/*
+** logstor_int.h -- definitions shared by the files of the SQLite module.
+**
+** Every file of ext/ includes this header, which declares the sqlite3_api
+** pointer (SQLITE_EXTENSION_INIT3); logstor.c alone defines it
+** (SQLITE_EXTENSION_INIT1).  ext/ reaches the engine only through
+** engine/logstor.h.
+**
+** Objects:
+**   ls_conn   one per SQLite connection that loaded the module (the pAux of
+**             the modules); owns the ls_db list.  Freed when the connection
+**             closes.
+**   ls_db     one per (connection, schema) that uses logstor: the engine of
+**             that database's data directory, and the connection's open
+**             write transaction on it (shared by all logstor tables of the
+**             schema, so a transaction over several tables commits as one).
+**   ls_vtab   one per (connection, table): the column layout and table id.
+**   ls_cursor one per open scan.
+*/
+#ifndef LOGSTOR_INT_H
+#define LOGSTOR_INT_H
+
+#include <sqlite3ext.h>
+SQLITE_EXTENSION_INIT3
+
+#include <stdint.h>
+#include "logstor.h"
+
+#define LOGSTOR_VERSION "0.1.0"
+#define LOGSTOR_MIN_SQLITE 3038000     /* sqlite3_vtab_in, _rhs_value, _distinct */
+
+/* Column affinities (SQLite's rules for a declared type). */
+enum { AFF_BLOB = 0, AFF_TEXT, AFF_NUMERIC, AFF_INTEGER, AFF_REAL };
+
+typedef struct ls_conn ls_conn;
+typedef struct ls_db ls_db;
+typedef struct ls_vtab ls_vtab;
+
+struct ls_db {
+  ls_conn *conn;
+  ls_db *next;
+  char *schema;                    /* "main", "temp", an ATTACH name */
+  char *dir;                       /* data directory */
+  int tmpdir;                      /* a private directory removed at close */
+  ls_engine *eng;
+  ls_txn *txn;                     /* open write transaction, or NULL */
+  int committed;                   /* txn already made durable by an xSync */
+  int *marks;                      /* savepoint i -> ls_txn_savepoint mark */
+  int nmarks, capmarks;
+  uint32_t *created;               /* tables created in the open transaction */
+  int ncreated;
+  uint32_t *dropped;               /* tables dropped in a transaction, to be
+                                   ** removed once the drop is committed */
+  int ndropped;
+};
+
+struct ls_conn {
+  sqlite3 *db;
+  ls_db *dbs;
+};
+
+struct ls_vtab {
+  sqlite3_vtab base;
+  sqlite3 *db;
+  ls_db *ldb;
+  char *name;                      /* table name (for messages) */
+  uint32_t id;                     /* engine table id */
+  int ncol;                        /* declared columns (token not counted) */
+  int pk;                          /* index of the key column */
+  char **cols;                     /* column names */
+  uint8_t *aff;                    /* column affinities */
+  uint8_t *notnull;                /* NOT NULL declared */
+};
+
+/* ---- logstor.c -------------------------------------------------------- */
+/* Map an engine code to an SQLite code and set the message of vtab
+** ("logstor: <table>: <cause>").  Returns the SQLite code. */
+int lsx_error(sqlite3_vtab *vtab, const char *table, int rc);
+/* The same for a message returned through a char** (xCreate/xConnect). */
+int lsx_error_msg(char **pzErr, const char *table, int rc);
+int lsx_sqlite_code(int rc);
+
+/* ---- db.c -------------------------------------------------------------- */
+/* The ls_db of schema for this connection, opening the engine (with the
+** sizes of opt, NULL for the directory's) if needed.  *err gets a message
+** (sqlite3_malloc'ed) on failure. */
+int lsx_db_get(ls_conn *conn, const char *schema, ls_db **out, const ls_options *opt, char **err);
+/* Find without opening (NULL if the schema has no engine open here). */
+ls_db *lsx_db_find(ls_conn *conn, const char *schema);
+void lsx_conn_free(void *p);
+/* The transaction of ldb, created on first use. */
+int lsx_db_txn(ls_db *ldb, ls_txn **out);
+/* Forget the transaction (after commit or rollback). */
+void lsx_db_txn_end(ls_db *ldb);
+/* Resolve "table" or "schema.table" to its ls_db and engine id. */
+int lsx_resolve_table(ls_conn *conn, const char *arg, ls_db **ldb, uint32_t *id, char **err);
+/* Drop engine tables whose DROP TABLE has committed.  Call only in
+** autocommit mode. */
+void lsx_db_reconcile(ls_db *ldb);
+
+/* ---- record.c ---------------------------------------------------------- */
+typedef struct lsx_buf { uint8_t *p; size_t n, cap; } lsx_buf;
+int lsx_buf_reserve(lsx_buf *b, size_t more);
+void lsx_buf_free(lsx_buf *b);
+
+int lsx_affinity(const char *type);
+/* Encode value v (after affinity aff) as a canonical key.  SQLITE_OK,
+** SQLITE_CONSTRAINT for NULL, SQLITE_TOOBIG, SQLITE_NOMEM. */
+int lsx_key_encode(sqlite3_value *v, int aff, lsx_buf *out);
+/* Set the result of ctx to the key's value (column affinity aff). */
+int lsx_key_result(sqlite3_context *ctx, const uint8_t *key, uint32_t len, int aff);
+/* Encode the row argv[0..ncol-1] (the key column pk stored only when the
+** canonical key does not give it back exactly). */
+int lsx_row_encode(ls_vtab *t, sqlite3_value **argv, const lsx_buf *key, lsx_buf *out);
+/* Set the result of ctx to column col of a row. */
+int lsx_row_column(ls_vtab *t, const uint8_t *row, uint32_t len, const uint8_t *key, uint32_t klen,
+                   int col, sqlite3_context *ctx);
+
+/* ---- vtab.c / scan.c / update.c / stats.c / func.c ----------------------- */
+int lsx_register_vtab(sqlite3 *db, ls_conn *conn);
+int lsx_register_stats(sqlite3 *db, ls_conn *conn);
+int lsx_register_functions(sqlite3 *db, ls_conn *conn);
+
+/* Methods implemented in scan.c and update.c, installed by vtab.c. */
+int lsx_best_index(sqlite3_vtab *vtab, sqlite3_index_info *info);
+int lsx_open(sqlite3_vtab *vtab, sqlite3_vtab_cursor **out);
+int lsx_close(sqlite3_vtab_cursor *cur);
+int lsx_filter(sqlite3_vtab_cursor *cur, int idxNum, const char *idxStr, int argc, sqlite3_value **argv);
+int lsx_next(sqlite3_vtab_cursor *cur);
+int lsx_eof(sqlite3_vtab_cursor *cur);
+int lsx_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col);
+int lsx_rowid(sqlite3_vtab_cursor *cur, sqlite3_int64 *rowid);
+int lsx_update(sqlite3_vtab *vtab, int argc, sqlite3_value **argv, sqlite3_int64 *rowid);
+int lsx_begin(sqlite3_vtab *vtab);
+int lsx_sync(sqlite3_vtab *vtab);
+int lsx_commit(sqlite3_vtab *vtab);
+int lsx_rollback(sqlite3_vtab *vtab);
+int lsx_savepoint(sqlite3_vtab *vtab, int n);
+int lsx_release(sqlite3_vtab *vtab, int n);
+int lsx_rollback_to(sqlite3_vtab *vtab, int n);
+
+#endif

@@ -1,0 +1,357 @@
+/*
+** scan.c -- query planning and cursors of logstor tables.
+**
+** Plans.  A point lookup by key; a batch of key lookups for `pk IN (...)`
+** (the values arrive together through sqlite3_vtab_in and their disk reads
+** are issued together); a token range scan for constraints on the hidden
+** column token; a full scan.  Scans return rows in ascending token order,
+** and so does the IN plan (its rows are sorted), so ORDER BY token is
+** consumed.  Inside a write transaction every read goes through the
+** connection's transaction and sees its own writes.
+*/
+#include "logstor_int.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+** idxNum bits (set by lsx_best_index, read by lsx_filter):
+**
+**   PLAN_EQ      1   pk = ?          argv: the key
+**   PLAN_IN      2   pk IN (...)     argv: the list (sqlite3_vtab_in)
+**   PLAN_LO      4   token >= ? / > ?   argv: the bound
+**   PLAN_LO_GT   8   the lower bound is strict (>)
+**   PLAN_HI     16   token <= ? / < ?   argv: the bound
+**   PLAN_HI_LT  32   the upper bound is strict (<)
+**   PLAN_TEQ    64   token = ?       argv: the token
+**
+** argv holds, in this order, the key (EQ or IN), the lower bound, the upper
+** bound (or the token for TEQ).  No bit: a full scan.  idxStr is unused.
+*/
+#define PLAN_EQ 1
+#define PLAN_IN 2
+#define PLAN_LO 4
+#define PLAN_LO_GT 8
+#define PLAN_HI 16
+#define PLAN_HI_LT 32
+#define PLAN_TEQ 64
+
+typedef struct lsx_cursor {
+  sqlite3_vtab_cursor base;
+  int eof;
+  ls_cursor *scan;                 /* range and full scans */
+  int64_t hi;                      /* last token of a range scan */
+  ls_value one;                    /* the row of a point lookup */
+  ls_value *list;                  /* rows of an IN lookup, token order */
+  int nlist, ilist;
+  const ls_value *row;             /* the current row */
+} lsx_cursor;
+
+static double table_rows(ls_vtab *t) {
+  ls_table_info ti;
+  if (ls_table_info_get(t->ldb->eng, t->id, &ti)) return 1000;
+  return ti.rows ? (double)ti.rows : 1;
+}
+
+/* Fraction of the token space above (lower) or below (upper) value v. */
+static double token_fraction(sqlite3_value *v, int lower) {
+  if (!v || sqlite3_value_numeric_type(v) == SQLITE_TEXT) return 0.5;
+  double t = sqlite3_value_double(v);
+  double f = (t + 9223372036854775808.0) / 18446744073709551616.0;
+  if (f < 0) f = 0;
+  if (f > 1) f = 1;
+  return lower ? 1 - f : f;
+}
+
+int lsx_best_index(sqlite3_vtab *vtab, sqlite3_index_info *info) {
+  ls_vtab *t = (ls_vtab *)vtab;
+  int tokcol = t->ncol;
+  int eq = -1, lo = -1, hi = -1, teq = -1, plan = 0;
+  for (int i = 0; i < info->nConstraint; i++) {
+    const struct sqlite3_index_constraint *c = &info->aConstraint[i];
+    if (!c->usable) continue;
+    if (c->iColumn == t->pk && c->op == SQLITE_INDEX_CONSTRAINT_EQ) {
+      if (sqlite3_vtab_collation(info, i) && sqlite3_stricmp(sqlite3_vtab_collation(info, i), "BINARY")) continue;
+      eq = i;
+    } else if (c->iColumn == tokcol) {
+      switch (c->op) {
+        case SQLITE_INDEX_CONSTRAINT_EQ: teq = i; break;
+        case SQLITE_INDEX_CONSTRAINT_GT: lo = i; plan |= PLAN_LO_GT; break;
+        case SQLITE_INDEX_CONSTRAINT_GE: lo = i; plan &= ~PLAN_LO_GT; break;
+        case SQLITE_INDEX_CONSTRAINT_LT: hi = i; plan |= PLAN_HI_LT; break;
+        case SQLITE_INDEX_CONSTRAINT_LE: hi = i; plan &= ~PLAN_HI_LT; break;
+      }
+    }
+  }
+  double rows = table_rows(t);
+  int argv = 0;
+  if (eq >= 0) {
+    plan = 0;
+    info->aConstraintUsage[eq].argvIndex = ++argv;
+    info->aConstraintUsage[eq].omit = 1;
+    if (sqlite3_vtab_in(info, eq, -1)) {
+      sqlite3_vtab_in(info, eq, 1);
+      plan = PLAN_IN;
+      info->estimatedCost = 10 + log2(rows + 1);
+      info->estimatedRows = 10;
+    } else {
+      plan = PLAN_EQ;
+      info->estimatedCost = 1 + log2(rows + 1) / 10;
+      info->estimatedRows = 1;
+      info->idxFlags |= SQLITE_INDEX_SCAN_UNIQUE;
+    }
+  } else if (teq >= 0) {
+    plan = PLAN_TEQ;
+    info->aConstraintUsage[teq].argvIndex = ++argv;
+    info->aConstraintUsage[teq].omit = 1;
+    info->estimatedCost = 2;
+    info->estimatedRows = 1;
+  } else if (lo >= 0 || hi >= 0) {
+    double frac = 1;
+    if (lo >= 0) {
+      plan |= PLAN_LO;
+      info->aConstraintUsage[lo].argvIndex = ++argv;
+      info->aConstraintUsage[lo].omit = 1;
+      sqlite3_value *v = NULL;
+      frac = token_fraction(sqlite3_vtab_rhs_value(info, lo, &v) == SQLITE_OK ? v : NULL, 1);
+    } else {
+      plan &= ~PLAN_LO_GT;
+    }
+    if (hi >= 0) {
+      plan |= PLAN_HI;
+      info->aConstraintUsage[hi].argvIndex = ++argv;
+      info->aConstraintUsage[hi].omit = 1;
+      sqlite3_value *v = NULL;
+      double f = token_fraction(sqlite3_vtab_rhs_value(info, hi, &v) == SQLITE_OK ? v : NULL, 0);
+      frac = lo >= 0 ? frac + f - 1 : f;
+      if (frac < 0.001) frac = 0.001;
+    } else {
+      plan &= ~PLAN_HI_LT;
+    }
+    info->estimatedRows = (sqlite3_int64)(rows * frac) + 1;
+    info->estimatedCost = 10 + rows * frac;
+  } else {
+    plan = 0;
+    info->estimatedCost = 10 + rows * 1.1;
+    info->estimatedRows = (sqlite3_int64)rows;
+  }
+  info->idxNum = plan;
+  /* Every plan yields rows in ascending token order. */
+  if (info->nOrderBy == 1 && info->aOrderBy[0].iColumn == tokcol && !info->aOrderBy[0].desc)
+    info->orderByConsumed = 1;
+  return SQLITE_OK;
+}
+
+int lsx_open(sqlite3_vtab *vtab, sqlite3_vtab_cursor **out) {
+  ls_vtab *t = (ls_vtab *)vtab;
+  lsx_cursor *c = sqlite3_malloc(sizeof *c);
+  if (!c) return SQLITE_NOMEM;
+  memset(c, 0, sizeof *c);
+  c->eof = 1;
+  if (t->ldb->ndropped && sqlite3_get_autocommit(t->db)) lsx_db_reconcile(t->ldb);
+  *out = &c->base;
+  return SQLITE_OK;
+}
+
+static void reset(lsx_cursor *c) {
+  if (c->scan) ls_cursor_close(c->scan);
+  c->scan = NULL;
+  for (int i = 0; i < c->nlist; i++) ls_value_free(&c->list[i]);
+  sqlite3_free(c->list);
+  c->list = NULL;
+  c->nlist = c->ilist = 0;
+  c->row = NULL;
+  c->eof = 1;
+}
+
+int lsx_close(sqlite3_vtab_cursor *cur) {
+  lsx_cursor *c = (lsx_cursor *)cur;
+  reset(c);
+  ls_value_free(&c->one);
+  sqlite3_free(c);
+  return SQLITE_OK;
+}
+
+/* A token bound from a constraint value: 1 and *tok, 0 when the bound
+** excludes every row, 2 when it excludes none. */
+static int token_bound(sqlite3_value *v, int lower, int strict, int64_t *tok) {
+  switch (sqlite3_value_numeric_type(v)) {
+    case SQLITE_INTEGER: {
+      sqlite3_int64 i = sqlite3_value_int64(v);
+      if (strict) {
+        if (lower && i == INT64_MAX) return 0;
+        if (!lower && i == INT64_MIN) return 0;
+        i += lower ? 1 : -1;
+      }
+      *tok = i;
+      return 1;
+    }
+    case SQLITE_FLOAT: {
+      double d = sqlite3_value_double(v);
+      if (isnan(d)) return 0;
+      double r = lower ? ceil(d) : floor(d);
+      if (strict && r == d) r += lower ? 1 : -1;
+      if (r > 9223372036854775807.0) return lower ? 0 : 2;
+      if (r < -9223372036854775808.0) return lower ? 2 : 0;
+      *tok = (int64_t)r;
+      return 1;
+    }
+    case SQLITE_NULL:
+      return 0;
+    default:                        /* TEXT and BLOB sort after every integer */
+      return lower ? 0 : 2;
+  }
+}
+
+static int cmp_token(const void *a, const void *b) {
+  const ls_value *x = a, *y = b;
+  return x->token < y->token ? -1 : x->token > y->token;
+}
+
+int lsx_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr, int argc, sqlite3_value **argv) {
+  lsx_cursor *c = (lsx_cursor *)cur;
+  ls_vtab *t = (ls_vtab *)cur->pVtab;
+  ls_txn *txn = t->ldb->txn;
+  (void)idxStr;
+  (void)argc;
+  reset(c);
+  lsx_buf kb = {0};
+  int rc = SQLITE_OK, erc = LS_OK;
+  if (plan & PLAN_EQ) {
+    rc = lsx_key_encode(argv[0], t->aff[t->pk], &kb);
+    if (rc) {                      /* NULL or unencodable: no row equals it */
+      rc = rc == SQLITE_NOMEM ? rc : SQLITE_OK;
+      goto out;
+    }
+    ls_key k;
+    ls_key_set(&k, kb.p, (uint32_t)kb.n);
+    erc = txn ? ls_txn_get(txn, t->id, &k, &c->one) : ls_get(t->ldb->eng, t->id, &k, &c->one);
+    if (erc == LS_OK) { c->one.token = ls_key_token(&k); c->row = &c->one; c->eof = 0; }
+    if (erc == LS_NOTFOUND) erc = LS_OK;
+  } else if (plan & PLAN_IN) {
+    /* Collect the distinct keys, read them in one batch, sort by token. */
+    int cap = 0, n = 0;
+    lsx_buf *keys = NULL;
+    sqlite3_value *v;
+    for (rc = sqlite3_vtab_in_first(argv[0], &v); rc == SQLITE_OK && v; rc = sqlite3_vtab_in_next(argv[0], &v)) {
+      if (n == cap) {
+        cap = cap ? 2 * cap : 16;
+        lsx_buf *p = sqlite3_realloc(keys, cap * (int)sizeof *p);
+        if (!p) { rc = SQLITE_NOMEM; break; }
+        memset(p + n, 0, (size_t)(cap - n) * sizeof *p);
+        keys = p;
+      }
+      int r = lsx_key_encode(v, t->aff[t->pk], &keys[n]);
+      if (r == SQLITE_NOMEM) { rc = r; break; }
+      if (r == SQLITE_OK) n++;
+    }
+    if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    ls_key *lk = n ? sqlite3_malloc(n * (int)sizeof *lk) : NULL;
+    int *rcs = n ? sqlite3_malloc(n * (int)sizeof *rcs) : NULL;
+    c->list = n ? sqlite3_malloc(n * (int)sizeof *c->list) : NULL;
+    if (!rc && n && (!lk || !rcs || !c->list)) rc = SQLITE_NOMEM;
+    if (!rc && n) {
+      memset(c->list, 0, (size_t)n * sizeof *c->list);
+      for (int i = 0; i < n; i++) ls_key_set(&lk[i], keys[i].p, (uint32_t)keys[i].n);
+      erc = ls_get_many(t->ldb->eng, txn, t->id, n, lk, c->list, rcs);
+      int m = 0;
+      for (int i = 0; !erc && i < n; i++) {
+        if (rcs[i] == LS_NOTFOUND) { ls_value_free(&c->list[i]); continue; }
+        if (rcs[i]) { erc = rcs[i]; break; }
+        /* Skip duplicates of the same key in the list. */
+        int dup = 0;
+        for (int j = 0; j < m && !dup; j++)
+          dup = c->list[j].key_len == c->list[i].key_len && c->list[j].token == ls_key_token(&lk[i]) &&
+                !memcmp(c->list[j].key, c->list[i].key, c->list[i].key_len);
+        if (dup) { ls_value_free(&c->list[i]); continue; }
+        c->list[i].token = ls_key_token(&lk[i]);
+        if (m != i) { c->list[m] = c->list[i]; memset(&c->list[i], 0, sizeof c->list[i]); }
+        m++;
+      }
+      for (int i = m; i < n; i++) ls_value_free(&c->list[i]);
+      c->nlist = erc ? 0 : m;
+      if (erc) for (int i = 0; i < m; i++) ls_value_free(&c->list[i]);
+      qsort(c->list, (size_t)c->nlist, sizeof *c->list, cmp_token);
+      if (c->nlist) { c->row = &c->list[0]; c->eof = 0; }
+    }
+    for (int i = 0; i < cap; i++) lsx_buf_free(&keys[i]);
+    sqlite3_free(keys);
+    sqlite3_free(lk);
+    sqlite3_free(rcs);
+  } else {
+    int64_t lo = INT64_MIN, hi = INT64_MAX;
+    int a = 0, ok = 1;
+    if (plan & PLAN_TEQ) {
+      int r = token_bound(argv[a], 1, 0, &lo);
+      ok = r == 1 && sqlite3_value_double(argv[a]) == (double)lo;
+      hi = lo;
+    } else {
+      if (plan & PLAN_LO) {
+        int r = token_bound(argv[a++], 1, !!(plan & PLAN_LO_GT), &lo);
+        ok = r != 0;
+        if (r == 2) lo = INT64_MIN;
+      }
+      if (ok && (plan & PLAN_HI)) {
+        int r = token_bound(argv[a], 0, !!(plan & PLAN_HI_LT), &hi);
+        ok = r != 0;
+        if (r == 2) hi = INT64_MAX;
+      }
+    }
+    if (ok && lo <= hi) {
+      c->hi = hi;
+      erc = ls_cursor_open(t->ldb->eng, txn, t->id, &c->scan);
+      if (!erc) erc = ls_cursor_seek(c->scan, lo);
+      if (!erc && ls_cursor_valid(c->scan) && ls_cursor_row(c->scan)->token <= hi) {
+        c->row = ls_cursor_row(c->scan);
+        c->eof = 0;
+      }
+    }
+  }
+out:
+  lsx_buf_free(&kb);
+  if (erc) return lsx_error(cur->pVtab, t->name, erc);
+  return rc;
+}
+
+int lsx_next(sqlite3_vtab_cursor *cur) {
+  lsx_cursor *c = (lsx_cursor *)cur;
+  ls_vtab *t = (ls_vtab *)cur->pVtab;
+  if (c->scan) {
+    int erc = ls_cursor_next(c->scan);
+    if (erc) { c->eof = 1; return lsx_error(cur->pVtab, t->name, erc); }
+    if (ls_cursor_valid(c->scan) && ls_cursor_row(c->scan)->token <= c->hi) c->row = ls_cursor_row(c->scan);
+    else c->eof = 1;
+  } else if (c->list && ++c->ilist < c->nlist) {
+    c->row = &c->list[c->ilist];
+  } else {
+    c->eof = 1;
+  }
+  return SQLITE_OK;
+}
+
+int lsx_eof(sqlite3_vtab_cursor *cur) { return ((lsx_cursor *)cur)->eof; }
+
+int lsx_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col) {
+  lsx_cursor *c = (lsx_cursor *)cur;
+  ls_vtab *t = (ls_vtab *)cur->pVtab;
+  const ls_value *r = c->row;
+  if (!r) return SQLITE_ERROR;
+  if (col == t->ncol) {
+    sqlite3_result_int64(ctx, r->token);
+    return SQLITE_OK;
+  }
+  int rc = lsx_row_column(t, r->data, r->len, r->key, r->key_len, col, ctx);
+  if (rc == SQLITE_CORRUPT_VTAB) {
+    sqlite3_free(cur->pVtab->zErrMsg);
+    cur->pVtab->zErrMsg = sqlite3_mprintf("logstor: %s: malformed row record", t->name);
+  }
+  return rc;
+}
+
+int lsx_rowid(sqlite3_vtab_cursor *cur, sqlite3_int64 *rowid) {
+  /* A WITHOUT ROWID table: SQLite never asks. */
+  (void)cur;
+  *rowid = 0;
+  return SQLITE_ERROR;
+}

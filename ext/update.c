@@ -1,0 +1,184 @@
+/*
+** update.c -- writes and transactions of logstor tables.
+**
+** Writes go into the connection's engine transaction for the database
+** (db.c): they are visible to this connection at once and to others after
+** the commit.  Conflicts follow SQLite (the module declares
+** SQLITE_VTAB_CONSTRAINT_SUPPORT): a plain INSERT of an existing key fails
+** with "UNIQUE constraint failed: t.pk" before anything is changed, and
+** SQLite then applies the statement's conflict clause (IGNORE skips the
+** row, FAIL keeps earlier rows, ROLLBACK rolls the transaction back, ABORT
+** the statement); with REPLACE the row is overwritten here.
+**
+** Transaction state machine of one ls_db (all its tables share it):
+**
+**      (none) --xBegin--> OPEN --xSync: commit--> COMMITTED --xCommit--> (none)
+**                          |                          |
+**                          +--------xRollback---------+-------> (none)
+**
+** xSavepoint(N) records the transaction's mark for N the first time any
+** table of the database asks; xRollbackTo(N) discards the writes after it;
+** xRelease(N) forgets marks >= N.  Everything that can fail happens in
+** xSync (SQLite ignores what xCommit returns): the engine commit makes the
+** transaction durable there.  If SQLite rolls back after a successful
+** xSync (another virtual table's xSync failed), the logstor part stays
+** committed; a transaction that writes only logstor tables is atomic.
+*/
+#include "logstor_int.h"
+
+#include <string.h>
+
+static int constraint(ls_vtab *t, int code, const char *what, int col) {
+  sqlite3_free(t->base.zErrMsg);
+  t->base.zErrMsg = sqlite3_mprintf("%s constraint failed: %s.%s", what, t->name, t->cols[col]);
+  return code;
+}
+
+/* NOT NULL columns of a new row (argv = the declared columns). */
+static int check_not_null(ls_vtab *t, sqlite3_value **cols) {
+  for (int c = 0; c < t->ncol; c++)
+    if (t->notnull[c] && sqlite3_value_type(cols[c]) == SQLITE_NULL)
+      return constraint(t, SQLITE_CONSTRAINT_NOTNULL, "NOT NULL", c);
+  return SQLITE_OK;
+}
+
+static int key_of(ls_vtab *t, sqlite3_value *v, lsx_buf *b, ls_key *k) {
+  int rc = lsx_key_encode(v, t->aff[t->pk], b);
+  if (rc == SQLITE_CONSTRAINT_NOTNULL) return constraint(t, rc, "NOT NULL", t->pk);
+  if (rc == SQLITE_TOOBIG) {
+    sqlite3_free(t->base.zErrMsg);
+    t->base.zErrMsg = sqlite3_mprintf("logstor: %s: key larger than %u bytes", t->name, LS_MAX_KEY - 1);
+  }
+  if (!rc) ls_key_set(k, b->p, (uint32_t)b->n);
+  return rc;
+}
+
+int lsx_update(sqlite3_vtab *vtab, int argc, sqlite3_value **argv, sqlite3_int64 *rowid) {
+  ls_vtab *t = (ls_vtab *)vtab;
+  (void)rowid;
+  ls_txn *txn;
+  int erc = lsx_db_txn(t->ldb, &txn);
+  if (erc) return lsx_error(vtab, t->name, erc);
+  lsx_buf kb = {0}, ob = {0}, row = {0};
+  ls_key k, old;
+  int rc = SQLITE_OK;
+  if (argc == 1) {                                   /* DELETE */
+    rc = key_of(t, argv[0], &ob, &old);
+    if (!rc) {
+      erc = ls_txn_exists(txn, t->id, &old);         /* remember the version deleted */
+      if (erc >= 0) erc = ls_txn_delete(txn, t->id, &old);
+    }
+    goto out;
+  }
+  sqlite3_value **cols = argv + 2;
+  /* The hidden token column: NULL in an INSERT; an UPDATE passes the old
+  ** row's token back unless the statement assigns it. */
+  int is_insert = sqlite3_value_type(argv[0]) == SQLITE_NULL;
+  if (!is_insert) rc = key_of(t, argv[0], &ob, &old);
+  if (rc) goto out;
+  sqlite3_value *tok = cols[t->ncol];
+  if (sqlite3_value_type(tok) != SQLITE_NULL &&
+      (is_insert || sqlite3_value_type(tok) != SQLITE_INTEGER || sqlite3_value_int64(tok) != ls_key_token(&old))) {
+    sqlite3_free(vtab->zErrMsg);
+    vtab->zErrMsg = sqlite3_mprintf("logstor: %s: token is computed from the key and can not be set", t->name);
+    rc = SQLITE_CONSTRAINT;
+    goto out;
+  }
+  rc = check_not_null(t, cols);
+  if (!rc) rc = key_of(t, cols[t->pk], &kb, &k);
+  if (!rc) rc = lsx_row_encode(t, cols, &kb, &row);
+  if (rc) goto out;
+  int replace = sqlite3_vtab_on_conflict(t->db) == SQLITE_REPLACE;
+  if (is_insert) {
+    if (!replace) {
+      erc = ls_txn_exists(txn, t->id, &k);
+      if (erc == 1) { rc = constraint(t, SQLITE_CONSTRAINT_PRIMARYKEY, "UNIQUE", t->pk); goto out; }
+      if (erc < 0) goto out;
+    }
+  } else {                                           /* UPDATE */
+    if (ob.n != kb.n || memcmp(ob.p, kb.p, kb.n) != 0) {
+      /* The key changes: the new key must be free unless REPLACE. */
+      erc = ls_txn_exists(txn, t->id, &k);
+      if (erc == 1 && !replace) { rc = constraint(t, SQLITE_CONSTRAINT_PRIMARYKEY, "UNIQUE", t->pk); goto out; }
+      if (erc < 0) goto out;
+      erc = ls_txn_exists(txn, t->id, &old);
+      if (erc >= 0) erc = ls_txn_delete(txn, t->id, &old);
+      if (erc < 0) goto out;
+    } else {
+      erc = ls_txn_exists(txn, t->id, &old);        /* remember the version updated */
+      if (erc < 0) goto out;
+    }
+  }
+  erc = ls_txn_put(txn, t->id, &k, row.p, (uint32_t)row.n);
+out:
+  lsx_buf_free(&kb);
+  lsx_buf_free(&ob);
+  lsx_buf_free(&row);
+  if (!rc && erc < 0) rc = lsx_error(vtab, t->name, erc);
+  return rc;
+}
+
+int lsx_begin(sqlite3_vtab *vtab) {
+  ls_vtab *t = (ls_vtab *)vtab;
+  ls_txn *txn;
+  int erc = lsx_db_txn(t->ldb, &txn);
+  return erc ? lsx_error(vtab, t->name, erc) : SQLITE_OK;
+}
+
+int lsx_sync(sqlite3_vtab *vtab) {
+  ls_vtab *t = (ls_vtab *)vtab;
+  ls_db *d = t->ldb;
+  if (!d->txn || d->committed) return SQLITE_OK;
+  d->committed = 1;
+  int erc = ls_txn_commit(d->txn);
+  return erc ? lsx_error(vtab, t->name, erc) : SQLITE_OK;
+}
+
+int lsx_commit(sqlite3_vtab *vtab) {
+  ls_db *d = ((ls_vtab *)vtab)->ldb;
+  lsx_db_txn_end(d);
+  return SQLITE_OK;
+}
+
+int lsx_rollback(sqlite3_vtab *vtab) {
+  ls_db *d = ((ls_vtab *)vtab)->ldb;
+  /* Tables created in this transaction disappear with it. */
+  for (int i = 0; i < d->ncreated; i++) ls_table_drop(d->eng, d->created[i]);
+  lsx_db_txn_end(d);
+  return SQLITE_OK;
+}
+
+int lsx_savepoint(sqlite3_vtab *vtab, int n) {
+  ls_vtab *t = (ls_vtab *)vtab;
+  ls_db *d = t->ldb;
+  ls_txn *txn;
+  int erc = lsx_db_txn(d, &txn);
+  if (erc) return lsx_error(vtab, t->name, erc);
+  if (n < d->nmarks) return SQLITE_OK;              /* another table of the database set it */
+  if (n >= d->capmarks) {
+    int cap = n + 8;
+    int *m = sqlite3_realloc(d->marks, cap * (int)sizeof *m);
+    if (!m) return SQLITE_NOMEM;
+    d->marks = m;
+    d->capmarks = cap;
+  }
+  int mark = ls_txn_savepoint(txn);
+  while (d->nmarks <= n) d->marks[d->nmarks++] = mark;
+  return SQLITE_OK;
+}
+
+int lsx_release(sqlite3_vtab *vtab, int n) {
+  ls_db *d = ((ls_vtab *)vtab)->ldb;
+  if (n < d->nmarks) d->nmarks = n;
+  return SQLITE_OK;
+}
+
+int lsx_rollback_to(sqlite3_vtab *vtab, int n) {
+  ls_vtab *t = (ls_vtab *)vtab;
+  ls_db *d = t->ldb;
+  if (!d->txn || n >= d->nmarks) return SQLITE_OK;
+  int erc = ls_txn_rollback_to(d->txn, d->marks[n]);
+  if (erc) return lsx_error(vtab, t->name, erc);
+  d->nmarks = n + 1;
+  return SQLITE_OK;
+}

@@ -1,0 +1,514 @@
+/*
+** vtab.c -- the "logstor" module: creating, connecting, renaming and
+** dropping tables.
+**
+**   CREATE VIRTUAL TABLE kv USING logstor(pk INTEGER PRIMARY KEY, a INT, v TEXT
+**                                          [, segment_size=N] [, file_size=N]
+**                                          [, disk_size=N] [, groups=N]);
+**
+** Arguments are column definitions (name, optional type, optional PRIMARY
+** KEY and NOT NULL) or options NAME=VALUE.  Without PRIMARY KEY the first
+** column is the key.  The table is declared to SQLite as
+**   CREATE TABLE x(<columns>, token HIDDEN) WITHOUT ROWID
+** with a single-column primary key.  Sizes are a byte count or a count with a
+** K, M or G suffix; SQLite's tokenizer needs the suffixed form quoted
+** (disk_size='4M').  segment_size, file_size and disk_size apply to the whole
+** data directory and are fixed when it is created; groups (compaction groups,
+** token ranges) is per table.
+**
+** Identity.  The engine keys a table's data by a numeric id that never
+** changes.  The id lives in the shadow table "<name>_logstor" (one row),
+** which SQLite renames and drops with the table inside the user's
+** transaction.  So ALTER TABLE ... RENAME keeps the data, and BEGIN; DROP;
+** ROLLBACK or BEGIN; CREATE; ROLLBACK leave the data as it was (see db.c for
+** how a committed DROP reaches the engine).
+*/
+#include "logstor_int.h"
+
+#include <ctype.h>
+#include <string.h>
+
+typedef struct coldef {
+  char *name;
+  char *type;
+  int pk, notnull;
+} coldef;
+
+typedef struct tabdef {
+  coldef *cols;
+  int ncol, cap;
+  int pk;                          /* key column, -1 until known */
+  ls_options opt;
+  uint32_t groups;
+} tabdef;
+
+static void tabdef_free(tabdef *d) {
+  for (int i = 0; i < d->ncol; i++) {
+    sqlite3_free(d->cols[i].name);
+    sqlite3_free(d->cols[i].type);
+  }
+  sqlite3_free(d->cols);
+}
+
+static const char *skip_space(const char *p) {
+  while (*p && isspace((unsigned char)*p)) p++;
+  return p;
+}
+
+/* Case-insensitive match of keyword kw at p, ending at a word boundary. */
+static int keyword(const char *p, const char *kw) {
+  size_t n = strlen(kw);
+  return sqlite3_strnicmp(p, kw, (int)n) == 0 && !isalnum((unsigned char)p[n]) && p[n] != '_';
+}
+
+/* Parse an identifier (bare or quoted) at *pp into a new string. */
+static char *parse_ident(const char **pp) {
+  const char *p = skip_space(*pp);
+  char q = *p, close = q == '[' ? ']' : q;
+  if (q == '"' || q == '`' || q == '[' || q == '\'') {
+    const char *s = ++p;
+    char *out = sqlite3_malloc((int)strlen(s) + 1);
+    if (!out) return NULL;
+    int n = 0;
+    for (; *p; p++) {
+      if (*p == close) {
+        if (close != ']' && p[1] == close) { out[n++] = close; p++; continue; }
+        break;
+      }
+      out[n++] = *p;
+    }
+    if (*p != close) { sqlite3_free(out); return NULL; }
+    out[n] = 0;
+    *pp = p + 1;
+    return out;
+  }
+  const char *s = p;
+  while (*p && (isalnum((unsigned char)*p) || *p == '_' || (unsigned char)*p >= 0x80)) p++;
+  if (p == s) return NULL;
+  *pp = p;
+  return sqlite3_mprintf("%.*s", (int)(p - s), s);
+}
+
+/* A size: digits with an optional K/M/G suffix (and optional B), quoted or
+** not.  Returns 0 and *v, or 1 if malformed. */
+static int parse_size(const char *s, uint64_t *v) {
+  s = skip_space(s);
+  char q = *s;
+  if (q == '\'' || q == '"') s++;
+  if (!isdigit((unsigned char)*s)) return 1;
+  uint64_t n = 0;
+  while (isdigit((unsigned char)*s)) {
+    if (n > (UINT64_MAX - 9) / 10) return 1;
+    n = n * 10 + (uint64_t)(*s++ - '0');
+  }
+  uint64_t mul = 1;
+  switch (toupper((unsigned char)*s)) {
+    case 'K': mul = 1ull << 10; s++; break;
+    case 'M': mul = 1ull << 20; s++; break;
+    case 'G': mul = 1ull << 30; s++; break;
+  }
+  if (mul > 1 && toupper((unsigned char)*s) == 'B') s++;
+  if ((q == '\'' || q == '"') && *s++ != q) return 1;
+  s = skip_space(s);
+  if (*s) return 1;
+  if (n > UINT64_MAX / mul) return 1;
+  *v = n * mul;
+  return 0;
+}
+
+/* Is arg an option (NAME = VALUE)?  Sets *value to after the '='. */
+static int is_option(const char *arg, char *name, size_t cap, const char **value) {
+  const char *p = skip_space(arg);
+  size_t n = 0;
+  while (isalnum((unsigned char)p[n]) || p[n] == '_') n++;
+  if (!n || n >= cap) return 0;
+  const char *e = skip_space(p + n);
+  if (*e != '=') return 0;
+  memcpy(name, p, n);
+  name[n] = 0;
+  *value = e + 1;
+  return 1;
+}
+
+static int parse_option(tabdef *d, const char *name, const char *value, char **err) {
+  uint64_t v;
+  if (parse_size(value, &v)) {
+    *err = sqlite3_mprintf("option %s: '%s' is not a size (a byte count, or a quoted count with K, M or G)",
+                           name, skip_space(value));
+    return SQLITE_ERROR;
+  }
+  if (!sqlite3_stricmp(name, "segment_size")) d->opt.segment_size = v;
+  else if (!sqlite3_stricmp(name, "file_size")) d->opt.file_size = v;
+  else if (!sqlite3_stricmp(name, "disk_size")) d->opt.disk_size = v;
+  else if (!sqlite3_stricmp(name, "groups")) {
+    if (v < 1 || v > 4096) {
+      *err = sqlite3_mprintf("groups must be between 1 and 4096, not %llu", (unsigned long long)v);
+      return SQLITE_ERROR;
+    }
+    d->groups = (uint32_t)v;
+  } else {
+    *err = sqlite3_mprintf("unknown option '%s' (known: segment_size, file_size, disk_size, groups)", name);
+    return SQLITE_ERROR;
+  }
+  return SQLITE_OK;
+}
+
+/* Parse one column definition. */
+static int parse_column(tabdef *d, const char *arg, char **err) {
+  const char *p = arg;
+  char *name = parse_ident(&p);
+  if (!name) {
+    *err = sqlite3_mprintf("cannot read a column name in '%s'", arg);
+    return SQLITE_ERROR;
+  }
+  coldef c = { name, NULL, 0, 0 };
+  /* The type: words up to the first constraint keyword. */
+  const char *type_start = skip_space(p), *type_end = type_start;
+  p = type_start;
+  static const char *unsupported[] = { "UNIQUE", "CHECK", "DEFAULT", "REFERENCES", "GENERATED", "AS",
+                                       "CONSTRAINT", "AUTOINCREMENT", NULL };
+  while (*(p = skip_space(p))) {
+    if (keyword(p, "PRIMARY")) {
+      const char *k = skip_space(p + 7);
+      if (!keyword(k, "KEY")) goto bad;
+      c.pk = 1;
+      p = k + 3;
+      const char *o = skip_space(p);
+      if (keyword(o, "ASC")) p = o + 3;
+      else if (keyword(o, "DESC")) p = o + 4;
+      continue;
+    }
+    if (keyword(p, "NOT")) {
+      const char *k = skip_space(p + 3);
+      if (!keyword(k, "NULL")) goto bad;
+      c.notnull = 1;
+      p = k + 4;
+      continue;
+    }
+    if (keyword(p, "NULL")) { p += 4; continue; }
+    if (keyword(p, "COLLATE")) {
+      const char *k = skip_space(p + 7);
+      if (!keyword(k, "BINARY")) {
+        *err = sqlite3_mprintf("column %s: only COLLATE BINARY is supported (keys are compared bytewise)",
+                               name);
+        goto fail;
+      }
+      p = k + 6;
+      continue;
+    }
+    for (int i = 0; unsupported[i]; i++)
+      if (keyword(p, unsupported[i])) {
+        *err = sqlite3_mprintf("column %s: %s is not supported by logstor tables", name, unsupported[i]);
+        goto fail;
+      }
+    if (c.pk || c.notnull) goto bad;        /* type words after a constraint */
+    /* A type word, possibly with (n) or (n, m). */
+    while (*p && !isspace((unsigned char)*p) && *p != '(') p++;
+    if (*p == '(') {
+      while (*p && *p != ')') p++;
+      if (*p == ')') p++;
+    }
+    type_end = p;
+  }
+  c.type = sqlite3_mprintf("%.*s", (int)(type_end - type_start), type_start);
+  if (!c.type) goto fail;
+  if (!sqlite3_stricmp(name, "token")) {
+    *err = sqlite3_mprintf("a column may not be named token: logstor provides the hidden column token");
+    goto fail;
+  }
+  for (int i = 0; i < d->ncol; i++)
+    if (!sqlite3_stricmp(d->cols[i].name, name)) {
+      *err = sqlite3_mprintf("duplicate column name: %s", name);
+      goto fail;
+    }
+  if (c.pk) {
+    if (d->pk >= 0) {
+      *err = sqlite3_mprintf("more than one PRIMARY KEY column (%s and %s): logstor keys are one column",
+                             d->cols[d->pk].name, name);
+      goto fail;
+    }
+    d->pk = d->ncol;
+  }
+  if (d->ncol == d->cap) {
+    d->cap = d->cap ? 2 * d->cap : 8;
+    coldef *n = sqlite3_realloc(d->cols, d->cap * (int)sizeof *n);
+    if (!n) goto fail;
+    d->cols = n;
+  }
+  d->cols[d->ncol++] = c;
+  return SQLITE_OK;
+bad:
+  *err = sqlite3_mprintf("cannot parse column definition '%s'", arg);
+fail:
+  sqlite3_free(c.name);
+  sqlite3_free(c.type);
+  return *err ? SQLITE_ERROR : SQLITE_NOMEM;
+}
+
+static int parse_args(int argc, const char *const *argv, tabdef *d, char **err) {
+  memset(d, 0, sizeof *d);
+  d->pk = -1;
+  d->groups = 1;
+  ls_options_init(&d->opt);
+  for (int i = 3; i < argc; i++) {
+    char name[64];
+    const char *value;
+    int rc = is_option(argv[i], name, sizeof name, &value) ? parse_option(d, name, value, err)
+                                                            : parse_column(d, argv[i], err);
+    if (rc) return rc;
+  }
+  if (d->ncol == 0) {
+    *err = sqlite3_mprintf("no columns: declare at least the key, as in logstor(pk, v)");
+    return SQLITE_ERROR;
+  }
+  if (d->pk < 0) d->pk = 0;
+  return SQLITE_OK;
+}
+
+static int declare(sqlite3 *db, const tabdef *d) {
+  sqlite3_str *s = sqlite3_str_new(db);
+  sqlite3_str_appendall(s, "CREATE TABLE x(");
+  for (int i = 0; i < d->ncol; i++)
+    sqlite3_str_appendf(s, "%s\"%w\" %s%s", i ? ", " : "", d->cols[i].name, d->cols[i].type,
+                        i == d->pk ? " PRIMARY KEY" : "");
+  sqlite3_str_appendall(s, ", token HIDDEN) WITHOUT ROWID");
+  char *sql = sqlite3_str_finish(s);
+  if (!sql) return SQLITE_NOMEM;
+  int rc = sqlite3_declare_vtab(db, sql);
+  sqlite3_free(sql);
+  return rc;
+}
+
+static void vtab_free(ls_vtab *t) {
+  if (!t) return;
+  for (int i = 0; i < t->ncol; i++) sqlite3_free(t->cols[i]);
+  sqlite3_free(t->cols);
+  sqlite3_free(t->aff);
+  sqlite3_free(t->notnull);
+  sqlite3_free(t->name);
+  sqlite3_free(t->base.zErrMsg);
+  sqlite3_free(t);
+}
+
+static ls_vtab *vtab_new(sqlite3 *db, ls_db *ldb, const char *name, tabdef *d) {
+  ls_vtab *t = sqlite3_malloc(sizeof *t);
+  if (!t) return NULL;
+  memset(t, 0, sizeof *t);
+  t->db = db;
+  t->ldb = ldb;
+  t->ncol = d->ncol;
+  t->pk = d->pk;
+  t->name = sqlite3_mprintf("%s", name);
+  t->cols = sqlite3_malloc(d->ncol * (int)sizeof(char *));
+  t->aff = sqlite3_malloc(d->ncol);
+  t->notnull = sqlite3_malloc(d->ncol);
+  if (!t->name || !t->cols || !t->aff || !t->notnull) { vtab_free(t); return NULL; }
+  for (int i = 0; i < d->ncol; i++) {
+    t->cols[i] = d->cols[i].name;            /* ownership moves */
+    d->cols[i].name = NULL;
+    t->aff[i] = (uint8_t)lsx_affinity(d->cols[i].type);
+    t->notnull[i] = (uint8_t)(d->cols[i].notnull || i == d->pk);
+  }
+  return t;
+}
+
+/* Run one SQL statement with a bound integer (-1: none). */
+static int exec1(sqlite3 *db, const char *sql, sqlite3_int64 bind) {
+  sqlite3_stmt *st;
+  int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+  if (rc) return rc;
+  if (bind >= 0) sqlite3_bind_int64(st, 1, bind);
+  rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+static int check_sizes(ls_db *ldb, const ls_options *o, char **err) {
+  ls_stats s;
+  ls_stats_get(ldb->eng, &s);
+  struct { const char *n; uint64_t want, have; } v[] = {
+    { "segment_size", o->segment_size, s.segment_size },
+    { "file_size", o->file_size, s.file_size },
+    { "disk_size", o->disk_size, s.disk_size },
+  };
+  for (int i = 0; i < 3; i++)
+    if (v[i].want && v[i].want != v[i].have) {
+      *err = sqlite3_mprintf("%s %llu does not match %llu, fixed when the data directory %s was created",
+                             v[i].n, (unsigned long long)v[i].want, (unsigned long long)v[i].have, ldb->dir);
+      return SQLITE_ERROR;
+    }
+  return SQLITE_OK;
+}
+
+static int init(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlite3_vtab **out,
+                char **pzErr, int create) {
+  ls_conn *conn = aux;
+  const char *schema = argv[1], *name = argv[2];
+  tabdef d;
+  char *err = NULL;
+  ls_vtab *t = NULL;
+  ls_db *ldb = NULL;
+  int rc = parse_args(argc, argv, &d, &err);
+  if (!rc) rc = lsx_db_get(conn, schema, &ldb, &d.opt, &err);
+  if (!rc) rc = check_sizes(ldb, &d.opt, &err);
+  if (!rc) rc = declare(db, &d);
+  if (!rc) {
+    t = vtab_new(db, ldb, name, &d);
+    if (!t) rc = SQLITE_NOMEM;
+  }
+  if (!rc && create) {
+    int erc = ls_table_create(ldb->eng, name, d.groups, &t->id);
+    if (erc) {
+      rc = lsx_error_msg(&err, name, erc);
+    } else {
+      char *sql = sqlite3_mprintf("CREATE TABLE \"%w\".\"%w_logstor\"(id INTEGER)", schema, name);
+      char *ins = sqlite3_mprintf("INSERT INTO \"%w\".\"%w_logstor\"(id) VALUES(?)", schema, name);
+      rc = sql && ins ? exec1(db, sql, -1) : SQLITE_NOMEM;
+      if (!rc) rc = exec1(db, ins, t->id);
+      sqlite3_free(sql);
+      sqlite3_free(ins);
+      if (rc) {
+        if (!err) err = sqlite3_mprintf("cannot create the shadow table %s_logstor: %s", name, sqlite3_errmsg(db));
+        ls_table_drop(ldb->eng, t->id);
+      } else {
+        /* Undone if the transaction that creates the table rolls back. */
+        uint32_t *c = sqlite3_realloc(ldb->created, (ldb->ncreated + 1) * (int)sizeof *c);
+        if (c) { ldb->created = c; c[ldb->ncreated++] = t->id; }
+      }
+    }
+  } else if (!rc) {
+    char *sql = sqlite3_mprintf("SELECT id FROM \"%w\".\"%w_logstor\"", schema, name);
+    sqlite3_stmt *st = NULL;
+    rc = sql ? sqlite3_prepare_v2(db, sql, -1, &st, NULL) : SQLITE_NOMEM;
+    sqlite3_free(sql);
+    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+      t->id = (uint32_t)sqlite3_column_int64(st, 0);
+      if (!ls_table_exists(ldb->eng, t->id)) {
+        err = sqlite3_mprintf("the data directory %s has no table with id %u (was it removed or replaced?)",
+                              ldb->dir, t->id);
+        rc = SQLITE_CORRUPT_VTAB;
+      } else {
+        ls_table_rename(ldb->eng, t->id, name);   /* keep the label current */
+      }
+    } else if (rc != SQLITE_NOMEM) {
+      err = sqlite3_mprintf("the shadow table %s_logstor that holds the table's id is missing", name);
+      rc = SQLITE_CORRUPT_VTAB;
+    }
+    sqlite3_finalize(st);
+  }
+  if (!rc) {
+    sqlite3_vtab_config(db, SQLITE_VTAB_CONSTRAINT_SUPPORT, 1);
+    if (sqlite3_get_autocommit(db)) lsx_db_reconcile(ldb);
+  }
+  tabdef_free(&d);
+  if (rc) {
+    vtab_free(t);
+    if (err) {
+      *pzErr = sqlite3_mprintf("logstor: %s: %s", name, err);
+      sqlite3_free(err);
+    }
+    *out = NULL;
+    return rc;
+  }
+  *out = &t->base;
+  return SQLITE_OK;
+}
+
+static int lsx_create(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlite3_vtab **out,
+                      char **pzErr) {
+  return init(db, aux, argc, argv, out, pzErr, 1);
+}
+
+static int lsx_connect(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlite3_vtab **out,
+                       char **pzErr) {
+  return init(db, aux, argc, argv, out, pzErr, 0);
+}
+
+static int lsx_disconnect(sqlite3_vtab *vtab) {
+  vtab_free((ls_vtab *)vtab);
+  return SQLITE_OK;
+}
+
+/* DROP TABLE.  The shadow table goes with the user's transaction; the
+** engine data goes now in autocommit mode, else once the drop committed. */
+static int lsx_destroy(sqlite3_vtab *vtab) {
+  ls_vtab *t = (ls_vtab *)vtab;
+  ls_db *ldb = t->ldb;
+  char *sql = sqlite3_mprintf("DROP TABLE IF EXISTS \"%w\".\"%w_logstor\"", ldb->schema, t->name);
+  int rc = sql ? exec1(t->db, sql, -1) : SQLITE_NOMEM;
+  sqlite3_free(sql);
+  if (rc) {
+    sqlite3_free(vtab->zErrMsg);
+    vtab->zErrMsg = sqlite3_mprintf("logstor: %s: cannot drop the shadow table: %s", t->name,
+                                    sqlite3_errmsg(t->db));
+    return rc;
+  }
+  int created_here = 0;
+  for (int i = 0; i < ldb->ncreated; i++)
+    if (ldb->created[i] == t->id) { ldb->created[i] = ldb->created[--ldb->ncreated]; created_here = 1; break; }
+  if (sqlite3_get_autocommit(t->db) || created_here) {
+    int erc = ls_table_drop(ldb->eng, t->id);
+    if (erc && erc != LS_NOTABLE) return lsx_error(vtab, t->name, erc);
+  } else {
+    uint32_t *p = sqlite3_realloc(ldb->dropped, (ldb->ndropped + 1) * (int)sizeof *p);
+    if (!p) return SQLITE_NOMEM;
+    ldb->dropped = p;
+    p[ldb->ndropped++] = t->id;
+  }
+  vtab_free(t);
+  return SQLITE_OK;
+}
+
+static int lsx_rename(sqlite3_vtab *vtab, const char *zNew) {
+  ls_vtab *t = (ls_vtab *)vtab;
+  char *sql = sqlite3_mprintf("ALTER TABLE \"%w\".\"%w_logstor\" RENAME TO \"%w_logstor\"", t->ldb->schema,
+                              t->name, zNew);
+  int rc = sql ? exec1(t->db, sql, -1) : SQLITE_NOMEM;
+  sqlite3_free(sql);
+  if (rc) {
+    sqlite3_free(vtab->zErrMsg);
+    vtab->zErrMsg = sqlite3_mprintf("logstor: %s: cannot rename the shadow table: %s", t->name,
+                                    sqlite3_errmsg(t->db));
+    return rc;
+  }
+  ls_table_rename(t->ldb->eng, t->id, zNew);
+  char *n = sqlite3_mprintf("%s", zNew);
+  if (n) { sqlite3_free(t->name); t->name = n; }
+  return SQLITE_OK;
+}
+
+static int lsx_shadow_name(const char *suffix) { return !sqlite3_stricmp(suffix, "logstor"); }
+
+static sqlite3_module logstor_module = {
+  /* iVersion    */ 3,
+  /* xCreate     */ lsx_create,
+  /* xConnect    */ lsx_connect,
+  /* xBestIndex  */ lsx_best_index,
+  /* xDisconnect */ lsx_disconnect,
+  /* xDestroy    */ lsx_destroy,
+  /* xOpen       */ lsx_open,
+  /* xClose      */ lsx_close,
+  /* xFilter     */ lsx_filter,
+  /* xNext       */ lsx_next,
+  /* xEof        */ lsx_eof,
+  /* xColumn     */ lsx_column,
+  /* xRowid      */ lsx_rowid,
+  /* xUpdate     */ lsx_update,
+  /* xBegin      */ lsx_begin,
+  /* xSync       */ lsx_sync,
+  /* xCommit     */ lsx_commit,
+  /* xRollback   */ lsx_rollback,
+  /* xFindFunction */ 0,
+  /* xRename     */ lsx_rename,
+  /* xSavepoint  */ lsx_savepoint,
+  /* xRelease    */ lsx_release,
+  /* xRollbackTo */ lsx_rollback_to,
+  /* xShadowName */ lsx_shadow_name,
+#if SQLITE_VERSION_NUMBER >= 3044000
+  /* xIntegrity  */ 0,
+#endif
+};
+
+int lsx_register_vtab(sqlite3 *db, ls_conn *conn) {
+  return sqlite3_create_module_v2(db, "logstor", &logstor_module, conn, lsx_conn_free);
+}
