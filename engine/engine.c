@@ -240,6 +240,26 @@ static int manifest_update(ls_engine *e, uint32_t id, int remove, uint64_t trunc
   return LS_OK;
 }
 
+/* The segment manager's lease callback: make end the durable floor of
+** segment sequences. */
+static int lease_seg_seq(void *arg, uint64_t end) {
+  ls_engine *e = arg;
+  pthread_mutex_lock(&e->cat_lock);
+  int rc = LS_OK;
+  if (e->man.seg_seq_floor < end) {
+    ls_manifest m;
+    rc = ls_manifest_copy(&m, &e->man);
+    if (!rc) {
+      m.seg_seq_floor = end;
+      rc = ls_manifest_write(e->io, e->dirfd, &m);
+      if (!rc) { ls_manifest_free(&e->man); e->man = m; }
+      else ls_manifest_free(&m);
+    }
+  }
+  pthread_mutex_unlock(&e->cat_lock);
+  return rc;
+}
+
 /* Remove every entry of t's index from the accounting (the entries are
 ** gone); note emptied segments.  Runs on the writer thread. */
 static int unaccount_entry(void *arg, const idx_entry *en, uint64_t seq) {
@@ -398,7 +418,11 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   }
 
   const char *fault = o->fault ? o->fault : getenv("LOGSTOR_FAULT");
-  rc = ls_io_create(o->io, fault, &e->io);
+  int kind = o->io;
+  const char *env = getenv("LOGSTOR_IO");           /* "posix" or "io_uring" */
+  if (kind == LS_IO_AUTO && env && !strcmp(env, "posix")) kind = LS_IO_POSIX;
+  if (kind == LS_IO_AUTO && env && !strcmp(env, "io_uring")) kind = LS_IO_URING;
+  rc = ls_io_create(kind, fault, &e->io);
   if (rc) goto fail;
 
   rc = ls_manifest_read(e->io, dirfd, &e->man);
@@ -428,6 +452,8 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
 
   rc = seg_init(&e->sm, e->io, dirfd, e->seg_size, e->file_size, e->disk_size);
   if (rc) goto fail;
+  e->sm.lease = lease_seg_seq;
+  e->sm.lease_arg = e;
   rc = catalog_load(e);
   if (rc) goto fail;
   rc = recover(e);

@@ -9,7 +9,7 @@
 ** and checked, to catch a stray completion instead of misapplying it.
 **
 ** Which calls use the ring:
-**   write(), sync() and submit() go through the ring.  read() and the
+**   submit() goes through the ring.  write(), sync(), read() and the
 **   file-system calls (open, close, rename, unlink, fsync, fallocate) are
 **   delegated to an internal POSIX backend: a single read is usually a
 **   page-cache hit, and pread(2) then costs one system call where a ring

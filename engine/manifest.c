@@ -8,6 +8,7 @@
 **   disk_size <bytes>
 **   next_table <id>
 **   seq_floor <seq>
+**   segment_seq_floor <seq>
 **   table <id> <groups> <trunc_seq> <name, %XX-escaped>      (zero or more)
 **   crc32c <decimal CRC32C of every byte before this line>
 ** Unknown lines or a bad CRC make the manifest unusable (LS_CORRUPT); a
@@ -63,9 +64,10 @@ char *ls_manifest_format(const ls_manifest *m, size_t *len) {
   size_t n = 0;
   n += (size_t)snprintf(s + n, cap - n,
                         "logstor-manifest %u\nsegment_size %" PRIu64 "\nfile_size %" PRIu64
-                        "\ndisk_size %" PRIu64 "\nnext_table %u\nseq_floor %" PRIu64 "\n",
+                        "\ndisk_size %" PRIu64 "\nnext_table %u\nseq_floor %" PRIu64
+                        "\nsegment_seq_floor %" PRIu64 "\n",
                         m->version, m->segment_size, m->file_size, m->disk_size,
-                        m->next_table, m->seq_floor);
+                        m->next_table, m->seq_floor, m->seg_seq_floor);
   for (uint32_t i = 0; i < m->ntables; i++) {
     const ls_mtable *t = &m->tables[i];
     n += (size_t)snprintf(s + n, cap - n, "table %u %u %" PRIu64 " ", t->id, t->groups, t->trunc_seq);
@@ -158,8 +160,9 @@ int ls_manifest_parse(const char *text, size_t len, ls_manifest *m) {
   if (crc != ls_crc32c(0, text, last)) return ls_corrupt("manifest: checksum mismatch");
 
   static const char *items[] = { "logstor-manifest", "segment_size", "file_size", "disk_size",
-                                 "next_table", "seq_floor" };
-  uint64_t val[6];
+                                 "next_table", "seq_floor", "segment_seq_floor" };
+  enum { NITEMS = 7 };
+  uint64_t val[NITEMS];
   int have = 0;
   const char *p = text, *end = text + last;
   while (p < end) {
@@ -188,11 +191,11 @@ int ls_manifest_parse(const char *text, size_t len, ls_manifest *m) {
       continue;
     }
     int k;
-    for (k = 0; k < 6; k++) {
+    for (k = 0; k < NITEMS; k++) {
       uint64_t max = k == 0 || k == 4 ? UINT32_MAX : UINT64_MAX;
       if (parse_item(line, nl, items[k], max, &val[k])) break;
     }
-    if (k == 6 || (have & (1 << k))) goto bad;            /* unknown or repeated */
+    if (k == NITEMS || (have & (1 << k))) goto bad;       /* unknown or repeated */
     if (k == 0 && val[0] != LS_FORMAT_VERSION) {
       ls_manifest_free(m);
       return ls_err(LS_FORMAT, "manifest: format version %llu, this build reads version %u",
@@ -201,13 +204,14 @@ int ls_manifest_parse(const char *text, size_t len, ls_manifest *m) {
     if (k != 0 && !(have & 1)) goto bad;                   /* the version comes first */
     have |= 1 << k;
   }
-  if (have != 63) goto bad;
+  if (have != (1 << NITEMS) - 1) goto bad;
   m->version = (uint32_t)val[0];
   m->segment_size = val[1];
   m->file_size = val[2];
   m->disk_size = val[3];
   m->next_table = (uint32_t)val[4];
   m->seq_floor = val[5];
+  m->seg_seq_floor = val[6];
   for (uint32_t i = 0; i < m->ntables; i++)
     if (m->tables[i].id >= m->next_table) goto bad;
   return LS_OK;

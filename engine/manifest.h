@@ -29,6 +29,7 @@ typedef struct ls_manifest {
   uint64_t disk_size;              /* 0 = unlimited */
   uint32_t next_table;             /* next table id to hand out */
   uint64_t seq_floor;              /* write sequences start above this */
+  uint64_t seg_seq_floor;          /* segment sequences start above this */
   uint32_t ntables;
   ls_mtable *tables;               /* sorted by id */
 } ls_manifest;

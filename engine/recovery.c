@@ -382,7 +382,7 @@ int recover(ls_engine *e) {
   uint64_t ndeps = 0, capdeps = 0;
   uint32_t (*deps)[2] = NULL;
   if (!rc && rs.ncont) {
-    qsort(rs.commits, rs.ncommits, sizeof(range), cmp_range);
+    if (rs.ncommits) qsort(rs.commits, rs.ncommits, sizeof(range), cmp_range);
     for (uint64_t i = 0; !rc && i < rs.ncont; i++) {
       const range *c = committed(&rs, rs.cont[i].seq);
       if (!c) continue;
@@ -425,7 +425,11 @@ int recover(ls_engine *e) {
     for (uint32_t i = 0; i < e->man.ntables; i++)
       if (e->man.tables[i].trunc_seq > next) next = e->man.tables[i].trunc_seq;
     atomic_store(&e->next_seq, next);
+    /* Segment sequences continue above every one ever handed out: the seen
+    ** ones, and the leased floor (a torn first write can hide the header
+    ** of an incarnation whose records are on disk). */
     e->sm.next_seq = rs.max_seg_seq + 1;
+    if (e->man.seg_seq_floor + 1 > e->sm.next_seq) e->sm.next_seq = e->man.seg_seq_floor + 1;
     e->recovery_records = rs.records;
     e->recovery_segments = nseg;
     e->problems = rs.problems;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 
 #define FORMAT_CHUNK (1u << 20)
+#define LEASE_STEP 1024          /* segment sequences leased per manifest write */
 
 void seg_file_name(uint32_t n, char *buf) { snprintf(buf, 32, "data-%06u.ls", n); }
 
@@ -177,6 +178,18 @@ int seg_alloc(ls_segmgr *m, int kind, uint32_t table, uint32_t group, int grow, 
     int rc = seg_add_file(m);
     if (rc) return rc;
     pthread_mutex_lock(&m->lock);
+  }
+  while (m->next_seq >= m->lease_end) {
+    /* Lease more sequences before using any (a manifest write). */
+    uint64_t end = m->next_seq + LEASE_STEP;
+    pthread_mutex_unlock(&m->lock);
+    int rc = m->lease ? m->lease(m->lease_arg, end) : LS_OK;
+    pthread_mutex_lock(&m->lock);
+    if (rc) {
+      pthread_mutex_unlock(&m->lock);
+      return rc;
+    }
+    if (end > m->lease_end) m->lease_end = end;
   }
   uint32_t s = m->freeq[m->fq_head];
   m->fq_head = (m->fq_head + 1) % m->fq_cap;

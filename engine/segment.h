@@ -15,7 +15,11 @@
 **
 ** A descriptor's seq is the incarnation sequence stamped into every buffer
 ** written while the segment is ACTIVE; it is unique over the life of the
-** directory and every record's CRC is seeded with it.  live_bytes and
+** directory and every record's CRC is seeded with it.  Uniqueness can not
+** rest on seeing the sequences on disk (a torn first write may leave an
+** incarnation's records without its header), so sequences are leased: one
+** is handed out only below a floor already durable in the manifest
+** (the lease callback raises it, LEASE_STEP at a time).  live_bytes and
 ** live_records count the records that index entries point at; they are
 ** changed only together with the index (seg_account).  A segment is freed
 ** only when no index entry points into it and no reader can still be
@@ -62,6 +66,9 @@ typedef struct ls_segmgr {
   uint32_t *freeq;                 /* FIFO of free segment ids */
   uint32_t fq_head, fq_len, fq_cap;
   uint64_t next_seq;               /* next incarnation sequence */
+  uint64_t lease_end;              /* sequences below it are durably leased */
+  int (*lease)(void *arg, uint64_t end);   /* make `end` the durable floor */
+  void *lease_arg;
   int formatting;                  /* a file is being formatted */
   _Atomic uint64_t format_bytes;   /* bytes written to format files */
 } ls_segmgr;

@@ -52,6 +52,7 @@ static ls_manifest make_manifest(uint32_t n, uint64_t *rng) {
   m.file_size = 32u << 20;
   m.disk_size = unit_rand(rng) % 2 ? 0 : unit_rand(rng);
   m.seq_floor = unit_rand(rng) >> (unit_rand(rng) % 64);
+  m.seg_seq_floor = unit_rand(rng) >> (unit_rand(rng) % 64);
   m.ntables = n;
   m.tables = n ? calloc(n, sizeof *m.tables) : NULL;
   uint32_t id = 0;
@@ -82,6 +83,7 @@ static void check_manifest_equal(const ls_manifest *got, const ls_manifest *want
   CHECK_U64(got->disk_size, want->disk_size);
   CHECK_U64(got->next_table, want->next_table);
   CHECK_U64(got->seq_floor, want->seq_floor);
+  CHECK_U64(got->seg_seq_floor, want->seg_seq_floor);
   CHECK_U64(got->ntables, want->ntables);
   if (got->ntables != want->ntables) return;
   for (uint32_t i = 0; i < got->ntables; i++) {
@@ -97,6 +99,7 @@ static void check_manifest_equal(const ls_manifest *got, const ls_manifest *want
 static int manifest_equal(const ls_manifest *a, const ls_manifest *b) {
   if (a->version != b->version || a->segment_size != b->segment_size || a->file_size != b->file_size ||
       a->disk_size != b->disk_size || a->next_table != b->next_table || a->seq_floor != b->seq_floor ||
+      a->seg_seq_floor != b->seg_seq_floor ||
       a->ntables != b->ntables)
     return 0;
   for (uint32_t i = 0; i < a->ntables; i++) {
@@ -153,7 +156,8 @@ static char *with_crc(const char *body, size_t *len) {
   else if (m_.tables != NULL || m_.ntables != 0) unit_fail(__FILE__, __LINE__, "failed parse left tables"); \
   free(t_); } while (0)
 
-#define HEAD "logstor-manifest 1\nsegment_size 131072\nfile_size 33554432\ndisk_size 0\nnext_table 3\nseq_floor 1027\n"
+#define HEAD "logstor-manifest 1\nsegment_size 131072\nfile_size 33554432\ndisk_size 0\nnext_table 3\nseq_floor 1027\n" \
+             "segment_seq_floor 2048\n"
 
 /* ------------------------------------------------------------------------
 ** Text round trips.
@@ -174,7 +178,7 @@ static void t_roundtrip_counts(void) {
   }
   /* FORMAT.md's example, byte for byte. */
   ls_mtable t[2] = {{1, 1, 0, "kv"}, {2, 4, 1003, "events log"}};
-  ls_manifest ex = {1, 131072, 33554432, 0, 3, 1027, 2, t};
+  ls_manifest ex = {1, 131072, 33554432, 0, 3, 1027, 2048, 2, t};
   size_t len;
   char *text = ls_manifest_format(&ex, &len);
   const char *want_body = HEAD "table 1 1 0 kv\ntable 2 4 1003 events%20log\n";
@@ -194,7 +198,7 @@ static void t_roundtrip_names(void) {
     "crc32c 1", "table 1 1 0 x", "#", "\\", "\"quoted\"", "/slash/",
   };
   size_t nn = sizeof names / sizeof names[0];
-  ls_manifest m = {LS_FORMAT_VERSION, 8192, 8192, 1u << 30, 0, 0, 0, NULL};
+  ls_manifest m = {LS_FORMAT_VERSION, 8192, 8192, 1u << 30, 0, 0, 0, 0, NULL};
   m.tables = calloc(nn + 260, sizeof *m.tables);
   uint32_t n = 0;
   for (size_t i = 0; i < nn; i++, n++) {
@@ -304,7 +308,7 @@ static void t_reject_crc(void) {
 ** fails, or (a whitespace variant of the CRC line) gives the same result. */
 static void t_reject_changed_bytes(void) {
   ls_mtable tb[2] = {{1, 2, 5, "a b"}, {4, 1, 0, "kv"}};
-  ls_manifest m = {LS_FORMAT_VERSION, 131072, 1u << 25, 0, 7, 99, 2, tb};
+  ls_manifest m = {LS_FORMAT_VERSION, 131072, 1u << 25, 0, 7, 99, 123, 2, tb};
   size_t len;
   char *text = ls_manifest_format(&m, &len);
   char *buf = xmalloc(len);
@@ -396,7 +400,8 @@ static void t_reject_structure(void) {
   CHECK_BODY("# comment\n" HEAD, LS_CORRUPT);
   /* Each item missing in turn. */
   static const char *items[] = {"logstor-manifest 1\n", "segment_size 131072\n", "file_size 33554432\n",
-                                "disk_size 0\n", "next_table 3\n", "seq_floor 1027\n"};
+                                "disk_size 0\n", "next_table 3\n", "seq_floor 1027\n",
+                                "segment_seq_floor 2048\n"};
   for (int skip = 0; skip < 6; skip++) {
     char body[512] = "";
     for (int i = 0; i < 6; i++)
@@ -467,7 +472,7 @@ static void t_reject_structure(void) {
 ** prefix of it, wraps out-of-range numbers (next_table 4294967299 reads as
 ** 3, groups 4294967297 as 1, seq -5 as 2^64-5) and lets a repeated item
 ** override the first. */
-#define REST "file_size 33554432\ndisk_size 0\nnext_table 3\nseq_floor 5\n"
+#define REST "file_size 33554432\ndisk_size 0\nnext_table 3\nseq_floor 5\nsegment_seq_floor 9\n"
 static void t_reject_strict_grammar(void) {
   CHECK_BODY("logstor-manifest 1\nsegment_size 131072\n" REST, LS_OK);
   /* Trailing text after a number, no separator. */
