@@ -65,6 +65,7 @@ int lsx_error_msg(char **pzErr, const char *table, int rc) {
 #ifdef _WIN32
 __declspec(dllexport)
 #endif
+int sqlite3_logstor_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *pApi);
 __attribute__((visibility("default")))
 int sqlite3_logstor_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *pApi) {
   SQLITE_EXTENSION_INIT2(pApi);
@@ -72,6 +73,13 @@ int sqlite3_logstor_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routine
     *pzErrMsg = sqlite3_mprintf("logstor requires SQLite 3.38.0 or later, but was loaded into SQLite %s",
                                 sqlite3_libversion());
     return SQLITE_ERROR;
+  }
+  /* Loaded before on this connection: keep that registration (replacing
+  ** it would split the connection's tables between two states). */
+  sqlite3_stmt *probe = NULL;
+  if (sqlite3_prepare_v2(db, "SELECT logstor_version()", -1, &probe, NULL) == SQLITE_OK) {
+    sqlite3_finalize(probe);
+    return SQLITE_OK;
   }
   ls_conn *conn = sqlite3_malloc(sizeof *conn);
   if (!conn) return SQLITE_NOMEM;
@@ -82,6 +90,6 @@ int sqlite3_logstor_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routine
   int rc = lsx_register_vtab(db, conn);
   if (rc == SQLITE_OK) rc = lsx_register_stats(db, conn);
   if (rc == SQLITE_OK) rc = lsx_register_functions(db, conn);
-  if (rc != SQLITE_OK) *pzErrMsg = sqlite3_mprintf("logstor: registration failed: %s", sqlite3_errstr(rc));
+  if (rc != SQLITE_OK) *pzErrMsg = sqlite3_mprintf("logstor: registration failed: %s", sqlite3_errmsg(db));
   return rc;
 }

@@ -56,7 +56,8 @@ static double table_rows(ls_vtab *t) {
 
 /* Fraction of the token space above (lower) or below (upper) value v. */
 static double token_fraction(sqlite3_value *v, int lower) {
-  if (!v || sqlite3_value_numeric_type(v) == SQLITE_TEXT) return 0.5;
+  int type = v ? sqlite3_value_type(v) : SQLITE_NULL;
+  if (type != SQLITE_INTEGER && type != SQLITE_FLOAT) return 0.5;
   double t = sqlite3_value_double(v);
   double f = (t + 9223372036854775808.0) / 18446744073709551616.0;
   if (f < 0) f = 0;
@@ -89,7 +90,11 @@ int lsx_best_index(sqlite3_vtab *vtab, sqlite3_index_info *info) {
   if (eq >= 0) {
     plan = 0;
     info->aConstraintUsage[eq].argvIndex = ++argv;
-    info->aConstraintUsage[eq].omit = 1;
+    /* With a numeric key affinity, SQLite's comparison and the key encoding
+    ** agree; for TEXT and untyped keys the other side's affinity can make
+    ** SQLite compare differently, so it re-checks every row. */
+    int aff = t->aff[t->pk];
+    info->aConstraintUsage[eq].omit = aff == AFF_INTEGER || aff == AFF_REAL || aff == AFF_NUMERIC;
     if (sqlite3_vtab_in(info, eq, -1)) {
       sqlite3_vtab_in(info, eq, 1);
       plan = PLAN_IN;
@@ -173,10 +178,12 @@ int lsx_close(sqlite3_vtab_cursor *cur) {
   return SQLITE_OK;
 }
 
-/* A token bound from a constraint value: 1 and *tok, 0 when the bound
-** excludes every row, 2 when it excludes none. */
+/* A token bound from a constraint value, compared as SQLite compares the
+** untyped column token with it: 1 and *tok, 0 when the bound excludes every
+** row, 2 when it excludes none. */
 static int token_bound(sqlite3_value *v, int lower, int strict, int64_t *tok) {
-  switch (sqlite3_value_numeric_type(v)) {
+  const double two63 = 9223372036854775808.0;
+  switch (sqlite3_value_type(v)) {
     case SQLITE_INTEGER: {
       sqlite3_int64 i = sqlite3_value_int64(v);
       if (strict) {
@@ -190,11 +197,17 @@ static int token_bound(sqlite3_value *v, int lower, int strict, int64_t *tok) {
     case SQLITE_FLOAT: {
       double d = sqlite3_value_double(v);
       if (isnan(d)) return 0;
+      if (d >= two63) return lower ? 0 : 2;          /* above every token */
+      if (d < -two63) return lower ? 2 : 0;          /* below every token */
       double r = lower ? ceil(d) : floor(d);
-      if (strict && r == d) r += lower ? 1 : -1;
-      if (r > 9223372036854775807.0) return lower ? 0 : 2;
-      if (r < -9223372036854775808.0) return lower ? 2 : 0;
-      *tok = (int64_t)r;
+      if (r >= two63) return lower ? 0 : 2;
+      int64_t i = (int64_t)r;
+      if (strict && r == d) {                        /* integer arithmetic: exact */
+        if (lower && i == INT64_MAX) return 0;
+        if (!lower && i == INT64_MIN) return 0;
+        i += lower ? 1 : -1;
+      }
+      *tok = i;
       return 1;
     }
     case SQLITE_NULL:
@@ -284,7 +297,7 @@ int lsx_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr, int argc,
     int a = 0, ok = 1;
     if (plan & PLAN_TEQ) {
       int r = token_bound(argv[a], 1, 0, &lo);
-      ok = r == 1 && sqlite3_value_double(argv[a]) == (double)lo;
+      ok = r == 1 && (sqlite3_value_type(argv[a]) == SQLITE_INTEGER || sqlite3_value_double(argv[a]) == (double)lo);
       hi = lo;
     } else {
       if (plan & PLAN_LO) {

@@ -132,23 +132,33 @@ static int is_option(const char *arg, char *name, size_t cap, const char **value
 
 static int parse_option(tabdef *d, const char *name, const char *value, char **err) {
   uint64_t v;
+  static const char *known[] = { "segment_size", "file_size", "disk_size", "groups", NULL };
+  int k = 0;
+  while (known[k] && sqlite3_stricmp(name, known[k])) k++;
+  if (!known[k]) {
+    *err = sqlite3_mprintf("unknown option '%s' (known: segment_size, file_size, disk_size, groups)", name);
+    return SQLITE_ERROR;
+  }
   if (parse_size(value, &v)) {
     *err = sqlite3_mprintf("option %s: '%s' is not a size (a byte count, or a quoted count with K, M or G)",
                            name, skip_space(value));
     return SQLITE_ERROR;
   }
-  if (!sqlite3_stricmp(name, "segment_size")) d->opt.segment_size = v;
-  else if (!sqlite3_stricmp(name, "file_size")) d->opt.file_size = v;
-  else if (!sqlite3_stricmp(name, "disk_size")) d->opt.disk_size = v;
-  else if (!sqlite3_stricmp(name, "groups")) {
-    if (v < 1 || v > 4096) {
-      *err = sqlite3_mprintf("groups must be between 1 and 4096, not %llu", (unsigned long long)v);
-      return SQLITE_ERROR;
-    }
-    d->groups = (uint32_t)v;
-  } else {
-    *err = sqlite3_mprintf("unknown option '%s' (known: segment_size, file_size, disk_size, groups)", name);
+  /* Zero is not "the default": a size given must be a size. */
+  if (v == 0 && k < 2) {
+    *err = sqlite3_mprintf("%s must be greater than zero", known[k]);
     return SQLITE_ERROR;
+  }
+  switch (k) {
+    case 0: d->opt.segment_size = v; break;
+    case 1: d->opt.file_size = v; break;
+    case 2: d->opt.disk_size = v; break;
+    default:
+      if (v < 1 || v > 4096) {
+        *err = sqlite3_mprintf("groups must be between 1 and 4096, not %llu", (unsigned long long)v);
+        return SQLITE_ERROR;
+      }
+      d->groups = (uint32_t)v;
   }
   return SQLITE_OK;
 }
@@ -245,18 +255,77 @@ fail:
   return *err ? SQLITE_ERROR : SQLITE_NOMEM;
 }
 
+/* A table constraint: PRIMARY KEY(col) names the key; others are refused.
+** Returns 1 if arg is a table constraint (handled, *rc set), else 0. */
+static int table_constraint(tabdef *d, const char *arg, char **pkname, int *rc, char **err) {
+  const char *p = skip_space(arg);
+  if (keyword(p, "PRIMARY")) {
+    const char *k = skip_space(p + 7);
+    if (!keyword(k, "KEY")) return 0;
+    k = skip_space(k + 3);
+    if (*k != '(') {
+      *err = sqlite3_mprintf("PRIMARY KEY must follow a column, or name one: PRIMARY KEY(column)");
+      *rc = SQLITE_ERROR;
+      return 1;
+    }
+    k++;
+    char *name = parse_ident(&k);
+    k = skip_space(k);
+    if (!name || *k != ')' || *skip_space(k + 1)) {
+      sqlite3_free(name);
+      *err = sqlite3_mprintf("PRIMARY KEY(...) must name exactly one column: logstor keys are one column");
+      *rc = SQLITE_ERROR;
+      return 1;
+    }
+    if (*pkname || d->pk >= 0) {
+      sqlite3_free(name);
+      *err = sqlite3_mprintf("more than one PRIMARY KEY: logstor keys are one column");
+      *rc = SQLITE_ERROR;
+      return 1;
+    }
+    *pkname = name;
+    *rc = SQLITE_OK;
+    return 1;
+  }
+  static const char *refused[] = { "UNIQUE", "CHECK", "FOREIGN", "CONSTRAINT", NULL };
+  for (int i = 0; refused[i]; i++)
+    if (keyword(p, refused[i])) {
+      *err = sqlite3_mprintf("table constraint %s is not supported by logstor tables", refused[i]);
+      *rc = SQLITE_ERROR;
+      return 1;
+    }
+  return 0;
+}
+
 static int parse_args(int argc, const char *const *argv, tabdef *d, char **err) {
   memset(d, 0, sizeof *d);
   d->pk = -1;
   d->groups = 1;
   ls_options_init(&d->opt);
-  for (int i = 3; i < argc; i++) {
+  char *pkname = NULL;
+  int rc = SQLITE_OK;
+  for (int i = 3; i < argc && !rc; i++) {
     char name[64];
     const char *value;
-    int rc = is_option(argv[i], name, sizeof name, &value) ? parse_option(d, name, value, err)
-                                                            : parse_column(d, argv[i], err);
-    if (rc) return rc;
+    if (table_constraint(d, argv[i], &pkname, &rc, err)) continue;
+    rc = is_option(argv[i], name, sizeof name, &value) ? parse_option(d, name, value, err)
+                                                       : parse_column(d, argv[i], err);
   }
+  if (!rc && pkname) {
+    if (d->pk >= 0) {
+      *err = sqlite3_mprintf("more than one PRIMARY KEY: logstor keys are one column");
+      rc = SQLITE_ERROR;
+    } else {
+      for (int c = 0; c < d->ncol; c++)
+        if (!sqlite3_stricmp(d->cols[c].name, pkname)) d->pk = c;
+      if (d->pk < 0) {
+        *err = sqlite3_mprintf("PRIMARY KEY(%s): no such column", pkname);
+        rc = SQLITE_ERROR;
+      }
+    }
+  }
+  sqlite3_free(pkname);
+  if (rc) return rc;
   if (d->ncol == 0) {
     *err = sqlite3_mprintf("no columns: declare at least the key, as in logstor(pk, v)");
     return SQLITE_ERROR;
