@@ -359,7 +359,7 @@ static int check_match(const ls_manifest *m, const ls_options *o, const char *pa
   };
   for (int i = 0; i < 3; i++)
     if (s[i].want && s[i].want != s[i].have)
-      return ls_err(LS_INVALID, "%s %llu does not match %llu, fixed when %s was created", s[i].n,
+      return ls_err(LS_INVALID, "%s %llu does not match %llu, fixed when the data directory %s was created", s[i].n,
                     (unsigned long long)s[i].want, (unsigned long long)s[i].have, path);
   return LS_OK;
 }

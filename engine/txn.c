@@ -106,6 +106,9 @@ static int write_rec(ls_txn *t, uint32_t type, uint32_t table, const ls_key *k,
   if (t->state != TXN_OPEN) return ls_err(LS_INVALID, "transaction already committed");
   if (k->len > LS_MAX_KEY)
     return ls_err(LS_TOOBIG, "key of %u bytes is larger than the limit of %u bytes", k->len, LS_MAX_KEY);
+  if (ls_max_value(e, k->len) == 0 && ls_rec_size(k->len, 0) > ls_max_record(e->seg_size))
+    return ls_err(LS_TOOBIG, "key of %u bytes does not fit one record with segment_size %u", k->len,
+                  e->seg_size);
   if (vlen > ls_max_record(e->seg_size) ||
       ls_rec_size(k->len, vlen) > ls_max_record(e->seg_size))
     return ls_err(LS_TOOBIG, "row of %u bytes does not fit one record (at most %u bytes of value "

@@ -112,7 +112,10 @@ static int apply_affinity(sqlite3_value *v, int aff, aval *a) {
     case SQLITE_FLOAT:
       a->d = sqlite3_value_double(v);
       a->type = SQLITE_FLOAT;
-      if ((aff == AFF_INTEGER || aff == AFF_NUMERIC) && real_as_int(a->d, &a->i)) a->type = SQLITE_INTEGER;
+      /* As SQLite: only reals strictly inside the 64-bit range become
+      ** integers (-2^63 stays REAL). */
+      if ((aff == AFF_INTEGER || aff == AFF_NUMERIC) && a->d > -9223372036854775808.0 && real_as_int(a->d, &a->i))
+        a->type = SQLITE_INTEGER;
       break;
     case SQLITE_TEXT:
       a->type = SQLITE_TEXT;

@@ -90,11 +90,13 @@ int lsx_best_index(sqlite3_vtab *vtab, sqlite3_index_info *info) {
   if (eq >= 0) {
     plan = 0;
     info->aConstraintUsage[eq].argvIndex = ++argv;
-    /* With a numeric key affinity, SQLite's comparison and the key encoding
-    ** agree; for TEXT and untyped keys the other side's affinity can make
-    ** SQLite compare differently, so it re-checks every row. */
+    /* With INTEGER or NUMERIC key affinity, SQLite's comparison and the key
+    ** encoding agree.  For TEXT and untyped keys the other side's affinity
+    ** can make SQLite compare differently, and for REAL keys the affinity
+    ** rounds a large integer probe to a double that SQLite would not call
+    ** equal: SQLite re-checks those rows. */
     int aff = t->aff[t->pk];
-    info->aConstraintUsage[eq].omit = aff == AFF_INTEGER || aff == AFF_REAL || aff == AFF_NUMERIC;
+    info->aConstraintUsage[eq].omit = aff == AFF_INTEGER || aff == AFF_NUMERIC;
     if (sqlite3_vtab_in(info, eq, -1)) {
       sqlite3_vtab_in(info, eq, 1);
       plan = PLAN_IN;

@@ -140,8 +140,10 @@ static int parse_option(tabdef *d, const char *name, const char *value, char **e
     return SQLITE_ERROR;
   }
   if (parse_size(value, &v)) {
-    *err = sqlite3_mprintf("option %s: '%s' is not a size (a byte count, or a quoted count with K, M or G)",
-                           name, skip_space(value));
+    const char *text = skip_space(value);
+    int quoted = *text == '\'' || *text == '"';
+    *err = sqlite3_mprintf("option %s: %s%s%s is not a size (a byte count, or a quoted count with K, M or G)",
+                           name, quoted ? "" : "'", text, quoted ? "" : "'");
     return SQLITE_ERROR;
   }
   /* Zero is not "the default": a size given must be a size. */
