@@ -513,6 +513,13 @@ int ls_open(const char *dir, const ls_options *opt, ls_engine **out) {
   return rc;
 }
 
+int ls_refs(ls_engine *e) {
+  pthread_mutex_lock(&reg_lock);
+  int n = e->refs;
+  pthread_mutex_unlock(&reg_lock);
+  return n;
+}
+
 void ls_close(ls_engine *e) {
   if (!e) return;
   pthread_mutex_lock(&reg_lock);

@@ -172,7 +172,10 @@ struct ls_txn {
   uint32_t nmaps;
   uint64_t live_bytes;             /* encoded bytes of records not dead */
   uint32_t live_recs;
-  int state;                       /* TXN_OPEN, TXN_DONE */
+  int state;                       /* TXN_OPEN, TXN_PREPARED, TXN_DONE */
+  int mode;                        /* for the writer: WRITE_COMMIT or WRITE_PREPARE */
+  uint64_t first_seq, last_seq;    /* sequences its records got (writer) */
+  struct ls_txn *next_prepared;    /* writer's list of prepared txns */
 
   /* Hand-off to the writer. */
   struct ls_txn *next;
@@ -201,10 +204,21 @@ int txn_value(ls_txn *t, uint32_t ord, ls_value *v);
 
 /* ---- writer.c ---------------------------------------------------------- */
 
+#define TXN_OPEN 0
+#define TXN_PREPARED 1
+#define TXN_DONE 2
+#define WRITE_COMMIT 0                   /* durable and installed */
+#define WRITE_PREPARE 1                  /* durable, not installed */
+
 int writer_start(ls_engine *e);
 void writer_stop(ls_engine *e);
-/* Commit t (blocks until durable and installed, or failed). */
-int writer_commit(ls_engine *e, ls_txn *t);
+/* Write t (blocks until durable -- and installed for WRITE_COMMIT -- or
+** failed). */
+int writer_commit(ls_engine *e, ls_txn *t, int mode);
+/* Install a prepared t.  Can not fail. */
+void writer_publish(ls_engine *e, ls_txn *t);
+/* Write t's ABORT record durably; t is no longer prepared. */
+int writer_unprepare(ls_engine *e, ls_txn *t);
 
 /* Run fn(e, arg) on the writer thread between commit groups, so that it
 ** is ordered with every commit (catalog changes: drop, truncate).  Blocks;

@@ -130,6 +130,9 @@ int ls_open(const char *dir, const ls_options *opt, ls_engine **out);
 ** closes the files.  Transactions and cursors must be freed first. */
 void ls_close(ls_engine *e);
 
+/* Opens currently sharing e (1: the caller is its only user). */
+int ls_refs(ls_engine *e);
+
 /* Largest value that fits one record for a key of key_len bytes. */
 uint32_t ls_max_value(ls_engine *e, uint32_t key_len);
 
@@ -198,13 +201,35 @@ int ls_txn_exists(ls_txn *t, uint32_t table, const ls_key *k);
 int ls_txn_savepoint(ls_txn *t);
 int ls_txn_rollback_to(ls_txn *t, int mark);
 
-/* Number of writes buffered (0 for a read-only transaction). */
+/* Number of writes that a commit would write (0: read-only). */
 uint64_t ls_txn_size(ls_txn *t);
+
+/* Discard every write and read of table made through t (the table is
+** being dropped in the transaction).  Savepoints taken before stay usable. */
+int ls_txn_forget_table(ls_txn *t, uint32_t table);
 
 /* Make the transaction durable and visible.  On LS_OK every write is on
 ** disk and in the index.  On failure nothing of it is visible, now or after
 ** a restart.  The transaction can not be used afterwards except for free. */
 int ls_txn_commit(ls_txn *t);
+
+/* Commit in two phases, for a host that decides the outcome after the
+** storage is durable (SQLite: xSync, then xCommit or xRollback).
+**   ls_txn_prepare   validate and make the writes durable, not yet visible;
+**                    until the transaction is published or unprepared, any
+**                    other transaction that reads or writes one of its keys
+**                    fails to commit with LS_CONFLICT.  Fails like commit.
+**   ls_txn_publish   make a prepared transaction visible.  No I/O; can not
+**                    fail.  The transaction is then done.
+**   ls_txn_unprepare undo a prepare: an ABORT record makes it never count,
+**                    also after a crash.  The transaction is open again with
+**                    its writes, to be changed and prepared again or freed.
+** A crash after a successful prepare and before publish or unprepare
+** leaves the transaction committed. */
+int ls_txn_prepare(ls_txn *t);
+void ls_txn_publish(ls_txn *t);
+int ls_txn_unprepare(ls_txn *t);
+int ls_txn_prepared(ls_txn *t);          /* 1 if prepared */
 
 /* Free a transaction; uncommitted writes are discarded. */
 void ls_txn_free(ls_txn *t);

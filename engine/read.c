@@ -43,7 +43,7 @@ static int check_record(ls_engine *e, uint64_t word, uint32_t seed, uint32_t tab
   if (!ls_rec_decode(p, size, seed, &r) || r.size != size)
     return ls_corrupt("%s: segment %u offset %u: record checksum mismatch", table_name(e, table), s,
                       loc_off(word));
-  if (r.table != table || r.type == LS_REC_COMMIT || (r.type == LS_REC_DELETE) != loc_tomb(word))
+  if (r.table != table || r.type > LS_REC_DELETE || (r.type == LS_REC_DELETE) != loc_tomb(word))
     return ls_corrupt("%s: segment %u offset %u: record belongs to another table or has the wrong type",
                       table_name(e, table), s, loc_off(word));
   if (k && (r.key_len != k->len || memcmp(r.key, k->data, k->len) != 0))

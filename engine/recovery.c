@@ -22,6 +22,10 @@
 **      truncation point are ignored.  For each key the highest write
 **      sequence wins, whatever order segments are read in; an equal sequence
 **      is the same version (a relocated copy) and either copy serves.
+**   6. ABORT records name the sequence range of a prepared transaction that
+**      must not count.  If the scan found any, it is run again with them
+**      known, skipping the aborted records (aborts are rare: SQLite failed
+**      to commit after the engine had prepared).
 **   Committed records are collected in batches of up to BATCH entries, each
 **   sorted by key and then applied to the indexes in key order: inserting
 **   in order walks each index sequentially instead of missing the cache on
@@ -67,6 +71,11 @@ typedef struct rstate {
   uint64_t ncont, capcont;
   range *commits;
   uint64_t ncommits, capcommits;
+  range *aborts;                   /* sorted once known */
+  uint64_t naborts, capaborts;
+  int aborts_known;                /* second pass: skip aborted records */
+  uint32_t (*deps)[2];             /* segment -> segment holding its COMMIT/ABORT */
+  uint64_t ndeps, capdeps;
   uint64_t max_seq;                /* highest write sequence seen */
   uint64_t max_seg_seq;            /* highest segment sequence seen */
   uint64_t records;
@@ -168,6 +177,29 @@ static int apply(rstate *rs, const pend *p) {
   return LS_OK;
 }
 
+static int add_dep(rstate *rs, uint32_t x, uint32_t y) {
+  if (x == y || (rs->ndeps && rs->deps[rs->ndeps - 1][0] == x && rs->deps[rs->ndeps - 1][1] == y)) return LS_OK;
+  int rc = grow((void **)&rs->deps, &rs->capdeps, rs->ndeps + 1, sizeof *rs->deps);
+  if (rc) return rc;
+  rs->deps[rs->ndeps][0] = x;
+  rs->deps[rs->ndeps][1] = y;
+  rs->ndeps++;
+  return LS_OK;
+}
+
+/* The range holding seq in sorted, non-overlapping ranges (last inclusive
+** when incl), or NULL. */
+static const range *find_range(const range *r, uint64_t n, uint64_t seq, int incl) {
+  uint64_t l = 0, h = n;
+  while (l < h) {
+    uint64_t m = (l + h) / 2;
+    if (r[m].first <= seq) l = m + 1; else h = m;
+  }
+  if (l == 0) return NULL;
+  const range *c = &r[l - 1];
+  return seq >= c->first && (seq < c->last || (incl && seq == c->last)) ? c : NULL;
+}
+
 /* Walk the buffers of one segment image (see the rules at the top). */
 static int scan_segment(rstate *rs, uint32_t id, const uint8_t *img) {
   ls_engine *e = rs->e;
@@ -205,7 +237,26 @@ static int scan_segment(rstate *rs, uint32_t id, const uint8_t *img) {
       rs->records++;
       if (r.seq > rs->max_seq) rs->max_seq = r.seq;
       uint32_t roff = (uint32_t)(p - img);
-      if (r.type == LS_REC_COMMIT) {
+      if (rs->aborts_known) {
+        const range *a = find_range(rs->aborts, rs->naborts, r.seq, 1);
+        if (a) {                   /* a record of an aborted transaction */
+          int rc = add_dep(rs, id, a->seg);
+          if (rc) return rc;
+          p += r.size;
+          left -= r.size;
+          continue;
+        }
+      }
+      if (r.type == LS_REC_ABORT) {
+        if (!rs->aborts_known) {
+          int rc = grow((void **)&rs->aborts, &rs->capaborts, rs->naborts + 1, sizeof(range));
+          if (rc) return rc;
+          rs->aborts[rs->naborts].first = ls_get64(r.val);
+          rs->aborts[rs->naborts].last = ls_get64(r.val + 8);
+          rs->aborts[rs->naborts].seg = id;
+          rs->naborts++;
+        }
+      } else if (r.type == LS_REC_COMMIT) {
         int rc = grow((void **)&rs->commits, &rs->capcommits, rs->ncommits + 1, sizeof(range));
         if (rc) return rc;
         rs->commits[rs->ncommits].first = ls_get64(r.val);
@@ -270,18 +321,6 @@ static int cmp_range(const void *a, const void *b) {
   return x->first < y->first ? -1 : x->first > y->first;
 }
 
-/* The committed range holding seq, or NULL (ranges sorted by first). */
-static const range *committed(const rstate *rs, uint64_t seq) {
-  uint64_t l = 0, r = rs->ncommits;
-  while (l < r) {
-    uint64_t m = (l + r) / 2;
-    if (rs->commits[m].first <= seq) l = m + 1; else r = m;
-  }
-  /* Ranges never overlap (one transaction each), so the candidate is l-1. */
-  if (l > 0 && seq < rs->commits[l - 1].last && seq >= rs->commits[l - 1].first) return &rs->commits[l - 1];
-  return NULL;
-}
-
 /* List the data files: returns how many (data-000000.ls .. n-1), deleting
 ** leftover .tmp files of an interrupted format. */
 static int list_files(ls_engine *e, uint32_t *nfiles) {
@@ -344,6 +383,55 @@ static int account_entry(void *arg, const idx_entry *en, uint64_t seq) {
   return 0;
 }
 
+/* One pass over every segment: scan, resolve streamed transactions, and
+** apply everything committed to the indexes. */
+static int scan_pass(rstate *rs, uint32_t nseg, uint8_t *bufs) {
+  ls_engine *e = rs->e;
+  int rc = LS_OK;
+  for (uint32_t s = 0; !rc && s < nseg; s += READ_BATCH) {
+    ls_io_req req[READ_BATCH];
+    int n = 0;
+    for (uint32_t i = s; i < nseg && n < READ_BATCH; i++, n++) {
+      req[n].op = LS_IOOP_READ;
+      req[n].fd = seg_fd(&e->sm, i);
+      req[n].buf = bufs + (size_t)n * e->seg_size;
+      req[n].len = e->seg_size;
+      req[n].off = seg_base(&e->sm, i);
+    }
+    int r = e->io->m->submit(e->io, req, n);
+    for (int i = 0; !r && i < n; i++)
+      if (req[i].res != (ssize_t)e->seg_size) r = -EIO;
+    if (r) return ls_err_io(r, "recovery: read of segments %u..%u", s, s + n - 1);
+    for (int i = 0; !rc && i < n; i++) rc = scan_segment(rs, s + (uint32_t)i, req[i].buf);
+  }
+  /* Transactions written in several buffers: apply those that committed,
+  ** and remember which segment's COMMIT record each segment relies on. */
+  if (!rc && rs->ncont) {
+    if (rs->ncommits) qsort(rs->commits, rs->ncommits, sizeof(range), cmp_range);
+    for (uint64_t i = 0; !rc && i < rs->ncont; i++) {
+      const range *c = find_range(rs->commits, rs->ncommits, rs->cont[i].seq, 0);
+      if (!c) continue;
+      rc = apply(rs, &rs->cont[i]);
+      if (!rc) rc = add_dep(rs, loc_seg(rs->cont[i].word), c->seg);
+    }
+  }
+  if (!rc) rc = flush_batch(rs);
+  return rc;
+}
+
+/* Forget what a pass built, keeping the ABORT ranges it found. */
+static void reset_pass(rstate *rs) {
+  ls_catalog *c = atomic_load(&rs->e->catalog);
+  for (uint32_t i = 0; i < c->cap; i++)
+    if (c->t[i]) idx_clear(c->t[i]->idx);
+  rs->nbatch = rs->nlocal = 0;
+  rs->ncont = rs->ncommits = rs->ndeps = 0;
+  rs->records = 0;
+  free(rs->problems);
+  rs->problems = NULL;
+  rs->problems_len = 0;
+}
+
 int recover(ls_engine *e) {
   uint64_t t0 = ls_now_ns();
   rstate rs;
@@ -360,41 +448,16 @@ int recover(ls_engine *e) {
     bufs = ls_alloc_aligned((size_t)READ_BATCH * e->seg_size);
     if (!bufs) rc = ls_err(LS_NOMEM, "recovery: out of memory");
   }
-  for (uint32_t s = 0; !rc && s < nseg; s += READ_BATCH) {
-    ls_io_req req[READ_BATCH];
-    int n = 0;
-    for (uint32_t i = s; i < nseg && n < READ_BATCH; i++, n++) {
-      req[n].op = LS_IOOP_READ;
-      req[n].fd = seg_fd(&e->sm, i);
-      req[n].buf = bufs + (size_t)n * e->seg_size;
-      req[n].len = e->seg_size;
-      req[n].off = seg_base(&e->sm, i);
-    }
-    int r = e->io->m->submit(e->io, req, n);
-    for (int i = 0; !r && i < n; i++)
-      if (req[i].res != (ssize_t)e->seg_size) r = -EIO;
-    if (r) { rc = ls_err_io(r, "recovery: read of segments %u..%u", s, s + n - 1); break; }
-    for (int i = 0; !rc && i < n; i++) rc = scan_segment(&rs, s + (uint32_t)i, req[i].buf);
+  if (!rc) rc = scan_pass(&rs, nseg, bufs);
+  if (!rc && rs.naborts) {
+    /* Aborted transactions were applied like the others: start over with
+    ** their ranges known. */
+    qsort(rs.aborts, rs.naborts, sizeof(range), cmp_range);
+    rs.aborts_known = 1;
+    reset_pass(&rs);
+    rc = scan_pass(&rs, nseg, bufs);
   }
   free(bufs);
-  /* Transactions written in several buffers: apply those that committed,
-  ** and remember which segment's COMMIT record each segment relies on. */
-  uint64_t ndeps = 0, capdeps = 0;
-  uint32_t (*deps)[2] = NULL;
-  if (!rc && rs.ncont) {
-    if (rs.ncommits) qsort(rs.commits, rs.ncommits, sizeof(range), cmp_range);
-    for (uint64_t i = 0; !rc && i < rs.ncont; i++) {
-      const range *c = committed(&rs, rs.cont[i].seq);
-      if (!c) continue;
-      rc = apply(&rs, &rs.cont[i]);
-      uint32_t x = loc_seg(rs.cont[i].word);
-      if (!rc && x != c->seg && !(ndeps && deps[ndeps - 1][0] == x && deps[ndeps - 1][1] == c->seg)) {
-        rc = grow((void **)&deps, &capdeps, ndeps + 1, sizeof *deps);
-        if (!rc) { deps[ndeps][0] = x; deps[ndeps][1] = c->seg; ndeps++; }
-      }
-    }
-  }
-  if (!rc) rc = flush_batch(&rs);
   if (!rc) rc = set_tracking(e, 0);
   if (!rc) {
     ls_catalog *c = atomic_load(&e->catalog);
@@ -403,12 +466,12 @@ int recover(ls_engine *e) {
         void *arg[2] = { e, c->t[i] };
         idx_foreach(c->t[i]->idx, account_entry, arg);
       }
-    /* A segment in use pins the segments with the COMMIT records of its
-    ** CONT records; segments without live records and without pins are
-    ** free. */
-    for (uint64_t i = 0; !rc && i < ndeps; i++)
-      if (atomic_load(&seg_get(&e->sm, deps[i][0])->live_records) > 0)
-        rc = seg_add_dep(&e->sm, deps[i][0], deps[i][1]);
+    /* A segment in use pins the segments with the COMMIT or ABORT records
+    ** its records rely on; segments without live records and without pins
+    ** are free. */
+    for (uint64_t i = 0; !rc && i < rs.ndeps; i++)
+      if (atomic_load(&seg_get(&e->sm, rs.deps[i][0])->live_records) > 0)
+        rc = seg_add_dep(&e->sm, rs.deps[i][0], rs.deps[i][1]);
     for (uint32_t s = 0; !rc && s < nseg; s++) {
       ls_seg *d = seg_get(&e->sm, s);
       if (d->state != SEG_FREE && atomic_load(&d->live_records) == 0 && d->pins == 0) {
@@ -435,7 +498,8 @@ int recover(ls_engine *e) {
     e->problems = rs.problems;
     rs.problems = NULL;
   }
-  free(deps);
+  free(rs.deps);
+  free(rs.aborts);
   free(rs.batch);
   free(rs.sorted);
   free(rs.count);

@@ -235,10 +235,16 @@ out:
   return rc;
 }
 
+void seg_hold(ls_segmgr *m, uint32_t s, int delta) {
+  pthread_mutex_lock(&m->lock);
+  seg_get(m, s)->holds += (uint32_t)delta;
+  pthread_mutex_unlock(&m->lock);
+}
+
 int seg_is_empty(ls_segmgr *m, uint32_t s) {
   ls_seg *d = seg_get(m, s);
   pthread_mutex_lock(&m->lock);
-  int r = d->state == SEG_SEALED && d->pins == 0 && atomic_load(&d->live_records) == 0;
+  int r = d->state == SEG_SEALED && d->pins == 0 && d->holds == 0 && atomic_load(&d->live_records) == 0;
   pthread_mutex_unlock(&m->lock);
   return r;
 }

@@ -46,6 +46,8 @@ typedef struct ls_seg {
   uint32_t table, group;           /* owner of a group segment */
   uint32_t pins;                   /* segments whose records need a COMMIT
                                    ** record in this one (lock) */
+  uint32_t holds;                  /* prepared transactions with records
+                                   ** here, not yet installed (lock) */
   uint32_t ndeps, capdeps;         /* segments holding the COMMIT records */
   uint32_t *deps;                  /* this one's CONT records need (lock) */
 } ls_seg;
@@ -115,7 +117,11 @@ int seg_free_many(ls_segmgr *m, const uint32_t *ids, int n, uint32_t *released, 
 ** pin y while x is in use.  LS_OK or LS_NOMEM. */
 int seg_add_dep(ls_segmgr *m, uint32_t x, uint32_t y);
 
-/* May segment s be freed: sealed, no live record, not pinned?  (Reads
+/* A prepared transaction has records in s that are durable but not yet in
+** the index: keep s (delta +1), or let it go (-1). */
+void seg_hold(ls_segmgr *m, uint32_t s, int delta);
+
+/* May segment s be freed: sealed, no live record, not pinned, not held?  (Reads
 ** without the lock: a hint the caller rechecks.) */
 int seg_is_empty(ls_segmgr *m, uint32_t s);
 

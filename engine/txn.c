@@ -21,8 +21,6 @@
 
 #include <stdlib.h>
 
-#define TXN_OPEN 0
-#define TXN_DONE 1
 #define CHUNK_MIN (16u << 10)
 #define CHUNK_MAX (1u << 20)
 
@@ -37,6 +35,7 @@ int ls_txn_begin(ls_engine *e, ls_txn **out) {
 
 void ls_txn_free(ls_txn *t) {
   if (!t) return;
+  if (t->state == TXN_PREPARED) (void)ls_txn_unprepare(t);
   for (uint32_t i = 0; i < t->nchunks; i++) free(t->chunks[i]);
   for (uint32_t i = 0; i < t->nmaps; i++) idx_free(t->maps[i].idx);
   free(t->chunks);
@@ -49,7 +48,7 @@ void ls_txn_free(ls_txn *t) {
   free(t);
 }
 
-uint64_t ls_txn_size(ls_txn *t) { return t->nrec; }
+uint64_t ls_txn_size(ls_txn *t) { return t->live_recs; }
 
 static txn_map *find_map(ls_txn *t, uint32_t table, int create) {
   for (uint32_t i = 0; i < t->nmaps; i++)
@@ -103,7 +102,9 @@ static int chunk_alloc(ls_txn *t, uint32_t size, uint32_t *chunk, uint32_t *off)
 static int write_rec(ls_txn *t, uint32_t type, uint32_t table, const ls_key *k,
                      const void *val, uint32_t vlen) {
   ls_engine *e = t->e;
-  if (t->state != TXN_OPEN) return ls_err(LS_INVALID, "transaction already committed");
+  if (t->state != TXN_OPEN)
+    return ls_err(LS_INVALID, t->state == TXN_PREPARED ? "transaction is prepared: unprepare it to write"
+                                                       : "transaction already committed");
   if (k->len > LS_MAX_KEY)
     return ls_err(LS_TOOBIG, "key of %u bytes is larger than the limit of %u bytes", k->len, LS_MAX_KEY);
   if (ls_max_value(e, k->len) == 0 && ls_rec_size(k->len, 0) > ls_max_record(e->seg_size))
@@ -168,25 +169,54 @@ int ls_txn_delete(ls_txn *t, uint32_t table, const ls_key *k) {
 
 int ls_txn_savepoint(ls_txn *t) { return (int)t->nrec; }
 
+int ls_txn_forget_table(ls_txn *t, uint32_t table) {
+  if (t->state != TXN_OPEN) return ls_err(LS_INVALID, "transaction already committed or prepared");
+  /* Records keep their place (savepoint marks are record counts) with
+  ** table 0: dead, never revived by a rollback. */
+  for (uint32_t i = 0; i < t->nrec; i++) {
+    txn_rec *r = &t->recs[i];
+    if (r->table != table) continue;
+    if (!r->dead) {
+      r->dead = 1;
+      t->live_bytes -= r->size;
+      t->live_recs--;
+    }
+    r->table = 0;
+  }
+  for (uint32_t i = 0; i < t->nobs; i++)
+    if (t->obs[i].table == table) t->obs[i].table = 0;   /* not checked at commit */
+  for (uint32_t i = 0; i < t->nmaps; i++)
+    if (t->maps[i].table == table) {
+      idx_free(t->maps[i].idx);
+      t->maps[i] = t->maps[--t->nmaps];
+      break;
+    }
+  return LS_OK;
+}
+
 int ls_txn_rollback_to(ls_txn *t, int mark) {
   if (mark < 0 || (uint32_t)mark > t->nrec) return ls_err(LS_INVALID, "no such savepoint");
-  if (t->state != TXN_OPEN) return ls_err(LS_INVALID, "transaction already committed");
+  if (t->state != TXN_OPEN)
+    return ls_err(LS_INVALID, t->state == TXN_PREPARED ? "transaction is prepared: unprepare it first"
+                                                       : "transaction already committed");
   while (t->nrec > (uint32_t)mark) {
     txn_rec *r = &t->recs[t->nrec - 1];
-    txn_map *m = find_map(t, r->table, 0);
-    idx_key key = { r->hi, r->lo };
-    uint64_t w = 0;
-    idx_get(m->idx, &key, &w);
-    /* Replacing an existing entry never allocates. */
-    idx_put(m->idx, &key, map_word(r->prev == TXN_NONE ? 0 : r->prev + 1, map_obs(w)), NULL);
-    if (r->prev != TXN_NONE) {
-      txn_rec *p = &t->recs[r->prev];
-      p->dead = 0;
-      t->live_bytes += p->size;
-      t->live_recs++;
+    if (r->table) {                /* 0: a forgotten table's record, dead */
+      txn_map *m = find_map(t, r->table, 0);
+      idx_key key = { r->hi, r->lo };
+      uint64_t w = 0;
+      idx_get(m->idx, &key, &w);
+      /* Replacing an existing entry never allocates. */
+      idx_put(m->idx, &key, map_word(r->prev == TXN_NONE ? 0 : r->prev + 1, map_obs(w)), NULL);
+      if (r->prev != TXN_NONE) {
+        txn_rec *p = &t->recs[r->prev];
+        p->dead = 0;
+        t->live_bytes += p->size;
+        t->live_recs++;
+      }
+      t->live_bytes -= r->size;
+      t->live_recs--;
     }
-    t->live_bytes -= r->size;
-    t->live_recs--;
     t->chunk_len[r->chunk] = r->off;
     t->nrec--;
   }
@@ -309,8 +339,35 @@ int ls_txn_exists(ls_txn *t, uint32_t table, const ls_key *k) {
 }
 
 int ls_txn_commit(ls_txn *t) {
-  if (t->state != TXN_OPEN) return ls_err(LS_INVALID, "transaction already committed");
+  if (t->state != TXN_OPEN) return ls_err(LS_INVALID, "transaction already committed or prepared");
   t->state = TXN_DONE;
   if (t->live_recs == 0) return LS_OK;        /* read-only: nothing to make durable */
-  return writer_commit(t->e, t);
+  return writer_commit(t->e, t, WRITE_COMMIT);
 }
+
+int ls_txn_prepare(ls_txn *t) {
+  if (t->state != TXN_OPEN) return ls_err(LS_INVALID, "transaction already committed or prepared");
+  if (t->live_recs == 0) {
+    t->state = TXN_PREPARED;                   /* nothing to write or undo */
+    return LS_OK;
+  }
+  int rc = writer_commit(t->e, t, WRITE_PREPARE);
+  if (!rc) t->state = TXN_PREPARED;
+  else t->state = TXN_DONE;
+  return rc;
+}
+
+void ls_txn_publish(ls_txn *t) {
+  if (t->state != TXN_PREPARED) return;
+  if (t->live_recs) writer_publish(t->e, t);
+  t->state = TXN_DONE;
+}
+
+int ls_txn_unprepare(ls_txn *t) {
+  if (t->state != TXN_PREPARED) return ls_err(LS_INVALID, "transaction is not prepared");
+  int rc = t->live_recs ? writer_unprepare(t->e, t) : LS_OK;
+  t->state = TXN_OPEN;
+  return rc;
+}
+
+int ls_txn_prepared(ls_txn *t) { return t->state == TXN_PREPARED; }

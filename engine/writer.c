@@ -17,6 +17,10 @@
 **
 **  (W1) A transaction is acknowledged only after all its records and its
 **       commit mark are durable (step 3 returned success) and installed.
+**       A prepared transaction (WRITE_PREPARE) is durable but installed
+**       only when published; until then transactions touching its keys
+**       conflict.  Unpreparing it writes an ABORT record (durably) naming
+**       its sequence range, which recovery honours.
 **  (W2) A transaction that fits the rest of the active segment goes into
 **       one buffer; its last record carries END and recovery applies its
 **       records only when the END record is valid.  A larger transaction
@@ -93,6 +97,7 @@ struct ls_writer {
   uint32_t nfree, capfree;
   uint32_t *tsegs;                 /* segments a streamed transaction used */
   uint32_t ntsegs, captsegs;
+  ls_txn *prepared;                /* durable, not yet published or aborted */
   keyset ks;
 };
 
@@ -295,6 +300,7 @@ static int serialize(ls_writer *w, ls_txn *t) {
   if (rc) return rc;
   int multi = t->live_bytes > room(w);
   uint64_t first_seq = atomic_load(&e->next_seq);
+  t->first_seq = first_seq;
   uint32_t last = TXN_NONE;
   for (uint32_t i = 0; i < t->nrec; i++)
     if (!t->recs[i].dead) last = i;
@@ -330,6 +336,7 @@ static int serialize(ls_writer *w, ls_txn *t) {
     }
     append(w, rec, sizeof rec, LS_RF_END, 0);
   }
+  t->last_seq = atomic_load(&e->next_seq) - 1;
   return LS_OK;
 }
 
@@ -367,6 +374,35 @@ static void txn_finish(ls_txn *t, int rc, const char *msg) {
   sem_post(&t->done);
 }
 
+/* Does t read or write a key written by a prepared transaction?  (Its
+** records are durable but not installed: t could not have seen them, and
+** t's newer records must not be installed before them.) */
+static int prepared_conflict(ls_writer *w, ls_txn *t) {
+  for (ls_txn *p = w->prepared; p; p = p->next_prepared) {
+    if (p == t) continue;
+    for (uint32_t m = 0; m < t->nmaps; m++) {
+      ls_index *mine = t->maps[m].idx, *theirs = txn_overlay(p, t->maps[m].table);
+      if (!theirs) continue;
+      idx_entry batch[64];
+      idx_key from = { 0, 0 };
+      int after = 0;
+      for (;;) {
+        size_t n = idx_range(mine, &from, after, batch, 64);
+        for (size_t i = 0; i < n; i++) {
+          idx_key k = { batch[i].hi, batch[i].lo };
+          uint64_t w2;
+          if (idx_get(theirs, &k, &w2) && (uint32_t)w2) return 1;
+        }
+        if (n < 64) break;
+        from.hi = batch[n - 1].hi;
+        from.lo = batch[n - 1].lo;
+        after = 1;
+      }
+    }
+  }
+  return 0;
+}
+
 /* Check every transaction of the group; returns the accepted list. */
 static ls_txn *validate(ls_writer *w, ls_txn *group) {
   ls_engine *e = w->e;
@@ -384,8 +420,14 @@ static ls_txn *validate(ls_writer *w, ls_txn *group) {
       if (!tb) { rc = LS_NOTABLE; msg = "the table was dropped before the commit"; }
     }
     ls_guard_leave(&e->guard, g);
+    if (!rc && prepared_conflict(w, t)) {
+      rc = LS_CONFLICT;
+      msg = "another transaction holding one of its rows is committing; nothing was written";
+      atomic_fetch_add(&e->conflicts, 1);
+    }
     for (uint32_t i = 0; i < t->nobs && !rc; i++) {
       const txn_obs *o = &t->obs[i];
+      if (!o->table) continue;                     /* forgotten */
       int ok = (use_set && ks_has(&w->ks, o->table, o->hi, o->lo)) ? 0 : obs_holds(e, o);
       if (ok < 0) { rc = ok; msg = ls_errmsg(); }
       else if (!ok) {
@@ -459,6 +501,71 @@ static void free_empty_segments(ls_writer *w) {
   }
 }
 
+/* Hold (+1) or release (-1) the segments of a prepared t's records. */
+static void hold_segments(ls_writer *w, ls_txn *t, int delta) {
+  uint32_t last = TXN_NONE;
+  for (uint32_t i = 0; i < t->nrec; i++) {
+    const txn_rec *r = &t->recs[i];
+    if (r->dead || !r->word || loc_seg(r->word) == last) continue;
+    last = loc_seg(r->word);
+    seg_hold(&w->e->sm, last, delta);
+    if (delta < 0) note_free_candidate(w, last);
+  }
+}
+
+static void unlink_prepared(ls_writer *w, ls_txn *t) {
+  for (ls_txn **pp = &w->prepared; *pp; pp = &(*pp)->next_prepared)
+    if (*pp == t) { *pp = t->next_prepared; break; }
+  t->next_prepared = NULL;
+}
+
+static int do_publish(ls_engine *e, void *arg) {
+  ls_txn *t = arg;
+  unlink_prepared(e->writer, t);
+  install(e->writer, t);
+  hold_segments(e->writer, t, -1);
+  return LS_OK;
+}
+
+void writer_publish(ls_engine *e, ls_txn *t) { (void)writer_call(e, do_publish, t); }
+
+/* Write one control record (ABORT) on its own and make it durable.  pin:
+** the segments whose records it concerns depend on it. */
+static int do_unprepare(ls_engine *e, void *arg) {
+  ls_txn *t = arg;
+  ls_writer *w = e->writer;
+  unlink_prepared(w, t);
+  if (atomic_load(&e->failed)) return ls_err(LS_READONLY, "%s", e->fail_msg);
+  uint8_t rec[LS_REC_HDR + 16], range[16];
+  ls_put64(range, t->first_seq);
+  ls_put64(range + 8, t->last_seq);
+  ls_rec_encode(rec, LS_REC_ABORT, 0, NULL, 0, range, 16);
+  w->io_error = 0;
+  group_start(w, sizeof rec);
+  int rc = ensure_segment(w);
+  if (!rc && sizeof rec > room(w)) rc = switch_segment(w);
+  /* The segments holding t's records must keep this ABORT record readable
+  ** as long as they are in use; pin before writing. */
+  for (uint32_t i = 0; !rc && i < t->nrec; i++)
+    if (!t->recs[i].dead && t->recs[i].word) rc = seg_add_dep(&e->sm, loc_seg(t->recs[i].word), w->seg);
+  if (!rc) {
+    append(w, rec, sizeof rec, LS_RF_END, 0);
+    rc = buf_write(w);
+  }
+  if (!rc) rc = sync_files(w);
+  if (rc && w->io_error) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", ls_errmsg());
+    eng_fail(e, msg);
+  }
+  /* t's records are dead either way: their segments may empty out. */
+  hold_segments(w, t, -1);
+  for (uint32_t i = 0; i < t->nrec; i++) t->recs[i].word = 0;
+  return rc;
+}
+
+int writer_unprepare(ls_engine *e, ls_txn *t) { return writer_call(e, do_unprepare, t); }
+
 void writer_note_dead(ls_engine *e, uint64_t word) {
   if (seg_is_empty(&e->sm, loc_seg(word))) note_free_candidate(e->writer, loc_seg(word));
 }
@@ -528,7 +635,16 @@ static void process_group(ls_writer *w, ls_txn *group) {
     return;
   }
   atomic_fetch_add(&e->commit_groups, 1);
-  for (ls_txn *t = ok; t; t = t->next) install(w, t);
+  for (ls_txn *t = ok; t; t = t->next) {
+    if (t->mode == WRITE_COMMIT) {
+      install(w, t);
+    } else {
+      /* Durable, not installed: its segments must stay until it is. */
+      hold_segments(w, t, +1);
+      t->next_prepared = w->prepared;
+      w->prepared = t;
+    }
+  }
   for (ls_txn *t = ok, *next; t; t = next) {
     next = t->next;
     txn_finish(t, LS_OK, NULL);
@@ -608,8 +724,9 @@ void writer_stop(ls_engine *e) {
   e->writer = NULL;
 }
 
-int writer_commit(ls_engine *e, ls_txn *t) {
+int writer_commit(ls_engine *e, ls_txn *t, int mode) {
   ls_writer *w = e->writer;
+  t->mode = mode;
   t->next = NULL;
   t->rc = LS_OK;
   t->msg[0] = 0;

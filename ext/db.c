@@ -26,6 +26,8 @@
 #include "logstor_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -156,6 +158,40 @@ static int find_orphan(void *arg, const ls_table_info *t) {
   return 0;
 }
 
+/* Read dir/OWNER into buf (empty if absent). */
+static void owner_read(const char *dir, char *buf, size_t cap) {
+  buf[0] = 0;
+  char *path = sqlite3_mprintf("%s/OWNER", dir);
+  FILE *f = path ? fopen(path, "r") : NULL;
+  if (f) {
+    if (fgets(buf, (int)cap, f)) buf[strcspn(buf, "\n")] = 0;
+    fclose(f);
+  }
+  sqlite3_free(path);
+}
+
+/* Do this database's shadow tables name the directory's owner? */
+static int owned_here(ls_db *d, sqlite3 *db) {
+  char owner[40];
+  owner_read(d->dir, owner, sizeof owner);
+  if (!owner[0]) return 0;
+  char *sql = sqlite3_mprintf("SELECT name FROM \"%w\".sqlite_schema WHERE type='table' AND name LIKE "
+                              "'%%\\_logstor' ESCAPE '\\' LIMIT 1", d->schema);
+  sqlite3_stmt *st = NULL;
+  int mine = 0;
+  if (sql && sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    char *q = sqlite3_mprintf("SELECT owner FROM \"%w\".\"%w\"", d->schema, (const char *)sqlite3_column_text(st, 0));
+    sqlite3_stmt *s2 = NULL;
+    if (q && sqlite3_prepare_v2(db, q, -1, &s2, NULL) == SQLITE_OK && sqlite3_step(s2) == SQLITE_ROW)
+      mine = sqlite3_column_text(s2, 0) && !strcmp((const char *)sqlite3_column_text(s2, 0), owner);
+    sqlite3_finalize(s2);
+    sqlite3_free(q);
+  }
+  sqlite3_finalize(st);
+  sqlite3_free(sql);
+  return mine;
+}
+
 /* First open of a directory: drop engine tables that no shadow table names. */
 static void drop_orphans(ls_db *d, sqlite3 *db) {
   orphan_ctx x = {0};
@@ -190,18 +226,94 @@ int lsx_db_get(ls_conn *conn, const char *schema, ls_db **out, const ls_options 
     db_free(d);
     return rc;
   }
-  if (!fresh && sqlite3_get_autocommit(conn->db)) drop_orphans(d, conn->db);
+  /* Orphans are reclaimed by the first user of the directory in the
+  ** process (no other connection can have a CREATE in flight), and only by
+  ** the directory's owner. */
+  if (!fresh && sqlite3_get_autocommit(conn->db) && ls_refs(d->eng) == 1 && owned_here(d, conn->db))
+    drop_orphans(d, conn->db);
   d->next = conn->dbs;
   conn->dbs = d;
   *out = d;
   return SQLITE_OK;
 }
 
+/* Replace dir/OWNER durably. */
+static int owner_write(const char *dir, const char *id) {
+  char *tmp = sqlite3_mprintf("%s/OWNER.tmp", dir), *path = sqlite3_mprintf("%s/OWNER", dir);
+  int rc = SQLITE_IOERR;
+  int fd = tmp ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600) : -1;
+  if (fd >= 0) {
+    size_t n = strlen(id);
+    if (write(fd, id, n) == (ssize_t)n && write(fd, "\n", 1) == 1 && fsync(fd) == 0 && rename(tmp, path) == 0) {
+      int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (dfd >= 0) { if (fsync(dfd) == 0) rc = SQLITE_OK; close(dfd); }
+    }
+    close(fd);
+  }
+  sqlite3_free(tmp);
+  sqlite3_free(path);
+  return rc;
+}
+
+static int count_table(void *arg, const ls_table_info *t) {
+  (void)t;
+  (*(int *)arg)++;
+  return 0;
+}
+
+int lsx_db_owner(ls_db *d, const char *claimed, int create, char **err) {
+  char owner[40];
+  owner_read(d->dir, owner, sizeof owner);
+  if (claimed && *claimed) {
+    if (!owner[0] && create) {
+      if (owner_write(d->dir, claimed)) goto ioerr;
+    } else if (!owner[0]) {
+      *err = sqlite3_mprintf("the data directory %s does not hold this database's tables (was it removed or "
+                             "replaced?)", d->dir);
+      return SQLITE_CORRUPT_VTAB;
+    } else if (strcmp(owner, claimed)) {
+      *err = sqlite3_mprintf("the data directory %s belongs to another database", d->dir);
+      return SQLITE_ERROR;
+    }
+    snprintf(d->owner, sizeof d->owner, "%s", claimed);
+    return SQLITE_OK;
+  }
+  /* The database has no logstor table yet. */
+  if (!create) return SQLITE_OK;
+  if (owner[0]) {
+    int n = 0;
+    ls_table_foreach(d->eng, count_table, &n);
+    if (n) {
+      *err = sqlite3_mprintf("the data directory %s holds the tables of another database", d->dir);
+      return SQLITE_ERROR;
+    }
+  } else {
+    unsigned char r[16];
+    sqlite3_randomness(sizeof r, r);
+    for (int i = 0; i < 16; i++) snprintf(owner + 2 * i, 3, "%02x", r[i]);
+    if (owner_write(d->dir, owner)) goto ioerr;
+  }
+  snprintf(d->owner, sizeof d->owner, "%s", owner);
+  return SQLITE_OK;
+ioerr:
+  *err = sqlite3_mprintf("cannot write %s/OWNER: %s", d->dir, strerror(errno));
+  return SQLITE_IOERR;
+}
+
+ls_txn *lsx_db_read_txn(ls_db *d) {
+  if (sqlite3_get_autocommit(d->conn->db)) {
+    if (d->txn && !d->in_write && !ls_txn_prepared(d->txn)) lsx_db_txn_end(d);
+  } else if (!d->txn) {
+    ls_txn *t;
+    if (lsx_db_txn(d, &t)) return NULL;
+  }
+  return d->txn;
+}
+
 int lsx_db_txn(ls_db *d, ls_txn **out) {
   if (!d->txn) {
     int rc = ls_txn_begin(d->eng, &d->txn);
     if (rc) return rc;
-    d->committed = 0;
     d->nmarks = 0;
   }
   *out = d->txn;
@@ -211,7 +323,7 @@ int lsx_db_txn(ls_db *d, ls_txn **out) {
 void lsx_db_txn_end(ls_db *d) {
   if (d->txn) ls_txn_free(d->txn);
   d->txn = NULL;
-  d->committed = 0;
+  d->in_write = 0;
   d->nmarks = 0;
   d->ncreated = 0;
 }
@@ -220,7 +332,7 @@ void lsx_db_reconcile(ls_db *d) {
   if (!d->ndropped) return;
   uint32_t *ids = NULL;
   int n = 0;
-  if (shadow_ids(d->conn->db, d->schema, &ids, &n) == SQLITE_OK) {
+  if (sqlite3_get_autocommit(d->conn->db) && shadow_ids(d->conn->db, d->schema, &ids, &n) == SQLITE_OK) {
     int keep = 0;
     for (int i = 0; i < d->ndropped; i++) {
       if (has_id(ids, n, d->dropped[i])) continue;       /* rolled back, or not yet committed */
@@ -250,6 +362,7 @@ int lsx_resolve_table(ls_conn *conn, const char *arg, ls_db **out, uint32_t *id,
   if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
     *id = (uint32_t)sqlite3_column_int64(st, 0);
     rc = lsx_db_get(conn, sch, out, NULL, err);
+    if (!rc) lsx_db_reconcile(*out);
   } else if (rc != SQLITE_NOMEM) {
     *err = sqlite3_mprintf("logstor: no logstor table %s", arg);
     rc = SQLITE_ERROR;

@@ -43,8 +43,9 @@ struct ls_db {
   char *dir;                       /* data directory */
   int tmpdir;                      /* a private directory removed at close */
   ls_engine *eng;
-  ls_txn *txn;                     /* open write transaction, or NULL */
-  int committed;                   /* txn already made durable by an xSync */
+  ls_txn *txn;                     /* the connection's transaction, or NULL */
+  int in_write;                    /* between xBegin and xCommit/xRollback */
+  char owner[40];                  /* identity of the database owning dir */
   int *marks;                      /* savepoint i -> ls_txn_savepoint mark */
   int nmarks, capmarks;
   uint32_t *created;               /* tables created in the open transaction */
@@ -90,6 +91,14 @@ ls_db *lsx_db_find(ls_conn *conn, const char *schema);
 void lsx_conn_free(void *p);
 /* The transaction of ldb, created on first use. */
 int lsx_db_txn(ls_db *ldb, ls_txn **out);
+/* The transaction reads of ldb go through: inside an explicit SQLite
+** transaction one is created (so that reads are checked at commit);
+** in autocommit mode a transaction left over from reads is ended. */
+ls_txn *lsx_db_read_txn(ls_db *ldb);
+/* Identity of the database that owns ldb's directory, checked against the
+** shadow tables (create: adopt or record it).  SQLITE_OK or an error with
+** *err set. */
+int lsx_db_owner(ls_db *ldb, const char *claimed, int create, char **err);
 /* Forget the transaction (after commit or rollback). */
 void lsx_db_txn_end(ls_db *ldb);
 /* Resolve "table" or "schema.table" to its ls_db and engine id. */

@@ -227,7 +227,7 @@ static int cmp_token(const void *a, const void *b) {
 int lsx_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr, int argc, sqlite3_value **argv) {
   lsx_cursor *c = (lsx_cursor *)cur;
   ls_vtab *t = (ls_vtab *)cur->pVtab;
-  ls_txn *txn = t->ldb->txn;
+  ls_txn *txn = lsx_db_read_txn(t->ldb);
   (void)idxStr;
   (void)argc;
   reset(c);

@@ -194,6 +194,7 @@ static ls_engine *engine_of(ls_conn *conn, const char *schema, char **err) {
     sqlite3_free(dir);
     if (!exists || lsx_db_get(conn, schema, &d, NULL, err)) return NULL;
   }
+  lsx_db_reconcile(d);                /* committed DROPs, in autocommit mode */
   return d->eng;
 }
 

@@ -12,17 +12,24 @@
 **
 ** Transaction state machine of one ls_db (all its tables share it):
 **
-**      (none) --xBegin--> OPEN --xSync: commit--> COMMITTED --xCommit--> (none)
-**                          |                          |
-**                          +--------xRollback---------+-------> (none)
+**   (none) --first read in BEGIN / xBegin--> OPEN --xSync: prepare--> PREPARED
+**   PREPARED --xCommit: publish--> (none)
+**   PREPARED --xRollback: unprepare--> (none)
+**   PREPARED --a write or savepoint (COMMIT failed, the transaction goes on):
+**            unprepare--> OPEN
+**   OPEN --xRollback--> (none)
+**
+** Everything that can fail happens in xSync: the engine prepares the
+** transaction there (checks conflicts, makes it durable, keeps it
+** invisible).  xCommit only publishes it, which can not fail.  If SQLite
+** fails after xSync (SQLITE_BUSY taking its own locks, or another virtual
+** table's xSync), xRollback unprepares it: an ABORT record makes sure it
+** never counts, also after a crash.  A crash between a successful xSync and
+** xCommit leaves the transaction committed.
 **
 ** xSavepoint(N) records the transaction's mark for N the first time any
 ** table of the database asks; xRollbackTo(N) discards the writes after it;
-** xRelease(N) forgets marks >= N.  Everything that can fail happens in
-** xSync (SQLite ignores what xCommit returns): the engine commit makes the
-** transaction durable there.  If SQLite rolls back after a successful
-** xSync (another virtual table's xSync failed), the logstor part stays
-** committed; a transaction that writes only logstor tables is atomic.
+** xRelease(N) forgets marks >= N.
 */
 #include "logstor_int.h"
 
@@ -53,12 +60,24 @@ static int key_of(ls_vtab *t, sqlite3_value *v, lsx_buf *b, ls_key *k) {
   return rc;
 }
 
+/* The transaction to write through: created if needed; a prepared one
+** (its COMMIT failed and the transaction goes on) is unprepared first. */
+static int writable(ls_vtab *t, ls_txn **out) {
+  ls_db *d = t->ldb;
+  int erc = lsx_db_txn(d, out);
+  if (!erc && ls_txn_prepared(*out)) erc = ls_txn_unprepare(*out);
+  if (erc) return lsx_error(&t->base, t->name, erc);
+  d->in_write = 1;
+  return SQLITE_OK;
+}
+
 int lsx_update(sqlite3_vtab *vtab, int argc, sqlite3_value **argv, sqlite3_int64 *rowid) {
   ls_vtab *t = (ls_vtab *)vtab;
   (void)rowid;
   ls_txn *txn;
-  int erc = lsx_db_txn(t->ldb, &txn);
-  if (erc) return lsx_error(vtab, t->name, erc);
+  int erc = LS_OK;
+  int wrc = writable(t, &txn);
+  if (wrc) return wrc;
   lsx_buf kb = {0}, ob = {0}, row = {0};
   ls_key k, old;
   int rc = SQLITE_OK;
@@ -119,29 +138,30 @@ out:
 }
 
 int lsx_begin(sqlite3_vtab *vtab) {
-  ls_vtab *t = (ls_vtab *)vtab;
   ls_txn *txn;
-  int erc = lsx_db_txn(t->ldb, &txn);
-  return erc ? lsx_error(vtab, t->name, erc) : SQLITE_OK;
+  return writable((ls_vtab *)vtab, &txn);
 }
 
 int lsx_sync(sqlite3_vtab *vtab) {
   ls_vtab *t = (ls_vtab *)vtab;
   ls_db *d = t->ldb;
-  if (!d->txn || d->committed) return SQLITE_OK;
-  d->committed = 1;
-  int erc = ls_txn_commit(d->txn);
+  if (!d->txn || ls_txn_prepared(d->txn)) return SQLITE_OK;   /* nothing, or a retried COMMIT */
+  int erc = ls_txn_prepare(d->txn);
   return erc ? lsx_error(vtab, t->name, erc) : SQLITE_OK;
 }
 
 int lsx_commit(sqlite3_vtab *vtab) {
   ls_db *d = ((ls_vtab *)vtab)->ldb;
+  if (d->txn) ls_txn_publish(d->txn);
   lsx_db_txn_end(d);
   return SQLITE_OK;
 }
 
 int lsx_rollback(sqlite3_vtab *vtab) {
   ls_db *d = ((ls_vtab *)vtab)->ldb;
+  /* An error here can not be reported (SQLite ignores it); the engine is
+  ** then read-only and the prepared writes would count after a restart. */
+  if (d->txn && ls_txn_prepared(d->txn)) (void)ls_txn_unprepare(d->txn);
   /* Tables created in this transaction disappear with it. */
   for (int i = 0; i < d->ncreated; i++) ls_table_drop(d->eng, d->created[i]);
   lsx_db_txn_end(d);
@@ -152,8 +172,8 @@ int lsx_savepoint(sqlite3_vtab *vtab, int n) {
   ls_vtab *t = (ls_vtab *)vtab;
   ls_db *d = t->ldb;
   ls_txn *txn;
-  int erc = lsx_db_txn(d, &txn);
-  if (erc) return lsx_error(vtab, t->name, erc);
+  int rc = writable(t, &txn);
+  if (rc) return rc;
   if (n < d->nmarks) return SQLITE_OK;              /* another table of the database set it */
   if (n >= d->capmarks) {
     int cap = n + 8;
@@ -177,7 +197,10 @@ int lsx_rollback_to(sqlite3_vtab *vtab, int n) {
   ls_vtab *t = (ls_vtab *)vtab;
   ls_db *d = t->ldb;
   if (!d->txn || n >= d->nmarks) return SQLITE_OK;
-  int erc = ls_txn_rollback_to(d->txn, d->marks[n]);
+  ls_txn *txn;
+  int rc = writable(t, &txn);
+  if (rc) return rc;
+  int erc = ls_txn_rollback_to(txn, d->marks[n]);
   if (erc) return lsx_error(vtab, t->name, erc);
   d->nmarks = n + 1;
   return SQLITE_OK;

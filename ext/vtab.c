@@ -26,6 +26,7 @@
 #include "logstor_int.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef struct coldef {
@@ -394,6 +395,25 @@ static int exec1(sqlite3 *db, const char *sql, sqlite3_int64 bind) {
   return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
+/* The owner recorded by the database's shadow tables (empty: none yet). */
+static void database_owner(sqlite3 *db, const char *schema, char *out, size_t cap) {
+  out[0] = 0;
+  char *sql = sqlite3_mprintf("SELECT name FROM \"%w\".sqlite_schema WHERE type='table' AND name LIKE "
+                              "'%%\\_logstor' ESCAPE '\\' LIMIT 1", schema);
+  sqlite3_stmt *st = NULL;
+  if (sql && sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    char *q = sqlite3_mprintf("SELECT owner FROM \"%w\".\"%w\"", schema, (const char *)sqlite3_column_text(st, 0));
+    sqlite3_stmt *s2 = NULL;
+    if (q && sqlite3_prepare_v2(db, q, -1, &s2, NULL) == SQLITE_OK && sqlite3_step(s2) == SQLITE_ROW &&
+        sqlite3_column_text(s2, 0))
+      snprintf(out, cap, "%s", (const char *)sqlite3_column_text(s2, 0));
+    sqlite3_finalize(s2);
+    sqlite3_free(q);
+  }
+  sqlite3_finalize(st);
+  sqlite3_free(sql);
+}
+
 static int check_sizes(ls_db *ldb, const ls_options *o, char **err) {
   ls_stats s;
   ls_stats_get(ldb->eng, &s);
@@ -428,12 +448,19 @@ static int init(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlit
     if (!t) rc = SQLITE_NOMEM;
   }
   if (!rc && create) {
-    int erc = ls_table_create(ldb->eng, name, d.groups, &t->id);
-    if (erc) {
+    /* Every shadow table of a database names the same owner. */
+    char claimed[40] = "";
+    database_owner(db, schema, claimed, sizeof claimed);
+    rc = lsx_db_owner(ldb, claimed, 1, &err);
+    int erc = rc ? LS_OK : ls_table_create(ldb->eng, name, d.groups, &t->id);
+    if (rc) {
+      /* err is set */
+    } else if (erc) {
       rc = lsx_error_msg(&err, name, erc);
     } else {
-      char *sql = sqlite3_mprintf("CREATE TABLE \"%w\".\"%w_logstor\"(id INTEGER)", schema, name);
-      char *ins = sqlite3_mprintf("INSERT INTO \"%w\".\"%w_logstor\"(id) VALUES(?)", schema, name);
+      char *sql = sqlite3_mprintf("CREATE TABLE \"%w\".\"%w_logstor\"(id INTEGER, owner TEXT)", schema, name);
+      char *ins = sqlite3_mprintf("INSERT INTO \"%w\".\"%w_logstor\"(id, owner) VALUES(?, %Q)", schema, name,
+                                  ldb->owner);
       rc = sql && ins ? exec1(db, sql, -1) : SQLITE_NOMEM;
       if (!rc) rc = exec1(db, ins, t->id);
       sqlite3_free(sql);
@@ -448,17 +475,21 @@ static int init(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlit
       }
     }
   } else if (!rc) {
-    char *sql = sqlite3_mprintf("SELECT id FROM \"%w\".\"%w_logstor\"", schema, name);
+    char *sql = sqlite3_mprintf("SELECT id, owner FROM \"%w\".\"%w_logstor\"", schema, name);
     sqlite3_stmt *st = NULL;
     rc = sql ? sqlite3_prepare_v2(db, sql, -1, &st, NULL) : SQLITE_NOMEM;
     sqlite3_free(sql);
     if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
       t->id = (uint32_t)sqlite3_column_int64(st, 0);
-      if (!ls_table_exists(ldb->eng, t->id)) {
+      const char *owner = (const char *)sqlite3_column_text(st, 1);
+      rc = lsx_db_owner(ldb, owner ? owner : "", 0, &err);
+      if (rc) {
+        /* err is set */
+      } else if (!ls_table_exists(ldb->eng, t->id)) {
         err = sqlite3_mprintf("the data directory %s has no table with id %u (was it removed or replaced?)",
                               ldb->dir, t->id);
         rc = SQLITE_CORRUPT_VTAB;
-      } else {
+      } else if (sqlite3_get_autocommit(db)) {
         ls_table_rename(ldb->eng, t->id, name);   /* keep the label current */
       }
     } else if (rc != SQLITE_NOMEM) {
@@ -514,6 +545,14 @@ static int lsx_destroy(sqlite3_vtab *vtab) {
                                     sqlite3_errmsg(t->db));
     return rc;
   }
+  /* Writes to the table in the open transaction go with it, committed or
+  ** not (rolling back restores nothing of a dropped table's writes, and a
+  ** commit must not write rows of a table being dropped). */
+  if (ldb->txn) {
+    if (ls_txn_prepared(ldb->txn)) (void)ls_txn_unprepare(ldb->txn);
+    (void)ls_txn_forget_table(ldb->txn, t->id);
+    if (ls_txn_size(ldb->txn) == 0 && !ldb->ncreated) lsx_db_txn_end(ldb);
+  }
   int created_here = 0;
   for (int i = 0; i < ldb->ncreated; i++)
     if (ldb->created[i] == t->id) { ldb->created[i] = ldb->created[--ldb->ncreated]; created_here = 1; break; }
@@ -542,7 +581,9 @@ static int lsx_rename(sqlite3_vtab *vtab, const char *zNew) {
                                     sqlite3_errmsg(t->db));
     return rc;
   }
-  ls_table_rename(t->ldb->eng, t->id, zNew);
+  /* The label follows at once in autocommit mode; inside a transaction
+  ** (which may roll back) the next connect sets it. */
+  if (sqlite3_get_autocommit(t->db)) ls_table_rename(t->ldb->eng, t->id, zNew);
   char *n = sqlite3_mprintf("%s", zNew);
   if (n) { sqlite3_free(t->name); t->name = n; }
   return SQLITE_OK;
