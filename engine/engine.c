@@ -63,12 +63,16 @@ int eng_lookup(ls_engine *e, uint32_t table, const idx_key *key, uint64_t *word)
 
 int eng_install(ls_engine *e, ls_table *t, const idx_key *key, uint64_t word, uint64_t *old) {
   uint64_t prev = 0;
-  int had = idx_get(t->idx, key, &prev);
-  if (loc_tomb(word) && !had) return INSTALL_DEAD;
-  if (idx_put(t->idx, key, word, NULL) < 0) {
+  int had;
+  if (loc_tomb(word)) {
+    if (!idx_get(t->idx, key, &prev)) return INSTALL_DEAD;
+    idx_put(t->idx, key, word, NULL);            /* replaces: never allocates */
+    had = 1;
+  } else {
+    had = idx_put(t->idx, key, word, &prev);
     /* Out of memory after the data is durable: the row is on disk and a
     ** restart finds it.  Leave the old entry; count the new record dead. */
-    return INSTALL_DEAD;
+    if (had < 0) return INSTALL_DEAD;
   }
   seg_account(&e->sm, word, +1);
   atomic_fetch_add(&t->live_bytes, loc_size(word));
@@ -296,6 +300,7 @@ static int do_truncate(ls_engine *e, void *arg) {
   if (rc) return rc;
   pthread_rwlock_wrlock(&t->lock);
   t->trunc_seq = cut;
+  atomic_fetch_add(&t->changes, 1);
   idx_foreach(t->idx, unaccount_entry, e);
   idx_clear(t->idx);
   atomic_store(&t->rows, 0);

@@ -34,6 +34,10 @@ typedef struct ls_table {
   pthread_rwlock_t lock;           /* guards idx (shared: readers) */
   ls_index *idx;
   _Atomic int64_t rows;            /* entries that are not tombstones */
+  _Atomic uint64_t changes;        /* installs and truncations so far: a
+                                   ** transaction whose reads of the table
+                                   ** all came after the last change needs
+                                   ** no validation of them */
   _Atomic int64_t live_bytes;      /* bytes of records the index points at */
 } ls_table;
 
@@ -156,6 +160,8 @@ typedef struct txn_obs {
 typedef struct txn_map {
   uint32_t table;
   ls_index *idx;                   /* key -> (record ordinal+1) | (obs+1) << 32 */
+  uint64_t changes;                /* the table's changes at the first read */
+  int observed;                    /* a read of the table was recorded */
 } txn_map;
 
 struct ls_txn {
@@ -192,7 +198,18 @@ static inline uint8_t *txn_rec_ptr(const ls_txn *t, const txn_rec *r) {
 ** (a delete), or 1 when t did not write the key. */
 int txn_own(ls_txn *t, uint32_t table, const idx_key *key, ls_value *v);
 
-/* Remember the committed version of key seen through t (first time only). */
+/* 1 if t wrote key (a put: *is_put), else 0. */
+int txn_wrote(ls_txn *t, uint32_t table, const idx_key *key, int *is_put);
+
+/* Set the sequence of an observation recorded without one (ls_locate),
+** once the record was read at the same location. */
+void txn_observe_seq(ls_txn *t, uint32_t table, const idx_key *key, uint64_t word, uint64_t seq);
+
+/* Call before reading table's committed rows for t (see txn_map.changes). */
+int txn_before_read(ls_txn *t, uint32_t table);
+
+/* Remember the committed version of key seen through t (first time only);
+** txn_before_read was called before the read. */
 int txn_observe(ls_txn *t, uint32_t table, const idx_key *key, uint64_t word, uint64_t seq, int present);
 
 /* The overlay index of t's writes to table (NULL if none); its words hold

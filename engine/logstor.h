@@ -167,6 +167,15 @@ int ls_table_foreach(ls_engine *e, int (*fn)(void *arg, const ls_table_info *), 
 /* Read the row with key k of table id into v.  LS_NOTFOUND if absent. */
 int ls_get(ls_engine *e, uint32_t table, const ls_key *k, ls_value *v);
 
+/* Find the row of key k without reading it: LS_OK (and *where, to pass to
+** ls_get_at) or LS_NOTFOUND.  With a transaction, its own writes count and
+** the version found is remembered for the commit check. */
+int ls_locate(ls_engine *e, ls_txn *txn, uint32_t table, const ls_key *k, uint64_t *where);
+
+/* Read the row that ls_locate found.  If it has moved since (overwritten
+** and relocated, or its segment reused), the key is looked up again. */
+int ls_get_at(ls_engine *e, ls_txn *txn, uint32_t table, const ls_key *k, uint64_t where, ls_value *v);
+
 /* Read n keys at once; the disk reads are issued together.  rc[i] receives
 ** LS_OK or LS_NOTFOUND (or an error) for key i.  Returns LS_OK unless the
 ** whole call failed. */

@@ -82,6 +82,48 @@ int ls_get(ls_engine *e, uint32_t table, const ls_key *k, ls_value *v) {
   return rc;
 }
 
+/* ls_locate: where is 0 for a row written by the transaction itself. */
+int ls_locate(ls_engine *e, ls_txn *txn, uint32_t table, const ls_key *k, uint64_t *where) {
+  idx_key key;
+  idx_key_from_digest(&key, k->digest);
+  *where = 0;
+  if (txn) {
+    int is_put;
+    if (txn_wrote(txn, table, &key, &is_put)) return is_put ? LS_OK : LS_NOTFOUND;
+    int rc = txn_before_read(txn, table);
+    if (rc) return rc;
+  }
+  unsigned g = ls_guard_enter(&e->guard);
+  uint64_t word = 0;
+  int rc = eng_lookup(e, table, &key, &word);
+  ls_guard_leave(&e->guard, g);
+  if (rc) return rc;
+  int present = word && !loc_tomb(word);
+  /* The sequence is not known without a read: 0, filled in by ls_get_at. */
+  if (txn) rc = txn_observe(txn, table, &key, present ? word : 0, 0, present);
+  if (rc) return rc;
+  *where = word;
+  return present ? LS_OK : LS_NOTFOUND;
+}
+
+int ls_get_at(ls_engine *e, ls_txn *txn, uint32_t table, const ls_key *k, uint64_t where, ls_value *v) {
+  if (!where) return txn ? ls_txn_get(txn, table, k, v) : ls_get(e, table, k, v);
+  unsigned g = ls_guard_enter(&e->guard);
+  int rc = eng_read_record(e, where, table, k, v);
+  ls_guard_leave(&e->guard, g);
+  if (rc == LS_CORRUPT) {
+    /* Moved since located (its segment may even hold other data now): the
+    ** lookup decides; a record really damaged is reported by that read. */
+    return txn ? ls_txn_get(txn, table, k, v) : ls_get(e, table, k, v);
+  }
+  if (!rc && txn) {
+    idx_key key;
+    idx_key_from_digest(&key, k->digest);
+    txn_observe_seq(txn, table, &key, where, v->seq);
+  }
+  return rc;
+}
+
 int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_key *keys, ls_value *vals,
                 int *rcs) {
   if (n <= 0) return LS_OK;
@@ -92,7 +134,8 @@ int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_key *
     free(req); free(which); free(words);
     return ls_err(LS_NOMEM, "out of memory");
   }
-  int rc = LS_OK, nreq = 0;
+  int rc = txn ? txn_before_read(txn, table) : LS_OK, nreq = 0;
+  if (rc) { free(req); free(which); free(words); return rc; }
   unsigned g = ls_guard_enter(&e->guard);
   ls_table *t = eng_table(e, table);
   if (!t) rc = ls_err(LS_NOTABLE, "no table with id %u", table);

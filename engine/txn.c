@@ -59,6 +59,8 @@ static txn_map *find_map(ls_txn *t, uint32_t table, int create) {
   t->maps = m;
   m = &t->maps[t->nmaps];
   m->table = table;
+  m->changes = 0;
+  m->observed = 0;
   m->idx = idx_new();
   if (!m->idx) return NULL;
   t->nmaps++;
@@ -223,6 +225,26 @@ int ls_txn_rollback_to(ls_txn *t, int mark) {
   return LS_OK;
 }
 
+/* The table's change count, taken before the first read of it through t:
+** every read after it is validated only if the table changed since. */
+static void note_first_read(ls_txn *t, txn_map *m);
+
+int txn_before_read(ls_txn *t, uint32_t table) {
+  txn_map *m = find_map(t, table, 1);
+  if (!m) return ls_err(LS_NOMEM, "out of memory");
+  note_first_read(t, m);
+  return LS_OK;
+}
+
+static void note_first_read(ls_txn *t, txn_map *m) {
+  if (m->observed) return;
+  unsigned g = ls_guard_enter(&t->e->guard);
+  ls_table *tb = eng_table(t->e, m->table);
+  m->changes = tb ? atomic_load(&tb->changes) : 0;
+  ls_guard_leave(&t->e->guard, g);
+  m->observed = 1;
+}
+
 /* Record the committed version of key seen now (first time only). */
 static int observe(ls_txn *t, txn_map *m, const idx_key *key, uint64_t w, uint32_t table,
                    uint64_t word, uint64_t seq, int present) {
@@ -276,6 +298,22 @@ int txn_own(ls_txn *t, uint32_t table, const idx_key *key, ls_value *v) {
   return value_from_rec(t, r, v);
 }
 
+int txn_wrote(ls_txn *t, uint32_t table, const idx_key *key, int *is_put) {
+  txn_map *m = find_map(t, table, 0);
+  uint64_t w = 0;
+  if (!m || !idx_get(m->idx, key, &w) || !map_rec(w)) return 0;
+  *is_put = t->recs[map_rec(w) - 1].type == LS_REC_PUT;
+  return 1;
+}
+
+void txn_observe_seq(ls_txn *t, uint32_t table, const idx_key *key, uint64_t word, uint64_t seq) {
+  txn_map *m = find_map(t, table, 0);
+  uint64_t w = 0;
+  if (!m || !idx_get(m->idx, key, &w) || !map_obs(w)) return;
+  txn_obs *o = &t->obs[map_obs(w) - 1];
+  if (o->seq == 0 && o->present && loc_same(o->word, word)) o->seq = seq;
+}
+
 int txn_observe(ls_txn *t, uint32_t table, const idx_key *key, uint64_t word, uint64_t seq, int present) {
   txn_map *m = find_map(t, table, 1);
   if (!m) return ls_err(LS_NOMEM, "out of memory");
@@ -309,6 +347,7 @@ static int txn_read(ls_txn *t, uint32_t table, const ls_key *k, ls_value *v, int
   }
   if (!want_value && map_obs(w)) return t->obs[map_obs(w) - 1].present ? LS_OK : LS_NOTFOUND;
   /* Not written here: read the committed version and remember it. */
+  note_first_read(t, m);
   unsigned g = ls_guard_enter(&e->guard);
   uint64_t word = 0;
   int rc = eng_lookup(e, table, &key, &word);

@@ -357,6 +357,8 @@ static int obs_holds(ls_engine *e, const txn_obs *o) {
     ok = 0;
   } else if (loc_same(word, o->word)) {
     ok = 1;
+  } else if (o->seq == 0) {
+    ok = 0;                        /* located, never read: moved or changed */
   } else {
     /* Moved: a relocated copy keeps its sequence, a new version does not. */
     ls_value v = {0};
@@ -425,9 +427,22 @@ static ls_txn *validate(ls_writer *w, ls_txn *group) {
       msg = "another transaction holding one of its rows is committing; nothing was written";
       atomic_fetch_add(&e->conflicts, 1);
     }
-    for (uint32_t i = 0; i < t->nobs && !rc; i++) {
+    /* Tables changed since this transaction first read them. */
+    uint32_t stale[16];
+    int nstale = 0, all_stale = 0;
+    g = ls_guard_enter(&e->guard);
+    for (uint32_t i = 0; i < t->nmaps && !rc; i++) {
+      ls_table *tb = eng_table(e, t->maps[i].table);
+      if (!t->maps[i].observed || !tb || atomic_load(&tb->changes) == t->maps[i].changes) continue;
+      if (nstale < 16) stale[nstale++] = t->maps[i].table; else all_stale = 1;
+    }
+    ls_guard_leave(&e->guard, g);
+    for (uint32_t i = 0; i < t->nobs && !rc && (nstale || use_set); i++) {
       const txn_obs *o = &t->obs[i];
       if (!o->table) continue;                     /* forgotten */
+      int check = all_stale || (use_set && ks_has(&w->ks, o->table, o->hi, o->lo));
+      for (int s = 0; s < nstale && !check; s++) check = stale[s] == o->table;
+      if (!check) continue;
       int ok = (use_set && ks_has(&w->ks, o->table, o->hi, o->lo)) ? 0 : obs_holds(e, o);
       if (ok < 0) { rc = ok; msg = ls_errmsg(); }
       else if (!ok) {
@@ -463,6 +478,7 @@ static void install(ls_writer *w, ls_txn *t) {
       if (tb) pthread_rwlock_unlock(&tb->lock);
       tb = eng_table(e, r->table);   /* present: drops run on this thread */
       pthread_rwlock_wrlock(&tb->lock);
+      atomic_fetch_add(&tb->changes, 1);
     }
     idx_key k = { r->hi, r->lo };
     uint64_t old = 0;

@@ -32,6 +32,7 @@ SQLITE_EXTENSION_INIT3
 /* Column affinities (SQLite's rules for a declared type). */
 enum { AFF_BLOB = 0, AFF_TEXT, AFF_NUMERIC, AFF_INTEGER, AFF_REAL };
 
+typedef struct lsx_buf { uint8_t *p; size_t n, cap; } lsx_buf;
 typedef struct ls_conn ls_conn;
 typedef struct ls_db ls_db;
 typedef struct ls_vtab ls_vtab;
@@ -71,6 +72,15 @@ struct ls_vtab {
   char **cols;                     /* column names */
   uint8_t *aff;                    /* column affinities */
   uint8_t *notnull;                /* NOT NULL declared */
+  /* Scratch space reused by every call (a table object is used by one
+  ** connection, one call at a time). */
+  lsx_buf kbuf, obuf, rbuf;        /* new key, old key, row record */
+  void *enc;                       /* record.c's per-column work array */
+  ls_value spare;                  /* a read buffer kept between cursors */
+  ls_value old;                    /* the old row of an UPDATE */
+  uint8_t last_key[32];            /* the last short key hashed here ... */
+  uint32_t last_len;               /* ... (0: none) */
+  uint8_t last_digest[20];         /* ... and its digest */
 };
 
 /* ---- logstor.c -------------------------------------------------------- */
@@ -108,7 +118,6 @@ int lsx_resolve_table(ls_conn *conn, const char *arg, ls_db **ldb, uint32_t *id,
 void lsx_db_reconcile(ls_db *ldb);
 
 /* ---- record.c ---------------------------------------------------------- */
-typedef struct lsx_buf { uint8_t *p; size_t n, cap; } lsx_buf;
 int lsx_buf_reserve(lsx_buf *b, size_t more);
 void lsx_buf_free(lsx_buf *b);
 
@@ -119,8 +128,15 @@ int lsx_key_encode(sqlite3_value *v, int aff, lsx_buf *out);
 /* Set the result of ctx to the key's value (column affinity aff). */
 int lsx_key_result(sqlite3_context *ctx, const uint8_t *key, uint32_t len, int aff);
 /* Encode the row argv[0..ncol-1] (the key column pk stored only when the
-** canonical key does not give it back exactly). */
-int lsx_row_encode(ls_vtab *t, sqlite3_value **argv, const lsx_buf *key, lsx_buf *out);
+** canonical key does not give it back exactly).  A column whose value is
+** "no change" (sqlite3_value_nochange, an UPDATE) is copied from the old
+** row record old (NULL when there is none). */
+int lsx_row_encode(ls_vtab *t, sqlite3_value **argv, const uint8_t *old, uint32_t oldlen, lsx_buf *out);
+/* Does decoding a key give back the key column's value exactly, for every
+** value (so the key column needs no read of the row)? */
+int lsx_key_exact(int aff);
+/* ls_key_set with a one-entry cache of the last key hashed for table t. */
+void lsx_key_set(ls_vtab *t, const uint8_t *key, uint32_t len, ls_key *k);
 /* Set the result of ctx to column col of a row. */
 int lsx_row_column(ls_vtab *t, const uint8_t *row, uint32_t len, const uint8_t *key, uint32_t klen,
                    int col, sqlite3_context *ctx);

@@ -178,6 +178,23 @@ int lsx_key_encode(sqlite3_value *v, int aff, lsx_buf *out) {
   return rc;
 }
 
+int lsx_key_exact(int aff) { return aff == AFF_INTEGER || aff == AFF_NUMERIC || aff == AFF_TEXT; }
+
+void lsx_key_set(ls_vtab *t, const uint8_t *key, uint32_t len, ls_key *k) {
+  if (len && len == t->last_len && !memcmp(key, t->last_key, len)) {
+    k->data = key;
+    k->len = len;
+    memcpy(k->digest, t->last_digest, 20);
+    return;
+  }
+  ls_key_set(k, key, len);
+  if (len <= sizeof t->last_key) {
+    memcpy(t->last_key, key, len);
+    memcpy(t->last_digest, k->digest, 20);
+    t->last_len = len;
+  }
+}
+
 int lsx_key_result(sqlite3_context *ctx, const uint8_t *key, uint32_t len, int aff) {
   if (len < 1) return SQLITE_CORRUPT_VTAB;
   switch (key[0]) {
@@ -255,25 +272,57 @@ static int key_gives_back(const aval *a, int aff) {
   return 1;
 }
 
-int lsx_row_encode(ls_vtab *t, sqlite3_value **argv, const lsx_buf *key, lsx_buf *out) {
-  (void)key;
-  aval *a = sqlite3_malloc(t->ncol * (int)sizeof *a);
-  uint64_t *types = sqlite3_malloc(t->ncol * (int)sizeof *types);
-  int rc = a && types ? SQLITE_OK : SQLITE_NOMEM;
+/* Locate the columns of a row record: serial type and payload of each.
+** Returns SQLITE_OK or SQLITE_CORRUPT_VTAB. */
+static int row_parse(const uint8_t *row, uint32_t len, int ncol, uint64_t *types, const uint8_t **body) {
+  const uint8_t *end = row + len;
+  uint64_t hlen;
+  const uint8_t *h = get_uvarint(row, end, &hlen);
+  if (!h || hlen > len) return SQLITE_CORRUPT_VTAB;
+  const uint8_t *hend = row + hlen, *b = hend;
+  for (int c = 0; c < ncol; c++) {
+    h = get_uvarint(h, hend, &types[c]);
+    if (!h || types[c] == 11) return SQLITE_CORRUPT_VTAB;
+    int size = payload_size(types[c]);
+    if ((size_t)size > (size_t)(end - b)) return SQLITE_CORRUPT_VTAB;
+    body[c] = b;
+    b += size;
+  }
+  return SQLITE_OK;
+}
+
+int lsx_row_encode(ls_vtab *t, sqlite3_value **argv, const uint8_t *old, uint32_t oldlen, lsx_buf *out) {
+  int n = t->ncol;
+  /* Work arrays: the affinity-applied values, the types, and the old
+  ** row's types and payloads. */
+  if (!t->enc) t->enc = sqlite3_malloc(n * (int)(sizeof(aval) + 2 * sizeof(uint64_t) + sizeof(uint8_t *)));
+  aval *a = t->enc;
+  if (!a) return SQLITE_NOMEM;
+  uint64_t *types = (uint64_t *)(a + n), *otypes = types + n;
+  const uint8_t **obody = (const uint8_t **)(otypes + n);
+  for (int c = 0; c < n; c++) a[c].tmp = NULL;
+  int rc = old ? row_parse(old, oldlen, n, otypes, obody) : SQLITE_OK;
   size_t hdr = 0, body = 0;
-  for (int c = 0; c < t->ncol && !rc; c++) {
-    rc = apply_affinity(argv[c], t->aff[c], &a[c]);
+  for (int c = 0; c < n && !rc; c++) {
     int size = 0;
-    if (rc) { a[c].tmp = NULL; break; }
-    if (c == t->pk && key_gives_back(&a[c], t->aff[c])) {
-      types[c] = ST_KEY;
+    if (sqlite3_value_nochange(argv[c])) {
+      if (!old) { rc = SQLITE_CORRUPT_VTAB; break; }
+      types[c] = otypes[c];
+      size = payload_size(types[c]);
+      a[c].type = -1;                               /* copied from old */
     } else {
-      switch (a[c].type) {
-        case SQLITE_NULL: types[c] = 0; break;
-        case SQLITE_INTEGER: types[c] = int_type(a[c].i, &size); break;
-        case SQLITE_FLOAT: types[c] = 7; size = 8; break;
-        case SQLITE_TEXT: types[c] = 13 + 2 * (uint64_t)a[c].n; size = a[c].n; break;
-        default: types[c] = 12 + 2 * (uint64_t)a[c].n; size = a[c].n; break;
+      rc = apply_affinity(argv[c], t->aff[c], &a[c]);
+      if (rc) break;
+      if (c == t->pk && key_gives_back(&a[c], t->aff[c])) {
+        types[c] = ST_KEY;
+      } else {
+        switch (a[c].type) {
+          case SQLITE_NULL: types[c] = 0; break;
+          case SQLITE_INTEGER: types[c] = int_type(a[c].i, &size); break;
+          case SQLITE_FLOAT: types[c] = 7; size = 8; break;
+          case SQLITE_TEXT: types[c] = 13 + 2 * (uint64_t)a[c].n; size = a[c].n; break;
+          default: types[c] = 12 + 2 * (uint64_t)a[c].n; size = a[c].n; break;
+        }
       }
     }
     hdr += (size_t)uvarint_len(types[c]);
@@ -286,14 +335,17 @@ int lsx_row_encode(ls_vtab *t, sqlite3_value **argv, const lsx_buf *key, lsx_buf
     rc = lsx_buf_reserve(out, hlen + body + 10);
     if (!rc) {
       uint8_t *p = put_uvarint(out->p, hlen);
-      for (int c = 0; c < t->ncol; c++) p = put_uvarint(p, types[c]);
-      for (int c = 0; c < t->ncol; c++) {
+      for (int c = 0; c < n; c++) p = put_uvarint(p, types[c]);
+      for (int c = 0; c < n; c++) {
         uint64_t st = types[c];
-        if (st >= 1 && st <= 6) {
-          int n = payload_size(st);
+        int size = payload_size(st);
+        if (a[c].type == -1) {
+          if (size) memcpy(p, obody[c], (size_t)size);
+          p += size;
+        } else if (st >= 1 && st <= 6) {
           uint64_t v = (uint64_t)a[c].i;
-          for (int b = n - 1; b >= 0; b--) { p[b] = (uint8_t)v; v >>= 8; }
-          p += n;
+          for (int b = size - 1; b >= 0; b--) { p[b] = (uint8_t)v; v >>= 8; }
+          p += size;
         } else if (st == 7) {
           uint64_t bits;
           memcpy(&bits, &a[c].d, 8);
@@ -307,9 +359,7 @@ int lsx_row_encode(ls_vtab *t, sqlite3_value **argv, const lsx_buf *key, lsx_buf
       out->n = (size_t)(p - out->p);
     }
   }
-  for (int c = 0; a && c < t->ncol; c++) sqlite3_value_free(a[c].tmp);
-  sqlite3_free(a);
-  sqlite3_free(types);
+  for (int c = 0; c < n; c++) { sqlite3_value_free(a[c].tmp); a[c].tmp = NULL; }
   return rc;
 }
 

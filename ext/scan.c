@@ -40,6 +40,13 @@
 typedef struct lsx_cursor {
   sqlite3_vtab_cursor base;
   int eof;
+  /* A point lookup locates the row; the record is read only when a column
+  ** needs it (an UPDATE that sets every other column never reads it). */
+  int lazy;                        /* located, not read yet */
+  uint64_t where;                  /* from ls_locate */
+  ls_txn *txn;                     /* the transaction it was located through */
+  lsx_buf kb;                      /* its key */
+  ls_key lk;
   ls_cursor *scan;                 /* range and full scans */
   int64_t hi;                      /* last token of a range scan */
   ls_value one;                    /* the row of a point lookup */
@@ -156,12 +163,15 @@ int lsx_open(sqlite3_vtab *vtab, sqlite3_vtab_cursor **out) {
   if (!c) return SQLITE_NOMEM;
   memset(c, 0, sizeof *c);
   c->eof = 1;
+  c->one = t->spare;                 /* reuse a read buffer */
+  memset(&t->spare, 0, sizeof t->spare);
   if (t->ldb->ndropped && sqlite3_get_autocommit(t->db)) lsx_db_reconcile(t->ldb);
   *out = &c->base;
   return SQLITE_OK;
 }
 
 static void reset(lsx_cursor *c) {
+  c->lazy = 0;
   if (c->scan) ls_cursor_close(c->scan);
   c->scan = NULL;
   for (int i = 0; i < c->nlist; i++) ls_value_free(&c->list[i]);
@@ -174,8 +184,11 @@ static void reset(lsx_cursor *c) {
 
 int lsx_close(sqlite3_vtab_cursor *cur) {
   lsx_cursor *c = (lsx_cursor *)cur;
+  ls_vtab *t = (ls_vtab *)cur->pVtab;
   reset(c);
+  if (!t->spare.mem && c->one.cap <= 65536) { t->spare = c->one; memset(&c->one, 0, sizeof c->one); }
   ls_value_free(&c->one);
+  lsx_buf_free(&c->kb);
   sqlite3_free(c);
   return SQLITE_OK;
 }
@@ -231,18 +244,21 @@ int lsx_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr, int argc,
   (void)idxStr;
   (void)argc;
   reset(c);
-  lsx_buf kb = {0};
   int rc = SQLITE_OK, erc = LS_OK;
   if (plan & PLAN_EQ) {
-    rc = lsx_key_encode(argv[0], t->aff[t->pk], &kb);
+    rc = lsx_key_encode(argv[0], t->aff[t->pk], &c->kb);
     if (rc) {                      /* NULL or unencodable: no row equals it */
       rc = rc == SQLITE_NOMEM ? rc : SQLITE_OK;
       goto out;
     }
-    ls_key k;
-    ls_key_set(&k, kb.p, (uint32_t)kb.n);
-    erc = txn ? ls_txn_get(txn, t->id, &k, &c->one) : ls_get(t->ldb->eng, t->id, &k, &c->one);
-    if (erc == LS_OK) { c->one.token = ls_key_token(&k); c->row = &c->one; c->eof = 0; }
+    lsx_key_set(t, c->kb.p, (uint32_t)c->kb.n, &c->lk);
+    erc = ls_locate(t->ldb->eng, txn, t->id, &c->lk, &c->where);
+    if (erc == LS_OK) {
+      c->lazy = 1;
+      c->txn = txn;
+      c->eof = 0;
+      c->one.token = ls_key_token(&c->lk);
+    }
     if (erc == LS_NOTFOUND) erc = LS_OK;
   } else if (plan & PLAN_IN) {
     /* Collect the distinct keys, read them in one batch, sort by token. */
@@ -324,7 +340,6 @@ int lsx_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr, int argc,
     }
   }
 out:
-  lsx_buf_free(&kb);
   if (erc) return lsx_error(cur->pVtab, t->name, erc);
   return rc;
 }
@@ -350,6 +365,26 @@ int lsx_eof(sqlite3_vtab_cursor *cur) { return ((lsx_cursor *)cur)->eof; }
 int lsx_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col) {
   lsx_cursor *c = (lsx_cursor *)cur;
   ls_vtab *t = (ls_vtab *)cur->pVtab;
+  if (c->lazy) {
+    if (col == t->ncol) {
+      sqlite3_result_int64(ctx, c->one.token);
+      return SQLITE_OK;
+    }
+    if (col == t->pk && lsx_key_exact(t->aff[col]))
+      return lsx_key_result(ctx, c->kb.p, (uint32_t)c->kb.n, t->aff[col]);
+    /* An UPDATE that leaves the column alone needs no value (never for the
+    ** key column: SQLite passes it back as the old key). */
+    if (col != t->pk && sqlite3_vtab_nochange(ctx)) return SQLITE_OK;
+    int erc = ls_get_at(t->ldb->eng, c->txn, t->id, &c->lk, c->where, &c->one);
+    if (erc == LS_NOTFOUND) {      /* deleted since it was located */
+      sqlite3_result_null(ctx);
+      return SQLITE_OK;
+    }
+    if (erc) return lsx_error(cur->pVtab, t->name, erc);
+    c->one.token = ls_key_token(&c->lk);
+    c->row = &c->one;
+    c->lazy = 0;
+  }
   const ls_value *r = c->row;
   if (!r) return SQLITE_ERROR;
   if (col == t->ncol) {

@@ -357,6 +357,12 @@ static void vtab_free(ls_vtab *t) {
   sqlite3_free(t->cols);
   sqlite3_free(t->aff);
   sqlite3_free(t->notnull);
+  lsx_buf_free(&t->kbuf);
+  lsx_buf_free(&t->obuf);
+  lsx_buf_free(&t->rbuf);
+  sqlite3_free(t->enc);
+  ls_value_free(&t->spare);
+  ls_value_free(&t->old);
   sqlite3_free(t->name);
   sqlite3_free(t->base.zErrMsg);
   sqlite3_free(t);
