@@ -2,8 +2,9 @@
 ** admin.c -- statistics, table and segment listings, and the consistency
 ** check (ls_check).
 **
-** ls_check runs on the writer thread (writer_call), so no commit installs
-** entries while it compares the indexes with the segment accounting.  For
+** ls_check runs on the writer thread (writer_call) with the cleaner held
+** still, so no commit installs and no relocation moves entries while it
+** compares the indexes with the segment accounting.  For
 ** every index entry it reads the record and verifies that the record's
 ** checksum holds, that it belongs to the table, and that the digest of its
 ** key is the entry's key; then it recomputes the live bytes and records of
@@ -56,6 +57,30 @@ void ls_stats_get(ls_engine *e, ls_stats *s) {
   s->disk_size = e->disk_size;
   s->io_backend = ls_io_name(e->io);
   s->failed = atomic_load(&e->failed);
+  s->segments_compacted = atomic_load(&e->segments_compacted);
+  s->compaction_bytes_written = atomic_load(&e->compaction_bytes);
+  s->compaction_records_relocated = atomic_load(&e->compaction_relocated);
+  s->compaction_records_dropped = atomic_load(&e->compaction_dropped);
+  s->tombstones_dropped = atomic_load(&e->tombstones_dropped);
+  s->separator_bytes_written = atomic_load(&e->separator_bytes);
+  s->separator_records_relocated = atomic_load(&e->separator_relocated);
+  s->separator_buffers_in_use = cleaner_buffers_in_use(e);
+  s->separator_delay_us = atomic_load(&e->delay_us);
+  s->separator_delay_now_us = atomic_load(&e->delay_now_us);
+  s->segments_freed_by_separator = atomic_load(&e->separator_freed);
+  s->segments_freed = atomic_load(&e->segments_freed);
+  s->format_bytes_written = atomic_load(&e->sm.format_bytes);
+  s->meta_bytes_written = atomic_load(&e->marker_bytes);
+  uint32_t n = seg_count(&e->sm);
+  pthread_mutex_lock(&e->sm.lock);
+  for (uint32_t i = 0; i < n; i++) {
+    ls_seg *d = seg_get(&e->sm, i);
+    s->mixed_segments += d->state != SEG_FREE && d->kind == LS_KIND_MIXED;
+  }
+  pthread_mutex_unlock(&e->sm.lock);
+  uint64_t data = s->bytes_written - s->format_bytes_written;
+  s->write_amplification = s->user_bytes_written ? (double)data / (double)s->user_bytes_written : 0;
+  s->space_amplification = s->bytes_live ? (double)s->segments_used * e->seg_size / (double)s->bytes_live : 0;
 }
 
 static void fill_info(ls_table *t, ls_table_info *info) {
@@ -98,7 +123,7 @@ int ls_table_foreach(ls_engine *e, int (*fn)(void *arg, const ls_table_info *), 
 }
 
 int ls_segment_foreach(ls_engine *e, int (*fn)(void *arg, const ls_segment_info *), void *arg) {
-  static const char *states[] = { "free", "active", "sealed" };
+  static const char *states[] = { "free", "active", "sealed", "sealed" };
   uint32_t n = seg_count(&e->sm);
   for (uint32_t id = 0; id < n; id++) {
     ls_segment_info si;
@@ -106,7 +131,7 @@ int ls_segment_foreach(ls_engine *e, int (*fn)(void *arg, const ls_segment_info 
     ls_seg *d = seg_get(&e->sm, id);
     si.id = id;
     si.kind = d->kind == LS_KIND_GROUP ? "group" : "mixed";
-    si.state = states[d->state <= SEG_SEALED ? d->state : 0];
+    si.state = states[d->state <= SEG_CLEANING ? d->state : 0];
     si.table = d->table;
     si.group = d->group;
     si.seq = d->seq;
@@ -190,8 +215,16 @@ typedef struct check_arg {
   char **report;
 } check_arg;
 
+static int do_check_locked(ls_engine *e, check_arg *a);
+
 static int do_check(ls_engine *e, void *arg) {
-  check_arg *a = arg;
+  cleaner_lock(e);
+  int rc = do_check_locked(e, arg);
+  cleaner_unlock(e);
+  return rc;
+}
+
+static int do_check_locked(ls_engine *e, check_arg *a) {
   check_ctx x;
   memset(&x, 0, sizeof x);
   x.e = e;
@@ -202,11 +235,13 @@ static int do_check(ls_engine *e, void *arg) {
     free(x.seg_bytes); free(x.seg_recs);
     return ls_err(LS_NOMEM, "out of memory");
   }
+  pthread_mutex_lock(&e->problems_lock);
   if (e->problems) {
     x.out = strdup(e->problems);
     x.len = x.out ? strlen(x.out) : 0;
     for (const char *p = e->problems; *p; p++) x.problems += *p == '\n';
   }
+  pthread_mutex_unlock(&e->problems_lock);
   unsigned g = ls_guard_enter(&e->guard);
   ls_catalog *c = atomic_load(&e->catalog);
   int rc = LS_OK;

@@ -24,6 +24,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
@@ -85,6 +86,26 @@ int eng_install(ls_engine *e, ls_table *t, const idx_key *key, uint64_t word, ui
   return INSTALL_REPLACED;
 }
 
+void eng_problem(ls_engine *e, const char *fmt, ...) {
+  char line[320];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if ((size_t)n >= sizeof line) n = sizeof line - 1;
+  pthread_mutex_lock(&e->problems_lock);
+  size_t len = e->problems ? strlen(e->problems) : 0;
+  char *p = realloc(e->problems, len + (size_t)n + 2);
+  if (p) {
+    memcpy(p + len, line, (size_t)n);
+    p[len + (size_t)n] = '\n';
+    p[len + (size_t)n + 1] = 0;
+    e->problems = p;
+  }
+  pthread_mutex_unlock(&e->problems_lock);
+}
+
 void eng_fail(ls_engine *e, const char *what) {
   if (atomic_load(&e->failed)) return;
   snprintf(e->fail_msg, sizeof e->fail_msg,
@@ -105,8 +126,12 @@ static void *bg_main(void *arg) {
     pthread_mutex_unlock(&e->bg_lock);
     uint32_t low = e->sm.segs_per_file / 4;
     if (low < 2) low = 2;
+    /* Zeroed free segments ahead of need: holes first, then new files
+    ** (failures resurface to the writer). */
+    while (seg_nfree(&e->sm) - seg_npunched(&e->sm) < low && seg_npunched(&e->sm))
+      if (seg_unpunch(&e->sm)) break;
     if (seg_nfree(&e->sm) < low && atomic_load(&e->sm.nfiles) < e->sm.max_files)
-      (void)seg_add_file(&e->sm);   /* failures resurface to the writer */
+      (void)seg_add_file(&e->sm);
     pthread_mutex_lock(&e->bg_lock);
   }
   pthread_mutex_unlock(&e->bg_lock);
@@ -123,24 +148,29 @@ void eng_kick_bg(ls_engine *e) {
 
 /* ---- catalog -------------------------------------------------------------- */
 
-static ls_table *table_new(const ls_mtable *m) {
+static void table_free(ls_engine *e, ls_table *t) {
+  if (!t) return;
+  for (uint32_t g = 0; t->gsets && g < t->groups; g++) seg_gset_release(&e->sm, t->gsets[g]);
+  free(t->gsets);
+  idx_free(t->idx);
+  pthread_rwlock_destroy(&t->lock);
+  free(t);
+}
+
+static ls_table *table_new(ls_engine *e, const ls_mtable *m) {
   ls_table *t = calloc(1, sizeof *t);
   if (!t) return NULL;
   t->id = m->id;
   t->groups = m->groups;
   t->trunc_seq = m->trunc_seq;
   memcpy(t->name, m->name, sizeof t->name);
-  t->idx = idx_new();
-  if (!t->idx) { free(t); return NULL; }
   pthread_rwlock_init(&t->lock, NULL);
+  t->idx = idx_new();
+  t->gsets = calloc(t->groups, sizeof *t->gsets);
+  int ok = t->idx && t->gsets;
+  for (uint32_t g = 0; ok && g < t->groups; g++) ok = (t->gsets[g] = seg_gset_new(&e->sm, t->id, g)) != 0;
+  if (!ok) { table_free(e, t); return NULL; }
   return t;
-}
-
-static void table_free(ls_table *t) {
-  if (!t) return;
-  idx_free(t->idx);
-  pthread_rwlock_destroy(&t->lock);
-  free(t);
 }
 
 /* Publish a catalog equal to the current one with id set to t (NULL to
@@ -166,7 +196,7 @@ static int catalog_load(ls_engine *e) {
   c->cap = e->man.next_table;
   atomic_store(&e->catalog, c);
   for (uint32_t i = 0; i < e->man.ntables; i++) {
-    ls_table *t = table_new(&e->man.tables[i]);
+    ls_table *t = table_new(e, &e->man.tables[i]);
     if (!t) return ls_err(LS_NOMEM, "out of memory");
     c->t[t->id] = t;
   }
@@ -176,7 +206,7 @@ static int catalog_load(ls_engine *e) {
 static void catalog_free(ls_engine *e) {
   ls_catalog *c = atomic_load(&e->catalog);
   if (!c) return;
-  for (uint32_t i = 0; i < c->cap; i++) table_free(c->t[i]);
+  for (uint32_t i = 0; i < c->cap; i++) table_free(e, c->t[i]);
   free(c);
   atomic_store(&e->catalog, NULL);
 }
@@ -203,7 +233,7 @@ int ls_table_create(ls_engine *e, const char *name, uint32_t groups, uint32_t *i
   }
   if (!rc) rc = ls_manifest_write(e->io, e->dirfd, &m);
   if (!rc) {
-    t = table_new(&mt);
+    t = table_new(e, &mt);
     if (!t) rc = ls_err(LS_NOMEM, "out of memory");
   }
   if (!rc) rc = catalog_set(e, mt.id, t);
@@ -212,7 +242,7 @@ int ls_table_create(ls_engine *e, const char *name, uint32_t groups, uint32_t *i
     e->man = m;
     *id = mt.id;
   } else {
-    table_free(t);
+    table_free(e, t);
     ls_manifest_free(&m);
   }
   pthread_mutex_unlock(&e->cat_lock);
@@ -283,7 +313,7 @@ static int do_drop(ls_engine *e, void *arg) {
   pthread_mutex_unlock(&e->cat_lock);
   if (rc) return rc;
   idx_foreach(t->idx, unaccount_entry, e);
-  table_free(t);
+  table_free(e, t);
   writer_free_empty(e);
   return LS_OK;
 }
@@ -352,6 +382,8 @@ static int check_options(const ls_options *o) {
     return ls_err(LS_INVALID, "disk_size must be at least two files (2 x %llu bytes), not %llu",
                   (unsigned long long)file, (unsigned long long)o->disk_size);
   if (o->io < LS_IO_AUTO || o->io > LS_IO_POSIX) return ls_err(LS_INVALID, "unknown I/O backend %d", o->io);
+  if (o->compaction_policy < 0 || o->compaction_policy > LS_POLICY_GREEDY)
+    return ls_err(LS_INVALID, "unknown compaction policy %d", o->compaction_policy);
   return LS_OK;
 }
 
@@ -383,6 +415,7 @@ static void engine_destroy(ls_engine *e) {
     pthread_mutex_unlock(&e->bg_lock);
     pthread_join(e->bg_thread, NULL);
   }
+  cleaner_stop(e);
   writer_stop(e);
   catalog_free(e);
   if (e->sm.files) seg_shutdown(&e->sm);
@@ -394,6 +427,7 @@ static void engine_destroy(ls_engine *e) {
   pthread_mutex_destroy(&e->cat_lock);
   pthread_mutex_destroy(&e->bg_lock);
   pthread_cond_destroy(&e->bg_cond);
+  pthread_mutex_destroy(&e->problems_lock);
   free(e->problems);
   free(e->path);
   free(e);
@@ -409,6 +443,11 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   pthread_mutex_init(&e->cat_lock, NULL);
   pthread_mutex_init(&e->bg_lock, NULL);
   pthread_cond_init(&e->bg_cond, NULL);
+  pthread_mutex_init(&e->problems_lock, NULL);
+  e->policy = o->compaction_policy ? o->compaction_policy : LS_POLICY_COST_BENEFIT;
+  e->manual_cleaning = o->manual_cleaning;
+  e->separator_memory = o->separator_memory;
+  seg_ids mixed = {0}, settle = {0};
   int rc = LS_OK;
   e->path = strdup(dir);
   if (!e->path) { rc = ls_err(LS_NOMEM, "out of memory"); goto fail; }
@@ -461,10 +500,15 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   e->sm.lease_arg = e;
   rc = catalog_load(e);
   if (rc) goto fail;
-  rc = recover(e);
+  rc = recover(e, &mixed, &settle);
   if (rc) goto fail;
   rc = writer_start(e);
   if (rc) goto fail;
+  rc = cleaner_start(e, &mixed, &settle);
+  if (rc) goto fail;
+  free(mixed.v);
+  free(settle.v);
+  mixed.v = settle.v = NULL;
   if (pthread_create(&e->bg_thread, NULL, bg_main, e)) {
     rc = ls_err(LS_NOMEM, "cannot start the background thread");
     goto fail;
@@ -474,6 +518,8 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   *out = e;
   return LS_OK;
 fail:
+  free(mixed.v);
+  free(settle.v);
   engine_destroy(e);
   return rc;
 }

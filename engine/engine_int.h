@@ -24,6 +24,7 @@
 #include "segment.h"
 
 typedef struct ls_writer ls_writer;
+typedef struct ls_cleaner ls_cleaner;
 
 /* A table: its catalog entry and its index. */
 typedef struct ls_table {
@@ -39,7 +40,14 @@ typedef struct ls_table {
                                    ** all came after the last change needs
                                    ** no validation of them */
   _Atomic int64_t live_bytes;      /* bytes of records the index points at */
+  uint32_t *gsets;                 /* [groups] group set handles (segment.h) */
 } ls_table;
+
+/* Compaction group of a key in a table of n groups: the token range split
+** into n equal parts, in token order. */
+static inline uint32_t eng_group_of(uint64_t hi, uint32_t n) {
+  return (uint32_t)(((unsigned __int128)hi * n) >> 64);
+}
 
 /* The catalog as readers see it: published as one pointer, replaced
 ** (never changed in place) under the catalog lock; old copies are freed
@@ -73,6 +81,12 @@ struct ls_engine {
   _Atomic(ls_catalog *) catalog;
 
   ls_writer *writer;
+  ls_cleaner *cleaner;
+  int policy;                      /* LS_POLICY_* */
+  int manual_cleaning;             /* no background cleaning (tests) */
+  uint64_t separator_memory;       /* bytes of relocation buffers */
+  void (*hook)(void *arg, const char *point);   /* test sync points */
+  void *hook_arg;
 
   /* Background maintenance (formatting data files ahead of need). */
   pthread_t bg_thread;
@@ -95,10 +109,24 @@ struct ls_engine {
   _Atomic uint64_t syncs;
   _Atomic uint64_t conflicts;
   _Atomic uint64_t reads;
+  _Atomic uint64_t segments_compacted;      /* group segments compaction took */
+  _Atomic uint64_t compaction_bytes;        /* bytes the cleaner wrote for them */
+  _Atomic uint64_t compaction_relocated;    /* live records copied by compaction */
+  _Atomic uint64_t compaction_dropped;      /* dead records left behind */
+  _Atomic uint64_t tombstones_dropped;
+  _Atomic uint64_t separator_bytes;         /* bytes written for mixed records */
+  _Atomic uint64_t separator_relocated;
+  _Atomic uint64_t separator_freed;         /* mixed segments freed after separation */
+  _Atomic uint64_t segments_freed;
+  _Atomic uint64_t cleaner_segments;        /* segments the cleaner wrote */
+  _Atomic uint64_t marker_bytes;            /* free markers and settled headers */
+  _Atomic uint64_t delay_us;                /* flow-control delay given to writers */
+  _Atomic uint64_t delay_now_us;            /* the delay a writer gets now */
   uint64_t recovery_ms;
   uint64_t recovery_records;
   uint64_t recovery_segments;
-  char *problems;                  /* found at recovery, reported by ls_check */
+  char *problems;                  /* damage found, reported by ls_check */
+  pthread_mutex_t problems_lock;
 };
 
 /* ---- engine.c ---------------------------------------------------------- */
@@ -126,6 +154,9 @@ int eng_install(ls_engine *e, ls_table *t, const idx_key *key, uint64_t word, ui
 
 /* Put the engine into the failed (read-only) state with a message. */
 void eng_fail(ls_engine *e, const char *what);
+
+/* Note damage found while running (ls_check reports it). */
+void eng_problem(ls_engine *e, const char *fmt, ...) LS_PRINTF(2, 3);
 
 /* Ask the background thread to check whether a data file should be
 ** formatted ahead of need. */
@@ -181,6 +212,8 @@ struct ls_txn {
   int state;                       /* TXN_OPEN, TXN_PREPARED, TXN_DONE */
   int mode;                        /* for the writer: WRITE_COMMIT or WRITE_PREPARE */
   uint64_t first_seq, last_seq;    /* sequences its records got (writer) */
+  uint32_t *direct;                /* group segments written for it (writer) */
+  uint32_t ndirect, capdirect;
   struct ls_txn *next_prepared;    /* writer's list of prepared txns */
 
   /* Hand-off to the writer. */
@@ -219,6 +252,9 @@ ls_index *txn_overlay(ls_txn *t, uint32_t table);
 /* Fill v from write number ord of t (a put). */
 int txn_value(ls_txn *t, uint32_t ord, ls_value *v);
 
+/* Remember that the writer filled group segment s with records of t. */
+int txn_add_direct(ls_txn *t, uint32_t s);
+
 /* ---- writer.c ---------------------------------------------------------- */
 
 #define TXN_OPEN 0
@@ -242,15 +278,56 @@ int writer_unprepare(ls_engine *e, ls_txn *t);
 ** returns fn's result. */
 int writer_call(ls_engine *e, int (*fn)(ls_engine *e, void *arg), void *arg);
 
+/* Seal the active segment and hand it to the separator. */
+int writer_seal(ls_engine *e);
+
 /* On the writer thread (inside writer_call): note that word's record is
 ** dead, so that its segment is freed if it is sealed and now empty; then
 ** writer_free_empty() frees the noted segments once readers drained. */
 void writer_note_dead(ls_engine *e, uint64_t word);
 void writer_free_empty(ls_engine *e);
 
+/* ---- cleaner.c --------------------------------------------------------- */
+
+/* Start cleaning (a thread unless manual_cleaning); mixed and settle are
+** what recovery left for it. */
+int cleaner_start(ls_engine *e, seg_ids *mixed, seg_ids *settle);
+/* Write what the relocation buffers hold (unless failed) and stop. */
+void cleaner_stop(ls_engine *e);
+void cleaner_kick(ls_engine *e);
+
+/* Hand-offs from the writer (after the group that wrote them installed):
+** sealed mixed segments for the separator, segments that may have no live
+** record left, and segments written directly for one group whose buffer
+** can be settled (their CONT records are committed). */
+void cleaner_mixed_ready(ls_engine *e, const uint32_t *segs, uint32_t n);
+void cleaner_note_empty(ls_engine *e, const uint32_t *segs, uint32_t n);
+void cleaner_settle(ls_engine *e, const uint32_t *segs, uint32_t n);
+
+/* Run the cleaner now, on the calling thread, until an allocation for
+** purpose can succeed or nothing more can be reclaimed.  LS_OK or LS_FULL.
+** The caller holds no engine lock. */
+int cleaner_make_room(ls_engine *e, int purpose);
+/* Free the noted empty segments now (drop, truncate). */
+void cleaner_reclaim_now(ls_engine *e);
+/* Microseconds a committing writer should wait (flow control). */
+uint64_t cleaner_delay_us(ls_engine *e);
+/* Relocation buffers holding records. */
+uint32_t cleaner_buffers_in_use(ls_engine *e);
+/* Keep the cleaner still (ls_check compares indexes and accounting). */
+void cleaner_lock(ls_engine *e);
+void cleaner_unlock(ls_engine *e);
+/* Call the test hook at a named point. */
+static inline void eng_hook(ls_engine *e, const char *point) {
+  if (e->hook) e->hook(e->hook_arg, point);
+}
+
 /* ---- recovery.c -------------------------------------------------------- */
 
-/* Rebuild the indexes and segment states from the data files. */
-int recover(ls_engine *e);
+/* Rebuild the indexes and segment states from the data files.  The mixed
+** segments that hold live records, oldest first, and the group segments
+** whose buffer can be settled are left in *mixed and *settle for the
+** cleaner. */
+int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle);
 
 #endif

@@ -43,7 +43,7 @@ int ls_bufhdr_decode(const uint8_t *p, ls_bufhdr *h) {
   if (ls_get32(p + 44) != ls_crc32c(0, p, 44)) return 0;
   h->kind = p[6];
   h->flags = p[7];
-  if (h->kind < LS_KIND_MIXED || h->kind > LS_KIND_FREE || h->flags != 0) return 0;
+  if (h->kind < LS_KIND_MIXED || h->kind > LS_KIND_FREE || (h->flags & ~LS_BF_MASK)) return 0;
   h->seg_seq = ls_get64(p + 8);
   h->max_seq = ls_get64(p + 16);
   h->data_size = ls_get32(p + 24);
@@ -52,7 +52,7 @@ int ls_bufhdr_decode(const uint8_t *p, ls_bufhdr *h) {
   h->group = ls_get32(p + 36);
   if (h->seg_seq == 0 || (h->data_size & (LS_REC_ALIGN - 1)) != 0) return 0;
   if (ls_get32(p + 40) != 0) return 0;
-  if (h->kind == LS_KIND_FREE && (h->data_size || h->nrecords)) return 0;
+  if (h->kind == LS_KIND_FREE && (h->data_size || h->nrecords || h->flags)) return 0;
   return 1;
 }
 
@@ -105,5 +105,45 @@ int ls_rec_decode(const uint8_t *p, size_t avail, uint32_t seed, ls_rec *r) {
   if (r->type != LS_REC_COMMIT && r->type != LS_REC_ABORT && r->table == 0) return 0;
   r->key = p + LS_REC_HDR;
   r->val = p + LS_REC_HDR + r->key_len;
+  return 1;
+}
+
+void ls_walk_init(ls_walk *w, const uint8_t *img, uint32_t size, uint64_t seg_seq, uint32_t kind) {
+  memset(w, 0, sizeof *w);
+  w->img = img;
+  w->size = size;
+  w->seg_seq = seg_seq;
+  w->kind = kind;
+  w->seed = ls_rec_seed(seg_seq);
+}
+
+int ls_walk_next(ls_walk *w, ls_rec *r, uint32_t *off) {
+  while (w->pos >= w->end) {
+    if (w->next >= w->size || w->size - w->next < LS_BUF_HDR) return 0;
+    if (!w->cut && w->nrec != w->want) { w->why = "record count"; return -1; }
+    ls_bufhdr h;
+    if (!ls_bufhdr_decode(w->img + w->next, &h) || h.seg_seq != w->seg_seq || h.kind != w->kind) {
+      w->why = "buffer header";
+      w->pos = w->next;
+      return -1;
+    }
+    w->pos = w->next + LS_BUF_HDR;
+    /* The segment's data may end inside this buffer (a torn tail that
+    ** recovery accepted up to its last good record). */
+    w->cut = h.data_size > w->size - w->pos;
+    w->end = w->cut ? w->size : w->pos + h.data_size;
+    w->nrec = 0;
+    w->want = h.nrecords;
+    w->bflags = h.flags;
+    w->next += (uint32_t)ls_align_up(LS_BUF_HDR + h.data_size, LS_BLOCK);
+  }
+  if (!ls_rec_decode(w->img + w->pos, w->end - w->pos, w->seed, r)) {
+    if (w->cut) return 0;
+    w->why = "record";
+    return -1;
+  }
+  *off = w->pos;
+  w->pos += r->size;
+  w->nrec++;
   return 1;
 }

@@ -32,6 +32,11 @@
 #define LS_KIND_GROUP  2   /* records of one table's compaction group */
 #define LS_KIND_FREE   3   /* marker: segment freed; no records follow */
 
+/* Buffer flags. */
+#define LS_BF_SETTLED  0x01  /* every CONT record in this buffer is committed
+                             ** (set by rewriting the header after commit) */
+#define LS_BF_MASK     0x01
+
 /* Record types. */
 #define LS_REC_PUT     1
 #define LS_REC_DELETE  2   /* tombstone: key, no value */
@@ -110,5 +115,30 @@ int ls_rec_decode(const uint8_t *p, size_t avail, uint32_t seed, ls_rec *r);
 
 /* Largest record that fits one segment. */
 static inline uint32_t ls_max_record(uint32_t segment_size) { return segment_size - LS_BUF_HDR; }
+
+/* Walking the records of a segment image written by this engine (the
+** cleaner reads sealed segments back): buffers from offset 0 at 4 KiB
+** boundaries, each with a valid header of the segment's sequence and kind,
+** until size (the bytes the segment holds; it may end inside a buffer, at
+** the last record recovery accepted).  ls_walk_next returns 1 with the
+** next record (r, its offset in *off, the flags of its buffer in
+** w->bflags), 0 at the end, or -1 if the image is damaged (a header or
+** record that does not decode before size); w->why and w->pos then say
+** what and where. */
+typedef struct ls_walk {
+  const uint8_t *img;
+  uint32_t size;
+  uint64_t seg_seq;
+  uint32_t kind, seed;
+  uint32_t next;                   /* offset of the next buffer */
+  uint32_t pos, end;               /* records of the current buffer */
+  uint32_t nrec, want;             /* records seen / announced */
+  uint32_t bflags;                 /* flags of the current buffer */
+  int cut;                         /* size ends inside the current buffer */
+  const char *why;
+} ls_walk;
+
+void ls_walk_init(ls_walk *w, const uint8_t *img, uint32_t size, uint64_t seg_seq, uint32_t kind);
+int ls_walk_next(ls_walk *w, ls_rec *r, uint32_t *off);
 
 #endif /* LS_FORMAT_H */

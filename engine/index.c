@@ -304,15 +304,18 @@ static int bucket_for_insert(ls_index *ix, const idx_key *k, idx_bucket **out) {
   }
 }
 
-static int put(ls_index *ix, const idx_key *k, uint64_t word, uint64_t seq, int newer, uint64_t *old) {
+static int put(ls_index *ix, const idx_key *k, uint64_t word, uint64_t seq, int newer, uint64_t *old,
+               uint64_t *old_seq) {
   idx_bucket *b = ix->dir[slot_of(ix, k->hi)];
   uint32_t i = lower_bound(b, k->hi, k->lo);
   if (i < b->n && b->e[i].hi == k->hi && b->e[i].lo == k->lo) {
     if (newer && b->seq[i] >= seq) {
       if (old) *old = b->e[i].word;
+      if (old_seq) *old_seq = b->seq[i];
       return IDX_KEPT;
     }
     if (old) *old = b->e[i].word;
+    if (old_seq) *old_seq = ix->track ? b->seq[i] : 0;
     b->e[i].word = word;
     if (ix->track) b->seq[i] = seq;
     return IDX_REPLACED;
@@ -334,12 +337,13 @@ static int put(ls_index *ix, const idx_key *k, uint64_t word, uint64_t seq, int 
 }
 
 int idx_put(ls_index *ix, const idx_key *k, uint64_t word, uint64_t *old) {
-  return put(ix, k, word, 0, 0, old);
+  return put(ix, k, word, 0, 0, old, NULL);
 }
 
-int idx_put_newer(ls_index *ix, const idx_key *k, uint64_t word, uint64_t seq, uint64_t *old) {
+int idx_put_newer(ls_index *ix, const idx_key *k, uint64_t word, uint64_t seq, uint64_t *old,
+                  uint64_t *old_seq) {
   if (!ix->track) return LS_INVALID;
-  return put(ix, k, word, seq, 1, old);
+  return put(ix, k, word, seq, 1, old, old_seq);
 }
 
 int idx_cas(ls_index *ix, const idx_key *k, uint64_t expect, uint64_t word) {

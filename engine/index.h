@@ -85,9 +85,11 @@ int idx_track_seq(ls_index *ix, int on);
 
 /* Insert k -> word with sequence seq unless k already holds a version with
 ** a sequence >= seq.  Equal sequences are the same version (a relocated
-** copy): the existing entry is kept.  Requires tracking.  Returns
-** IDX_INSERTED, IDX_REPLACED, IDX_KEPT or LS_NOMEM. */
-int idx_put_newer(ls_index *ix, const idx_key *k, uint64_t word, uint64_t seq, uint64_t *old);
+** copy): the existing entry is kept.  *old and *old_seq (either may be
+** NULL) receive the entry that was replaced or kept.  Requires tracking.
+** Returns IDX_INSERTED, IDX_REPLACED, IDX_KEPT or LS_NOMEM. */
+int idx_put_newer(ls_index *ix, const idx_key *k, uint64_t word, uint64_t seq, uint64_t *old,
+                  uint64_t *old_seq);
 
 /* Sequence tracked for k (0 if absent or not tracking). */
 uint64_t idx_get_seq(const ls_index *ix, const idx_key *k);

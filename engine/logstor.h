@@ -110,7 +110,19 @@ typedef struct ls_options {
   int create;             /* create the directory if it does not exist */
   const char *fault;      /* fault-injection spec (tests; see io_fault.c);
                           ** NULL: taken from $LOGSTOR_FAULT if set */
+  uint64_t separator_memory;  /* bytes of relocation buffers (one segment
+                              ** each); 0 = default (16 MiB) */
+  int compaction_policy;  /* LS_POLICY_*; 0 = default (cost-benefit) */
+  int manual_cleaning;    /* tests: no background cleaning; the cleaner
+                          ** runs only when a write needs room or when
+                          ** called (ls_flush, ls_compact, ls_clean_step) */
 } ls_options;
+
+/* Compaction policies: which segments a compaction step takes. */
+#define LS_POLICY_COST_BENEFIT 1   /* LFS: (1-u) * age / (1+u), highest first */
+#define LS_POLICY_GREEDY       2   /* least live bytes first */
+
+#define LS_DEFAULT_SEPARATOR_MEMORY (16u * 1024 * 1024)
 
 #define LS_DEFAULT_SEGMENT_SIZE (128u * 1024)
 #define LS_DEFAULT_FILE_SIZE    (32u * 1024 * 1024)
@@ -262,7 +274,8 @@ void ls_cursor_close(ls_cursor *c);
 ** Statistics and maintenance.
 */
 typedef struct ls_stats {
-  uint64_t bytes_written;          /* all bytes written to data files */
+  uint64_t bytes_written;          /* all bytes written to data files
+                                   ** (commits, cleaning, formatting) */
   uint64_t user_bytes_written;     /* record bytes of committed user writes */
   uint64_t records_live;           /* index entries (rows and tombstones) */
   uint64_t bytes_live;             /* bytes of live records */
@@ -285,6 +298,24 @@ typedef struct ls_stats {
   uint64_t disk_size;              /* 0 = unlimited */
   const char *io_backend;          /* "io_uring" or "posix" (+ "+fault") */
   int failed;                      /* 1 after a write or sync failure */
+  /* Cleaning. */
+  uint64_t segments_compacted;     /* group segments taken by compaction */
+  uint64_t compaction_bytes_written;
+  uint64_t compaction_records_relocated;
+  uint64_t compaction_records_dropped;   /* dead records left behind */
+  uint64_t tombstones_dropped;     /* deletes nothing older survives */
+  uint64_t separator_bytes_written;
+  uint64_t separator_records_relocated;
+  uint64_t separator_buffers_in_use;
+  uint64_t separator_delay_us;     /* flow-control delay given to writers */
+  uint64_t separator_delay_now_us; /* the delay the last commit got */
+  uint64_t segments_freed_by_separator;
+  uint64_t segments_freed;
+  uint64_t mixed_segments;         /* mixed segments in use */
+  uint64_t format_bytes_written;   /* zeros written to prepare data files */
+  uint64_t meta_bytes_written;     /* free markers and settled headers */
+  double write_amplification;      /* data bytes written / user bytes */
+  double space_amplification;      /* bytes of segments in use / live bytes */
 } ls_stats;
 
 void ls_stats_get(ls_engine *e, ls_stats *s);
@@ -292,7 +323,8 @@ void ls_stats_get(ls_engine *e, ls_stats *s);
 typedef struct ls_segment_info {
   uint32_t id;
   const char *kind;                /* "mixed" or "group" */
-  const char *state;               /* "free", "active", "sealed" */
+  const char *state;               /* "free", "active", "sealed" (also while
+                                   ** the cleaner empties it) */
   uint32_t table;                  /* owning table for group segments, else 0 */
   uint32_t group;
   uint64_t live_bytes;
@@ -302,6 +334,38 @@ typedef struct ls_segment_info {
 
 /* Call fn for each segment in id order; stops early if fn returns non-zero. */
 int ls_segment_foreach(ls_engine *e, int (*fn)(void *arg, const ls_segment_info *), void *arg);
+
+/* ------------------------------------------------------------------------
+** Space reclamation.  User writes land in mixed segments shared by all
+** tables; a background cleaner separates their live records into the
+** segments of each table's compaction groups, compacts group segments
+** whose records have mostly died, and frees what no longer holds a live
+** record.  These calls run it now, on the calling thread.
+*/
+
+/* Separate everything committed so far (the active segment is sealed) and
+** write every relocation buffer, so that each record lives in a segment of
+** its own group and the mixed segments are free.  table (0: any) must
+** exist.  *freed receives the segments freed. */
+int ls_flush(ls_engine *e, uint32_t table, uint64_t *freed);
+
+/* ls_flush, then compact table's groups until no step frees a segment,
+** dropping the tombstones that nothing older survives.  *freed receives
+** the segments freed by the whole call. */
+int ls_compact(ls_engine *e, uint32_t table, uint64_t *freed);
+
+/* One bounded step of the cleaner (tests drive it with manual_cleaning). */
+#define LS_CLEAN_RECLAIM  1   /* free segments left without live records */
+#define LS_CLEAN_SEPARATE 2   /* separate one sealed mixed segment */
+#define LS_CLEAN_FLUSH    3   /* write every relocation buffer */
+#define LS_CLEAN_COMPACT  4   /* one compaction step on the best group */
+#define LS_CLEAN_SETTLE   5   /* settle directly written group segments */
+int ls_clean_step(ls_engine *e, int what, uint64_t *count);
+
+/* Tests: call fn(arg, point) at named points of the cleaner ("flush:durable",
+** "flush:relocated", "compact:selected", "free:before-wait").  fn runs on
+** the cleaning thread with no engine lock held and may use the engine. */
+void ls_set_hook(ls_engine *e, void (*fn)(void *arg, const char *point), void *arg);
 
 /* Verify table id (or every table when id is 0): each index entry leads to
 ** a readable record with the same key and a good checksum, and the segment

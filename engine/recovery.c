@@ -30,9 +30,16 @@
 **   sorted by key and then applied to the indexes in key order: inserting
 **   in order walks each index sequentially instead of missing the cache on
 **   every insert (about 3x faster), and memory stays bounded by the batch.
+**   A CONT record in a buffer with the SETTLED flag is committed by itself
+**   (its transaction's COMMIT record may be gone).
 ** Afterwards the live counts of every segment are rebuilt from the final
 ** indexes, segments without live records are free, and the sequences
-** continue above everything seen.
+** continue above everything seen.  Group segments rejoin their group's
+** set; mixed segments that still hold live records go to the separator,
+** oldest first; group segments still depending on a COMMIT record are
+** settled by the cleaner.  Each segment's dead_floor is the smallest
+** sequence of a put in it that lost to a newer version (tombstone floors,
+** segment.h); a segment freed here keeps it as its stale_floor.
 **
 ** Damage that a crash can not produce -- a valid buffer of the segment's
 ** own incarnation after a bad one -- is reported as a problem (ls_check
@@ -153,9 +160,23 @@ static int flush_batch(rstate *rs) {
     if (!t || t->id != p->table) t = eng_table(e, p->table);
     if (!t || p->seq < t->trunc_seq) { t = NULL; continue; }
     idx_key k = { p->hi, p->lo };
-    uint64_t old;
-    if (idx_put_newer(t->idx, &k, p->word, p->seq, &old) < 0)
-      return ls_err(LS_NOMEM, "recovery: out of memory building the index of table %u", p->table);
+    uint64_t old, old_seq;
+    int how = idx_put_newer(t->idx, &k, p->word, p->seq, &old, &old_seq);
+    if (how < 0) return ls_err(LS_NOMEM, "recovery: out of memory building the index of table %u", p->table);
+    /* Two copies of one version (a relocation, and its source not yet
+    ** overwritten): the copy in the younger segment incarnation wins, so
+    ** a source freed before the restart stays free. */
+    if (how == IDX_KEPT && old_seq == p->seq &&
+        seg_get(&e->sm, loc_seg(p->word))->seq > seg_get(&e->sm, loc_seg(old))->seq) {
+      idx_cas(t->idx, &k, old, p->word);
+      how = IDX_REPLACED;
+    }
+    /* The copy or version that lost is a dead record: an older version for
+    ** the tombstone floors (unless it is a delete). */
+    if (how == IDX_REPLACED && !loc_tomb(old))
+      seg_lower_floor(&seg_get(&e->sm, loc_seg(old))->dead_floor, old_seq);
+    else if (how == IDX_KEPT && !loc_tomb(p->word))
+      seg_lower_floor(&seg_get(&e->sm, loc_seg(p->word))->dead_floor, p->seq);
   }
   rs->nbatch = 0;
   return LS_OK;
@@ -220,6 +241,7 @@ static int scan_segment(rstate *rs, uint32_t id, const uint8_t *img) {
   uint32_t kind = h.kind;
   uint32_t off = 0, damage = 0;
   const char *why = NULL;
+  d->used = 0;
   for (;;) {
     if (off > size - LS_BUF_HDR) break;
     if (!ls_bufhdr_decode(img + off, &h) || h.seg_seq != seq) { damage = off; why = "buffer header"; break; }
@@ -228,7 +250,7 @@ static int scan_segment(rstate *rs, uint32_t id, const uint8_t *img) {
     if (h.max_seq > rs->max_seq) rs->max_seq = h.max_seq;
     const uint8_t *p = img + off + LS_BUF_HDR;
     uint32_t left = h.data_size, nrec = 0;
-    int torn = 0;
+    int torn = 0, settled = (h.flags & LS_BF_SETTLED) != 0;
     rs->nlocal = 0;
     while (left) {
       ls_rec r;
@@ -237,6 +259,8 @@ static int scan_segment(rstate *rs, uint32_t id, const uint8_t *img) {
       rs->records++;
       if (r.seq > rs->max_seq) rs->max_seq = r.seq;
       uint32_t roff = (uint32_t)(p - img);
+      seg_note_rec(d, roff, r.seq);
+      d->used = roff + r.size;
       if (rs->aborts_known) {
         const range *a = find_range(rs->aborts, rs->naborts, r.seq, 1);
         if (a) {                   /* a record of an aborted transaction */
@@ -269,7 +293,10 @@ static int scan_segment(rstate *rs, uint32_t id, const uint8_t *img) {
         idx_key k;
         idx_key_from_digest(&k, dg);
         pend pd = { k.hi, k.lo, loc_make(id, roff, r.size, r.type == LS_REC_DELETE), r.seq, r.table };
-        if (r.flags & LS_RF_CONT) {
+        if ((r.flags & LS_RF_CONT) && settled) {
+          int rc = apply(rs, &pd);         /* committed, and settled as such */
+          if (rc) return rc;
+        } else if (r.flags & LS_RF_CONT) {
           int rc = grow((void **)&rs->cont, &rs->capcont, rs->ncont + 1, sizeof(pend));
           if (rc) return rc;
           rs->cont[rs->ncont++] = pd;
@@ -299,6 +326,7 @@ static int scan_segment(rstate *rs, uint32_t id, const uint8_t *img) {
       break;
     }
     off += (uint32_t)ls_align_up(LS_BUF_HDR + h.data_size, LS_BLOCK);
+    d->used = off;
     if (off >= size) break;
   }
   if (why) {
@@ -427,12 +455,26 @@ static void reset_pass(rstate *rs) {
   rs->nbatch = rs->nlocal = 0;
   rs->ncont = rs->ncommits = rs->ndeps = 0;
   rs->records = 0;
+  uint32_t nseg = seg_count(&rs->e->sm);
+  for (uint32_t s = 0; s < nseg; s++) {
+    ls_seg *d = seg_get(&rs->e->sm, s);
+    atomic_store(&d->dead_floor, SEG_NOFLOOR);
+    atomic_store(&d->min_seq, 0);
+    atomic_store(&d->max_seq, 0);
+    for (uint32_t b = 0; b < rs->e->seg_size / LS_BLOCK; b++) atomic_store(&d->blkmin[b], 0);
+  }
   free(rs->problems);
   rs->problems = NULL;
   rs->problems_len = 0;
 }
 
-int recover(ls_engine *e) {
+static int cmp_by_seq(const void *a, const void *b, void *arg) {
+  ls_engine *e = arg;
+  uint64_t x = seg_get(&e->sm, *(const uint32_t *)a)->seq, y = seg_get(&e->sm, *(const uint32_t *)b)->seq;
+  return x < y ? -1 : x > y;
+}
+
+int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle) {
   uint64_t t0 = ls_now_ns();
   rstate rs;
   memset(&rs, 0, sizeof rs);
@@ -475,14 +517,37 @@ int recover(ls_engine *e) {
     for (uint32_t s = 0; !rc && s < nseg; s++) {
       ls_seg *d = seg_get(&e->sm, s);
       if (d->state != SEG_FREE && atomic_load(&d->live_records) == 0 && d->pins == 0) {
+        /* Its records stay readable until the slot is written again. */
+        atomic_store(&d->stale_floor, atomic_load(&d->dead_floor));
+        atomic_store(&d->dead_floor, SEG_NOFLOOR);
         d->state = SEG_FREE;
         d->seq = 0;
         free(d->deps);
         d->deps = NULL;
         d->ndeps = d->capdeps = 0;
       }
-      if (d->state == SEG_FREE) seg_push_free(&e->sm, s);
+      if (d->state == SEG_FREE) {
+        /* A hole punched earlier is zeroed again before use. */
+        off_t base = (off_t)seg_base(&e->sm, s);
+        off_t data = lseek(seg_fd(&e->sm, s), base, SEEK_DATA);
+        if ((data < 0 && errno == ENXIO) || (data >= 0 && data >= base + (off_t)e->seg_size))
+          seg_push_punched(&e->sm, s);
+        else
+          seg_push_free(&e->sm, s);
+        continue;
+      }
+      if (d->kind == LS_KIND_MIXED) {
+        if (atomic_load(&d->live_records) > 0 && seg_ids_push(mixed, s)) rc = ls_err(LS_NOMEM, "recovery: out of memory");
+        continue;
+      }
+      ls_table *t = eng_table(e, d->table);
+      if (t && d->group < t->groups) seg_set_add(&e->sm, s, t->gsets[d->group]);
+      else if (atomic_load(&d->live_records) > 0)
+        problem(&rs, "segment %u: group segment of table %u group %u, which does not exist, holds live records",
+                s, d->table, d->group);
+      if (d->ndeps && seg_ids_push(settle, s)) rc = ls_err(LS_NOMEM, "recovery: out of memory");
     }
+    if (mixed->n) qsort_r(mixed->v, mixed->n, sizeof(uint32_t), cmp_by_seq, e);
     uint64_t next = rs.max_seq + 1;
     if (e->man.seq_floor + 1 > next) next = e->man.seq_floor + 1;
     for (uint32_t i = 0; i < e->man.ntables; i++)

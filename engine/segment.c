@@ -5,6 +5,8 @@
 ** it, fdatasync, rename to data-N.ls, fsync the directory.  A crash leaves
 ** at most a .tmp file, which recovery deletes.  Files are never shrunk or
 ** deleted while the engine runs.
+**
+** Lock order: lock, then hist_lock.
 */
 #include "segment.h"
 #include "format.h"
@@ -28,10 +30,17 @@ int seg_init(ls_segmgr *m, ls_io *io, int dirfd, uint32_t seg_size, uint64_t fil
   m->seg_size = seg_size;
   m->file_size = file_size;
   m->segs_per_file = (uint32_t)(file_size / seg_size);
+  m->hist_div = seg_size / SEG_NBUCKETS;
   uint64_t maxf = LOC_MAX_SEGS / m->segs_per_file;
   if (maxf > 65536) maxf = 65536;
   if (disk_size && disk_size / file_size < maxf) maxf = disk_size / file_size;
   m->max_files = (uint32_t)maxf;
+  /* The reserve: about 3% of a bounded disk, between 4 and 32 segments;
+  ** 8 when the disk is unbounded (the file system's end is the bound). */
+  uint64_t total = disk_size ? (uint64_t)m->max_files * m->segs_per_file : 256;
+  uint64_t rc = total / 32;
+  m->reserve_clean = (uint32_t)(rc < 4 ? 4 : rc > 32 ? 32 : rc);
+  m->reserve_delete = m->reserve_clean / 2 < 2 ? 2 : m->reserve_clean / 2;
   m->fds = malloc(m->max_files * sizeof(int));
   m->files = calloc(m->max_files, sizeof(ls_seg *));
   if (!m->fds || !m->files) {
@@ -41,6 +50,7 @@ int seg_init(ls_segmgr *m, ls_io *io, int dirfd, uint32_t seg_size, uint64_t fil
   for (uint32_t i = 0; i < m->max_files; i++) m->fds[i] = -1;
   pthread_mutex_init(&m->lock, NULL);
   pthread_cond_init(&m->cond, NULL);
+  pthread_mutex_init(&m->hist_lock, NULL);
   m->next_seq = 1;
   return LS_OK;
 }
@@ -50,13 +60,18 @@ void seg_shutdown(ls_segmgr *m) {
   for (uint32_t i = 0; i < n; i++) {
     if (m->fds[i] >= 0) m->io->m->close(m->io, m->fds[i]);
     for (uint32_t j = 0; m->files[i] && j < m->segs_per_file; j++) free(m->files[i][j].deps);
+    if (m->files[i]) free((void *)m->files[i][0].blkmin);
     free(m->files[i]);
   }
+  for (uint32_t i = 0; i < m->ngsets; i++) free(m->gsets[i]);
+  free(m->gsets);
   free(m->fds);
   free(m->files);
   free(m->freeq);
+  free(m->punched.v);
   pthread_mutex_destroy(&m->lock);
   pthread_cond_destroy(&m->cond);
+  pthread_mutex_destroy(&m->hist_lock);
   memset(m, 0, sizeof *m);
 }
 
@@ -79,8 +94,22 @@ static int freeq_push(ls_segmgr *m, uint32_t id) {
 
 /* Descriptors for one file, all FREE. */
 static int add_descriptors(ls_segmgr *m, uint32_t file) {
-  m->files[file] = calloc(m->segs_per_file, sizeof(ls_seg));
-  return m->files[file] ? LS_OK : ls_err(LS_NOMEM, "segment manager: out of memory");
+  uint32_t bps = m->seg_size / LS_BLOCK;
+  ls_seg *d = calloc(m->segs_per_file, sizeof(ls_seg));
+  _Atomic uint64_t *blk = calloc((size_t)m->segs_per_file * bps, sizeof *blk);
+  if (!d || !blk) {
+    free(d);
+    free((void *)blk);
+    return ls_err(LS_NOMEM, "segment manager: out of memory");
+  }
+  for (uint32_t i = 0; i < m->segs_per_file; i++) {
+    atomic_init(&d[i].dead_floor, SEG_NOFLOOR);
+    atomic_init(&d[i].stale_floor, SEG_NOFLOOR);
+    d[i].hprev = d[i].hnext = SEG_NONE;
+    d[i].blkmin = blk + (size_t)i * bps;
+  }
+  m->files[file] = d;
+  return LS_OK;
 }
 
 int seg_open_files(ls_segmgr *m, uint32_t n) {
@@ -130,6 +159,9 @@ static int format_file(ls_segmgr *m, uint32_t n, int *fdout) {
   return LS_OK;
 }
 
+/* May another file be added?  Caller holds m->lock. */
+static int can_grow(ls_segmgr *m) { return atomic_load(&m->nfiles) < m->max_files; }
+
 int seg_add_file(ls_segmgr *m) {
   pthread_mutex_lock(&m->lock);
   while (m->formatting) pthread_cond_wait(&m->cond, &m->lock);
@@ -161,23 +193,46 @@ int seg_add_file(ls_segmgr *m) {
   return rc;
 }
 
-int seg_alloc(ls_segmgr *m, int kind, uint32_t table, uint32_t group, int grow, uint32_t *id) {
+/* Free segments an allocation for purpose must leave. */
+static uint32_t keep_free(const ls_segmgr *m, int purpose) {
+  return purpose == SEG_FOR_USER ? m->reserve_clean + m->reserve_delete
+       : purpose == SEG_FOR_DELETE ? m->reserve_clean : 0;
+}
+
+int seg_can_alloc(ls_segmgr *m, int purpose) {
+  pthread_mutex_lock(&m->lock);
+  int ok = m->fq_len + m->punched.n > keep_free(m, purpose);
+  pthread_mutex_unlock(&m->lock);
+  return ok;
+}
+
+int seg_alloc(ls_segmgr *m, int kind, uint32_t table, uint32_t group, int purpose, uint32_t *id) {
   pthread_mutex_lock(&m->lock);
   for (;;) {
-    if (m->fq_len) break;
+    if (m->fq_len > keep_free(m, purpose)) break;
+    if (m->fq_len + m->punched.n > keep_free(m, purpose)) {
+      pthread_mutex_unlock(&m->lock);
+      int rc = seg_unpunch(m);
+      if (rc && rc != LS_FULL) return rc;
+      pthread_mutex_lock(&m->lock);
+      if (!rc) continue;
+    }
     if (m->formatting) {            /* a file is on its way */
       pthread_cond_wait(&m->cond, &m->lock);
       continue;
     }
-    if (!grow || atomic_load(&m->nfiles) >= m->max_files) {
+    if (can_grow(m)) {
       pthread_mutex_unlock(&m->lock);
-      return ls_err(LS_FULL, "no free segment: %u of %u data files in use, all segments hold live data",
-                    atomic_load(&m->nfiles), m->max_files);
+      int rc = seg_add_file(m);
+      if (rc && rc != LS_FULL) return rc;
+      pthread_mutex_lock(&m->lock);
+      if (!rc) continue;
     }
+    uint32_t nf = atomic_load(&m->nfiles);
     pthread_mutex_unlock(&m->lock);
-    int rc = seg_add_file(m);
-    if (rc) return rc;
-    pthread_mutex_lock(&m->lock);
+    return ls_err(LS_FULL, "no space left: all %u data files of %llu bytes hold live data%s", nf,
+                  (unsigned long long)m->file_size,
+                  nf >= m->max_files ? " and disk_size allows no more" : " and the file system has no room for another");
   }
   while (m->next_seq >= m->lease_end) {
     /* Lease more sequences before using any (a manifest write). */
@@ -199,10 +254,19 @@ int seg_alloc(ls_segmgr *m, int kind, uint32_t table, uint32_t group, int grow, 
   d->seed = ls_rec_seed(d->seq);
   d->state = SEG_ACTIVE;
   d->kind = (uint8_t)kind;
+  d->flags = 0;
   d->table = table;
   d->group = group;
+  d->used = 0;
   atomic_store(&d->live_bytes, 0);
   atomic_store(&d->live_records, 0);
+  atomic_store(&d->live_tombs, 0);
+  atomic_store(&d->tomb_bytes, 0);
+  atomic_store(&d->dead_floor, SEG_NOFLOOR);
+  atomic_store(&d->min_seq, 0);
+  atomic_store(&d->max_seq, 0);
+  for (uint32_t b = 0; b < m->seg_size / LS_BLOCK; b++) atomic_store_explicit(&d->blkmin[b], 0, memory_order_relaxed);
+  /* stale_floor stays until this incarnation's first write is durable. */
   pthread_mutex_unlock(&m->lock);
   *id = s;
   return LS_OK;
@@ -235,6 +299,38 @@ out:
   return rc;
 }
 
+int seg_ids_push(seg_ids *s, uint32_t id) {
+  if (s->n && s->v[s->n - 1] == id) return LS_OK;
+  if (s->n == s->cap) {
+    uint32_t ncap = s->cap ? 2 * s->cap : 64;
+    uint32_t *p = realloc(s->v, ncap * sizeof *p);
+    if (!p) return LS_NOMEM;
+    s->v = p;
+    s->cap = ncap;
+  }
+  s->v[s->n++] = id;
+  return LS_OK;
+}
+
+/* Release the pins d holds.  Caller holds m->lock. */
+static void release_deps(ls_segmgr *m, ls_seg *d, seg_ids *released) {
+  for (uint32_t j = 0; j < d->ndeps; j++) {
+    ls_seg *y = seg_get(m, d->deps[j]);
+    /* If the list can not grow the segment stays allocated until the
+    ** next open finds it empty: space, never data, is lost. */
+    if (--y->pins == 0) (void)seg_ids_push(released, d->deps[j]);
+  }
+  free(d->deps);
+  d->deps = NULL;
+  d->ndeps = d->capdeps = 0;
+}
+
+void seg_drop_deps(ls_segmgr *m, uint32_t x, seg_ids *released) {
+  pthread_mutex_lock(&m->lock);
+  release_deps(m, seg_get(m, x), released);
+  pthread_mutex_unlock(&m->lock);
+}
+
 void seg_hold(ls_segmgr *m, uint32_t s, int delta) {
   pthread_mutex_lock(&m->lock);
   seg_get(m, s)->holds += (uint32_t)delta;
@@ -244,33 +340,149 @@ void seg_hold(ls_segmgr *m, uint32_t s, int delta) {
 int seg_is_empty(ls_segmgr *m, uint32_t s) {
   ls_seg *d = seg_get(m, s);
   pthread_mutex_lock(&m->lock);
-  int r = d->state == SEG_SEALED && d->pins == 0 && d->holds == 0 && atomic_load(&d->live_records) == 0;
+  int r = (d->state == SEG_SEALED || d->state == SEG_CLEANING) && d->pins == 0 && d->holds == 0 &&
+          !(d->flags & SEGF_INFLIGHT) && atomic_load(&d->live_records) == 0;
   pthread_mutex_unlock(&m->lock);
   return r;
 }
 
-int seg_free_many(ls_segmgr *m, const uint32_t *ids, int n, uint32_t *released, int cap) {
-  int nrel = 0;
+void seg_flags(ls_segmgr *m, uint32_t s, uint8_t set, uint8_t clear) {
+  pthread_mutex_lock(&m->lock);
+  ls_seg *d = seg_get(m, s);
+  d->flags = (uint8_t)((d->flags | set) & ~clear);
+  pthread_mutex_unlock(&m->lock);
+}
+
+/* ---- group sets ----------------------------------------------------------- */
+
+/* List operations; caller holds hist_lock. */
+static void list_unlink(ls_segmgr *m, ls_gset *g, uint32_t s) {
+  ls_seg *d = seg_get(m, s);
+  if (d->hprev != SEG_NONE) seg_get(m, d->hprev)->hnext = d->hnext; else g->head[d->hbucket] = d->hnext;
+  if (d->hnext != SEG_NONE) seg_get(m, d->hnext)->hprev = d->hprev; else g->tail[d->hbucket] = d->hprev;
+  d->hprev = d->hnext = SEG_NONE;
+}
+
+static void list_append(ls_segmgr *m, ls_gset *g, uint32_t s, uint32_t b) {
+  ls_seg *d = seg_get(m, s);
+  d->hbucket = (uint8_t)b;
+  d->hnext = SEG_NONE;
+  d->hprev = g->tail[b];
+  if (g->tail[b] != SEG_NONE) seg_get(m, g->tail[b])->hnext = s; else g->head[b] = s;
+  g->tail[b] = s;
+}
+
+uint32_t seg_gset_new(ls_segmgr *m, uint32_t table, uint32_t group) {
+  ls_gset *g = calloc(1, sizeof *g);
+  if (!g) return 0;
+  g->table = table;
+  g->group = group;
+  g->alive = 1;
+  for (int b = 0; b < SEG_NBUCKETS; b++) g->head[b] = g->tail[b] = SEG_NONE;
+  pthread_mutex_lock(&m->hist_lock);
+  if (m->ngsets == m->capgsets) {
+    uint32_t ncap = m->capgsets ? 2 * m->capgsets : 16;
+    ls_gset **p = realloc(m->gsets, ncap * sizeof *p);
+    if (!p) { pthread_mutex_unlock(&m->hist_lock); free(g); return 0; }
+    m->gsets = p;
+    m->capgsets = ncap;
+  }
+  m->gsets[m->ngsets++] = g;
+  uint32_t h = m->ngsets;
+  pthread_mutex_unlock(&m->hist_lock);
+  return h;
+}
+
+void seg_gset_release(ls_segmgr *m, uint32_t gs) {
+  if (!gs) return;
+  pthread_mutex_lock(&m->hist_lock);
+  ls_gset *g = m->gsets[gs - 1];
+  if (g) {
+    g->alive = 0;
+    if (!g->count) { free(g); m->gsets[gs - 1] = NULL; }
+  }
+  pthread_mutex_unlock(&m->hist_lock);
+}
+
+void seg_set_add(ls_segmgr *m, uint32_t s, uint32_t gs) {
+  pthread_mutex_lock(&m->lock);
+  ls_seg *d = seg_get(m, s);
+  d->state = SEG_SEALED;
+  pthread_mutex_lock(&m->hist_lock);
+  ls_gset *g = gs ? m->gsets[gs - 1] : NULL;
+  if (g && g->alive && !atomic_load(&d->gset)) {
+    /* Publish the set before reading live bytes: a concurrent seg_account
+    ** either is counted in the value read here or sees the set and moves
+    ** the segment itself (both sequentially consistent). */
+    atomic_store(&d->gset, gs);
+    list_append(m, g, s, seg_bucket(m, atomic_load(&d->live_bytes)));
+    g->count++;
+  }
+  pthread_mutex_unlock(&m->hist_lock);
+  pthread_mutex_unlock(&m->lock);
+}
+
+/* Take s out of its set.  Caller holds both locks. */
+static void set_remove(ls_segmgr *m, uint32_t s) {
+  ls_seg *d = seg_get(m, s);
+  uint32_t gs = atomic_load(&d->gset);
+  if (!gs) return;
+  ls_gset *g = m->gsets[gs - 1];
+  list_unlink(m, g, s);
+  atomic_store(&d->gset, 0);
+  if (--g->count == 0 && !g->alive) { free(g); m->gsets[gs - 1] = NULL; }
+}
+
+void seg_set_take(ls_segmgr *m, uint32_t s) {
+  pthread_mutex_lock(&m->lock);
+  pthread_mutex_lock(&m->hist_lock);
+  set_remove(m, s);
+  seg_get(m, s)->state = SEG_CLEANING;
+  pthread_mutex_unlock(&m->hist_lock);
+  pthread_mutex_unlock(&m->lock);
+}
+
+void seg_hist_update(ls_segmgr *m, uint32_t s) {
+  pthread_mutex_lock(&m->hist_lock);
+  ls_seg *d = seg_get(m, s);
+  uint32_t gs = atomic_load(&d->gset);
+  if (gs) {
+    uint32_t b = seg_bucket(m, atomic_load(&d->live_bytes));
+    if (b != d->hbucket) {
+      ls_gset *g = m->gsets[gs - 1];
+      list_unlink(m, g, s);
+      list_append(m, g, s, b);
+    }
+  }
+  pthread_mutex_unlock(&m->hist_lock);
+}
+
+/* ---- freeing --------------------------------------------------------------- */
+
+int seg_free_many(ls_segmgr *m, const uint32_t *ids, int n, seg_ids *released) {
   pthread_mutex_lock(&m->lock);
   for (int i = 0; i < n; i++) {
     ls_seg *d = seg_get(m, ids[i]);
+    pthread_mutex_lock(&m->hist_lock);
+    set_remove(m, ids[i]);
+    pthread_mutex_unlock(&m->hist_lock);
+    /* The old records stay readable by recovery until the slot's next
+    ** incarnation is durable, unless a free marker already is. */
+    if (d->flags & SEGF_MARK) atomic_store(&d->stale_floor, SEG_NOFLOOR);
+    else seg_lower_floor(&d->stale_floor, atomic_load(&d->dead_floor));
+    atomic_store(&d->dead_floor, SEG_NOFLOOR);
     d->state = SEG_FREE;
     d->seq = 0;
+    d->flags = 0;
     d->table = d->group = 0;
-    for (uint32_t j = 0; j < d->ndeps; j++) {
-      ls_seg *y = seg_get(m, d->deps[j]);
-      if (--y->pins == 0 && nrel < cap) released[nrel++] = d->deps[j];
-    }
-    free(d->deps);
-    d->deps = NULL;
-    d->ndeps = d->capdeps = 0;
+    release_deps(m, d, released);
     /* A push can only fail for memory; the segment is then lost until the
     ** next open, which finds it free again.  Never lose data over it. */
     (void)freeq_push(m, ids[i]);
   }
   pthread_cond_broadcast(&m->cond);
   pthread_mutex_unlock(&m->lock);
-  return nrel;
+  return LS_OK;
 }
 
 void seg_push_free(ls_segmgr *m, uint32_t id) {
@@ -281,7 +493,102 @@ void seg_push_free(ls_segmgr *m, uint32_t id) {
 
 uint32_t seg_nfree(ls_segmgr *m) {
   pthread_mutex_lock(&m->lock);
-  uint32_t n = m->fq_len;
+  uint32_t n = m->fq_len + m->punched.n;
   pthread_mutex_unlock(&m->lock);
   return n;
+}
+
+uint32_t seg_npunched(ls_segmgr *m) {
+  pthread_mutex_lock(&m->lock);
+  uint32_t n = m->punched.n;
+  pthread_mutex_unlock(&m->lock);
+  return n;
+}
+
+void seg_push_punched(ls_segmgr *m, uint32_t s) {
+  pthread_mutex_lock(&m->lock);
+  if (seg_ids_push(&m->punched, s)) (void)freeq_push(m, s);
+  pthread_mutex_unlock(&m->lock);
+}
+
+static int cmp_desc(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return x > y ? -1 : x < y;
+}
+
+uint32_t seg_punch_excess(ls_segmgr *m) {
+  uint32_t total = seg_count(m), spf4 = m->segs_per_file / 4 < 2 ? 2 : m->segs_per_file / 4;
+  uint32_t keep = m->reserve_clean + m->reserve_delete + 2 * spf4;
+  if (keep < total / 8) keep = total / 8;
+  pthread_mutex_lock(&m->lock);
+  if (m->no_punch || m->fq_len <= keep || m->fq_len < total / 4) {
+    pthread_mutex_unlock(&m->lock);
+    return 0;
+  }
+  /* The highest ids go first: whole files at the end empty out. */
+  uint32_t n = m->fq_len, want = m->fq_len - keep;
+  uint32_t *all = malloc(n * sizeof *all);
+  if (!all) { pthread_mutex_unlock(&m->lock); return 0; }
+  for (uint32_t i = 0; i < n; i++) all[i] = m->freeq[(m->fq_head + i) % m->fq_cap];
+  qsort(all, n, sizeof *all, cmp_desc);
+  m->fq_len = 0;
+  m->fq_head = 0;
+  for (uint32_t i = want; i < n; i++) (void)freeq_push(m, all[i]);   /* room: fq_cap >= n */
+  pthread_mutex_unlock(&m->lock);
+
+  /* Descending ids: each file's segments come together; its fsync follows
+  ** its last punch. */
+  uint32_t done = 0;
+  int prev = -1, e = 0;
+  for (uint32_t i = 0; i < want && !e; i++) {
+    int fd = seg_fd(m, all[i]);
+    if (prev >= 0 && fd != prev) e = m->io->m->fsync(m->io, prev);
+    prev = fd;
+    if (!e) e = m->io->m->fallocate(m->io, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, seg_base(m, all[i]),
+                                    m->seg_size);
+    if (!e) done++;
+  }
+  if (!e && prev >= 0) e = m->io->m->fsync(m->io, prev);
+  pthread_mutex_lock(&m->lock);
+  if (e) {
+    /* Not supported here, or failed: those segments are free as before
+    ** (a half-punched range reads back as zeros or old bytes, both free). */
+    m->no_punch = 1;
+    for (uint32_t i = 0; i < want; i++) (void)freeq_push(m, all[i]);
+    done = 0;
+  } else {
+    for (uint32_t i = 0; i < done; i++) {
+      atomic_store(&seg_get(m, all[i])->stale_floor, SEG_NOFLOOR);
+      if (seg_ids_push(&m->punched, all[i])) (void)freeq_push(m, all[i]);
+    }
+  }
+  pthread_mutex_unlock(&m->lock);
+  free(all);
+  if (e) ls_err_io(e, "punch holes in data files");
+  return done;
+}
+
+int seg_unpunch(ls_segmgr *m) {
+  pthread_mutex_lock(&m->lock);
+  if (!m->punched.n) {
+    pthread_mutex_unlock(&m->lock);
+    return ls_err(LS_FULL, "no free segment");
+  }
+  uint32_t s = m->punched.v[--m->punched.n];
+  pthread_mutex_unlock(&m->lock);
+  uint8_t *zero = ls_alloc_aligned(m->seg_size);
+  int e = zero ? 0 : -ENOMEM;
+  if (zero) memset(zero, 0, m->seg_size);
+  int fd = seg_fd(m, s);
+  if (!e) e = m->io->m->write(m->io, fd, zero, m->seg_size, seg_base(m, s));
+  if (!e) e = m->io->m->sync(m->io, fd);
+  free(zero);
+  pthread_mutex_lock(&m->lock);
+  if (e) (void)seg_ids_push(&m->punched, s);
+  else {
+    atomic_fetch_add(&m->format_bytes, m->seg_size);
+    (void)freeq_push(m, s);
+  }
+  pthread_mutex_unlock(&m->lock);
+  return e ? ls_err_io(e, "zero a free segment before use") : LS_OK;
 }

@@ -1,6 +1,7 @@
 /*
 ** segment.h -- the segment manager: data files, segment descriptors, the
-** free list and per-segment accounting.
+** free list, the reserve, per-segment accounting and the compaction-group
+** histograms.
 **
 ** Data files are named data-NNNNNN.ls (N counted from 0), each file_size
 ** bytes, created strictly in order and zero-filled before use so that
@@ -11,7 +12,16 @@
 **
 ** Segment states:
 **
-**     FREE --seg_alloc--> ACTIVE --seg_seal--> SEALED --seg_free_many--> FREE
+**     FREE --seg_alloc--> ACTIVE --seg_seal--> SEALED --(cleaner)--> CLEANING
+**       ^                                         |                      |
+**       +------------- seg_free_many -------------+----------------------+
+**
+** ACTIVE: being written (the writer's mixed segment, a segment the writer
+** fills directly for one group of a large transaction, or a cleaner
+** output).  SEALED: complete; a group segment then sits in its group's
+** histogram, a mixed one waits for the separator.  CLEANING: the cleaner
+** copied its live records into relocation buffers; it empties when those
+** are written and the index entries move, and is freed then.
 **
 ** A descriptor's seq is the incarnation sequence stamped into every buffer
 ** written while the segment is ACTIVE; it is unique over the life of the
@@ -19,11 +29,40 @@
 ** rest on seeing the sequences on disk (a torn first write may leave an
 ** incarnation's records without its header), so sequences are leased: one
 ** is handed out only below a floor already durable in the manifest
-** (the lease callback raises it, LEASE_STEP at a time).  live_bytes and
-** live_records count the records that index entries point at; they are
-** changed only together with the index (seg_account).  A segment is freed
-** only when no index entry points into it and no reader can still be
-** reading it (the caller has done ls_guard_wait).
+** (the lease callback raises it, LEASE_STEP at a time).
+**
+** Accounting.  live_bytes and live_records count the records that index
+** entries point at (tombstones included; live_tombs / tomb_bytes count
+** those separately); they change only together with the index
+** (seg_account).  A segment is freed only when no index entry points into
+** it, it is not pinned or held, and no reader can still be reading it (the
+** caller has done ls_guard_wait).
+**
+** Tombstone floors.  A delete record may be dropped by compaction only if
+** recovery can not find an older version of its key anywhere.  Older
+** versions are dead puts.  dead_floor is a lower bound of the write
+** sequence of every dead put in the segment's current incarnation
+** (UINT64_MAX: none): at run time a death lowers it to the smallest
+** sequence of a record starting in the dead record's 4 KiB block (its own
+** sequence is not known without a read; the cleaner writes records in
+** sequence order, so a block rarely mixes old and new ones); recovery sets
+** it exactly.  When a segment
+** is freed its old records stay readable on disk until the next
+** incarnation's first write is durable (or a free marker is), so the floor
+** moves to stale_floor and is cleared only then.  The cleaner drops a
+** tombstone of sequence s only if every other segment's floors are above s.
+**
+** Reserve.  Some free segments are kept for the cleaner, so that it can
+** always write the copies that free space: user writes get LS_FULL while
+** no more than reserve_clean + reserve_delete segments are free (after
+** trying to grow), transactions of deletes only while no more than
+** reserve_clean are, the cleaner only when none is.
+**
+** Histograms.  Sealed group segments are kept in their group set's
+** histogram: NBUCKETS lists by live bytes, so the emptiest are found in
+** O(1).  Lists are linked through the descriptors (hprev/hnext); a
+** segment moves when its live bytes cross a bucket boundary (seg_account
+** notices).  hist_lock guards the sets.
 */
 #ifndef LS_SEGMENT_H
 #define LS_SEGMENT_H
@@ -34,15 +73,42 @@
 #include "io.h"
 #include "loc.h"
 
-enum { SEG_FREE = 0, SEG_ACTIVE = 1, SEG_SEALED = 2 };
+enum { SEG_FREE = 0, SEG_ACTIVE = 1, SEG_SEALED = 2, SEG_CLEANING = 3 };
+
+/* Allocation purposes (how deep into the reserve an allocation may go). */
+enum { SEG_FOR_USER = 0, SEG_FOR_DELETE = 1, SEG_FOR_CLEANER = 2 };
+
+/* Descriptor flags (under the manager lock). */
+#define SEGF_MARK     0x01   /* a tombstone was dropped from it: write a free
+                             ** marker before the slot is reused */
+#define SEGF_INFLIGHT 0x02   /* sealed by the writer in a group not yet
+                             ** installed: never free it */
+#define SEGF_DAMAGED  0x04   /* the cleaner found it unreadable: leave it */
+
+#define SEG_NBUCKETS 64
+#define SEG_NONE UINT32_MAX
+#define SEG_NOFLOOR UINT64_MAX
 
 typedef struct ls_seg {
-  uint64_t seq;                    /* incarnation sequence; 0 when free */
+  _Atomic uint64_t seq;            /* incarnation sequence; 0 when free */
   _Atomic int64_t live_bytes;      /* bytes of records the index points at */
   _Atomic int64_t live_records;    /* records the index points at */
+  _Atomic int64_t live_tombs;      /* of those, tombstones */
+  _Atomic int64_t tomb_bytes;
+  _Atomic uint64_t dead_floor;     /* see "Tombstone floors" */
+  _Atomic uint64_t stale_floor;
+  _Atomic uint64_t min_seq;        /* smallest / largest record sequence */
+  _Atomic uint64_t max_seq;        /* of this incarnation (0: none yet) */
+  _Atomic uint64_t *blkmin;        /* smallest sequence of a record starting
+                                   ** in each 4 KiB block (0: none) */
+  _Atomic uint32_t gset;           /* 1 + index of its group set, 0 if in none */
   uint32_t seed;                   /* CRC seed of its records (from seq) */
-  uint8_t state;                   /* SEG_FREE / SEG_ACTIVE / SEG_SEALED */
+  uint32_t used;                   /* bytes written: end of the last buffer */
+  uint32_t hprev, hnext;           /* histogram list (hist_lock) */
+  uint8_t hbucket;                 /* bucket it is listed in (hist_lock) */
+  uint8_t state;                   /* SEG_FREE .. SEG_CLEANING */
   uint8_t kind;                    /* LS_KIND_MIXED / LS_KIND_GROUP */
+  uint8_t flags;                   /* SEGF_* */
   uint32_t table, group;           /* owner of a group segment */
   uint32_t pins;                   /* segments whose records need a COMMIT
                                    ** record in this one (lock) */
@@ -51,6 +117,24 @@ typedef struct ls_seg {
   uint32_t ndeps, capdeps;         /* segments holding the COMMIT records */
   uint32_t *deps;                  /* this one's CONT records need (lock) */
 } ls_seg;
+
+/* A compaction group's set of sealed segments. */
+typedef struct ls_gset {
+  uint32_t table, group;
+  uint32_t head[SEG_NBUCKETS];     /* oldest first in each bucket */
+  uint32_t tail[SEG_NBUCKETS];
+  uint32_t count;                  /* segments in the set */
+  uint8_t alive;                   /* its table exists */
+} ls_gset;
+
+/* A growable list of segment ids. */
+typedef struct seg_ids {
+  uint32_t *v;
+  uint32_t n, cap;
+} seg_ids;
+
+/* Append id (unless already last).  LS_OK or LS_NOMEM. */
+int seg_ids_push(seg_ids *s, uint32_t id);
 
 typedef struct ls_segmgr {
   ls_io *io;
@@ -62,17 +146,27 @@ typedef struct ls_segmgr {
   _Atomic uint32_t nfiles;         /* files usable */
   int *fds;                        /* [max_files] */
   ls_seg **files;                  /* [max_files] descriptor arrays */
+  uint32_t reserve_clean;          /* free segments only the cleaner takes */
+  uint32_t reserve_delete;         /* and those deletes may take too */
 
   pthread_mutex_t lock;            /* free list, states, formatting */
   pthread_cond_t cond;             /* a segment freed / a file formatted */
   uint32_t *freeq;                 /* FIFO of free segment ids */
   uint32_t fq_head, fq_len, fq_cap;
+  seg_ids punched;                 /* free segments whose space went back to
+                                   ** the file system (holes) */
+  int no_punch;                    /* the file system can not punch holes */
   uint64_t next_seq;               /* next incarnation sequence */
   uint64_t lease_end;              /* sequences below it are durably leased */
   int (*lease)(void *arg, uint64_t end);   /* make `end` the durable floor */
   void *lease_arg;
   int formatting;                  /* a file is being formatted */
   _Atomic uint64_t format_bytes;   /* bytes written to format files */
+
+  pthread_mutex_t hist_lock;       /* group sets and their lists */
+  ls_gset **gsets;
+  uint32_t ngsets, capgsets;
+  uint32_t hist_div;               /* live bytes per histogram bucket */
 } ls_segmgr;
 
 int seg_init(ls_segmgr *m, ls_io *io, int dirfd, uint32_t seg_size, uint64_t file_size,
@@ -98,44 +192,125 @@ int seg_open_files(ls_segmgr *m, uint32_t n);
 
 /* Create, zero-fill and add the next data file; its segments join the free
 ** list.  Blocks while another thread formats.  LS_OK, LS_FULL when
-** disk_size allows no more files, or an I/O error. */
+** disk_size allows no more files or the file system is full, or an I/O
+** error. */
 int seg_add_file(ls_segmgr *m);
 
-/* Take a free segment and make it ACTIVE with a new incarnation sequence.
-** With grow, a new file is formatted when none is free.  LS_OK, LS_FULL. */
-int seg_alloc(ls_segmgr *m, int kind, uint32_t table, uint32_t group, int grow, uint32_t *id);
+/* Take a free segment for purpose (SEG_FOR_*) and make it ACTIVE with a
+** new incarnation sequence, growing the files when allowed.  LS_OK or
+** LS_FULL (the reserve for purpose is reached: the caller may ask the
+** cleaner for room and try again). */
+int seg_alloc(ls_segmgr *m, int kind, uint32_t table, uint32_t group, int purpose, uint32_t *id);
+
+/* Could seg_alloc(purpose) succeed now without growing?  (A hint.) */
+int seg_can_alloc(ls_segmgr *m, int purpose);
 
 void seg_seal(ls_segmgr *m, uint32_t id);
 
 /* Return segments to the free list.  The caller guarantees that no index
 ** entry points into them, that they are not pinned, and that readers have
-** drained.  Segments whose last pin this releases are stored in released
-** (up to cap); returns how many. */
-int seg_free_many(ls_segmgr *m, const uint32_t *ids, int n, uint32_t *released, int cap);
+** drained.  Each leaves its group set; its dead_floor moves to stale_floor
+** (unless SEGF_MARK: the caller wrote a durable free marker).  Segments
+** whose last pin this releases are added to released.  Returns LS_OK. */
+int seg_free_many(ls_segmgr *m, const uint32_t *ids, int n, seg_ids *released);
 
 /* Segment x holds CONT records committed by a COMMIT record in segment y:
 ** pin y while x is in use.  LS_OK or LS_NOMEM. */
 int seg_add_dep(ls_segmgr *m, uint32_t x, uint32_t y);
 
+/* x no longer needs the COMMIT records it depended on (its buffer was
+** settled).  Segments whose last pin this releases are added to released. */
+void seg_drop_deps(ls_segmgr *m, uint32_t x, seg_ids *released);
+
 /* A prepared transaction has records in s that are durable but not yet in
 ** the index: keep s (delta +1), or let it go (-1). */
 void seg_hold(ls_segmgr *m, uint32_t s, int delta);
 
-/* May segment s be freed: sealed, no live record, not pinned, not held?  (Reads
-** without the lock: a hint the caller rechecks.) */
+/* May segment s be freed: sealed or cleaning, no live record, not pinned,
+** held or in flight?  (Under the lock; callers recheck after waiting.) */
 int seg_is_empty(ls_segmgr *m, uint32_t s);
+
+/* Set or clear flag bits of s (under the lock). */
+void seg_flags(ls_segmgr *m, uint32_t s, uint8_t set, uint8_t clear);
 
 /* Put a recovered segment into the free list (recovery only). */
 void seg_push_free(ls_segmgr *m, uint32_t id);
 
+/* Free segments, holes included. */
 uint32_t seg_nfree(ls_segmgr *m);
+/* Of those, holes. */
+uint32_t seg_npunched(ls_segmgr *m);
+
+/* Holes.  When a quarter of the segments are free, the free ones beyond
+** what allocation keeps at hand go back to the file system
+** (FALLOC_FL_PUNCH_HOLE, then fsync): the data files' disk usage follows
+** the live data.  A hole is written with zeros again before it is used
+** (commits keep syncing into blocks written before).  Returns how many
+** were punched; stops at the first error (reported by ls_errmsg). */
+uint32_t seg_punch_excess(ls_segmgr *m);
+/* Zero one hole and return it to the free list.  LS_OK, LS_FULL (none, or
+** the file system is full) or an I/O error; never fatal to the engine. */
+int seg_unpunch(ls_segmgr *m);
+/* Recovery: s (free) is a hole in its file. */
+void seg_push_punched(ls_segmgr *m, uint32_t s);
+
+/* ---- group sets (histograms) ------------------------------------------- */
+
+/* A new set for (table, group): returns its handle (index + 1), 0 for
+** LS_NOMEM. */
+uint32_t seg_gset_new(ls_segmgr *m, uint32_t table, uint32_t group);
+/* The table of gs is gone; the set is recycled once empty. */
+void seg_gset_release(ls_segmgr *m, uint32_t gs);
+
+/* Seal s (a group segment) into set gs at the bucket of its live bytes. */
+void seg_set_add(ls_segmgr *m, uint32_t s, uint32_t gs);
+/* Take s out of its set (if in one) and mark it CLEANING. */
+void seg_set_take(ls_segmgr *m, uint32_t s);
+/* Bucket of a live byte count. */
+static inline uint32_t seg_bucket(const ls_segmgr *m, int64_t live) {
+  if (live <= 0) return 0;
+  uint64_t b = (uint64_t)live / m->hist_div;
+  return b >= SEG_NBUCKETS ? SEG_NBUCKETS - 1 : (uint32_t)b;
+}
+void seg_hist_update(ls_segmgr *m, uint32_t s);
+
+/* A record of sequence seq was written at offset off of d (keeps min_seq,
+** max_seq and the block minimums).  One writer per segment at a time. */
+static inline void seg_note_rec(ls_seg *d, uint32_t off, uint64_t seq) {
+  uint64_t lo = atomic_load_explicit(&d->min_seq, memory_order_relaxed);
+  if (lo == 0 || seq < lo) atomic_store_explicit(&d->min_seq, seq, memory_order_relaxed);
+  if (seq > atomic_load_explicit(&d->max_seq, memory_order_relaxed))
+    atomic_store_explicit(&d->max_seq, seq, memory_order_relaxed);
+  _Atomic uint64_t *b = &d->blkmin[off >> 12];
+  uint64_t bm = atomic_load_explicit(b, memory_order_relaxed);
+  if (bm == 0 || seq < bm) atomic_store_explicit(b, seq, memory_order_relaxed);
+}
+
+/* Lower dead_floor of d to at most f. */
+static inline void seg_lower_floor(_Atomic uint64_t *floor, uint64_t f) {
+  uint64_t cur = atomic_load(floor);
+  while (f < cur && !atomic_compare_exchange_weak(floor, &cur, f)) {}
+}
 
 /* Add (sign > 0) or remove (sign < 0) the record at word from its
-** segment's live counts. */
+** segment's live counts.  A put that dies lowers the segment's dead_floor;
+** a segment in a histogram moves when its bucket changes. */
 static inline void seg_account(ls_segmgr *m, uint64_t word, int sign) {
-  ls_seg *s = seg_get(m, loc_seg(word));
-  atomic_fetch_add_explicit(&s->live_bytes, sign * (int64_t)loc_size(word), memory_order_relaxed);
+  uint32_t id = loc_seg(word);
+  ls_seg *s = seg_get(m, id);
+  int64_t sz = (int64_t)loc_size(word);
+  int64_t before = atomic_fetch_add(&s->live_bytes, sign * sz);
   atomic_fetch_add_explicit(&s->live_records, sign, memory_order_relaxed);
+  if (loc_tomb(word)) {
+    atomic_fetch_add_explicit(&s->live_tombs, sign, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->tomb_bytes, sign * sz, memory_order_relaxed);
+  } else if (sign < 0) {
+    uint64_t lo = atomic_load_explicit(&s->blkmin[loc_off(word) >> 12], memory_order_relaxed);
+    if (!lo) lo = atomic_load_explicit(&s->min_seq, memory_order_relaxed);
+    seg_lower_floor(&s->dead_floor, lo ? lo : 1);
+  }
+  if (seg_bucket(m, before) != seg_bucket(m, before + sign * sz) && atomic_load(&s->gset))
+    seg_hist_update(m, id);
 }
 
 #endif

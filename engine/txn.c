@@ -42,6 +42,7 @@ void ls_txn_free(ls_txn *t) {
   free(t->chunk_len);
   free(t->chunk_cap);
   free(t->recs);
+  free(t->direct);
   free(t->obs);
   free(t->maps);
   sem_destroy(&t->done);
@@ -410,3 +411,15 @@ int ls_txn_unprepare(ls_txn *t) {
 }
 
 int ls_txn_prepared(ls_txn *t) { return t->state == TXN_PREPARED; }
+
+int txn_add_direct(ls_txn *t, uint32_t s) {
+  if (t->ndirect == t->capdirect) {
+    uint32_t ncap = t->capdirect ? 2 * t->capdirect : 8;
+    uint32_t *p = realloc(t->direct, ncap * sizeof *p);
+    if (!p) return LS_NOMEM;
+    t->direct = p;
+    t->capdirect = ncap;
+  }
+  t->direct[t->ndirect++] = s;
+  return LS_OK;
+}

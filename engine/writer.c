@@ -42,18 +42,27 @@
 **  (W5) Sequences are assigned here, in write order; every buffer header
 **       records the highest sequence assigned so far, so sequences never
 **       go backwards across a restart.
-**  (W6) A sealed segment whose live count drops to zero is freed after
-**       readers drain (ls_guard_wait); nothing points into it any more --
-**       unless it is pinned: it holds the COMMIT record of a streamed
-**       transaction whose CONT records sit in segments still in use.
-**       Only after its group installed: a segment sealed in the middle of
-**       a group may hold records of that group not yet in the index.
+**  (W6) Segments sealed during a group are "in flight" until the group
+**       installed: they may hold records not yet in the index, so nothing
+**       frees or separates them.  After the install they go to the cleaner
+**       (mixed ones to the separator), with every segment an install may
+**       have left without live records; the cleaner frees those.
+**  (W7) A streamed transaction whose records for one compaction group fill
+**       at least three quarters of a segment writes them straight into
+**       group segments (CONT records, one buffer per segment) instead of
+**       the mixed segment, so they need no copy by the separator.  They
+**       count only with the transaction's COMMIT record, which pins them
+**       until the cleaner settles their buffer (FORMAT.md).
+**  (W8) An allocation that would dip into the cleaner's reserve first asks
+**       the cleaner for room (on this thread); a transaction of deletes
+**       only may go deeper, so that space can be freed on a full disk.
 */
 #include "engine_int.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 typedef struct writer_callreq {
   int (*fn)(ls_engine *e, void *arg);
@@ -93,10 +102,14 @@ struct ls_writer {
   int io_error;                    /* a write or sync of this group failed */
   int sync_fds[8];                 /* files written in this group */
   int nsync;
-  uint32_t *to_free;               /* sealed segments with no live record */
-  uint32_t nfree, capfree;
+  seg_ids empties;                 /* segments that may have no live record */
+  seg_ids sealed;                  /* mixed segments sealed in this group */
+  seg_ids direct;                  /* group segments written in this group */
   uint32_t *tsegs;                 /* segments a streamed transaction used */
   uint32_t ntsegs, captsegs;
+  uint8_t *dbuf;                   /* a directly written group segment */
+  uint32_t *grp;                   /* compaction group of each record (W7) */
+  uint32_t capgrp;
   ls_txn *prepared;                /* durable, not yet published or aborted */
   keyset ks;
 };
@@ -169,6 +182,11 @@ static int sync_files(ls_writer *w) {
     }
   }
   w->nsync = 0;
+  /* These segments' first buffers are durable: what earlier incarnations
+  ** of their slots left can no longer be read back. */
+  if (w->seg != TXN_NONE) atomic_store(&seg_get(&e->sm, w->seg)->stale_floor, SEG_NOFLOOR);
+  for (uint32_t i = 0; i < w->sealed.n; i++) atomic_store(&seg_get(&e->sm, w->sealed.v[i])->stale_floor, SEG_NOFLOOR);
+  for (uint32_t i = 0; i < w->direct.n; i++) atomic_store(&seg_get(&e->sm, w->direct.v[i])->stale_floor, SEG_NOFLOOR);
   return LS_OK;
 }
 
@@ -193,6 +211,7 @@ static int buf_write(ls_writer *w) {
   }
   atomic_fetch_add(&e->bytes_written, len);
   w->buf_written = w->buf_len;
+  d->used = w->buf_start + len;
   if (note_sync_fd(w, fd)) {
     /* More files than slots in one group: sync what we have now. */
     int rc = sync_files(w);
@@ -202,48 +221,54 @@ static int buf_write(ls_writer *w) {
   return LS_OK;
 }
 
-static void note_free_candidate(ls_writer *w, uint32_t s) {
-  for (uint32_t i = 0; i < w->nfree; i++)
-    if (w->to_free[i] == s) return;
-  if (w->nfree == w->capfree) {
-    uint32_t ncap = w->capfree ? 2 * w->capfree : 64;
-    uint32_t *p = realloc(w->to_free, ncap * sizeof *p);
-    if (!p) return;                /* freed later, when next seen empty */
-    w->to_free = p;
-    w->capfree = ncap;
-  }
-  w->to_free[w->nfree++] = s;
+/* Segment s may have no live record left: the cleaner checks and frees
+** it (the hint is cheap; the check is not). */
+static void note_empty(ls_writer *w, uint32_t s) {
+  if (atomic_load_explicit(&seg_get(&w->e->sm, s)->live_records, memory_order_relaxed) == 0)
+    (void)seg_ids_push(&w->empties, s);   /* if lost: freed at the next open */
 }
 
-/* Seal the active segment (after its buffer was written). */
+/* Seal the active segment (after its buffer was written); it stays in
+** flight until its group installed (W6). */
 static void seal_active(ls_writer *w) {
   ls_engine *e = w->e;
   if (w->seg == TXN_NONE) return;
+  seg_flags(&e->sm, w->seg, SEGF_INFLIGHT, 0);
   seg_seal(&e->sm, w->seg);
-  if (atomic_load(&seg_get(&e->sm, w->seg)->live_records) == 0) note_free_candidate(w, w->seg);
+  if (seg_ids_push(&w->sealed, w->seg)) seg_flags(&e->sm, w->seg, 0, SEGF_INFLIGHT);
   w->seg = TXN_NONE;
 }
 
+/* A segment for purpose, asking the cleaner for room when the reserve is
+** reached (W8). */
+static int alloc_segment(ls_writer *w, int kind, uint32_t table, uint32_t group, int purpose, uint32_t *s) {
+  ls_engine *e = w->e;
+  int rc = seg_alloc(&e->sm, kind, table, group, purpose, s);
+  if (rc == LS_FULL && cleaner_make_room(e, purpose) == LS_OK)
+    rc = seg_alloc(&e->sm, kind, table, group, purpose, s);
+  if (!rc) eng_kick_bg(e);
+  return rc;
+}
+
 /* Make sure an active segment with an open buffer exists. */
-static int ensure_segment(ls_writer *w) {
+static int ensure_segment(ls_writer *w, int purpose) {
   ls_engine *e = w->e;
   if (w->seg != TXN_NONE) return LS_OK;
   uint32_t s;
-  int rc = seg_alloc(&e->sm, LS_KIND_MIXED, 0, 0, 1, &s);
+  int rc = alloc_segment(w, LS_KIND_MIXED, 0, 0, purpose, &s);
   if (rc) return rc;
   w->seg = s;
   memset(w->buf, 0, e->seg_size);
   buf_open_at(w, 0);
-  eng_kick_bg(e);
   return LS_OK;
 }
 
 /* The active segment is full: write its buffer, seal it, start the next. */
-static int switch_segment(ls_writer *w) {
+static int switch_segment(ls_writer *w, int purpose) {
   int rc = buf_write(w);
   if (rc) return rc;
   seal_active(w);
-  return ensure_segment(w);
+  return ensure_segment(w, purpose);
 }
 
 /* At the start of a group of group_bytes: keep appending to the open
@@ -273,7 +298,9 @@ static uint64_t append(ls_writer *w, const uint8_t *rec, uint32_t size, uint32_t
   uint8_t *p = w->buf + w->buf_len;
   memcpy(p, rec, size);
   uint64_t seq = atomic_fetch_add(&e->next_seq, 1);
-  ls_rec_seal(p, seq, flags, seg_get(&e->sm, w->seg)->seed);
+  ls_seg *d = seg_get(&e->sm, w->seg);
+  ls_rec_seal(p, seq, flags, d->seed);
+  seg_note_rec(d, w->buf_start + w->buf_len, seq);
   uint64_t word = loc_make(w->seg, w->buf_start + w->buf_len, size, tomb);
   w->buf_len += size;
   w->buf_nrec++;
@@ -292,24 +319,144 @@ static int note_tseg(ls_writer *w, uint32_t s) {
   return LS_OK;
 }
 
+/* Write one directly filled group segment (W7): a single buffer. */
+static int direct_write(ls_writer *w, ls_txn *t, uint32_t s, uint32_t len, uint32_t nrec) {
+  ls_engine *e = w->e;
+  ls_seg *d = seg_get(&e->sm, s);
+  ls_bufhdr h = {
+    .kind = LS_KIND_GROUP, .seg_seq = d->seq, .max_seq = atomic_load(&e->next_seq) - 1,
+    .data_size = len - LS_BUF_HDR, .nrecords = nrec, .table = d->table, .group = d->group,
+  };
+  ls_bufhdr_encode(w->dbuf, &h);
+  uint32_t alen = (uint32_t)ls_align_up(len, LS_BLOCK);
+  memset(w->dbuf + len, 0, alen - len);
+  int fd = seg_fd(&e->sm, s);
+  int r = e->io->m->write(e->io, fd, w->dbuf, alen, seg_base(&e->sm, s));
+  if (r) {
+    w->io_error = 1;
+    return ls_err_io(r, "write of segment %u", s);
+  }
+  atomic_fetch_add(&e->bytes_written, alen);
+  d->used = alen;
+  seg_flags(&e->sm, s, SEGF_INFLIGHT, 0);
+  seg_seal(&e->sm, s);
+  int rc = seg_ids_push(&w->direct, s);
+  if (!rc) rc = txn_add_direct(t, s);
+  if (!rc) rc = note_tseg(w, s);
+  if (rc) return ls_err(LS_NOMEM, "writer: out of memory");
+  if (note_sync_fd(w, fd)) {
+    rc = sync_files(w);
+    if (rc) return rc;
+    note_sync_fd(w, fd);
+  }
+  return LS_OK;
+}
+
+/* W7: write the records of t's big compaction groups straight into group
+** segments; they get r->word set, the rest is left for the mixed segment. */
+static int serialize_direct(ls_writer *w, ls_txn *t, int purpose) {
+  ls_engine *e = w->e;
+  uint32_t cap = e->seg_size - LS_BUF_HDR;
+  struct { uint32_t table, group; uint64_t bytes; } gb[16];
+  uint32_t ngb = 0;
+  if (t->nrec > w->capgrp) {
+    uint32_t *p = realloc(w->grp, t->nrec * sizeof *p);
+    if (!p) return LS_OK;                     /* everything goes mixed */
+    w->grp = p;
+    w->capgrp = t->nrec;
+  }
+  unsigned g = ls_guard_enter(&e->guard);
+  ls_table *tb = NULL;
+  for (uint32_t i = 0; i < t->nrec; i++) {
+    txn_rec *r = &t->recs[i];
+    w->grp[i] = UINT32_MAX;
+    if (r->dead) continue;
+    if (!tb || tb->id != r->table) tb = eng_table(e, r->table);
+    if (!tb) continue;
+    uint32_t grp = eng_group_of(r->hi, tb->groups), k = 0;
+    while (k < ngb && !(gb[k].table == r->table && gb[k].group == grp)) k++;
+    if (k == ngb) {
+      if (ngb == 16) continue;
+      gb[ngb].table = r->table;
+      gb[ngb].group = grp;
+      gb[ngb++].bytes = 0;
+    }
+    gb[k].bytes += r->size;
+    w->grp[i] = k;
+  }
+  ls_guard_leave(&e->guard, g);
+  for (uint32_t k = 0; k < ngb; k++) {
+    if (gb[k].bytes < (uint64_t)cap * 3 / 4) continue;
+    if (!w->dbuf) {
+      w->dbuf = ls_alloc_aligned(e->seg_size);
+      if (!w->dbuf) return LS_OK;
+    }
+    uint64_t left = gb[k].bytes;
+    uint32_t s = TXN_NONE, len = 0, nrec = 0;
+    for (uint32_t i = 0; i < t->nrec; i++) {
+      txn_rec *r = &t->recs[i];
+      if (w->grp[i] != k) continue;
+      if (s != TXN_NONE && len + r->size > e->seg_size) {
+        int rc = direct_write(w, t, s, len, nrec);
+        if (rc) return rc;
+        s = TXN_NONE;
+      }
+      if (s == TXN_NONE) {
+        if (left < (uint64_t)cap * 3 / 4) break;  /* the tail goes mixed */
+        int rc = alloc_segment(w, LS_KIND_GROUP, gb[k].table, gb[k].group, purpose, &s);
+        if (rc) return rc;
+        len = LS_BUF_HDR;
+        nrec = 0;
+      }
+      ls_seg *d = seg_get(&e->sm, s);
+      uint8_t *p = w->dbuf + len;
+      memcpy(p, txn_rec_ptr(t, r), r->size);
+      uint64_t seq = atomic_fetch_add(&e->next_seq, 1);
+      ls_rec_seal(p, seq, LS_RF_CONT, d->seed);
+      seg_note_rec(d, len, seq);
+      r->word = loc_make(s, len, r->size, r->type == LS_REC_DELETE);
+      len += r->size;
+      nrec++;
+      left -= r->size;
+    }
+    if (s != TXN_NONE) {
+      int rc = direct_write(w, t, s, len, nrec);
+      if (rc) return rc;
+    }
+  }
+  return LS_OK;
+}
+
 /* Serialise t's live records (rule W2).  On LS_FULL nothing of t is
 ** committed (a streamed prefix without its COMMIT record is dead). */
 static int serialize(ls_writer *w, ls_txn *t) {
   ls_engine *e = w->e;
-  int rc = ensure_segment(w);
+  int purpose = SEG_FOR_DELETE;
+  for (uint32_t i = 0; i < t->nrec; i++) {
+    t->recs[i].word = 0;
+    if (!t->recs[i].dead && t->recs[i].type != LS_REC_DELETE) purpose = SEG_FOR_USER;
+  }
+  t->ndirect = 0;
+  int rc = ensure_segment(w, purpose);
   if (rc) return rc;
-  int multi = t->live_bytes > room(w);
-  uint64_t first_seq = atomic_load(&e->next_seq);
-  t->first_seq = first_seq;
+  t->first_seq = atomic_load(&e->next_seq);
+  w->ntsegs = 0;
+  if (t->live_bytes >= (e->seg_size - LS_BUF_HDR) * 3 / 4) {
+    rc = serialize_direct(w, t, purpose);
+    if (rc) return rc;
+  }
+  uint64_t rest = 0;
+  for (uint32_t i = 0; i < t->nrec; i++)
+    if (!t->recs[i].dead && !t->recs[i].word) rest += t->recs[i].size;
+  int multi = t->ndirect > 0 || rest > room(w);
   uint32_t last = TXN_NONE;
   for (uint32_t i = 0; i < t->nrec; i++)
-    if (!t->recs[i].dead) last = i;
-  w->ntsegs = 0;
+    if (!t->recs[i].dead && !t->recs[i].word) last = i;
   for (uint32_t i = 0; i < t->nrec; i++) {
     txn_rec *r = &t->recs[i];
-    if (r->dead) continue;
+    if (r->dead || r->word) continue;
     if (r->size > room(w)) {
-      rc = switch_segment(w);      /* only reachable when multi */
+      rc = switch_segment(w, purpose);   /* only reachable when multi */
       if (rc) return rc;
     }
     if (multi && (!w->ntsegs || w->tsegs[w->ntsegs - 1] != w->seg)) {
@@ -322,10 +469,10 @@ static int serialize(ls_writer *w, ls_txn *t) {
   if (multi) {
     uint8_t rec[LS_REC_HDR + 8];
     uint8_t first[8];
-    ls_put64(first, first_seq);
+    ls_put64(first, t->first_seq);
     ls_rec_encode(rec, LS_REC_COMMIT, 0, NULL, 0, first, 8);
     if (sizeof rec > room(w)) {
-      rc = switch_segment(w);
+      rc = switch_segment(w, purpose);
       if (rc) return rc;
     }
     /* Every segment holding CONT records of t needs the COMMIT record in
@@ -483,38 +630,38 @@ static void install(ls_writer *w, ls_txn *t) {
     idx_key k = { r->hi, r->lo };
     uint64_t old = 0;
     int how = eng_install(e, tb, &k, r->word, &old);
-    /* A segment left without live records is freed once sealed (W6). */
+    /* A segment left without live records goes to the cleaner (W6). */
     uint64_t gone = how == INSTALL_REPLACED ? old : how == INSTALL_DEAD ? r->word : 0;
-    if (gone) {
-      if (seg_is_empty(&e->sm, loc_seg(gone))) note_free_candidate(w, loc_seg(gone));
-    }
+    if (gone) note_empty(w, loc_seg(gone));
   }
   if (tb) pthread_rwlock_unlock(&tb->lock);
+  /* Segments written for one group join its set; their buffers can be
+  ** settled now that the transaction counts (W7). */
+  for (uint32_t i = 0; i < t->ndirect; i++) {
+    ls_seg *d = seg_get(&e->sm, t->direct[i]);
+    ls_table *dt = eng_table(e, d->table);
+    seg_set_add(&e->sm, t->direct[i], dt ? dt->gsets[d->group] : 0);
+    note_empty(w, t->direct[i]);
+  }
   ls_guard_leave(&e->guard, g);
+  cleaner_settle(e, t->direct, t->ndirect);
   atomic_fetch_add(&e->commits, 1);
   atomic_fetch_add(&e->user_bytes_written, t->live_bytes);
 }
 
-/* Free the sealed segments that hold no live record and are not pinned
-** (rule W6).  Freeing a segment can release the pin it held on another
-** one, which is then freed as well. */
-static void free_empty_segments(ls_writer *w) {
+/* Give the cleaner what this group left it (W6): the segments sealed
+** during it, now installed, and those that may be empty. */
+static void hand_off(ls_writer *w) {
   ls_engine *e = w->e;
-  int waited = 0;
-  while (w->nfree) {
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < w->nfree; i++)
-      if (seg_is_empty(&e->sm, w->to_free[i])) w->to_free[n++] = w->to_free[i];
-    w->nfree = 0;
-    if (!n) break;
-    /* Readers that could hold a location into these segments entered
-    ** before their last record died, which was before this wait.  Segments
-    ** released below emptied before it too: one wait covers them. */
-    if (!waited) { ls_guard_wait(&e->guard); waited = 1; }
-    uint32_t rel[64];
-    int nrel = seg_free_many(&e->sm, w->to_free, (int)n, rel, 64);
-    for (int i = 0; i < nrel; i++) note_free_candidate(w, rel[i]);
+  for (uint32_t i = 0; i < w->sealed.n; i++) seg_flags(&e->sm, w->sealed.v[i], 0, SEGF_INFLIGHT);
+  for (uint32_t i = 0; i < w->direct.n; i++) {
+    seg_flags(&e->sm, w->direct.v[i], 0, SEGF_INFLIGHT);
+    note_empty(w, w->direct.v[i]);
   }
+  for (uint32_t i = 0; i < w->sealed.n; i++) note_empty(w, w->sealed.v[i]);
+  cleaner_mixed_ready(e, w->sealed.v, w->sealed.n);
+  cleaner_note_empty(e, w->empties.v, w->empties.n);
+  w->sealed.n = w->direct.n = w->empties.n = 0;
 }
 
 /* Hold (+1) or release (-1) the segments of a prepared t's records. */
@@ -525,7 +672,7 @@ static void hold_segments(ls_writer *w, ls_txn *t, int delta) {
     if (r->dead || !r->word || loc_seg(r->word) == last) continue;
     last = loc_seg(r->word);
     seg_hold(&w->e->sm, last, delta);
-    if (delta < 0) note_free_candidate(w, last);
+    if (delta < 0) note_empty(w, last);
   }
 }
 
@@ -540,6 +687,7 @@ static int do_publish(ls_engine *e, void *arg) {
   unlink_prepared(e->writer, t);
   install(e->writer, t);
   hold_segments(e->writer, t, -1);
+  hand_off(e->writer);
   return LS_OK;
 }
 
@@ -558,8 +706,8 @@ static int do_unprepare(ls_engine *e, void *arg) {
   ls_rec_encode(rec, LS_REC_ABORT, 0, NULL, 0, range, 16);
   w->io_error = 0;
   group_start(w, sizeof rec);
-  int rc = ensure_segment(w);
-  if (!rc && sizeof rec > room(w)) rc = switch_segment(w);
+  int rc = ensure_segment(w, SEG_FOR_DELETE);
+  if (!rc && sizeof rec > room(w)) rc = switch_segment(w, SEG_FOR_DELETE);
   /* The segments holding t's records must keep this ABORT record readable
   ** as long as they are in use; pin before writing. */
   for (uint32_t i = 0; !rc && i < t->nrec; i++)
@@ -577,16 +725,38 @@ static int do_unprepare(ls_engine *e, void *arg) {
   /* t's records are dead either way: their segments may empty out. */
   hold_segments(w, t, -1);
   for (uint32_t i = 0; i < t->nrec; i++) t->recs[i].word = 0;
+  t->ndirect = 0;
+  hand_off(w);
   return rc;
 }
 
 int writer_unprepare(ls_engine *e, ls_txn *t) { return writer_call(e, do_unprepare, t); }
 
-void writer_note_dead(ls_engine *e, uint64_t word) {
-  if (seg_is_empty(&e->sm, loc_seg(word))) note_free_candidate(e->writer, loc_seg(word));
+void writer_note_dead(ls_engine *e, uint64_t word) { note_empty(e->writer, loc_seg(word)); }
+
+void writer_free_empty(ls_engine *e) {
+  hand_off(e->writer);
+  cleaner_reclaim_now(e);
 }
 
-void writer_free_empty(ls_engine *e) { free_empty_segments(e->writer); }
+/* Seal the active segment so that the separator can take it. */
+static int do_seal(ls_engine *e, void *arg) {
+  ls_writer *w = e->writer;
+  LS_UNUSED(arg);
+  if (w->seg != TXN_NONE) {
+    int rc = buf_write(w);
+    if (!rc) rc = sync_files(w);
+    if (rc) {
+      eng_fail(e, ls_errmsg());
+      return rc;
+    }
+    seal_active(w);
+  }
+  hand_off(w);
+  return LS_OK;
+}
+
+int writer_seal(ls_engine *e) { return writer_call(e, do_seal, NULL); }
 
 static void fail_list(ls_txn *list, int rc, const char *msg) {
   for (ls_txn *t = list, *next; t; t = next) {
@@ -601,10 +771,6 @@ static void process_group(ls_writer *w, ls_txn *group) {
     fail_list(group, LS_READONLY, e->fail_msg);
     return;
   }
-  /* Candidates noted by earlier groups are settled (their groups installed
-  ** everything); those noted during this group may still receive live
-  ** records of it, so they wait until its end. */
-  free_empty_segments(w);
   ls_txn *acc = validate(w, group);
   if (!acc) return;
   uint64_t group_bytes = 0;
@@ -618,9 +784,10 @@ static void process_group(ls_writer *w, ls_txn *group) {
     t->next = NULL;
     rc = serialize(w, t);
     if (rc && !w->io_error) {
-      /* No segment for it (disk_size reached, or a new data file could not
+      /* No segment for it (the disk is full, or a new data file could not
       ** be made): this transaction fails alone.  A streamed prefix of it is
       ** dead without its COMMIT record. */
+      t->ndirect = 0;
       txn_finish(t, rc, ls_errmsg());
       rc = LS_OK;
       continue;
@@ -646,11 +813,7 @@ static void process_group(ls_writer *w, ls_txn *group) {
     fail_list(ok, rc, msg);
     return;
   }
-  if (!ok) {
-    free_empty_segments(w);
-    return;
-  }
-  atomic_fetch_add(&e->commit_groups, 1);
+  if (ok) atomic_fetch_add(&e->commit_groups, 1);
   for (ls_txn *t = ok; t; t = t->next) {
     if (t->mode == WRITE_COMMIT) {
       install(w, t);
@@ -661,11 +824,11 @@ static void process_group(ls_writer *w, ls_txn *group) {
       w->prepared = t;
     }
   }
+  hand_off(w);
   for (ls_txn *t = ok, *next; t; t = next) {
     next = t->next;
     txn_finish(t, LS_OK, NULL);
   }
-  free_empty_segments(w);
 }
 
 /* ---- thread and public entry points ------------------------------------ */
@@ -733,7 +896,11 @@ void writer_stop(ls_engine *e) {
   pthread_mutex_destroy(&w->lock);
   pthread_cond_destroy(&w->cond);
   free(w->buf);
-  free(w->to_free);
+  free(w->dbuf);
+  free(w->grp);
+  free(w->empties.v);
+  free(w->sealed.v);
+  free(w->direct.v);
   free(w->tsegs);
   free(w->ks.slots);
   free(w);
@@ -742,6 +909,15 @@ void writer_stop(ls_engine *e) {
 
 int writer_commit(ls_engine *e, ls_txn *t, int mode) {
   ls_writer *w = e->writer;
+  /* Flow control: when the cleaner falls behind, writers slow down
+  ** smoothly instead of filling the disk or its memory. */
+  uint64_t delay = cleaner_delay_us(e);
+  atomic_store(&e->delay_now_us, delay);
+  if (delay) {
+    struct timespec ts = { (time_t)(delay / 1000000), (long)(delay % 1000000) * 1000 };
+    while (nanosleep(&ts, &ts) && errno == EINTR) {}
+    atomic_fetch_add(&e->delay_us, delay);
+  }
   t->mode = mode;
   t->next = NULL;
   t->rc = LS_OK;

@@ -9,13 +9,15 @@
 **                           leads to a readable record with the same key
 **                           and a good checksum; the segment accounting adds
 **                           up; damage found at recovery
-**   logstor_flush(table)    writes pending separator buffers; returns the
-**                           number of segments written (0: this version has
-**                           no separator, every row is durable at commit)
-**   logstor_compact(table)  compacts the table's segments; returns the
-**                           number of segments freed (0: this version frees
-**                           a segment as soon as its last row dies, and has
-**                           no compaction yet)
+**   logstor_flush(table)    separates everything committed so far: every
+**                           row moves into a segment of its table's group
+**                           and the mixed segments (shared by all tables)
+**                           are freed; returns the number of segments freed
+**   logstor_compact(table)  logstor_flush, then compacts the table's groups
+**                           until no step frees a segment, dropping the
+**                           deletes that nothing older survives; returns
+**                           the number of segments freed (segments whose
+**                           rows all died are freed at once, without it)
 ** A table argument is "name" or "schema.name".  The functions with effects
 ** are SQLITE_DIRECTONLY (not callable from triggers and views).
 */
@@ -75,21 +77,26 @@ static void fn_check(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   free(report);
 }
 
-static void fn_flush(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+/* logstor_flush and logstor_compact: user data says which. */
+static void fn_clean(sqlite3_context *ctx, int argc, sqlite3_value **argv, int compact) {
   (void)argc;
   ls_db *ldb;
   uint32_t id;
   if (!table_arg(ctx, argv[0], &ldb, &id)) return;
-  sqlite3_result_int64(ctx, 0);
+  uint64_t freed = 0;
+  int rc = compact ? ls_compact(ldb->eng, id, &freed) : ls_flush(ldb->eng, id, &freed);
+  if (rc) {
+    char *m = sqlite3_mprintf("logstor: %s: %s", sqlite3_value_text(argv[0]), ls_errmsg());
+    sqlite3_result_error(ctx, m, -1);
+    sqlite3_result_error_code(ctx, lsx_sqlite_code(rc));
+    sqlite3_free(m);
+    return;
+  }
+  sqlite3_result_int64(ctx, (sqlite3_int64)freed);
 }
 
-static void fn_compact(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
-  (void)argc;
-  ls_db *ldb;
-  uint32_t id;
-  if (!table_arg(ctx, argv[0], &ldb, &id)) return;
-  sqlite3_result_int64(ctx, 0);
-}
+static void fn_flush(sqlite3_context *ctx, int argc, sqlite3_value **argv) { fn_clean(ctx, argc, argv, 0); }
+static void fn_compact(sqlite3_context *ctx, int argc, sqlite3_value **argv) { fn_clean(ctx, argc, argv, 1); }
 
 int lsx_register_functions(sqlite3 *db, ls_conn *conn) {
   int pure = SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS;

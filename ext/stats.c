@@ -22,7 +22,8 @@
 typedef struct srow {
   char *c[5];                      /* text columns (NULL: none) */
   sqlite3_int64 i[4];              /* integer columns */
-  int type;                        /* for logstor_stats.value: INTEGER or TEXT */
+  double d;                        /* a REAL value */
+  int type;                        /* for logstor_stats.value: INTEGER, FLOAT or TEXT */
 } srow;
 
 typedef struct stab {
@@ -128,6 +129,14 @@ static int add_int(scur *c, const char *scope, const char *name, uint64_t v) {
   r->i[0] = (sqlite3_int64)v;
   r->type = SQLITE_INTEGER;
   return r->c[0] && r->c[1] ? SQLITE_OK : SQLITE_NOMEM;
+}
+
+static int add_real(scur *c, const char *scope, const char *name, double v) {
+  int rc = add_int(c, scope, name, 0);
+  if (rc) return rc;
+  c->rows[c->n - 1].d = v;
+  c->rows[c->n - 1].type = SQLITE_FLOAT;
+  return SQLITE_OK;
 }
 
 static int add_text(scur *c, const char *scope, const char *name, const char *v) {
@@ -238,8 +247,19 @@ static int stats_filter(sqlite3_vtab_cursor *cur, int idxNum, const char *idxStr
     { "recovery_records", s.recovery_records }, { "recovery_segments", s.recovery_segments },
     { "write_seq", s.write_seq }, { "failed", (uint64_t)s.failed }, { "segment_size", s.segment_size },
     { "file_size", s.file_size }, { "disk_size", s.disk_size },
+    { "segments_compacted", s.segments_compacted }, { "compaction_bytes_written", s.compaction_bytes_written },
+    { "compaction_records_relocated", s.compaction_records_relocated },
+    { "compaction_records_dropped", s.compaction_records_dropped }, { "tombstones_dropped", s.tombstones_dropped },
+    { "separator_bytes_written", s.separator_bytes_written },
+    { "separator_records_relocated", s.separator_records_relocated },
+    { "separator_buffers_in_use", s.separator_buffers_in_use }, { "separator_delay_us", s.separator_delay_us },
+    { "segments_freed_by_separator", s.segments_freed_by_separator }, { "segments_freed", s.segments_freed },
+    { "mixed_segments", s.mixed_segments }, { "format_bytes_written", s.format_bytes_written },
+    { "meta_bytes_written", s.meta_bytes_written },
   };
   for (size_t i = 0; !rc && i < sizeof v / sizeof v[0]; i++) rc = add_int(c, g, v[i].n, v[i].v);
+  if (!rc) rc = add_real(c, g, "write_amplification", s.write_amplification);
+  if (!rc) rc = add_real(c, g, "space_amplification", s.space_amplification);
   if (!rc) rc = add_text(c, g, "io_backend", s.io_backend);
   if (!rc) rc = add_text(c, g, "version", LOGSTOR_VERSION);
   if (!rc && ls_table_foreach(e, table_rows, c)) rc = SQLITE_NOMEM;
@@ -275,6 +295,7 @@ static int stats_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col)
     case 0: case 1: sqlite3_result_text(ctx, r->c[col], -1, SQLITE_TRANSIENT); break;
     case 2:
       if (r->type == SQLITE_TEXT) sqlite3_result_text(ctx, r->c[2], -1, SQLITE_TRANSIENT);
+      else if (r->type == SQLITE_FLOAT) sqlite3_result_double(ctx, r->d);
       else sqlite3_result_int64(ctx, r->i[0]);
       break;
   }

@@ -708,12 +708,12 @@ static void t_track_required(void) {
   ls_index *ix = idx_new();
   idx_key k = {1, 2};
   uint64_t old = 5;
-  CHECK_INT(idx_put_newer(ix, &k, 10, 3, &old), LS_INVALID);
+  CHECK_INT(idx_put_newer(ix, &k, 10, 3, &old, NULL), LS_INVALID);
   CHECK_U64(idx_count(ix), 0);
   CHECK_INT(idx_get(ix, &k, NULL), 0);
   CHECK_U64(old, 5);
   CHECK_INT(idx_put(ix, &k, 10, NULL), 0);
-  CHECK_INT(idx_put_newer(ix, &k, 11, 3, &old), LS_INVALID);
+  CHECK_INT(idx_put_newer(ix, &k, 11, 3, &old, NULL), LS_INVALID);
   uint64_t w;
   CHECK_INT(idx_get(ix, &k, &w), 1);
   CHECK_U64(w, 10);
@@ -721,12 +721,12 @@ static void t_track_required(void) {
   /* On, then off: put_newer refused again. */
   CHECK_RC(idx_track_seq(ix, 1), LS_OK);
   CHECK_RC(idx_track_seq(ix, 1), LS_OK);           /* idempotent */
-  CHECK_INT(idx_put_newer(ix, &k, 12, 3, &old), IDX_REPLACED);
+  CHECK_INT(idx_put_newer(ix, &k, 12, 3, &old, NULL), IDX_REPLACED);
   CHECK_U64(old, 10);
   CHECK_U64(idx_get_seq(ix, &k), 3);
   CHECK_RC(idx_track_seq(ix, 0), LS_OK);
   CHECK_U64(idx_get_seq(ix, &k), 0);
-  CHECK_INT(idx_put_newer(ix, &k, 13, 4, &old), LS_INVALID);
+  CHECK_INT(idx_put_newer(ix, &k, 13, 4, &old, NULL), LS_INVALID);
   CHECK_INT(idx_get(ix, &k, &w), 1);
   CHECK_U64(w, 12);
   idx_free(ix);
@@ -770,7 +770,7 @@ static void t_track_versions(void) {
     size_t ki = v[i].key;
     idx_key k = key_of(&keys[ki]);
     uint64_t old = 0xABCDEF;
-    int rc = idx_put_newer(ix, &k, v[i].word, v[i].seq, &old);
+    int rc = idx_put_newer(ix, &k, v[i].word, v[i].seq, &old, NULL);
     int want;
     uint64_t want_old = 0xABCDEF;
     if (!present[ki]) want = IDX_INSERTED;
@@ -797,16 +797,16 @@ static void t_track_versions(void) {
   /* Explicit cases on one key. */
   idx_key k = {7, 7};
   uint64_t old = 0;
-  CHECK_INT(idx_put_newer(ix, &k, 100, 50, &old), IDX_INSERTED);
-  CHECK_INT(idx_put_newer(ix, &k, 101, 50, &old), IDX_KEPT);      /* equal: existing kept */
+  CHECK_INT(idx_put_newer(ix, &k, 100, 50, &old, NULL), IDX_INSERTED);
+  CHECK_INT(idx_put_newer(ix, &k, 101, 50, &old, NULL), IDX_KEPT);      /* equal: existing kept */
   CHECK_U64(old, 100);
-  CHECK_INT(idx_put_newer(ix, &k, 102, 49, &old), IDX_KEPT);      /* older */
+  CHECK_INT(idx_put_newer(ix, &k, 102, 49, &old, NULL), IDX_KEPT);      /* older */
   CHECK_U64(old, 100);
-  CHECK_INT(idx_put_newer(ix, &k, 103, 51, &old), IDX_REPLACED);
+  CHECK_INT(idx_put_newer(ix, &k, 103, 51, &old, NULL), IDX_REPLACED);
   CHECK_U64(old, 100);
-  CHECK_INT(idx_put_newer(ix, &k, 104, 51, NULL), IDX_KEPT);
-  CHECK_INT(idx_put_newer(ix, &k, 105, UINT64_MAX, NULL), IDX_REPLACED);
-  CHECK_INT(idx_put_newer(ix, &k, 106, UINT64_MAX, NULL), IDX_KEPT);
+  CHECK_INT(idx_put_newer(ix, &k, 104, 51, NULL, NULL), IDX_KEPT);
+  CHECK_INT(idx_put_newer(ix, &k, 105, UINT64_MAX, NULL, NULL), IDX_REPLACED);
+  CHECK_INT(idx_put_newer(ix, &k, 106, UINT64_MAX, NULL, NULL), IDX_KEPT);
   uint64_t w;
   CHECK_INT(idx_get(ix, &k, &w), 1);
   CHECK_U64(w, 105);
@@ -840,7 +840,7 @@ static void t_track_alignment(void) {
     if (md.present[i] && i % 40 != 0) continue;     /* half the old ones get newer versions */
     idx_key k = key_of(&md.keys[i]);
     uint64_t s = 1 + unit_rand(&rng) % (1ull << 40), w = unit_rand(&rng), old;
-    int rc = idx_put_newer(ix, &k, w, s, &old);
+    int rc = idx_put_newer(ix, &k, w, s, &old, NULL);
     int want = md.present[i] ? IDX_REPLACED : IDX_INSERTED;
     if (rc != want) { unit_fail(__FILE__, __LINE__, "key %zu: expected %d, got %d", i, want, rc); bad++; }
     if (!md.present[i]) md.count++;
@@ -866,7 +866,7 @@ static void t_track_alignment(void) {
   for (size_t i = 0; i < md.n; i += 3) {
     idx_key k = key_of(&md.keys[i]);
     uint64_t s = 1 + unit_rand(&rng) % 1000, w = unit_rand(&rng);
-    int rc = idx_put_newer(ix, &k, w, s, NULL);
+    int rc = idx_put_newer(ix, &k, w, s, NULL, NULL);
     if (!md.present[i] || md.seq[i] < s) {
       CHECK_INT(rc, md.present[i] ? IDX_REPLACED : IDX_INSERTED);
       if (!md.present[i]) md.count++;
@@ -906,13 +906,13 @@ static void t_track_alignment(void) {
   }
   model_check_all(ix, &md, 0);
   idx_key k0 = key_of(&md.keys[1]);
-  CHECK_INT(idx_put_newer(ix, &k0, 1, 1, NULL), LS_INVALID);
+  CHECK_INT(idx_put_newer(ix, &k0, 1, 1, NULL, NULL), LS_INVALID);
 
   /* On again: every entry at seq 0; a newer version replaces it. */
   CHECK_RC(idx_track_seq(ix, 1), LS_OK);
   model_check_all(ix, &md, 1);
   uint64_t old = 0;
-  CHECK_INT(idx_put_newer(ix, &k0, 12345, 1, &old), IDX_REPLACED);
+  CHECK_INT(idx_put_newer(ix, &k0, 12345, 1, &old, NULL), IDX_REPLACED);
   CHECK_U64(old, md.word[1]);
   md.word[1] = 12345; md.seq[1] = 1;
   model_check_all(ix, &md, 1);
@@ -924,7 +924,7 @@ static void t_track_alignment(void) {
   for (size_t i = 0; i < md.n; i++) {
     idx_key k = key_of(&md.keys[i]);
     uint64_t s = 1 + unit_rand(&rng) % 100000, w = unit_rand(&rng);
-    CHECK_INT(idx_put_newer(ix, &k, w, s, NULL), IDX_INSERTED);
+    CHECK_INT(idx_put_newer(ix, &k, w, s, NULL, NULL), IDX_INSERTED);
     md.present[i] = 1; md.word[i] = w; md.seq[i] = s; md.count++;
   }
   model_check_all(ix, &md, 1);
@@ -946,7 +946,7 @@ static void t_track_model(void) {
     uint64_t r = unit_rand(&rng) % 10, old = 0;
     if (r < 5) {
       uint64_t s = 1 + unit_rand(&rng) % 50, w = unit_rand(&rng);
-      int rc = idx_put_newer(ix, &k, w, s, &old);
+      int rc = idx_put_newer(ix, &k, w, s, &old, NULL);
       int want = !md.present[i] ? IDX_INSERTED : md.seq[i] < s ? IDX_REPLACED : IDX_KEPT;
       if (rc != want || (md.present[i] && old != md.word[i])) {
         unit_fail(__FILE__, __LINE__, "op %d put_newer: expected %d, got %d", op, want, rc);

@@ -229,6 +229,22 @@ static ls_engine *open_at(int line, const char *dir) {
 }
 #define OPEN(dir) open_at(__LINE__, (dir))
 
+/* Open without background cleaning: the records stay where they are (the
+** garbage test's records share sequences, which real records never do,
+** so moving them could change which of two "equal" versions wins). */
+static ls_engine *open_still(int line, const char *dir) {
+  ls_options o;
+  ls_options_init(&o);
+  o.manual_cleaning = 1;
+  ls_engine *e = NULL;
+  int rc = ls_open(dir, &o, &e);
+  if (rc != LS_OK) {
+    unit_fail(__FILE__, line, "ls_open(%s): %d (%s): %s", dir, rc, ls_strerror(rc), ls_errmsg());
+    return NULL;
+  }
+  return e;
+}
+
 /* The row key of table must hold want (NULL: absent); with want_seq, also
 ** that write sequence. */
 static void row_at(int line, ls_engine *e, uint32_t table, const char *key, const char *want, uint64_t want_seq) {
@@ -1439,7 +1455,8 @@ static void test_free_marker(void) {
   CHECK_OK(e);
   ls_close(e);
 
-  /* On disk: the header of the segment written since. */
+  /* On disk: the headers of the segments written since (the mixed one,
+  ** and the group segment its row was separated into at close). */
   int found = 0;
   for (uint32_t s = 0; s < 16 && get_seg(dir, s, img); s++) {
     ls_bufhdr h;
@@ -1448,9 +1465,9 @@ static void test_free_marker(void) {
     if (h.seg_seq <= 50)
       unit_fail(__FILE__, __LINE__, "segment %u was written with seg_seq %" PRIu64 ", not above the free "
                 "marker's 50", s, h.seg_seq);
-    CHECK_INT(h.kind, LS_KIND_MIXED);
+    CHECK(h.kind == LS_KIND_MIXED || h.kind == LS_KIND_GROUP);
   }
-  CHECK_INT(found, 1);
+  CHECK(found >= 1);
   free(img);
 
   e = OPEN(dir);
@@ -1773,7 +1790,7 @@ static void test_garbage_records(void) {
       }
       put_bytes(dir, s, 0, img, SEG);
     }
-    ls_engine *e = OPEN(dir);
+    ls_engine *e = open_still(__LINE__, dir);
     if (!e) continue;
     int before = unit_failed_checks;
     long n1 = ROWS(e, 1), n2 = ROWS(e, 2);
@@ -1784,7 +1801,7 @@ static void test_garbage_records(void) {
     check_indexes_at(__LINE__, e);
     CHECK_RC(commit_one(e, 1, "after", "after-v"), LS_OK);
     ls_close(e);
-    e = OPEN(dir);
+    e = open_still(__LINE__, dir);
     if (!e) continue;
     ROW(e, 1, "after", "after-v");
     fingerprint f2 = fingerprint_of(e, "after");

@@ -28,6 +28,8 @@ static ls_engine *open_fault(const char *dir) {
   o.segment_size = 8192;
   o.file_size = 65536;
   o.fault = NO_FAULT;
+  /* The cleaner writes only when asked: the Nth write is the writer's. */
+  o.manual_cleaning = 1;
   ls_engine *e = NULL;
   CHECK_RC(ls_open(dir, &o, &e), LS_OK);
   return e;
