@@ -54,11 +54,11 @@
 #include <stdlib.h>
 #include <time.h>
 
-#define MAX_INPUTS 8          /* segments one compaction step takes */
+#define MAX_INPUTS 16         /* segments one compaction step takes */
 #define SEP_BATCH 16          /* mixed segments separated per background round */
 #define NHASH 64              /* relocation buffer hash chains */
-#define CB_PER_BUCKET 4       /* cost-benefit candidates looked at per bucket */
 #define DELAY_CAP_US 50000    /* most flow-control delay per commit */
+#define CB_PER_BUCKET 2       /* cost-benefit candidates looked at per bucket */
 
 typedef struct cl_ent {
   uint32_t id;
@@ -94,6 +94,7 @@ typedef struct cl_buf {
 /* A record of the segment being relocated. */
 typedef struct cl_item {
   uint64_t hi, lo, word, seq;
+  uint64_t src_seq;                /* incarnation of its segment (staged) */
   uint32_t table, off, size, group, gset;
   uint8_t tomb, live;
 } cl_item;
@@ -121,10 +122,18 @@ struct ls_cleaner {
   uint32_t nbufs, maxbufs;
   _Atomic uint32_t inuse;          /* buffers holding records */
   uint64_t ordinal;                /* mixed segments separated so far */
+  uint32_t resume_seg;             /* a relocation stopped part-way: in this */
+  uint64_t resume_seq;             /* incarnation, the records before */
+  uint32_t resume_at;              /* item resume_at are in buffers already */
   uint8_t *img;                    /* a segment read back */
   uint8_t *sorted;                 /* a buffer's records in sequence order */
   cl_item *items;
   uint32_t nitems, capitems;
+  int staging;                     /* compaction: collect live records first */
+  uint8_t *stage;                  /* their bytes (MAX_INPUTS segments) */
+  uint32_t stage_len;
+  cl_item *staged;
+  uint32_t nstaged, capstaged;
   double ema;                      /* segments written per segment freed */
 };
 
@@ -142,6 +151,16 @@ static int ring_push(cl_ring *r, cl_ent x) {
     r->head = 0;
   }
   r->v[(r->head + r->len) % r->cap] = x;
+  r->len++;
+  return LS_OK;
+}
+
+static int ring_push_front(cl_ring *r, cl_ent x) {
+  int rc = ring_push(r, x);                 /* makes room */
+  if (rc) return rc;
+  r->len--;
+  r->head = (r->head + r->cap - 1) % r->cap;
+  r->v[r->head] = x;
   r->len++;
   return LS_OK;
 }
@@ -241,7 +260,7 @@ static int write_markers(ls_cleaner *c, const uint32_t *ids, uint32_t n) {
     if (!seen) {
       if (nfd == 16) {
         for (int j = 0; j < nfd; j++) {
-          r = e->io->m->sync(e->io, fds[j]);
+          r = seg_sync(&e->sm, fds[j], 0);
           if (r) return ls_err_io(r, "fdatasync after free markers");
         }
         nfd = 0;
@@ -250,7 +269,7 @@ static int write_markers(ls_cleaner *c, const uint32_t *ids, uint32_t n) {
     }
   }
   for (int j = 0; j < nfd; j++) {
-    int r = e->io->m->sync(e->io, fds[j]);
+    int r = seg_sync(&e->sm, fds[j], 0);
     atomic_fetch_add(&e->syncs, 1);
     if (r) return ls_err_io(r, "fdatasync after free markers");
   }
@@ -362,13 +381,14 @@ static int buf_flush(ls_cleaner *c, cl_buf *b) {
   memset(b->mem + b->len, 0, len - b->len);
   int fd = seg_fd(&e->sm, out);
   int r = e->io->m->write(e->io, fd, b->mem, len, seg_base(&e->sm, out));
-  if (!r) r = e->io->m->sync(e->io, fd);
+  if (!r) r = seg_sync(&e->sm, fd, 0);
   atomic_fetch_add(&e->syncs, 1);
   if (r) {
     rc = ls_err_io(r, "write of group segment %u", out);
     eng_fail(e, ls_errmsg());
     return rc;
   }
+  if (atomic_load(&e->failed)) return ls_err(LS_READONLY, "%s", e->fail_msg);
   d->used = len;
   atomic_store(&d->stale_floor, SEG_NOFLOOR);   /* its first write is durable */
   atomic_fetch_add(&e->bytes_written, len);
@@ -491,7 +511,8 @@ static int buf_get(ls_cleaner *c, uint32_t table, uint32_t group, uint32_t gset,
 
 /* ---- tombstone floor (C3) ------------------------------------------------ */
 
-/* The smallest floor of every segment but exclude, and of the buffers. */
+/* The smallest floor of every segment but exclude, and of the copies
+** waiting to be written (buffers, a compaction step's staged records). */
 static uint64_t tomb_floor(ls_cleaner *c, uint32_t exclude) {
   ls_engine *e = c->e;
   uint64_t f = UINT64_MAX;
@@ -506,6 +527,8 @@ static uint64_t tomb_floor(ls_cleaner *c, uint32_t exclude) {
   for (uint32_t h = 0; h < NHASH; h++)
     for (cl_buf *b = c->hash[h]; b; b = b->next)
       if (b->min_put < f) f = b->min_put;
+  for (uint32_t i = 0; i < c->nstaged; i++)      /* copies of this compaction step */
+    if (!c->staged[i].tomb && c->staged[i].seq < f) f = c->staged[i].seq;
   return f;
 }
 
@@ -545,6 +568,58 @@ static int items_push(ls_cleaner *c, const cl_item *it) {
   return LS_OK;
 }
 
+/* Append the record it (bytes at p) to its group's buffer, writing the
+** buffer first if it is full.  ordinal: of its mixed segment, 0 for
+** compaction. */
+static int push_rec(ls_cleaner *c, const cl_item *it, const uint8_t *p, uint64_t ordinal) {
+  ls_engine *e = c->e;
+  cl_buf *b;
+  int rc = buf_get(c, it->table, it->group, it->gset, &b);
+  if (!rc && b->len + it->size > e->seg_size) {
+    rc = buf_flush(c, b);
+    if (!rc) rc = buf_get(c, it->table, it->group, it->gset, &b);
+  }
+  if (!rc && b->nrec == b->caprec) {
+    cl_rec *q = realloc(b->recs, 2 * b->caprec * sizeof *q);
+    if (!q) return ls_err(LS_NOMEM, "cleaner: out of memory");
+    b->recs = q;
+    b->caprec *= 2;
+  }
+  if (rc) return rc;
+  memcpy(b->mem + b->len, p, it->size);
+  b->recs[b->nrec++] = (cl_rec){ it->hi, it->lo, it->word, it->src_seq, it->seq, b->len, it->size };
+  b->len += it->size;
+  if (!it->tomb && it->seq < b->min_put) b->min_put = it->seq;
+  if (ordinal) {
+    if (ordinal < b->oldest) b->oldest = ordinal;
+    b->sep_bytes += it->size;
+  } else {
+    b->comp_bytes += it->size;
+  }
+  return LS_OK;
+}
+
+/* Keep the record it (bytes at p) aside for compact_step. */
+static int stage_rec(ls_cleaner *c, const cl_item *it, const uint8_t *p) {
+  if (c->nstaged == c->capstaged) {
+    uint32_t ncap = c->capstaged ? 2 * c->capstaged : 1024;
+    cl_item *q = realloc(c->staged, ncap * sizeof *q);
+    if (!q) return ls_err(LS_NOMEM, "cleaner: out of memory");
+    c->staged = q;
+    c->capstaged = ncap;
+  }
+  memcpy(c->stage + c->stage_len, p, it->size);
+  c->staged[c->nstaged] = *it;
+  c->staged[c->nstaged++].off = c->stage_len;
+  c->stage_len += it->size;
+  return LS_OK;
+}
+
+static int item_by_seq(const void *a, const void *b) {
+  const cl_item *x = a, *y = b;
+  return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
 /* Copy the live records of segment s (CLEANING) into the relocation
 ** buffers; drop the tombstones rule C3 allows.  ordinal > 0 for a mixed
 ** segment (the separator), 0 for compaction.  On LS_FULL the caller puts s
@@ -568,7 +643,7 @@ static int relocate(ls_cleaner *c, uint32_t s, uint64_t ordinal) {
     idx_key key;
     idx_key_from_digest(&key, dg);
     int tomb = r.type == LS_REC_DELETE;
-    cl_item it = { key.hi, key.lo, loc_make(s, off, r.size, tomb), r.seq, r.table, off, r.size, 0, 0,
+    cl_item it = { key.hi, key.lo, loc_make(s, off, r.size, tomb), r.seq, sseq, r.table, off, r.size, 0, 0,
                    (uint8_t)tomb, 0 };
     rc = items_push(c, &it);
     if (rc) return rc;
@@ -581,9 +656,14 @@ static int relocate(ls_cleaner *c, uint32_t s, uint64_t ordinal) {
 
   /* Liveness: the index still points at exactly this record. */
   if (c->nitems) qsort(c->items, c->nitems, sizeof *c->items, item_cmp);
+  /* A relocation of this incarnation stopped part-way before: the records
+  ** before that point are in buffers already (or done). */
+  uint32_t skip = 0;
+  if (c->resume_seg == s && c->resume_seq == sseq) skip = c->resume_at;
+  c->resume_seg = SEG_NONE;
   uint32_t nlive = 0, ntomb = 0;
   unsigned g = ls_guard_enter(&e->guard);
-  for (uint32_t i = 0; i < c->nitems;) {
+  for (uint32_t i = skip; i < c->nitems;) {
     uint32_t j = i;
     ls_table *t = eng_table(e, c->items[i].table);
     if (t) pthread_rwlock_rdlock(&t->lock);
@@ -626,41 +706,24 @@ static int relocate(ls_cleaner *c, uint32_t s, uint64_t ordinal) {
     atomic_fetch_add(&e->tombstones_dropped, dropped);
   }
 
-  /* Copy the live records. */
+  /* Copy the live records: into their buffers, or (compaction) aside, to
+  ** be written together in sequence order by compact_step. */
   for (uint32_t i = 0; i < c->nitems; i++) {
     cl_item *it = &c->items[i];
     if (!it->live) continue;
-    cl_buf *b;
-    rc = buf_get(c, it->table, it->group, it->gset, &b);
-    if (rc) return rc;
-    if (b->len + it->size > e->seg_size) {
-      rc = buf_flush(c, b);
-      if (rc) return rc;
-      rc = buf_get(c, it->table, it->group, it->gset, &b);
-      if (rc) return rc;
-    }
-    if (b->nrec == b->caprec) {
-      cl_rec *p = realloc(b->recs, 2 * b->caprec * sizeof *p);
-      if (!p) return ls_err(LS_NOMEM, "cleaner: out of memory");
-      b->recs = p;
-      b->caprec *= 2;
-    }
-    memcpy(b->mem + b->len, c->img + it->off, it->size);
-    b->recs[b->nrec++] = (cl_rec){ it->hi, it->lo, it->word, sseq, it->seq, b->len, it->size };
-    b->len += it->size;
-    if (!it->tomb && it->seq < b->min_put) b->min_put = it->seq;
-    if (ordinal) {
-      if (ordinal < b->oldest) b->oldest = ordinal;
-      b->sep_bytes += it->size;
-    } else {
-      b->comp_bytes += it->size;
+    rc = c->staging ? stage_rec(c, it, c->img + it->off) : push_rec(c, it, c->img + it->off, ordinal);
+    if (rc) {
+      c->resume_seg = s;
+      c->resume_seq = sseq;
+      c->resume_at = i;
+      return rc;
     }
   }
   if (ordinal) {
     atomic_fetch_add(&e->separator_relocated, nlive - dropped);
   } else {
     atomic_fetch_add(&e->compaction_relocated, nlive - dropped);
-    atomic_fetch_add(&e->compaction_dropped, c->nitems - nlive);
+    atomic_fetch_add(&e->compaction_dropped, c->nitems - skip - nlive);
   }
   (void)seg_ids_push(&c->cand, s);
   return LS_OK;
@@ -673,13 +736,13 @@ static int relocate(ls_cleaner *c, uint32_t s, uint64_t ordinal) {
 static int separate(ls_cleaner *c, uint32_t max, uint32_t *done) {
   ls_engine *e = c->e;
   *done = 0;
-  /* Segments a prepared transaction held come first once released. */
+  /* Segments a prepared transaction held: try them again. */
   uint32_t nd = c->deferred.len;
   for (uint32_t i = 0; i < nd; i++) {
     cl_ent x;
     ring_pop(&c->deferred, &x);
     pthread_mutex_lock(&c->qlock);
-    (void)ring_push(&c->mixed, x);
+    if (ring_push(&c->mixed, x) == LS_OK) atomic_fetch_add(&c->backlog, 1);
     pthread_mutex_unlock(&c->qlock);
   }
   while (*done < max && !atomic_load(&e->failed)) {
@@ -688,27 +751,30 @@ static int separate(ls_cleaner *c, uint32_t max, uint32_t *done) {
     int got = ring_pop(&c->mixed, &x);
     pthread_mutex_unlock(&c->qlock);
     if (!got) break;
+    atomic_fetch_sub(&c->backlog, 1);
     pthread_mutex_lock(&e->sm.lock);
     ls_seg *d = seg_get(&e->sm, x.id);
     int ok = d->seq == x.seq && d->state == SEG_SEALED;
     int held = ok && d->holds > 0;
     if (ok && !held) d->state = SEG_CLEANING;
     pthread_mutex_unlock(&e->sm.lock);
-    if (!ok) { atomic_fetch_sub(&c->backlog, 1); continue; }     /* freed meanwhile */
-    if (held) { (void)ring_push(&c->deferred, x); atomic_fetch_sub(&c->backlog, 1); continue; }
+    if (!ok) continue;                                /* freed meanwhile */
+    if (held) { (void)ring_push(&c->deferred, x); continue; }
     int rc = relocate(c, x.id, ++c->ordinal);
-    if (rc == LS_FULL || rc == LS_NOMEM) {
+    if (rc == LS_CORRUPT) {
+      eng_problem(e, "%s", ls_errmsg());
+    } else if (rc) {
+      /* No segment or memory for a buffer now, or an I/O error: the
+      ** segment goes back to the head of the queue (the records already
+      ** copied are not copied again: see resume). */
       pthread_mutex_lock(&e->sm.lock);
       d->state = SEG_SEALED;
       pthread_mutex_unlock(&e->sm.lock);
       pthread_mutex_lock(&c->qlock);
-      (void)ring_push(&c->mixed, x);   /* tried again later */
+      if (ring_push_front(&c->mixed, x) == LS_OK) atomic_fetch_add(&c->backlog, 1);
       pthread_mutex_unlock(&c->qlock);
       return rc;
     }
-    atomic_fetch_sub(&c->backlog, 1);
-    if (rc && rc != LS_CORRUPT) return rc;
-    if (rc == LS_CORRUPT) eng_problem(e, "%s", ls_errmsg());
     (*done)++;
   }
   return LS_OK;
@@ -719,47 +785,55 @@ static int separate(ls_cleaner *c, uint32_t max, uint32_t *done) {
 static int settle_all(ls_cleaner *c) {
   ls_engine *e = c->e;
   cl_ent x;
-  int fds[16], nfd = 0, rc = LS_OK;
+  int rc = LS_OK;
   c->ids.n = 0;
-  for (;;) {
+  while (!rc && !atomic_load(&e->failed)) {
     pthread_mutex_lock(&c->qlock);
     int got = ring_pop(&c->settle, &x);
     pthread_mutex_unlock(&c->qlock);
     if (!got) break;
-    if (rc || atomic_load(&e->failed)) continue;
     pthread_mutex_lock(&e->sm.lock);
     ls_seg *d = seg_get(&e->sm, x.id);
     int ok = d->seq == x.seq && (d->state == SEG_SEALED || d->state == SEG_CLEANING) && d->ndeps > 0;
     pthread_mutex_unlock(&e->sm.lock);
-    if (!ok) continue;
+    if (!ok) continue;                 /* freed meanwhile, or nothing to settle */
     uint8_t hdr[LS_BUF_HDR];
     int fd = seg_fd(&e->sm, x.id);
     ssize_t n = e->io->m->read(e->io, fd, hdr, sizeof hdr, seg_base(&e->sm, x.id));
     ls_bufhdr h;
     if (n != (ssize_t)sizeof hdr || !ls_bufhdr_decode(hdr, &h) || h.seg_seq != x.seq || h.kind != LS_KIND_GROUP) {
-      if (n < 0) rc = ls_err_io((int)n, "cleaner: read of segment %u", x.id);
-      else eng_problem(e, "segment %u: its header could not be read back to settle it", x.id);
+      /* Left unsettled: it keeps its COMMIT record's segment (space, not
+      ** data, is lost). */
+      eng_problem(e, "segment %u: its header could not be read back to settle it", x.id);
       continue;
     }
     h.flags |= LS_BF_SETTLED;
     ls_bufhdr_encode(hdr, &h);
     int r = e->io->m->write(e->io, fd, hdr, sizeof hdr, seg_base(&e->sm, x.id));
-    if (r) { rc = ls_err_io(r, "write of the header of segment %u", x.id); eng_fail(e, ls_errmsg()); continue; }
+    if (r) {
+      rc = ls_err_io(r, "write of the header of segment %u", x.id);
+      eng_fail(e, ls_errmsg());
+      break;
+    }
     atomic_fetch_add(&e->bytes_written, sizeof hdr);
     atomic_fetch_add(&e->marker_bytes, sizeof hdr);
-    int seen = 0;
-    for (int j = 0; j < nfd; j++) seen |= fds[j] == fd;
-    if (!seen && nfd < 16) fds[nfd++] = fd;
-    else if (!seen) { rc = e->io->m->sync(e->io, fd); if (rc) { rc = ls_err_io(rc, "fdatasync"); eng_fail(e, ls_errmsg()); } }
     (void)seg_ids_push(&c->ids, x.id);
   }
-  for (int j = 0; !rc && j < nfd; j++) {
-    int r = e->io->m->sync(e->io, fds[j]);
+  /* Durable before the COMMIT records they needed may go. */
+  for (uint32_t i = 0; !rc && i < c->ids.n; i++) {
+    int fd = seg_fd(&e->sm, c->ids.v[i]), seen = 0;
+    for (uint32_t k = 0; k < i && !seen; k++) seen = seg_fd(&e->sm, c->ids.v[k]) == fd;
+    if (seen) continue;
+    int r = seg_sync(&e->sm, fd, 0);
     atomic_fetch_add(&e->syncs, 1);
-    if (r) { rc = ls_err_io(r, "fdatasync after settling segments"); eng_fail(e, ls_errmsg()); }
+    if (r) {
+      rc = ls_err_io(r, "fdatasync after settling segments");
+      eng_fail(e, ls_errmsg());
+    }
   }
   if (!rc)
     for (uint32_t i = 0; i < c->ids.n; i++) seg_drop_deps(&e->sm, c->ids.v[i], &c->cand);
+  c->ids.n = 0;
   return rc;
 }
 
@@ -767,55 +841,85 @@ static int settle_all(ls_cleaner *c) {
 
 typedef struct cl_cand {
   uint32_t id;
-  int64_t live;
+  int64_t live, recs;
   double score;
 } cl_cand;
 
-static int cand_by_score(const void *a, const void *b) {
-  const cl_cand *x = a, *y = b;
-  return x->score > y->score ? -1 : x->score < y->score;
-}
-
 /* Bytes of records a group segment can hold. */
 static inline double seg_cap(ls_engine *e) { return (double)(e->seg_size - LS_BUF_HDR); }
+
+/* Segments n candidates' live records need: by bytes, and by whole records
+** of their average size (big rows do not fill a segment to the byte). */
+static double needed(ls_engine *e, const cl_cand *cand, uint32_t n) {
+  double bytes = 0, recs = 0, cap = seg_cap(e);
+  for (uint32_t i = 0; i < n; i++) {
+    bytes += (double)cand[i].live;
+    recs += (double)cand[i].recs;
+  }
+  if (recs <= 0) return 0;
+  double per = (double)(uint64_t)(cap / (bytes / recs));
+  if (per < 1) per = 1;
+  double by_recs = recs / per, by_bytes = bytes / cap;
+  return by_recs > by_bytes ? by_recs : by_bytes;
+}
 
 /* Choose the inputs of one compaction step from set gs: up to MAX_INPUTS
 ** segments whose live records fit in at least one segment fewer.  Greedy
 ** takes the emptiest; cost-benefit ranks by (1-u)*age/(1+u) (LFS), age
 ** being how long ago the segment's youngest record was written.  Returns
 ** the count (0: no step frees a segment) and the estimated gain. */
-static uint32_t select_inputs(ls_cleaner *c, uint32_t gs, int policy, uint32_t *out, double *gain) {
+static uint32_t select_by(ls_cleaner *c, uint32_t gs, int policy, uint32_t *out, double *gain) {
   ls_engine *e = c->e;
   ls_segmgr *m = &e->sm;
-  cl_cand cand[SEG_NBUCKETS * CB_PER_BUCKET];
+  cl_cand cand[MAX_INPUTS] = { { 0, 0, 0, 0 } };   /* the best so far, best first */
   uint32_t nc = 0;
   double cap = seg_cap(e);
   uint64_t now = atomic_load(&e->next_seq);
   pthread_mutex_lock(&m->hist_lock);
   ls_gset *g = gs && gs <= m->ngsets ? m->gsets[gs - 1] : NULL;
-  /* Nearly full segments are not worth a copy. */
+  /* Greedy walks the buckets from the emptiest and stops when it has
+  ** enough; cost-benefit scores the oldest few of every bucket (lists
+  ** are in the order segments entered them).  Both are O(1) in the size of
+  ** the set.  Nearly full segments are not worth a copy. */
   for (uint32_t b = 0; g && b < SEG_NBUCKETS - 2; b++) {
+    if (policy == LS_POLICY_GREEDY && nc == MAX_INPUTS) break;
     uint32_t k = 0;
-    for (uint32_t s = g->head[b]; s != SEG_NONE; s = seg_get(m, s)->hnext) {
+    for (uint32_t s = g->head[b]; s != SEG_NONE && (policy == LS_POLICY_GREEDY || k++ < CB_PER_BUCKET);
+         s = seg_get(m, s)->hnext) {
       ls_seg *d = seg_get(m, s);
       int64_t live = atomic_load(&d->live_bytes);
       double u = (double)live / cap;
       if (u > 1) u = 1;
       uint64_t youngest = atomic_load(&d->max_seq);
       double age = now > youngest ? (double)(now - youngest) : 1.0;
-      cand[nc++] = (cl_cand){ s, live, policy == LS_POLICY_GREEDY ? -u : (1 - u) * age / (1 + u) };
-      if (++k == (policy == LS_POLICY_GREEDY ? MAX_INPUTS : CB_PER_BUCKET)) break;
+      cl_cand x = { s, live, atomic_load(&d->live_records), policy == LS_POLICY_GREEDY ? -u : (1 - u) * age / (1 + u) };
+      if (nc == MAX_INPUTS && x.score <= cand[nc - 1].score) {
+        if (policy == LS_POLICY_GREEDY) break;
+        continue;
+      }
+      uint32_t i = nc < MAX_INPUTS ? nc++ : nc - 1;
+      while (i > 0 && cand[i - 1].score < x.score) { cand[i] = cand[i - 1]; i--; }
+      cand[i] = x;
     }
-    if (policy == LS_POLICY_GREEDY && nc >= MAX_INPUTS) break;
   }
   pthread_mutex_unlock(&m->hist_lock);
-  if (policy != LS_POLICY_GREEDY) qsort(cand, nc, sizeof *cand, cand_by_score);
-  uint32_t n = nc < MAX_INPUTS ? nc : MAX_INPUTS;
-  double live = 0;
-  for (uint32_t i = 0; i < n; i++) live += (double)cand[i].live;
-  *gain = (double)n - live / cap;
+  uint32_t n = nc;
+  /* The copies are written before any input is freed: they must fit in
+  ** the free segments (the reserve included) with one to spare. */
+  ls_segmgr *sm = &e->sm;
+  double avail = (double)seg_nfree(sm) + (double)(sm->max_files - atomic_load(&sm->nfiles)) * sm->segs_per_file;
+  while (n > 1 && needed(e, cand, n) + 2 > avail) n--;
+  *gain = (double)n - needed(e, cand, n);
   if (*gain < 1.0) return 0;
   for (uint32_t i = 0; i < n; i++) out[i] = cand[i].id;
+  return n;
+}
+
+/* Cost-benefit falls back to greedy when its best candidates together
+** would not free a segment (old, nearly full ones on a full disk). */
+static uint32_t select_inputs(ls_cleaner *c, uint32_t gs, int policy, uint32_t *out, double *gain) {
+  uint32_t n = select_by(c, gs, policy, out, gain);
+  if (!n && policy != LS_POLICY_GREEDY) n = select_by(c, gs, LS_POLICY_GREEDY, out, gain);
   return n;
 }
 
@@ -840,6 +944,11 @@ static uint32_t select_tombs(ls_cleaner *c, uint32_t gs, uint32_t *out) {
 
 /* One compaction step on set gs.  *taken: inputs relocated (0: none worth
 ** it). */
+/* One compaction step on set gs.  *taken: inputs relocated (0: none worth
+** it).  The live records of all inputs are written in sequence order --
+** the age sort of LFS: records of about the same age (and so, likely, the
+** same future) end up in the same segments, which cost-benefit then tells
+** apart. */
 static int compact_step(ls_cleaner *c, uint32_t gs, int policy, int tombs, uint32_t *taken) {
   ls_engine *e = c->e;
   uint32_t in[MAX_INPUTS];
@@ -849,15 +958,22 @@ static int compact_step(ls_cleaner *c, uint32_t gs, int policy, int tombs, uint3
   if (!n) return LS_OK;
   for (uint32_t i = 0; i < n; i++) seg_set_take(&e->sm, in[i]);
   eng_hook(e, "compact:selected");
-  for (uint32_t i = 0; i < n; i++) {
-    int rc = relocate(c, in[i], 0);
-    if (rc == LS_CORRUPT) { eng_problem(e, "%s", ls_errmsg()); continue; }
-    if (rc) {
-      for (uint32_t j = i; j < n; j++) seg_set_add(&e->sm, in[j], gs);
-      atomic_fetch_add(&e->segments_compacted, i);
-      *taken = i;
-      return rc;
-    }
+  c->staging = 1;
+  c->stage_len = c->nstaged = 0;
+  int rc = LS_OK;
+  for (uint32_t i = 0; i < n && !rc; i++) {
+    rc = relocate(c, in[i], 0);
+    if (rc == LS_CORRUPT) { eng_problem(e, "%s", ls_errmsg()); rc = LS_OK; }
+  }
+  c->staging = 0;
+  if (!rc && c->nstaged) qsort(c->staged, c->nstaged, sizeof *c->staged, item_by_seq);
+  for (uint32_t i = 0; !rc && i < c->nstaged; i++) rc = push_rec(c, &c->staged[i], c->stage + c->staged[i].off, 0);
+  c->nstaged = c->stage_len = 0;
+  c->resume_seg = SEG_NONE;
+  if (rc) {
+    /* All go back; whatever was copied already is harmless (C1). */
+    for (uint32_t j = 0; j < n; j++) seg_set_add(&e->sm, in[j], gs);
+    return rc;
   }
   atomic_fetch_add(&e->segments_compacted, n);
   *taken = n;
@@ -909,7 +1025,7 @@ static int want_compaction(ls_cleaner *c, int *urgent) {
   if (e->disk_size) {
     uint64_t all = (uint64_t)m->max_files * m->segs_per_file;
     uint64_t growable = (uint64_t)(m->max_files - atomic_load(&m->nfiles)) * m->segs_per_file;
-    uint64_t low = m->reserve_clean + m->reserve_delete + 2 + all / 64;
+    uint64_t low = m->reserve_clean + m->reserve_delete + 2 + all / 128;
     *urgent = nfree + growable < m->reserve_clean + m->reserve_delete + 2;
     return nfree + growable < low;
   }
@@ -940,37 +1056,38 @@ static uint64_t compact_round(ls_cleaner *c, int max_steps) {
     freed += f;
     written = atomic_load(&e->cleaner_segments) - written;
     if (f) c->ema = 0.8 * c->ema + 0.2 * ((double)written / (double)f);
-    if (rc || !taken) break;
+    if (rc || !taken || (urgent && f <= written)) break;
   }
   return freed;
 }
 
 static void background_round(ls_cleaner *c) {
   ls_engine *e = c->e;
-  reclaim(c);
+  uint64_t progress = reclaim(c);
   settle_all(c);
   uint32_t done = 0;
   int rc = separate(c, SEP_BATCH, &done);
-  if (!rc) rc = flush_aged(c);
-  reclaim(c);
+  progress += done;
+  if (!rc) flush_aged(c);
+  progress += reclaim(c);
   int urgent;
   if (want_compaction(c, &urgent)) {
     /* Harder as space runs out and as each freed segment costs more. */
     int steps = urgent ? 64 : 4 + (int)(4 * c->ema);
-    uint64_t freed = compact_round(c, steps);
+    progress += compact_round(c, steps);
     if (want_compaction(c, &urgent)) {
       /* Still short: the output buffers' inputs are freed once written. */
       flush_all(c, 0);
-      freed += reclaim(c);
-      if (freed) cleaner_kick(e);
+      progress += reclaim(c);
     }
   }
   /* Space nobody needs soon goes back to the file system. */
   seg_punch_excess(&e->sm);
+  /* More to do: another round -- unless this one got nowhere (the disk is
+  ** full); then the next hand-off or a writer needing room wakes us. */
   pthread_mutex_lock(&c->qlock);
-  if (c->mixed.len || c->empty.n || c->settle.len) c->kicked = 1;
+  if (progress && (c->mixed.len || c->empty.n || c->settle.len)) c->kicked = 1;
   pthread_mutex_unlock(&c->qlock);
-  LS_UNUSED(rc);
 }
 
 static void *cleaner_main(void *arg) {
@@ -1000,6 +1117,8 @@ int cleaner_make_room(ls_engine *e, int purpose) {
   snprintf(msg, sizeof msg, "%s", ls_errmsg());
   pthread_mutex_lock(&c->lock);
   for (int iter = 0; iter < 64 && !seg_can_alloc(&e->sm, purpose) && !atomic_load(&e->failed); iter++) {
+    if (seg_npunched(&e->sm) && seg_unpunch(&e->sm) == LS_OK) continue;   /* a hole, zeroed */
+    settle_all(c);                    /* unpins mixed segments */
     uint64_t freed = reclaim(c);
     if (seg_can_alloc(&e->sm, purpose)) break;
     uint32_t done = 0;
@@ -1085,11 +1204,17 @@ int ls_compact(ls_engine *e, uint32_t table, uint64_t *freed) {
   for (uint32_t i = 0; !rc && i < n; i++) {
     for (int tombs = 0; tombs < 2 && !rc; tombs++) {
       uint32_t taken;
+      uint64_t net;
       do {
+        uint64_t w0 = atomic_load(&e->cleaner_segments), f0 = atomic_load(&e->segments_freed);
         rc = compact_step(c, sets[i], e->policy, tombs, &taken);
         if (!rc) rc = flush_set(c, sets[i]);
         reclaim(c);
-      } while (!rc && taken);
+        /* A step that frees no more than it writes ends it (the estimate
+        ** can be wrong; never loop on it). */
+        uint64_t fr = atomic_load(&e->segments_freed) - f0, wr = atomic_load(&e->cleaner_segments) - w0;
+        net = fr > wr ? fr - wr : 0;
+      } while (!rc && taken && (net || tombs));
     }
   }
   reclaim(c);
@@ -1134,7 +1259,7 @@ void cleaner_unlock(ls_engine *e) { if (e->cleaner) pthread_mutex_unlock(&e->cle
 
 uint32_t cleaner_buffers_in_use(ls_engine *e) { return e->cleaner ? atomic_load(&e->cleaner->inuse) : 0; }
 
-int cleaner_start(ls_engine *e, seg_ids *mixed, seg_ids *settle) {
+int cleaner_start(ls_engine *e, seg_ids *mixed, seg_ids *settle, seg_ids *empties) {
   ls_cleaner *c = calloc(1, sizeof *c);
   if (!c) return ls_err(LS_NOMEM, "cleaner: out of memory");
   c->e = e;
@@ -1142,14 +1267,17 @@ int cleaner_start(ls_engine *e, seg_ids *mixed, seg_ids *settle) {
   pthread_mutex_init(&c->qlock, NULL);
   pthread_cond_init(&c->qcond, NULL);
   uint64_t mem = e->separator_memory ? e->separator_memory : LS_DEFAULT_SEPARATOR_MEMORY;
+  c->resume_seg = SEG_NONE;
   c->maxbufs = (uint32_t)(mem / e->seg_size);
   if (c->maxbufs < 4) c->maxbufs = 4;
   c->img = ls_alloc_aligned(e->seg_size);
   c->sorted = ls_alloc_aligned(e->seg_size);
+  c->stage = malloc((size_t)MAX_INPUTS * e->seg_size);
   e->cleaner = c;
-  if (!c->img || !c->sorted) return ls_err(LS_NOMEM, "cleaner: out of memory");
+  if (!c->img || !c->sorted || !c->stage) return ls_err(LS_NOMEM, "cleaner: out of memory");
   cleaner_mixed_ready(e, mixed->v, mixed->n);
   cleaner_settle(e, settle->v, settle->n);
+  cleaner_note_empty(e, empties->v, empties->n);
   if (!e->manual_cleaning) {
     if (pthread_create(&c->thread, NULL, cleaner_main, c)) return ls_err(LS_NOMEM, "cannot start the cleaner thread");
     c->started = 1;
@@ -1167,7 +1295,7 @@ void cleaner_stop(ls_engine *e) {
     pthread_mutex_unlock(&c->qlock);
     pthread_join(c->thread, NULL);
   }
-  if (!atomic_load(&e->failed) && c->img && c->sorted) {
+  if (!atomic_load(&e->failed) && c->img && c->sorted && c->stage) {
     /* Leave the copies made so far on disk: the next open need not
     ** separate their mixed segments again. */
     pthread_mutex_lock(&c->lock);
@@ -1188,6 +1316,8 @@ void cleaner_stop(ls_engine *e) {
   free(c->items);
   free(c->img);
   free(c->sorted);
+  free(c->stage);
+  free(c->staged);
   pthread_mutex_destroy(&c->lock);
   pthread_mutex_destroy(&c->qlock);
   pthread_cond_destroy(&c->qcond);

@@ -415,8 +415,8 @@ static void engine_destroy(ls_engine *e) {
     pthread_mutex_unlock(&e->bg_lock);
     pthread_join(e->bg_thread, NULL);
   }
+  writer_stop(e);                  /* no more hand-offs */
   cleaner_stop(e);
-  writer_stop(e);
   catalog_free(e);
   if (e->sm.files) seg_shutdown(&e->sm);
   ls_io_destroy(e->io);
@@ -447,7 +447,7 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   e->policy = o->compaction_policy ? o->compaction_policy : LS_POLICY_COST_BENEFIT;
   e->manual_cleaning = o->manual_cleaning;
   e->separator_memory = o->separator_memory;
-  seg_ids mixed = {0}, settle = {0};
+  seg_ids mixed = {0}, settle = {0}, empties = {0};
   int rc = LS_OK;
   e->path = strdup(dir);
   if (!e->path) { rc = ls_err(LS_NOMEM, "out of memory"); goto fail; }
@@ -500,15 +500,16 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   e->sm.lease_arg = e;
   rc = catalog_load(e);
   if (rc) goto fail;
-  rc = recover(e, &mixed, &settle);
+  rc = recover(e, &mixed, &settle, &empties);
   if (rc) goto fail;
   rc = writer_start(e);
   if (rc) goto fail;
-  rc = cleaner_start(e, &mixed, &settle);
+  rc = cleaner_start(e, &mixed, &settle, &empties);
   if (rc) goto fail;
   free(mixed.v);
   free(settle.v);
-  mixed.v = settle.v = NULL;
+  free(empties.v);
+  mixed.v = settle.v = empties.v = NULL;
   if (pthread_create(&e->bg_thread, NULL, bg_main, e)) {
     rc = ls_err(LS_NOMEM, "cannot start the background thread");
     goto fail;
@@ -520,6 +521,7 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
 fail:
   free(mixed.v);
   free(settle.v);
+  free(empties.v);
   engine_destroy(e);
   return rc;
 }

@@ -184,6 +184,9 @@ typedef struct txn_obs {
   uint64_t hi, lo;
   uint64_t word;                   /* location seen (0 if absent) */
   uint64_t seq;                    /* its write sequence */
+  uint64_t segseq;                 /* incarnation of word's segment then (a
+                                   ** slot reused since may hold a newer
+                                   ** record at the same location) */
   uint32_t table;
   uint8_t present;                 /* a row (not absent, not a tombstone) */
 } txn_obs;
@@ -242,8 +245,15 @@ void txn_observe_seq(ls_txn *t, uint32_t table, const idx_key *key, uint64_t wor
 int txn_before_read(ls_txn *t, uint32_t table);
 
 /* Remember the committed version of key seen through t (first time only);
-** txn_before_read was called before the read. */
-int txn_observe(ls_txn *t, uint32_t table, const idx_key *key, uint64_t word, uint64_t seq, int present);
+** txn_before_read was called before the read.  segseq: the incarnation of
+** word's segment, read inside the guard section that found word. */
+int txn_observe(ls_txn *t, uint32_t table, const idx_key *key, uint64_t word, uint64_t seq, uint64_t segseq,
+                int present);
+
+/* The incarnation of word's segment (0 for no word).  Inside the guard. */
+static inline uint64_t eng_segseq(ls_engine *e, uint64_t word) {
+  return word ? atomic_load(&seg_get(&e->sm, loc_seg(word))->seq) : 0;
+}
 
 /* The overlay index of t's writes to table (NULL if none); its words hold
 ** ordinal+1 in the low 32 bits (0: only observed). */
@@ -289,9 +299,9 @@ void writer_free_empty(ls_engine *e);
 
 /* ---- cleaner.c --------------------------------------------------------- */
 
-/* Start cleaning (a thread unless manual_cleaning); mixed and settle are
-** what recovery left for it. */
-int cleaner_start(ls_engine *e, seg_ids *mixed, seg_ids *settle);
+/* Start cleaning (a thread unless manual_cleaning); mixed, settle and
+** empties are what recovery left for it. */
+int cleaner_start(ls_engine *e, seg_ids *mixed, seg_ids *settle, seg_ids *empties);
 /* Write what the relocation buffers hold (unless failed) and stop. */
 void cleaner_stop(ls_engine *e);
 void cleaner_kick(ls_engine *e);
@@ -325,9 +335,10 @@ static inline void eng_hook(ls_engine *e, const char *point) {
 /* ---- recovery.c -------------------------------------------------------- */
 
 /* Rebuild the indexes and segment states from the data files.  The mixed
-** segments that hold live records, oldest first, and the group segments
-** whose buffer can be settled are left in *mixed and *settle for the
+** segments that hold live records, oldest first, the group segments whose
+** buffer can be settled, and the empty segments that need a free marker
+** before they are freed are left in *mixed, *settle and *empties for the
 ** cleaner. */
-int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle);
+int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle, seg_ids *empties);
 
 #endif

@@ -28,6 +28,9 @@
 #define MANIFEST "MANIFEST"
 #define MANIFEST_TMP "MANIFEST.tmp"
 #define MANIFEST_MAX (16u << 20)
+/* Space kept aside for writing the manifest on a full file system. */
+#define MANIFEST_SPARE_NAME "MANIFEST.spare"
+#define MANIFEST_SPARE (64u << 10)
 
 void ls_manifest_free(ls_manifest *m) {
   free(m->tables);
@@ -237,23 +240,51 @@ int ls_manifest_read(ls_io *io, int dirfd, ls_manifest *m) {
   return rc;
 }
 
+/* Write text as the new manifest: temp file, fsync, rename, fsync dir. */
+static int write_once(ls_io *io, int dirfd, const char *text, size_t len) {
+  io->m->unlink(io, dirfd, MANIFEST_TMP);
+  int fd = io->m->open(io, dirfd, MANIFEST_TMP, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0) return ls_err_io(fd, "create MANIFEST.tmp");
+  int e = io->m->write(io, fd, text, len, 0);
+  if (!e) e = io->m->fsync(io, fd);
+  io->m->close(io, fd);
+  if (e) {
+    io->m->unlink(io, dirfd, MANIFEST_TMP);
+    return ls_err_io(e, "write MANIFEST.tmp");
+  }
+  e = io->m->rename(io, dirfd, MANIFEST_TMP, MANIFEST);
+  if (e) return ls_err_io(e, "rename MANIFEST.tmp");
+  e = io->m->fsync(io, dirfd);
+  if (e) return ls_err_io(e, "fsync data directory");
+  return LS_OK;
+}
+
+/* Make sure MANIFEST.spare holds MANIFEST_SPARE bytes (best effort). */
+static void keep_spare(ls_io *io, int dirfd) {
+  int fd = io->m->open(io, dirfd, MANIFEST_SPARE_NAME, O_RDONLY, 0);
+  if (fd >= 0) { io->m->close(io, fd); return; }
+  fd = io->m->open(io, dirfd, MANIFEST_SPARE_NAME, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0) return;
+  char *zero = calloc(1, MANIFEST_SPARE);
+  int e = zero ? io->m->write(io, fd, zero, MANIFEST_SPARE, 0) : -ENOMEM;
+  if (!e) e = io->m->fsync(io, fd);
+  io->m->close(io, fd);
+  free(zero);
+  if (e) io->m->unlink(io, dirfd, MANIFEST_SPARE_NAME);
+}
+
 int ls_manifest_write(ls_io *io, int dirfd, const ls_manifest *m) {
   size_t len;
   char *text = ls_manifest_format(m, &len);
   if (!text) return ls_err(LS_NOMEM, "manifest: out of memory");
-  int rc = LS_OK;
-  io->m->unlink(io, dirfd, MANIFEST_TMP);
-  int fd = io->m->open(io, dirfd, MANIFEST_TMP, O_WRONLY | O_CREAT | O_EXCL, 0600);
-  if (fd < 0) { rc = ls_err_io(fd, "create MANIFEST.tmp"); goto out; }
-  int e = io->m->write(io, fd, text, len, 0);
-  if (!e) e = io->m->fsync(io, fd);
-  io->m->close(io, fd);
-  if (e) { rc = ls_err_io(e, "write MANIFEST.tmp"); goto out; }
-  e = io->m->rename(io, dirfd, MANIFEST_TMP, MANIFEST);
-  if (e) { rc = ls_err_io(e, "rename MANIFEST.tmp"); goto out; }
-  e = io->m->fsync(io, dirfd);
-  if (e) rc = ls_err_io(e, "fsync data directory");
-out:
+  int rc = write_once(io, dirfd, text, len);
+  if (rc == LS_FULL && io->m->unlink(io, dirfd, MANIFEST_SPARE_NAME) == 0) {
+    /* The file system is full: the spare's space lets the catalog (and
+    ** the cleaner, which leases segment sequences through it) go on. */
+    (void)io->m->fsync(io, dirfd);
+    rc = write_once(io, dirfd, text, len);
+  }
+  if (!rc) keep_spare(io, dirfd);
   free(text);
   return rc;
 }

@@ -96,11 +96,12 @@ int ls_locate(ls_engine *e, ls_txn *txn, uint32_t table, const ls_key *k, uint64
   unsigned g = ls_guard_enter(&e->guard);
   uint64_t word = 0;
   int rc = eng_lookup(e, table, &key, &word);
+  uint64_t segseq = rc ? 0 : eng_segseq(e, word);
   ls_guard_leave(&e->guard, g);
   if (rc) return rc;
   int present = word && !loc_tomb(word);
   /* The sequence is not known without a read: 0, filled in by ls_get_at. */
-  if (txn) rc = txn_observe(txn, table, &key, present ? word : 0, 0, present);
+  if (txn) rc = txn_observe(txn, table, &key, present ? word : 0, 0, segseq, present);
   if (rc) return rc;
   *where = word;
   return present ? LS_OK : LS_NOTFOUND;
@@ -129,7 +130,7 @@ int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_key *
   if (n <= 0) return LS_OK;
   ls_io_req *req = malloc((size_t)n * sizeof *req);
   int *which = malloc((size_t)n * sizeof *which);
-  uint64_t *words = malloc((size_t)n * sizeof *words);
+  uint64_t *words = malloc(2 * (size_t)n * sizeof *words);   /* then segseqs */
   if (!req || !which || !words) {
     free(req); free(which); free(words);
     return ls_err(LS_NOMEM, "out of memory");
@@ -174,6 +175,7 @@ int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_key *
                               vals[i].mem, &vals[i]);
     }
   }
+  for (int i = 0; !rc && i < n; i++) words[n + i] = eng_segseq(e, words[i]);
   ls_guard_leave(&e->guard, g);
   /* Remember what the transaction saw (for its commit check). */
   for (int i = 0; !rc && txn && i < n; i++) {
@@ -182,7 +184,7 @@ int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_key *
     idx_key_from_digest(&key, keys[i].digest);
     int present = rcs[i] == LS_OK;
     if (rcs[i] == LS_OK || rcs[i] == LS_NOTFOUND)
-      rc = txn_observe(txn, table, &key, words[i], present ? vals[i].seq : 0, present);
+      rc = txn_observe(txn, table, &key, words[i], present ? vals[i].seq : 0, words[n + i], present);
   }
   free(req);
   free(which);

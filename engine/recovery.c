@@ -81,7 +81,8 @@ typedef struct rstate {
   range *aborts;                   /* sorted once known */
   uint64_t naborts, capaborts;
   int aborts_known;                /* second pass: skip aborted records */
-  uint32_t (*deps)[2];             /* segment -> segment holding its COMMIT/ABORT */
+  uint32_t (*deps)[3];             /* segment -> segment holding its COMMIT or
+                                   ** ABORT record, 1 for an ABORT */
   uint64_t ndeps, capdeps;
   uint64_t max_seq;                /* highest write sequence seen */
   uint64_t max_seg_seq;            /* highest segment sequence seen */
@@ -198,12 +199,14 @@ static int apply(rstate *rs, const pend *p) {
   return LS_OK;
 }
 
-static int add_dep(rstate *rs, uint32_t x, uint32_t y) {
-  if (x == y || (rs->ndeps && rs->deps[rs->ndeps - 1][0] == x && rs->deps[rs->ndeps - 1][1] == y)) return LS_OK;
+static int add_dep(rstate *rs, uint32_t x, uint32_t y, uint32_t abort) {
+  if ((x == y && !abort) ||
+      (rs->ndeps && rs->deps[rs->ndeps - 1][0] == x && rs->deps[rs->ndeps - 1][1] == y)) return LS_OK;
   int rc = grow((void **)&rs->deps, &rs->capdeps, rs->ndeps + 1, sizeof *rs->deps);
   if (rc) return rc;
   rs->deps[rs->ndeps][0] = x;
   rs->deps[rs->ndeps][1] = y;
+  rs->deps[rs->ndeps][2] = abort;
   rs->ndeps++;
   return LS_OK;
 }
@@ -264,7 +267,7 @@ static int scan_segment(rstate *rs, uint32_t id, const uint8_t *img) {
       if (rs->aborts_known) {
         const range *a = find_range(rs->aborts, rs->naborts, r.seq, 1);
         if (a) {                   /* a record of an aborted transaction */
-          int rc = add_dep(rs, id, a->seg);
+          int rc = add_dep(rs, id, a->seg, 1);
           if (rc) return rc;
           p += r.size;
           left -= r.size;
@@ -440,7 +443,7 @@ static int scan_pass(rstate *rs, uint32_t nseg, uint8_t *bufs) {
       const range *c = find_range(rs->commits, rs->ncommits, rs->cont[i].seq, 0);
       if (!c) continue;
       rc = apply(rs, &rs->cont[i]);
-      if (!rc) rc = add_dep(rs, loc_seg(rs->cont[i].word), c->seg);
+      if (!rc) rc = add_dep(rs, loc_seg(rs->cont[i].word), c->seg, 0);
     }
   }
   if (!rc) rc = flush_batch(rs);
@@ -474,7 +477,7 @@ static int cmp_by_seq(const void *a, const void *b, void *arg) {
   return x < y ? -1 : x > y;
 }
 
-int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle) {
+int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle, seg_ids *empties) {
   uint64_t t0 = ls_now_ns();
   rstate rs;
   memset(&rs, 0, sizeof rs);
@@ -511,12 +514,23 @@ int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle) {
     /* A segment in use pins the segments with the COMMIT or ABORT records
     ** its records rely on; segments without live records and without pins
     ** are free. */
-    for (uint64_t i = 0; !rc && i < rs.ndeps; i++)
-      if (atomic_load(&seg_get(&e->sm, rs.deps[i][0])->live_records) > 0)
-        rc = seg_add_dep(&e->sm, rs.deps[i][0], rs.deps[i][1]);
+    for (uint64_t i = 0; !rc && i < rs.ndeps; i++) {
+      uint32_t x = rs.deps[i][0], y = rs.deps[i][1];
+      if (rs.deps[i][2]) {
+        /* x holds records of an aborted transaction: it keeps the ABORT
+        ** record readable until a free marker made x unreadable (the
+        ** cleaner frees it, even if empty now). */
+        seg_flags(&e->sm, x, SEGF_MARK, 0);
+        rc = seg_add_dep(&e->sm, x, y);
+        if (!rc && atomic_load(&seg_get(&e->sm, x)->live_records) == 0 && seg_ids_push(empties, x))
+          rc = ls_err(LS_NOMEM, "recovery: out of memory");
+      } else if (atomic_load(&seg_get(&e->sm, x)->live_records) > 0) {
+        rc = seg_add_dep(&e->sm, x, y);
+      }
+    }
     for (uint32_t s = 0; !rc && s < nseg; s++) {
       ls_seg *d = seg_get(&e->sm, s);
-      if (d->state != SEG_FREE && atomic_load(&d->live_records) == 0 && d->pins == 0) {
+      if (d->state != SEG_FREE && atomic_load(&d->live_records) == 0 && d->pins == 0 && !(d->flags & SEGF_MARK)) {
         /* Its records stay readable until the slot is written again. */
         atomic_store(&d->stale_floor, atomic_load(&d->dead_floor));
         atomic_store(&d->dead_floor, SEG_NOFLOOR);
@@ -536,13 +550,14 @@ int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle) {
           seg_push_free(&e->sm, s);
         continue;
       }
+      if (atomic_load(&d->live_records) == 0) continue;   /* pinned, or to be marked */
       if (d->kind == LS_KIND_MIXED) {
-        if (atomic_load(&d->live_records) > 0 && seg_ids_push(mixed, s)) rc = ls_err(LS_NOMEM, "recovery: out of memory");
+        if (seg_ids_push(mixed, s)) rc = ls_err(LS_NOMEM, "recovery: out of memory");
         continue;
       }
       ls_table *t = eng_table(e, d->table);
       if (t && d->group < t->groups) seg_set_add(&e->sm, s, t->gsets[d->group]);
-      else if (atomic_load(&d->live_records) > 0)
+      else
         problem(&rs, "segment %u: group segment of table %u group %u, which does not exist, holds live records",
                 s, d->table, d->group);
       if (d->ndeps && seg_ids_push(settle, s)) rc = ls_err(LS_NOMEM, "recovery: out of memory");

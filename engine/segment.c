@@ -22,6 +22,15 @@
 
 void seg_file_name(uint32_t n, char *buf) { snprintf(buf, 32, "data-%06u.ls", n); }
 
+int seg_sync(ls_segmgr *m, int fd, int full) {
+  pthread_mutex_lock(&m->sync_lock);
+  int r = m->sync_err;
+  if (!r) r = full ? m->io->m->fsync(m->io, fd) : m->io->m->sync(m->io, fd);
+  if (r && !m->sync_err) m->sync_err = r;
+  pthread_mutex_unlock(&m->sync_lock);
+  return r;
+}
+
 int seg_init(ls_segmgr *m, ls_io *io, int dirfd, uint32_t seg_size, uint64_t file_size,
              uint64_t disk_size) {
   memset(m, 0, sizeof *m);
@@ -35,10 +44,10 @@ int seg_init(ls_segmgr *m, ls_io *io, int dirfd, uint32_t seg_size, uint64_t fil
   if (maxf > 65536) maxf = 65536;
   if (disk_size && disk_size / file_size < maxf) maxf = disk_size / file_size;
   m->max_files = (uint32_t)maxf;
-  /* The reserve: about 3% of a bounded disk, between 4 and 32 segments;
+  /* The reserve: about 1.5% of a bounded disk, between 4 and 32 segments;
   ** 8 when the disk is unbounded (the file system's end is the bound). */
-  uint64_t total = disk_size ? (uint64_t)m->max_files * m->segs_per_file : 256;
-  uint64_t rc = total / 32;
+  uint64_t total = disk_size ? (uint64_t)m->max_files * m->segs_per_file : 512;
+  uint64_t rc = total / 64;
   m->reserve_clean = (uint32_t)(rc < 4 ? 4 : rc > 32 ? 32 : rc);
   m->reserve_delete = m->reserve_clean / 2 < 2 ? 2 : m->reserve_clean / 2;
   m->fds = malloc(m->max_files * sizeof(int));
@@ -51,6 +60,7 @@ int seg_init(ls_segmgr *m, ls_io *io, int dirfd, uint32_t seg_size, uint64_t fil
   pthread_mutex_init(&m->lock, NULL);
   pthread_cond_init(&m->cond, NULL);
   pthread_mutex_init(&m->hist_lock, NULL);
+  pthread_mutex_init(&m->sync_lock, NULL);
   m->next_seq = 1;
   return LS_OK;
 }
@@ -72,6 +82,7 @@ void seg_shutdown(ls_segmgr *m) {
   pthread_mutex_destroy(&m->lock);
   pthread_cond_destroy(&m->cond);
   pthread_mutex_destroy(&m->hist_lock);
+  pthread_mutex_destroy(&m->sync_lock);
   memset(m, 0, sizeof *m);
 }
 
@@ -201,7 +212,7 @@ static uint32_t keep_free(const ls_segmgr *m, int purpose) {
 
 int seg_can_alloc(ls_segmgr *m, int purpose) {
   pthread_mutex_lock(&m->lock);
-  int ok = m->fq_len + m->punched.n > keep_free(m, purpose);
+  int ok = m->fq_len > keep_free(m, purpose);   /* holes may not be writable */
   pthread_mutex_unlock(&m->lock);
   return ok;
 }
@@ -209,7 +220,18 @@ int seg_can_alloc(ls_segmgr *m, int purpose) {
 int seg_alloc(ls_segmgr *m, int kind, uint32_t table, uint32_t group, int purpose, uint32_t *id) {
   pthread_mutex_lock(&m->lock);
   for (;;) {
-    if (m->fq_len > keep_free(m, purpose)) break;
+    if (m->fq_len > keep_free(m, purpose)) {
+      if (m->next_seq < m->lease_end) break;
+      /* Lease more sequences before using any (a manifest write); the
+      ** free count is checked again afterwards. */
+      uint64_t end = m->next_seq + LEASE_STEP;
+      pthread_mutex_unlock(&m->lock);
+      int rc = m->lease ? m->lease(m->lease_arg, end) : LS_OK;
+      if (rc) return rc;
+      pthread_mutex_lock(&m->lock);
+      if (end > m->lease_end) m->lease_end = end;
+      continue;
+    }
     if (m->fq_len + m->punched.n > keep_free(m, purpose)) {
       pthread_mutex_unlock(&m->lock);
       int rc = seg_unpunch(m);
@@ -233,18 +255,6 @@ int seg_alloc(ls_segmgr *m, int kind, uint32_t table, uint32_t group, int purpos
     return ls_err(LS_FULL, "no space left: all %u data files of %llu bytes hold live data%s", nf,
                   (unsigned long long)m->file_size,
                   nf >= m->max_files ? " and disk_size allows no more" : " and the file system has no room for another");
-  }
-  while (m->next_seq >= m->lease_end) {
-    /* Lease more sequences before using any (a manifest write). */
-    uint64_t end = m->next_seq + LEASE_STEP;
-    pthread_mutex_unlock(&m->lock);
-    int rc = m->lease ? m->lease(m->lease_arg, end) : LS_OK;
-    pthread_mutex_lock(&m->lock);
-    if (rc) {
-      pthread_mutex_unlock(&m->lock);
-      return rc;
-    }
-    if (end > m->lease_end) m->lease_end = end;
   }
   uint32_t s = m->freeq[m->fq_head];
   m->fq_head = (m->fq_head + 1) % m->fq_cap;
@@ -542,26 +552,23 @@ uint32_t seg_punch_excess(ls_segmgr *m) {
   int prev = -1, e = 0;
   for (uint32_t i = 0; i < want && !e; i++) {
     int fd = seg_fd(m, all[i]);
-    if (prev >= 0 && fd != prev) e = m->io->m->fsync(m->io, prev);
+    if (prev >= 0 && fd != prev) e = seg_sync(m, prev, 1);
     prev = fd;
     if (!e) e = m->io->m->fallocate(m->io, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, seg_base(m, all[i]),
                                     m->seg_size);
     if (!e) done++;
   }
-  if (!e && prev >= 0) e = m->io->m->fsync(m->io, prev);
+  if (!e && prev >= 0) e = seg_sync(m, prev, 1);
   pthread_mutex_lock(&m->lock);
-  if (e) {
-    /* Not supported here, or failed: those segments are free as before
-    ** (a half-punched range reads back as zeros or old bytes, both free). */
-    m->no_punch = 1;
-    for (uint32_t i = 0; i < want; i++) (void)freeq_push(m, all[i]);
-    done = 0;
-  } else {
-    for (uint32_t i = 0; i < done; i++) {
-      atomic_store(&seg_get(m, all[i])->stale_floor, SEG_NOFLOOR);
-      if (seg_ids_push(&m->punched, all[i])) (void)freeq_push(m, all[i]);
-    }
+  /* The ones punched are holes (zeroed before use) even if the sync
+  ** failed; a hole punched but not synced may read back as old bytes, so
+  ** their floors stay.  Those not reached are free as before. */
+  for (uint32_t i = 0; i < done; i++) {
+    if (!e) atomic_store(&seg_get(m, all[i])->stale_floor, SEG_NOFLOOR);
+    if (seg_ids_push(&m->punched, all[i])) (void)freeq_push(m, all[i]);
   }
+  for (uint32_t i = done; i < want; i++) (void)freeq_push(m, all[i]);
+  if (e) m->no_punch = 1;
   pthread_mutex_unlock(&m->lock);
   free(all);
   if (e) ls_err_io(e, "punch holes in data files");
@@ -581,7 +588,7 @@ int seg_unpunch(ls_segmgr *m) {
   if (zero) memset(zero, 0, m->seg_size);
   int fd = seg_fd(m, s);
   if (!e) e = m->io->m->write(m->io, fd, zero, m->seg_size, seg_base(m, s));
-  if (!e) e = m->io->m->sync(m->io, fd);
+  if (!e) e = seg_sync(m, fd, 0);
   free(zero);
   pthread_mutex_lock(&m->lock);
   if (e) (void)seg_ids_push(&m->punched, s);

@@ -163,6 +163,10 @@ typedef struct ls_segmgr {
   int formatting;                  /* a file is being formatted */
   _Atomic uint64_t format_bytes;   /* bytes written to format files */
 
+  pthread_mutex_t sync_lock;       /* one data-file sync at a time */
+  int sync_err;                    /* a sync of a data file failed (-errno):
+                                   ** every later one fails too */
+
   pthread_mutex_t hist_lock;       /* group sets and their lists */
   ls_gset **gsets;
   uint32_t ngsets, capgsets;
@@ -181,6 +185,13 @@ static inline uint64_t seg_base(ls_segmgr *m, uint32_t id) {
   return (uint64_t)(id % m->segs_per_file) * m->seg_size;
 }
 static inline uint32_t seg_count(ls_segmgr *m) { return atomic_load(&m->nfiles) * m->segs_per_file; }
+
+/* fdatasync (full: fsync) a data file.  Every thread syncs data files
+** through here: Linux reports a writeback error once per open file, so a
+** failure one thread saw must fail every later sync (fsyncgate), or
+** another thread would acknowledge writes that never reached the disk.
+** 0 or -errno. */
+int seg_sync(ls_segmgr *m, int fd, int full);
 
 /* Name of data file n ("data-000012.ls"), into buf of at least 32 bytes. */
 void seg_file_name(uint32_t n, char *buf);
@@ -202,7 +213,8 @@ int seg_add_file(ls_segmgr *m);
 ** cleaner for room and try again). */
 int seg_alloc(ls_segmgr *m, int kind, uint32_t table, uint32_t group, int purpose, uint32_t *id);
 
-/* Could seg_alloc(purpose) succeed now without growing?  (A hint.) */
+/* Could seg_alloc(purpose) succeed now without growing or zeroing a hole?
+** (A hint.) */
 int seg_can_alloc(ls_segmgr *m, int purpose);
 
 void seg_seal(ls_segmgr *m, uint32_t id);

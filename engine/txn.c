@@ -248,7 +248,7 @@ static void note_first_read(ls_txn *t, txn_map *m) {
 
 /* Record the committed version of key seen now (first time only). */
 static int observe(ls_txn *t, txn_map *m, const idx_key *key, uint64_t w, uint32_t table,
-                   uint64_t word, uint64_t seq, int present) {
+                   uint64_t word, uint64_t seq, uint64_t segseq, int present) {
   if (map_obs(w)) return LS_OK;
   if (t->nobs == t->capobs) {
     uint32_t ncap = t->capobs ? 2 * t->capobs : 32;
@@ -262,6 +262,7 @@ static int observe(ls_txn *t, txn_map *m, const idx_key *key, uint64_t w, uint32
   o->lo = key->lo;
   o->word = word;
   o->seq = seq;
+  o->segseq = word ? segseq : 0;
   o->table = table;
   o->present = (uint8_t)present;
   if (idx_put(m->idx, key, map_word(map_rec(w), t->nobs + 1), NULL) < 0)
@@ -315,12 +316,13 @@ void txn_observe_seq(ls_txn *t, uint32_t table, const idx_key *key, uint64_t wor
   if (o->seq == 0 && o->present && loc_same(o->word, word)) o->seq = seq;
 }
 
-int txn_observe(ls_txn *t, uint32_t table, const idx_key *key, uint64_t word, uint64_t seq, int present) {
+int txn_observe(ls_txn *t, uint32_t table, const idx_key *key, uint64_t word, uint64_t seq, uint64_t segseq,
+                int present) {
   txn_map *m = find_map(t, table, 1);
   if (!m) return ls_err(LS_NOMEM, "out of memory");
   uint64_t w = 0;
   idx_get(m->idx, key, &w);
-  return observe(t, m, key, w, table, present ? word : 0, seq, present);
+  return observe(t, m, key, w, table, present ? word : 0, seq, segseq, present);
 }
 
 ls_index *txn_overlay(ls_txn *t, uint32_t table) {
@@ -353,14 +355,14 @@ static int txn_read(ls_txn *t, uint32_t table, const ls_key *k, ls_value *v, int
   uint64_t word = 0;
   int rc = eng_lookup(e, table, &key, &word);
   int present = 0;
-  uint64_t seq = 0;
+  uint64_t seq = 0, segseq = 0;
   if (!rc && word && !loc_tomb(word)) {
     rc = eng_read_record(e, word, table, k, v);
-    if (!rc) { present = 1; seq = v->seq; }
+    if (!rc) { present = 1; seq = v->seq; segseq = eng_segseq(e, word); }
   }
   ls_guard_leave(&e->guard, g);
   if (rc) return rc;
-  rc = observe(t, m, &key, w, table, present ? word : 0, seq, present);
+  rc = observe(t, m, &key, w, table, present ? word : 0, seq, segseq, present);
   if (rc) return rc;
   return present ? LS_OK : LS_NOTFOUND;
 }

@@ -170,10 +170,20 @@ static int note_sync_fd(ls_writer *w, int fd) {
   return LS_OK;
 }
 
-static int sync_files(ls_writer *w) {
+/* The first buffer of s is durable: what earlier incarnations of its slot
+** left can no longer be read back. */
+static void first_durable(ls_engine *e, uint32_t s) {
+  ls_seg *d = seg_get(&e->sm, s);
+  if (d->used) atomic_store(&d->stale_floor, SEG_NOFLOOR);
+}
+
+/* Sync every file written since the last sync.  final: the end of a
+** group (or call); with the syncs before it, everything written so far is
+** durable, so the segments written have their first buffers on disk. */
+static int sync_files(ls_writer *w, int final) {
   ls_engine *e = w->e;
   for (int i = 0; i < w->nsync; i++) {
-    int r = e->io->m->sync(e->io, w->sync_fds[i]);
+    int r = seg_sync(&e->sm, w->sync_fds[i], 0);
     atomic_fetch_add(&e->syncs, 1);
     if (r) {
       w->nsync = 0;
@@ -182,11 +192,16 @@ static int sync_files(ls_writer *w) {
     }
   }
   w->nsync = 0;
-  /* These segments' first buffers are durable: what earlier incarnations
-  ** of their slots left can no longer be read back. */
-  if (w->seg != TXN_NONE) atomic_store(&seg_get(&e->sm, w->seg)->stale_floor, SEG_NOFLOOR);
-  for (uint32_t i = 0; i < w->sealed.n; i++) atomic_store(&seg_get(&e->sm, w->sealed.v[i])->stale_floor, SEG_NOFLOOR);
-  for (uint32_t i = 0; i < w->direct.n; i++) atomic_store(&seg_get(&e->sm, w->direct.v[i])->stale_floor, SEG_NOFLOOR);
+  /* A write or sync failure elsewhere (the cleaner) fails this too. */
+  if (atomic_load(&e->failed)) {
+    w->io_error = 1;
+    return ls_err(LS_READONLY, "%s", e->fail_msg);
+  }
+  if (final) {
+    if (w->seg != TXN_NONE) first_durable(e, w->seg);
+    for (uint32_t i = 0; i < w->sealed.n; i++) first_durable(e, w->sealed.v[i]);
+    for (uint32_t i = 0; i < w->direct.n; i++) first_durable(e, w->direct.v[i]);
+  }
   return LS_OK;
 }
 
@@ -214,7 +229,7 @@ static int buf_write(ls_writer *w) {
   d->used = w->buf_start + len;
   if (note_sync_fd(w, fd)) {
     /* More files than slots in one group: sync what we have now. */
-    int rc = sync_files(w);
+    int rc = sync_files(w, 0);
     if (rc) return rc;
     note_sync_fd(w, fd);
   }
@@ -345,7 +360,7 @@ static int direct_write(ls_writer *w, ls_txn *t, uint32_t s, uint32_t len, uint3
   if (!rc) rc = note_tseg(w, s);
   if (rc) return ls_err(LS_NOMEM, "writer: out of memory");
   if (note_sync_fd(w, fd)) {
-    rc = sync_files(w);
+    rc = sync_files(w, 0);
     if (rc) return rc;
     note_sync_fd(w, fd);
   }
@@ -502,8 +517,8 @@ static int obs_holds(ls_engine *e, const txn_obs *o) {
     ok = word == 0 || loc_tomb(word);
   } else if (word == 0 || loc_tomb(word)) {
     ok = 0;
-  } else if (loc_same(word, o->word)) {
-    ok = 1;
+  } else if (loc_same(word, o->word) && eng_segseq(e, word) == o->segseq) {
+    ok = 1;                        /* the very record seen */
   } else if (o->seq == 0) {
     ok = 0;                        /* located, never read: moved or changed */
   } else {
@@ -523,12 +538,17 @@ static void txn_finish(ls_txn *t, int rc, const char *msg) {
   sem_post(&t->done);
 }
 
-/* Does t read or write a key written by a prepared transaction?  (Its
-** records are durable but not installed: t could not have seen them, and
-** t's newer records must not be installed before them.) */
-static int prepared_conflict(ls_writer *w, ls_txn *t) {
-  for (ls_txn *p = w->prepared; p; p = p->next_prepared) {
-    if (p == t) continue;
+/* Does t read or write a key written by a prepared transaction -- of an
+** earlier group, or accepted before t in this one (acc)?  (Its records are
+** durable but not installed: t could not have seen them, and t's newer
+** records must not be installed before them.) */
+static int prepared_conflict(ls_writer *w, ls_txn *t, ls_txn *acc) {
+  ls_txn *p = w->prepared;
+  int in_group = 0;
+  for (;; p = in_group ? p->next : p->next_prepared) {
+    if (!p && !in_group) { p = acc; in_group = 1; }
+    if (!p) break;
+    if (p == t || (in_group && p->mode != WRITE_PREPARE)) continue;
     for (uint32_t m = 0; m < t->nmaps; m++) {
       ls_index *mine = t->maps[m].idx, *theirs = txn_overlay(p, t->maps[m].table);
       if (!theirs) continue;
@@ -569,7 +589,7 @@ static ls_txn *validate(ls_writer *w, ls_txn *group) {
       if (!tb) { rc = LS_NOTABLE; msg = "the table was dropped before the commit"; }
     }
     ls_guard_leave(&e->guard, g);
-    if (!rc && prepared_conflict(w, t)) {
+    if (!rc && prepared_conflict(w, t, acc)) {
       rc = LS_CONFLICT;
       msg = "another transaction holding one of its rows is committing; nothing was written";
       atomic_fetch_add(&e->conflicts, 1);
@@ -623,7 +643,11 @@ static void install(ls_writer *w, ls_txn *t) {
     if (r->dead) continue;
     if (!tb || tb->id != r->table) {
       if (tb) pthread_rwlock_unlock(&tb->lock);
-      tb = eng_table(e, r->table);   /* present: drops run on this thread */
+      /* Present for a commit (drops run on this thread); a prepared
+      ** transaction's table may have been dropped before its publish: its
+      ** records are dead. */
+      tb = eng_table(e, r->table);
+      if (!tb) { note_empty(w, loc_seg(r->word)); continue; }
       pthread_rwlock_wrlock(&tb->lock);
       atomic_fetch_add(&tb->changes, 1);
     }
@@ -706,20 +730,28 @@ static int do_unprepare(ls_engine *e, void *arg) {
   ls_rec_encode(rec, LS_REC_ABORT, 0, NULL, 0, range, 16);
   w->io_error = 0;
   group_start(w, sizeof rec);
-  int rc = ensure_segment(w, SEG_FOR_DELETE);
-  if (!rc && sizeof rec > room(w)) rc = switch_segment(w, SEG_FOR_DELETE);
+  /* The reserve's last segments may serve: an ABORT record that can not
+  ** be written would leave the transaction counting after a restart. */
+  int rc = ensure_segment(w, SEG_FOR_CLEANER);
+  if (!rc && sizeof rec > room(w)) rc = switch_segment(w, SEG_FOR_CLEANER);
   /* The segments holding t's records must keep this ABORT record readable
-  ** as long as they are in use; pin before writing. */
+  ** as long as they are in use, and must themselves become unreadable (a
+  ** free marker) before they let it go: a freed segment's records are
+  ** read again by recovery until its slot is rewritten.  Pin before
+  ** writing. */
   for (uint32_t i = 0; !rc && i < t->nrec; i++)
-    if (!t->recs[i].dead && t->recs[i].word) rc = seg_add_dep(&e->sm, loc_seg(t->recs[i].word), w->seg);
+    if (!t->recs[i].dead && t->recs[i].word) {
+      rc = seg_add_dep(&e->sm, loc_seg(t->recs[i].word), w->seg);
+      seg_flags(&e->sm, loc_seg(t->recs[i].word), SEGF_MARK, 0);
+    }
   if (!rc) {
     append(w, rec, sizeof rec, LS_RF_END, 0);
     rc = buf_write(w);
   }
-  if (!rc) rc = sync_files(w);
-  if (rc && w->io_error) {
+  if (!rc) rc = sync_files(w, 1);
+  if (rc) {
     char msg[256];
-    snprintf(msg, sizeof msg, "%s", ls_errmsg());
+    snprintf(msg, sizeof msg, "the rollback of a prepared transaction could not be written: %s", ls_errmsg());
     eng_fail(e, msg);
   }
   /* t's records are dead either way: their segments may empty out. */
@@ -745,7 +777,7 @@ static int do_seal(ls_engine *e, void *arg) {
   LS_UNUSED(arg);
   if (w->seg != TXN_NONE) {
     int rc = buf_write(w);
-    if (!rc) rc = sync_files(w);
+    if (!rc) rc = sync_files(w, 1);
     if (rc) {
       eng_fail(e, ls_errmsg());
       return rc;
@@ -803,7 +835,7 @@ static void process_group(ls_writer *w, ls_txn *group) {
     okp = &t->next;
   }
   if (!rc) rc = buf_write(w);
-  if (!rc) rc = sync_files(w);
+  if (!rc) rc = sync_files(w, 1);   /* with any earlier ones: all of the group */
   if (rc) {
     char msg[256];
     snprintf(msg, sizeof msg, "%s", ls_errmsg());

@@ -462,7 +462,8 @@ static int init(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlit
     if (rc) {
       /* err is set */
     } else if (erc) {
-      rc = lsx_error_msg(&err, name, erc);
+      err = sqlite3_mprintf("%s", ls_errmsg());   /* prefixed below */
+      rc = lsx_sqlite_code(erc);
     } else {
       char *sql = sqlite3_mprintf("CREATE TABLE \"%w\".\"%w_logstor\"(id INTEGER, owner TEXT)", schema, name);
       char *ins = sqlite3_mprintf("INSERT INTO \"%w\".\"%w_logstor\"(id, owner) VALUES(?, %Q)", schema, name,

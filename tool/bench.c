@@ -9,6 +9,15 @@
 **       bytes per live byte, index bytes per key and the reopen time.
 **   tool/bench engine [--n N] [--value B] [--batch K] [--dir D]
 **       The engine alone, without SQLite.
+**   tool/bench clean [--quick] [--csv FILE] [--png FILE] [--dir D]
+**       The cleaner under random overwrites of a fixed key set at 50, 75
+**       and 90 % disk utilisation, uniform and hot/cold, greedy and
+**       cost-benefit: write amplification and throughput (engine only).
+**
+** The SQL and engine benches also report, for the bulk load and the
+** random overwrites, the engine's write amplification split by source:
+** all data bytes (format bytes excluded), separator bytes and compaction
+** bytes per user byte, from the engine's counters after ls_flush.
 **
 ** Rows are (pk INTEGER PRIMARY KEY, a INT, v BLOB) with random 63-bit keys
 ** and 100-byte random values: 116 logical bytes, as in the measured
@@ -57,6 +66,44 @@ static void make_key(uint64_t i, uint8_t out[8]) {
   for (int b = 7; b >= 0; b--) { out[b] = (uint8_t)v; v >>= 8; }
 }
 
+/* ---- write amplification by source ------------------------------------------ */
+
+/* Deltas of the engine's write counters over one phase. */
+typedef struct wa_delta {
+  uint64_t user;                   /* record bytes of committed user writes */
+  uint64_t data;                   /* all bytes written to data files, format bytes excluded */
+  uint64_t sep, comp;              /* of which the separator's and compaction's */
+  uint64_t format;                 /* zeros written to prepare data files (not in data) */
+  double flush_ms;                 /* the ls_flush that closed the phase */
+} wa_delta;
+
+static void wa_diff(wa_delta *d, const ls_stats *a, const ls_stats *b) {
+  d->user = b->user_bytes_written - a->user_bytes_written;
+  d->format = b->format_bytes_written - a->format_bytes_written;
+  d->data = (b->bytes_written - a->bytes_written) - d->format;
+  d->sep = b->separator_bytes_written - a->separator_bytes_written;
+  d->comp = b->compaction_bytes_written - a->compaction_bytes_written;
+}
+
+static double per_user(uint64_t x, uint64_t user) { return user ? (double)x / (double)user : 0; }
+
+/* Engine bench: ls_flush (so that the separator's work for the phase is
+** counted), then one line of bytes written per user byte since *s0. */
+static void print_engine_wa(ls_engine *e, uint32_t id, const ls_stats *s0, const char *phase) {
+  uint64_t freed = 0;
+  double t0 = now();
+  int rc = ls_flush(e, id, &freed);
+  if (rc) die("flush", rc);
+  double ms = (now() - t0) * 1000;
+  ls_stats s1;
+  ls_stats_get(e, &s1);
+  wa_delta d;
+  wa_diff(&d, s0, &s1);
+  printf("  %-9s%10.2f bytes written per user byte, format excluded; separator %.2f, compaction %.2f per user "
+         "byte (stats after an untimed ls_flush: %.0f ms)\n",
+         phase, per_user(d.data, d.user), per_user(d.sep, d.user), per_user(d.comp, d.user), ms);
+}
+
 static int bench_engine(int argc, char **argv) {
   long n = 1000000, vlen = 100, batch = 1000;
   int io = LS_IO_AUTO;
@@ -93,6 +140,8 @@ static int bench_engine(int argc, char **argv) {
   uint64_t seed = 42;
   for (long i = 0; i < vlen; i++) val[i] = (uint8_t)splitmix(&seed);
 
+  ls_stats s0;
+  ls_stats_get(e, &s0);
   struct mallinfo2 m0 = mallinfo2();
   double t0 = now();
   for (long b = 0; b < n; b += batch) {
@@ -112,6 +161,8 @@ static int bench_engine(int argc, char **argv) {
   double t1 = now();
   struct mallinfo2 m1 = mallinfo2();
   printf("  put      %10.0f rows/s  (%.2f s)\n", (double)n / (t1 - t0), t1 - t0);
+  print_engine_wa(e, id, &s0, "put WA");
+  t1 = now();
 
   ls_value v = {0};
   uint64_t rs = 7;
@@ -150,6 +201,32 @@ static int bench_engine(int argc, char **argv) {
   ls_stats_get(e, &s);
   printf("  reopen   %10.0f ms  (recovery %" PRIu64 " ms: %" PRIu64 " records in %" PRIu64 " segments)\n",
          (t5 - t4) * 1000, s.recovery_ms, s.recovery_records, s.recovery_segments);
+
+  /* Random overwrites of the loaded keys, on the reopened engine (after
+  ** the figures above, so that they keep their meaning). */
+  long over = n / 5 < batch ? batch : n / 5;
+  ls_stats_get(e, &s0);
+  uint64_t os = 11;
+  double t6 = now();
+  for (long b = 0; b < over; b += batch) {
+    ls_txn *t;
+    if ((rc = ls_txn_begin(e, &t))) die("begin", rc);
+    for (long i = b; i < b + batch && i < over; i++) {
+      uint8_t k[8];
+      make_key(splitmix(&os) % (uint64_t)n, k);
+      ls_key key;
+      ls_key_set(&key, k, 8);
+      long tag = n + i;
+      memcpy(val, &tag, sizeof tag);
+      if ((rc = ls_txn_put(t, id, &key, val, (uint32_t)vlen))) die("overwrite", rc);
+    }
+    if ((rc = ls_txn_commit(t))) die("commit", rc);
+    ls_txn_free(t);
+  }
+  double t7 = now();
+  printf("  overwrite%10.0f rows/s  (%ld random overwrites of loaded keys, %ld per transaction, after the reopen)\n",
+         (double)over / (t7 - t6), over, batch);
+  print_engine_wa(e, id, &s0, "over. WA");
   ls_close(e);
   ls_value_free(&v);
   free(val);
@@ -167,6 +244,7 @@ typedef struct sqlrun {
   char so[4096];
   double rate[8];                  /* ops/s per workload */
   uint64_t wbytes[8];              /* bytes written to the device per workload */
+  wa_delta wa[8];                  /* logstor: the engine's counters per workload */
   double reopen_ms;
   uint64_t disk_bytes;
   uint64_t index_bytes;
@@ -281,6 +359,42 @@ static uint64_t written(sqlrun *r) {
     sqlite3_finalize(st);
   }
   return b;
+}
+
+/* The engine's write counters, through logstor_stats. */
+static void sql_stats(sqlrun *r, ls_stats *s) {
+  memset(s, 0, sizeof *s);
+  sqlite3_stmt *st;
+  sql_ok(r->db, sqlite3_prepare_v2(r->db, "SELECT name, value FROM logstor_stats WHERE scope='engine'", -1, &st,
+                                   NULL), "stats");
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    const char *name = (const char *)sqlite3_column_text(st, 0);
+    uint64_t v = (uint64_t)sqlite3_column_int64(st, 1);
+    if (!name) continue;
+    if (!strcmp(name, "bytes_written")) s->bytes_written = v;
+    else if (!strcmp(name, "user_bytes_written")) s->user_bytes_written = v;
+    else if (!strcmp(name, "format_bytes_written")) s->format_bytes_written = v;
+    else if (!strcmp(name, "separator_bytes_written")) s->separator_bytes_written = v;
+    else if (!strcmp(name, "compaction_bytes_written")) s->compaction_bytes_written = v;
+  }
+  sqlite3_finalize(st);
+}
+
+/* Does workload w get the separator's accounting (flush, then counters)? */
+static int wa_phase(int w) { return w == W_LOAD || w == W_OVERWRITE; }
+
+static void print_sql_wa(const sqlrun *r) {
+  printf("\nlogstor write amplification by source, from the engine's counters, per user byte (record bytes\n"
+         "committed: 24-byte header + key + value, 8-byte aligned); logstor_flush('t') runs after each phase,\n"
+         "untimed, so that the separator's work for the phase is counted (it is in the byte figures above too)\n");
+  printf("%-28s %14s %10s %11s %10s\n", "", "written/user", "separator", "compaction", "flush ms");
+  for (int w = 0; w < W_N; w++) {
+    if (!wa_phase(w)) continue;
+    const wa_delta *d = &r->wa[w];
+    printf("%-28s %14.2f %10.2f %11.2f %10.0f\n", wname[w], per_user(d->data, d->user), per_user(d->sep, d->user),
+           per_user(d->comp, d->user), d->flush_ms);
+  }
+  printf("%-28s (written/user: all data bytes written, format bytes excluded)\n", "");
 }
 
 static uint64_t key_at(uint64_t i) {
@@ -425,7 +539,16 @@ static int bench_sql(int argc, char **argv, const char *argv0) {
   for (int w = 0; w < W_N; w++) {
     for (int r = first; r <= last; r++) {
       uint64_t v0 = vfs_written, e0 = written(&runs[r]) - v0;
+      ls_stats s0, s1;
+      if (runs[r].logstor && wa_phase(w)) sql_stats(&runs[r], &s0);
       runs[r].rate[w] = sql_workload(&runs[r], w, n, opsof[w]);
+      if (runs[r].logstor && wa_phase(w)) {
+        double t0 = now();
+        exec(runs[r].db, "SELECT logstor_flush('t')");
+        runs[r].wa[w].flush_ms = (now() - t0) * 1000;
+        sql_stats(&runs[r], &s1);
+        wa_diff(&runs[r].wa[w], &s0, &s1);
+      }
       uint64_t v1 = vfs_written, e1 = written(&runs[r]) - v1;
       runs[r].wbytes[w] = (v1 - v0) + (e1 - e0);
       fflush(stdout);
@@ -458,6 +581,7 @@ static int bench_sql(int argc, char **argv, const char *argv0) {
   }
   if (only) {
     for (int w = 0; w < W_N; w++) printf("%-28s %14.0f ops/s\n", wname[w], runs[first].rate[w]);
+    if (first == 0) print_sql_wa(&runs[0]);
     if (dir == tmpl) rmtree(tmpl);
     return 0;
   }
@@ -479,6 +603,400 @@ static int bench_sql(int argc, char **argv, const char *argv0) {
          runs[1].disk_bytes / logical);
   printf("%-28s %14.1f %14s\n", "index bytes / key", (double)runs[0].index_bytes / (double)rows, "-");
   printf("%-28s %14.0f %14.0f\n", "reopen + first read, ms", runs[0].reopen_ms, runs[1].reopen_ms);
+  print_sql_wa(&runs[0]);
+  if (dir == tmpl) rmtree(tmpl);
+  return 0;
+}
+
+/* ---- cleaning: write amplification against disk utilisation ------------------ */
+
+#define CL_REC_HDR 24u             /* record header bytes (FORMAT.md) */
+#define CL_KEY 8u                  /* key bytes */
+#define CL_VMIN 100u               /* value bytes: CL_VMIN .. CL_VMAX, fixed per key */
+#define CL_VMAX 1000u
+#define CL_BATCH 64                /* rows per transaction */
+#define CL_BASE 3                  /* baseline runs per key set (the median counts) */
+
+/* A value length for key i, and the bytes of its record on disk. */
+static uint32_t cl_vlen(uint64_t i) {
+  uint64_t s = i ^ 0xC1EA4ULL;
+  return CL_VMIN + (uint32_t)(splitmix(&s) % (CL_VMAX - CL_VMIN + 1));
+}
+static uint64_t cl_recbytes(uint64_t i) { return (CL_REC_HDR + CL_KEY + cl_vlen(i) + 7) & ~(uint64_t)7; }
+
+enum { CL_UNIFORM, CL_HOTCOLD };
+static const char *cl_pname[2] = { "uniform", "hot/cold" };
+static const char *cl_pcsv[2] = { "uniform", "hotcold" };
+
+/* The key set of one utilisation: keys 0..n-1 with their digests. */
+typedef struct cl_keys {
+  uint64_t n;
+  uint8_t (*bytes)[CL_KEY];
+  ls_key *k;
+  uint32_t *vlen;
+  uint64_t *rec;
+  uint64_t live;                   /* sum of rec */
+} cl_keys;
+
+static void cl_keys_make(cl_keys *ks, uint64_t target) {
+  uint64_t n = 0, live = 0;
+  while (live + cl_recbytes(n) <= target) live += cl_recbytes(n++);
+  ks->n = n;
+  ks->live = live;
+  ks->bytes = malloc(n * sizeof *ks->bytes);
+  ks->k = malloc(n * sizeof *ks->k);
+  ks->vlen = malloc(n * sizeof *ks->vlen);
+  ks->rec = malloc(n * sizeof *ks->rec);
+  if (!ks->bytes || !ks->k || !ks->vlen || !ks->rec) { fprintf(stderr, "bench: out of memory\n"); exit(1); }
+  for (uint64_t i = 0; i < n; i++) {
+    make_key(i, ks->bytes[i]);
+    ls_key_set(&ks->k[i], ks->bytes[i], CL_KEY);
+    ks->vlen[i] = cl_vlen(i);
+    ks->rec[i] = cl_recbytes(i);
+  }
+}
+
+static void cl_keys_free(cl_keys *ks) {
+  free(ks->bytes);
+  free(ks->k);
+  free(ks->vlen);
+  free(ks->rec);
+}
+
+/* One run: a fresh directory, a table loaded with the key set. */
+typedef struct cl_run {
+  ls_engine *e;
+  uint32_t id;
+  const cl_keys *ks;
+  int pattern;
+  uint64_t rs;                     /* random state */
+  uint64_t tag;                    /* written into each value */
+  uint8_t val[CL_VMAX];
+} cl_run;
+
+static uint64_t cl_pick(cl_run *r) {
+  uint64_t n = r->ks->n, x = splitmix(&r->rs);
+  if (r->pattern == CL_UNIFORM) return x % n;
+  /* Hot/cold: 90 % of the writes go to the keys whose number is a
+  ** multiple of 10, 10 % of them, spread over the whole load (hot and cold
+  ** rows start out in the same segments). */
+  uint64_t hot = (n + 9) / 10, cold = n - hot;
+  if (!cold || splitmix(&r->rs) % 10 < 9) return 10 * (x % hot);
+  uint64_t c = x % cold;                       /* the c-th key that is not a multiple of 10 */
+  return 10 * (c / 9) + c % 9 + 1;
+}
+
+/* Write keys in transactions of CL_BATCH rows until bytes record bytes
+** are written: all keys in order (load) or picked keys (overwrite).
+** *rows counts the rows written.  Returns LS_OK or the failing code. */
+static int cl_write(cl_run *r, int load, uint64_t bytes, uint64_t *rows) {
+  const cl_keys *ks = r->ks;
+  uint64_t done = 0, i = 0;
+  *rows = 0;
+  while (load ? i < ks->n : done < bytes) {
+    ls_txn *t;
+    int rc = ls_txn_begin(r->e, &t);
+    if (rc) return rc;
+    for (int j = 0; j < CL_BATCH && (load ? i < ks->n : 1); j++) {
+      uint64_t k = load ? i++ : cl_pick(r);
+      r->tag++;
+      memcpy(r->val, &r->tag, sizeof r->tag);
+      if ((rc = ls_txn_put(t, r->id, &ks->k[k], r->val, ks->vlen[k]))) break;
+      done += ks->rec[k];
+      (*rows)++;
+    }
+    if (!rc) rc = ls_txn_commit(t);
+    ls_txn_free(t);
+    if (rc) return rc;
+  }
+  return LS_OK;
+}
+
+/* What one measured point (or baseline) gives. */
+typedef struct cl_result {
+  int ok;                          /* 0: the run failed (why in err, detail in msg) */
+  char err[200], msg[300];
+  uint64_t keys, live;             /* bytes_live after the load */
+  uint64_t rows;
+  double secs, ops;                /* measured phase */
+  uint64_t user, comp, sep, data, format, compacted, delay_us, commits, syncs;
+  double wa_clean, wa_total;
+  double space_amp;                /* at the end */
+} cl_result;
+
+static int cl_open(const char *path, uint64_t disk, uint64_t file, uint64_t seg, int policy, ls_engine **e) {
+  rmtree(path);
+  ls_options o;
+  ls_options_init(&o);
+  o.create = 1;
+  o.disk_size = disk;
+  o.file_size = file;
+  o.segment_size = seg;
+  o.compaction_policy = policy;
+  return ls_open(path, &o, e);
+}
+
+/* Load the key set into a fresh directory, overwrite warm bytes, then
+** measure meas bytes of overwrites.  disk 0: the baseline (unbounded). */
+static void cl_point(const char *path, const cl_keys *ks, int pattern, int policy, uint64_t disk, uint64_t file,
+                     uint64_t seg, uint64_t warm, uint64_t meas, cl_result *res) {
+  memset(res, 0, sizeof *res);
+  cl_run *r = calloc(1, sizeof *r);
+  if (!r) { fprintf(stderr, "bench: out of memory\n"); exit(1); }
+  r->ks = ks;
+  r->pattern = pattern;
+  r->rs = 1234567 + (uint64_t)pattern;
+  uint64_t vs = 77;
+  for (uint32_t i = 0; i < CL_VMAX; i++) r->val[i] = (uint8_t)splitmix(&vs);
+  res->keys = ks->n;
+  const char *phase = "open";
+  uint64_t rows = 0, freed = 0;
+  ls_stats sl, s0, s1;
+  int rc = cl_open(path, disk, file, seg, policy, &r->e);
+  if (!rc) { phase = "create table"; rc = ls_table_create(r->e, "t", 1, &r->id); }
+  if (!rc) { phase = "load"; rc = cl_write(r, 1, 0, &rows); }
+  /* Separate the load before anything is measured. */
+  if (!rc) { phase = "flush"; rc = ls_flush(r->e, r->id, &freed); }
+  if (!rc) {
+    ls_stats_get(r->e, &sl);
+    res->live = sl.bytes_live;
+  }
+  if (!rc && warm) { phase = "warm-up"; rc = cl_write(r, 0, warm, &rows); }
+  if (!rc) {
+    phase = "measured phase";
+    ls_stats_get(r->e, &s0);
+    double t0 = now();
+    rc = cl_write(r, 0, meas, &res->rows);
+    res->secs = now() - t0;
+    ls_stats_get(r->e, &s1);
+  }
+  if (rc) {
+    snprintf(res->msg, sizeof res->msg, "%s", ls_errmsg());
+    if (r->e && (!strcmp(phase, "warm-up") || !strcmp(phase, "measured phase"))) {
+      /* How far the overwrites got. */
+      ls_stats_get(r->e, &s1);
+      uint64_t user = s1.user_bytes_written - sl.user_bytes_written;
+      uint64_t comp = s1.compaction_bytes_written - sl.compaction_bytes_written;
+      snprintf(res->err, sizeof res->err, "%s after %.1f MiB of overwrites (%.2fx disk_size; WA clean so far "
+               "%.2f)", ls_strerror(rc), (double)user / 1048576.0, disk ? (double)user / (double)disk : 0,
+               per_user(user + comp, user));
+    } else {
+      snprintf(res->err, sizeof res->err, "%s: %s", phase, ls_strerror(rc));
+    }
+  } else {
+    res->ok = 1;
+    res->ops = (double)res->rows / res->secs;
+    res->user = s1.user_bytes_written - s0.user_bytes_written;
+    res->comp = s1.compaction_bytes_written - s0.compaction_bytes_written;
+    res->sep = s1.separator_bytes_written - s0.separator_bytes_written;
+    res->format = s1.format_bytes_written - s0.format_bytes_written;
+    res->data = (s1.bytes_written - s0.bytes_written) - res->format;
+    res->compacted = s1.segments_compacted - s0.segments_compacted;
+    res->delay_us = s1.separator_delay_us - s0.separator_delay_us;
+    res->commits = s1.commits - s0.commits;
+    res->syncs = s1.syncs - s0.syncs;
+    res->wa_clean = per_user(res->user + res->comp, res->user);
+    res->wa_total = per_user(res->data, res->user);
+    res->space_amp = s1.space_amplification;
+  }
+  if (r->e) ls_close(r->e);
+  rmtree(path);
+  free(r);
+}
+
+static int cmp_result_ops(const void *a, const void *b) {
+  const cl_result *x = a, *y = b;
+  return x->ops < y->ops ? -1 : x->ops > y->ops;
+}
+
+static void cl_plot(const char *png, const double *util, int nu, cl_result res[][2][2]) {
+  static const char *pol[2] = { "greedy", "cost-benefit" };
+  int series = 0;
+  for (int p = 0; p < 2; p++)
+    for (int g = 0; g < 2; g++)
+      for (int u = 0; u < nu; u++) series += res[u][p][g].ok;
+  if (!series) {
+    printf("no point succeeded: no plot written\n");
+    return;
+  }
+  if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
+    printf("gnuplot is not installed: no plot written (%s skipped)\n", png);
+    return;
+  }
+  char script[] = "/tmp/logstor-bench-plot-XXXXXX";
+  int fd = mkstemp(script);
+  FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+  if (!f) {
+    perror("bench: gnuplot script");
+    if (fd >= 0) { close(fd); unlink(script); }
+    return;
+  }
+  fprintf(f, "set terminal png size 900,600\nset output '%s'\n", png);
+  fprintf(f, "set title 'logstor cleaning: random overwrites of a fixed key set'\n"
+             "set xlabel 'disk utilisation (live bytes / disk size), %%'\n"
+             "set ylabel 'cleaning WA: (user + compaction bytes) / user bytes'\n"
+             "set key top left\nset grid\nset xrange [45:95]\nset yrange [1:*]\n");
+  /* One data block per workload x policy, points that failed left out. */
+  for (int p = 0; p < 2; p++)
+    for (int g = 0; g < 2; g++) {
+      fprintf(f, "$d%d%d << EOD\n", p, g);
+      for (int u = 0; u < nu; u++)
+        if (res[u][p][g].ok) fprintf(f, "%.0f %.4f\n", util[u] * 100, res[u][p][g].wa_clean);
+      fprintf(f, "EOD\n");
+    }
+  fprintf(f, "plot ");
+  int first = 1;
+  for (int p = 0; p < 2; p++)
+    for (int g = 0; g < 2; g++) {
+      int n = 0;
+      for (int u = 0; u < nu; u++) n += res[u][p][g].ok;
+      if (!n) continue;
+      fprintf(f, "%s$d%d%d using 1:2 with linespoints lw 2 pt %d title '%s, %s'", first ? "" : ", ", p, g,
+              5 + 2 * p + g, cl_pname[g], pol[p]);
+      first = 0;
+    }
+  fprintf(f, "\n");
+  fclose(f);
+  char cmd[4400];
+  snprintf(cmd, sizeof cmd, "gnuplot '%s'", script);
+  if (system(cmd) == 0) printf("plot written to %s\n", png);
+  else printf("gnuplot failed: no plot written\n");
+  unlink(script);
+}
+
+static int bench_clean(int argc, char **argv) {
+  int quick = 0;
+  const char *csv = "clean.csv", *png = "clean.png", *dir = NULL;
+  for (int i = 0; i < argc; i++) {
+    if (!strcmp(argv[i], "--quick")) quick = 1;
+    else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv = argv[++i];
+    else if (!strcmp(argv[i], "--png") && i + 1 < argc) png = argv[++i];
+    else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
+    else { fprintf(stderr, "bench clean: unknown option %s\n", argv[i]); return 2; }
+  }
+  const uint64_t MiB = 1024 * 1024;
+  uint64_t disk = (quick ? 16 : 64) * MiB, file = 4 * MiB, seg = LS_DEFAULT_SEGMENT_SIZE;
+  uint64_t warm = disk, meas = quick ? 2 * disk : 4 * disk;
+  char tmpl[] = "/tmp/logstor-bench-XXXXXX";
+  if (!dir) {
+    if (!mkdtemp(tmpl)) { perror("mkdtemp"); return 1; }
+    dir = tmpl;
+  }
+  char path[4200];
+  snprintf(path, sizeof path, "%s/clean", dir);
+  static const double util[3] = { 0.50, 0.75, 0.90 };
+  static const int policy[2] = { LS_POLICY_GREEDY, LS_POLICY_COST_BENEFIT };
+  static const char *pname[2] = { "greedy", "cost-benefit" };
+  enum { NU = 3 };
+  cl_result res[NU][2][2], base[NU][2];
+  printf("cleaning bench: disk_size %" PRIu64 " MiB, file_size %" PRIu64 " MiB, segment_size %" PRIu64
+         " KiB; 8-byte keys, %u..%u-byte values (fixed per key), %d rows per transaction\n",
+         disk / MiB, file / MiB, seg / 1024, CL_VMIN, CL_VMAX, CL_BATCH);
+  printf("each point: load the key set, ls_flush, %.0fx disk_size of overwrites as warm-up, then %.0fx disk_size "
+         "measured; directory %s\n", (double)warm / (double)disk, (double)meas / (double)disk, dir);
+  printf("hot/cold: 90%% of the writes go to 10%% of the keys.  baseline: the same key set and writes on an "
+         "unbounded disk (disk_size 0),\nno warm-up, %.2fx the live bytes measured (compaction is not due before "
+         "2x); the median of %d runs\n\n", 0.75, CL_BASE);
+  fflush(stdout);
+  double t_all = now();
+  int step = 0, nsteps = NU * 2 * 3;
+  for (int u = 0; u < NU; u++) {
+    cl_keys ks;
+    cl_keys_make(&ks, (uint64_t)(util[u] * (double)disk));
+    for (int g = 0; g < 2; g++) {
+      /* Baseline: an unbounded disk compacts once the segments in use hold
+      ** twice the live bytes; stay below.  The median of CL_BASE runs. */
+      uint64_t bmeas = ks.live / 4 * 3 < meas ? ks.live / 4 * 3 : meas;
+      double t0 = now();
+      cl_result b[CL_BASE];
+      int nb = 0;
+      for (int i = 0; i < CL_BASE; i++) {
+        cl_point(path, &ks, g, 0, 0, file, seg, 0, bmeas, &b[nb]);
+        if (b[nb].ok) nb++;
+        else base[u][g] = b[nb];
+      }
+      if (nb) {
+        qsort(b, (size_t)nb, sizeof *b, cmp_result_ops);
+        base[u][g] = b[nb / 2];
+      }
+      fprintf(stderr, "[%2d/%d] %3.0f%% %-8s baseline x%d   %6.1f s\n", ++step, nsteps, util[u] * 100, cl_pname[g],
+              CL_BASE, now() - t0);
+      for (int p = 0; p < 2; p++) {
+        t0 = now();
+        cl_point(path, &ks, g, policy[p], disk, file, seg, warm, meas, &res[u][p][g]);
+        fprintf(stderr, "[%2d/%d] %3.0f%% %-8s %-12s  %6.1f s\n", ++step, nsteps, util[u] * 100, cl_pname[g],
+                pname[p], now() - t0);
+      }
+    }
+    cl_keys_free(&ks);
+  }
+  double t_total = now() - t_all;
+
+  printf("baseline (disk_size 0, no compaction expected; the files grow, so it also formats new files):\n");
+  printf("%-5s %-9s %8s %9s %11s %9s %12s %10s\n", "util", "workload", "keys", "live MiB", "rows/s", "WA total",
+         "format/user", "compacted");
+  for (int u = 0; u < NU; u++)
+    for (int g = 0; g < 2; g++) {
+      cl_result *b = &base[u][g];
+      if (!b->ok) { printf("%4.0f%% %-9s failed: %s\n", util[u] * 100, cl_pname[g], b->err); continue; }
+      printf("%4.0f%% %-9s %8" PRIu64 " %9.1f %11.0f %9.2f %12.2f %10" PRIu64 "%s\n", util[u] * 100, cl_pname[g],
+             b->keys, (double)b->live / (double)MiB, b->ops, b->wa_total, per_user(b->format, b->user), b->compacted,
+             b->compacted ? "  (compaction ran: not a clean baseline)" : "");
+    }
+  printf("\n%-5s %-9s %-13s %6s %9s %9s %11s %8s %10s %9s\n", "util", "workload", "policy", "actual", "WA clean",
+         "WA total", "rows/s", "vs base", "compacted", "space amp");
+  for (int u = 0; u < NU; u++)
+    for (int g = 0; g < 2; g++)
+      for (int p = 0; p < 2; p++) {
+        cl_result *r = &res[u][p][g], *b = &base[u][g];
+        if (!r->ok) {
+          printf("%4.0f%% %-9s %-13s failed: %s\n", util[u] * 100, cl_pname[g], pname[p], r->err);
+          continue;
+        }
+        printf("%4.0f%% %-9s %-13s %5.1f%% %9.2f %9.2f %11.0f %7.2fx %10" PRIu64 " %9.2f\n", util[u] * 100,
+               cl_pname[g], pname[p], 100.0 * (double)r->live / (double)disk, r->wa_clean, r->wa_total, r->ops,
+               b->ok ? r->ops / b->ops : 0, r->compacted, r->space_amp);
+      }
+  printf("\nWA clean = (user + compaction bytes) / user bytes; WA total = (all data bytes - format bytes) / user "
+         "bytes,\nseparator and writer padding included; both from the engine's counters over the measured phase "
+         "(user bytes:\nrecord bytes, 24-byte header + key + value, 8-byte aligned).  actual: bytes_live / disk_size "
+         "after the load.\nvs base: rows/s / baseline rows/s of the same key set and workload.  compacted: "
+         "segments taken by compaction.\nspace amp: bytes of segments in use / live bytes at the end.  "
+         "Total time %.0f s.\n", t_total);
+
+  FILE *f = fopen(csv, "w");
+  if (!f) {
+    perror(csv);
+  } else {
+    fprintf(f, "utilisation,workload,policy,actual_utilisation,keys,live_bytes,rows,seconds,rows_per_s,"
+               "baseline_rows_per_s,ratio_to_baseline,user_bytes,compaction_bytes,separator_bytes,data_bytes,"
+               "format_bytes,wa_cleaning,wa_total,segments_compacted,separator_delay_us,commits,syncs,space_amplification,"
+               "error\n");
+    for (int u = 0; u < NU; u++)
+      for (int g = 0; g < 2; g++)
+        for (int p = -1; p < 2; p++) {
+          cl_result *r = p < 0 ? &base[u][g] : &res[u][p][g], *b = &base[u][g];
+          fprintf(f, "%.2f,%s,%s,%.4f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%.3f,%.0f,%.0f,%.4f,%" PRIu64 ",%" PRIu64
+                     ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%.4f,%.4f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64
+                     ",%.4f,",
+                  util[u], cl_pcsv[g], p < 0 ? "baseline" : p == 0 ? "greedy" : "cost-benefit",
+                  (double)r->live / (double)disk, r->keys, r->live, r->rows, r->secs, r->ops, b->ok ? b->ops : 0,
+                  b->ok && r->ok ? r->ops / b->ops : 0, r->user, r->comp, r->sep, r->data, r->format, r->wa_clean,
+                  r->wa_total, r->compacted, r->delay_us, r->commits, r->syncs, r->space_amp);
+          if (!r->ok) {
+            /* A quoted field: the reason, then the engine's message. */
+            fputc('"', f);
+            for (const char *c = r->err; *c; c++) fputs(*c == '"' ? "\"\"" : (char[2]){ *c, 0 }, f);
+            fputs(": ", f);
+            for (const char *c = r->msg; *c; c++) fputs(*c == '"' ? "\"\"" : (char[2]){ *c, 0 }, f);
+            fputc('"', f);
+          }
+          fputc('\n', f);
+        }
+    fclose(f);
+    printf("CSV written to %s\n", csv);
+  }
+  cl_plot(png, util, NU, res);
   if (dir == tmpl) rmtree(tmpl);
   return 0;
 }
@@ -486,8 +1004,10 @@ static int bench_sql(int argc, char **argv, const char *argv0) {
 int main(int argc, char **argv) {
   if (argc >= 2 && !strcmp(argv[1], "engine")) return bench_engine(argc - 2, argv + 2);
   if (argc >= 2 && !strcmp(argv[1], "sql")) return bench_sql(argc - 2, argv + 2, argv[0]);
+  if (argc >= 2 && !strcmp(argv[1], "clean")) return bench_clean(argc - 2, argv + 2);
   if (argc < 2 || argv[1][0] == '-') return bench_sql(argc - 1, argv + 1, argv[0]);
   fprintf(stderr, "usage: tool/bench [sql] [--n N] [--quick] [--so PATH] [--dir D]\n"
-                  "       tool/bench engine [--n N] [--value B] [--batch K] [--dir D]\n");
+                  "       tool/bench engine [--n N] [--value B] [--batch K] [--dir D]\n"
+                  "       tool/bench clean [--quick] [--csv FILE] [--png FILE] [--dir D]\n");
   return 2;
 }

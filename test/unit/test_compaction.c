@@ -434,19 +434,23 @@ static void test_torn_reuse_after_drop(void) {
   if (!e) return;
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
-  char val[64];
+  char val[100];
   fill(val, sizeof val, 1, 1);
   CHECK_RC(put1(e, t, "ghost", val, sizeof val), LS_OK);
-  CHECK_RC(put1(e, t, "keeper", val, sizeof val), LS_OK);
+  for (int i = 0; i < 6; i++) {                   /* the delete goes past the first sector */
+    char kb[16];
+    snprintf(kb, sizeof kb, "keeper%d", i);
+    CHECK_RC(put1(e, t, kb, val, sizeof val), LS_OK);
+  }
   CHECK_RC(put1(e, t, "ghost", NULL, 0), LS_OK);
-  /* All three records are in the first segment of the first file. */
+  /* All these records are in the first segment of the first file. */
   CHECK_INT(seg_get(&e->sm, 0)->state, SEG_ACTIVE);
   uint64_t f;
   CHECK_RC(ls_flush(e, t, &f), LS_OK);
   CHECK_U64(stats(e).tombstones_dropped, 1);
   CHECK_INT(seg_get(&e->sm, 0)->state, SEG_FREE);
   CHECK(is(e, t, "ghost", NULL, 0));
-  CHECK(is(e, t, "keeper", val, sizeof val));
+  CHECK(is(e, t, "keeper0", val, sizeof val));
   ls_close(e);
   /* Segment 0 starts with a free marker now. */
   char path[512];
@@ -468,7 +472,91 @@ static void test_torn_reuse_after_drop(void) {
   e = reopen(dir, 1);
   if (!e) return;
   CHECK(is(e, t, "ghost", NULL, 0));
-  CHECK(is(e, t, "keeper", val, sizeof val));
+  CHECK(is(e, t, "keeper5", val, sizeof val));
+  check_ok(e);
+  ls_close(e);
+}
+
+/* The same for a rolled-back prepared transaction: its record and the
+** ABORT record that cancels it share a segment, the ABORT after the first
+** sector.  When that segment is freed it gets a free marker; a torn reuse
+** of its slot must not bring the rolled-back row back. */
+static void test_torn_reuse_after_abort(void) {
+  const char *dir = unit_tmpdir();
+  ls_engine *e = open_opts(dir, 8 * KB, 64 * KB, 0, 1, 0);
+  if (!e) return;
+  uint32_t t;
+  CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
+  ls_txn *p;
+  CHECK_RC(ls_txn_begin(e, &p), LS_OK);
+  ls_key k;
+  ls_key_set(&k, "aborted", 7);
+  CHECK_RC(ls_txn_put(p, t, &k, "never", 5), LS_OK);
+  CHECK_RC(ls_txn_prepare(p), LS_OK);            /* its record: segment 0, first */
+  char kb[16], val[100];
+  for (int i = 0; i < 6; i++) {                   /* past the first sector */
+    snprintf(kb, sizeof kb, "keep%d", i);
+    fill(val, sizeof val, i, 0);
+    CHECK_RC(put1(e, t, kb, val, sizeof val), LS_OK);
+  }
+  CHECK_RC(ls_txn_unprepare(p), LS_OK);          /* the ABORT record */
+  ls_txn_free(p);
+  CHECK_INT(seg_get(&e->sm, 0)->state, SEG_ACTIVE);
+  uint64_t f;
+  CHECK_RC(ls_flush(e, t, &f), LS_OK);
+  CHECK_INT(seg_get(&e->sm, 0)->state, SEG_FREE);
+  CHECK(is(e, t, "aborted", NULL, 0));
+  ls_close(e);
+  char path[512];
+  snprintf(path, sizeof path, "%s/data-000000.ls", dir);
+  int fd = open(path, O_RDWR);
+  CHECK(fd >= 0);
+  uint8_t blk[4096];
+  CHECK(pread(fd, blk, sizeof blk, 0) == (ssize_t)sizeof blk);
+  ls_bufhdr h;
+  CHECK(ls_bufhdr_decode(blk, &h) && h.kind == LS_KIND_FREE);
+  memset(blk + 512, 0x5a, sizeof blk - 512);
+  CHECK(pwrite(fd, blk + 512, sizeof blk - 512, 512) == (ssize_t)(sizeof blk - 512));
+  close(fd);
+  e = reopen(dir, 1);
+  if (!e) return;
+  CHECK(is(e, t, "aborted", NULL, 0));
+  for (int i = 0; i < 6; i++) {
+    snprintf(kb, sizeof kb, "keep%d", i);
+    fill(val, sizeof val, i, 0);
+    CHECK(is(e, t, kb, val, sizeof val));
+  }
+  check_ok(e);
+  ls_close(e);
+}
+
+/* A prepared transaction whose table is dropped before it is published:
+** the publish installs nothing of it (and does not crash). */
+static void test_publish_after_drop(void) {
+  const char *dir = unit_tmpdir();
+  ls_engine *e = open_opts(dir, 8 * KB, 64 * KB, 0, 0, 0);
+  if (!e) return;
+  uint32_t t, u;
+  CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
+  CHECK_RC(ls_table_create(e, "u", 1, &u), LS_OK);
+  ls_txn *p;
+  CHECK_RC(ls_txn_begin(e, &p), LS_OK);
+  ls_key k;
+  ls_key_set(&k, "row", 3);
+  CHECK_RC(ls_txn_put(p, t, &k, "in t", 4), LS_OK);
+  CHECK_RC(ls_txn_put(p, u, &k, "in u", 4), LS_OK);
+  CHECK_RC(ls_txn_prepare(p), LS_OK);
+  CHECK_RC(ls_table_drop(e, t), LS_OK);
+  ls_txn_publish(p);
+  ls_txn_free(p);
+  CHECK(is(e, u, "row", "in u", 4));
+  CHECK_INT(ls_table_exists(e, t), 0);
+  check_ok(e);
+  ls_close(e);
+  e = reopen(dir, 0);
+  if (!e) return;
+  CHECK(is(e, u, "row", "in u", 4));
+  CHECK_INT(ls_table_exists(e, t), 0);
   check_ok(e);
   ls_close(e);
 }
@@ -999,6 +1087,62 @@ static void test_readers_while_cleaning(void) {
 }
 
 /* ---------------------------------------------------------------------------
+** The cleaner one bounded step at a time (manual_cleaning): each separate
+** step takes one sealed mixed segment, the flush writes the buffers, the
+** reclaim frees what emptied, a compaction step takes what it should.
+*/
+static void test_steps(void) {
+  const char *dir = unit_tmpdir();
+  ls_engine *e = open_opts(dir, 8 * KB, 64 * KB, 0, 1, LS_POLICY_GREEDY);
+  if (!e) return;
+  uint32_t t;
+  CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
+  char kb[32], val[400];
+  for (int k = 0; k < 60; k++) {                 /* about 18 per segment */
+    snprintf(kb, sizeof kb, "s%d", k);
+    fill(val, sizeof val, k, 0);
+    CHECK_RC(put1(e, t, kb, val, sizeof val), LS_OK);
+  }
+  CHECK_RC(writer_seal(e), LS_OK);
+  int mixed = segments(e, 0).mixed;
+  CHECK(mixed >= 3);
+  uint64_t n, total = 0;
+  for (int i = 0; i < 100; i++) {
+    CHECK_RC(ls_clean_step(e, LS_CLEAN_SEPARATE, &n), LS_OK);
+    if (!n) break;
+    CHECK_U64(n, 1);
+    total += n;
+  }
+  CHECK_U64(total, (uint64_t)mixed);
+  CHECK_INT(segments(e, 0).mixed, mixed);        /* nothing freed before the buffers are written */
+  CHECK_RC(ls_clean_step(e, LS_CLEAN_FLUSH, NULL), LS_OK);
+  CHECK_RC(ls_clean_step(e, LS_CLEAN_RECLAIM, &n), LS_OK);
+  CHECK_U64(n, (uint64_t)mixed);
+  CHECK_INT(segments(e, 0).mixed, 0);
+  CHECK_RC(ls_clean_step(e, LS_CLEAN_COMPACT, &n), LS_OK);
+  CHECK_U64(n, 0);                               /* full segments: nothing to gain */
+  for (int k = 0; k < 60; k++)
+    if (k % 4) {
+      snprintf(kb, sizeof kb, "s%d", k);
+      CHECK_RC(put1(e, t, kb, NULL, 0), LS_OK);
+    }
+  CHECK_RC(writer_seal(e), LS_OK);
+  CHECK_RC(ls_clean_step(e, LS_CLEAN_COMPACT, &n), LS_OK);
+  CHECK(n >= 2);
+  CHECK_RC(ls_clean_step(e, LS_CLEAN_FLUSH, NULL), LS_OK);
+  CHECK_RC(ls_clean_step(e, LS_CLEAN_RECLAIM, &n), LS_OK);
+  CHECK(n >= 2);
+  CHECK_RC(ls_clean_step(e, 99, &n), LS_INVALID);
+  for (int k = 0; k < 60; k++) {
+    snprintf(kb, sizeof kb, "s%d", k);
+    fill(val, sizeof val, k, 0);
+    CHECK(is(e, t, kb, k % 4 ? NULL : val, sizeof val));
+  }
+  check_ok(e);
+  ls_close(e);
+}
+
+/* ---------------------------------------------------------------------------
 ** Deleting most of the data gives its disk space back: after compaction the
 ** data files' allocated blocks follow the live rows; the holes serve new
 ** rows (zeroed first), also after a restart.
@@ -1091,6 +1235,8 @@ int main(void) {
   RUN(test_recover_mixed);
   RUN(test_tombstones_kept_then_dropped);
   RUN(test_torn_reuse_after_drop);
+  RUN(test_torn_reuse_after_abort);
+  RUN(test_publish_after_drop);
   RUN(test_race_write_separator);
   RUN(test_race_delete_separator);
   RUN(test_race_write_compaction);
@@ -1104,5 +1250,6 @@ int main(void) {
   RUN(test_kill_while_cleaning);
   RUN(test_readers_while_cleaning);
   RUN(test_space_returned);
+  RUN(test_steps);
   return unit_finish();
 }
