@@ -162,20 +162,10 @@ static void report(check_ctx *x, const char *fmt, ...) LS_PRINTF(2, 3);
 static void report(check_ctx *x, const char *fmt, ...) {
   x->problems++;
   if (x->problems > 100) return;                /* enough to act on */
-  char line[320];
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(line, sizeof line, fmt, ap);
+  ls_vappend_line(&x->out, &x->len, fmt, ap);
   va_end(ap);
-  if (n < 0) return;
-  if ((size_t)n >= sizeof line) n = sizeof line - 1;
-  char *p = realloc(x->out, x->len + (size_t)n + 2);
-  if (!p) return;
-  memcpy(p + x->len, line, (size_t)n);
-  x->len += (size_t)n;
-  p[x->len++] = '\n';
-  p[x->len] = 0;
-  x->out = p;
 }
 
 static int check_entry(void *arg, const idx_entry *en, uint64_t seq) {

@@ -59,6 +59,7 @@
 #define NHASH 64              /* relocation buffer hash chains */
 #define DELAY_CAP_US 50000    /* most flow-control delay per commit */
 #define CB_PER_BUCKET 2       /* cost-benefit candidates looked at per bucket */
+#define SETTLE_BATCH 16       /* direct segments settled together (one sync per file) */
 
 typedef struct cl_ent {
   uint32_t id;
@@ -1061,10 +1062,21 @@ static uint64_t compact_round(ls_cleaner *c, int max_steps) {
   return freed;
 }
 
+/* Settling costs a sync; a batch shares it.  Unsettled segments only pin
+** the mixed segments holding their COMMIT records, so they wait for a
+** batch unless space is short. */
+static int settle_due(ls_cleaner *c) {
+  pthread_mutex_lock(&c->qlock);
+  uint32_t n = c->settle.len;
+  pthread_mutex_unlock(&c->qlock);
+  int urgent;
+  return n >= SETTLE_BATCH || (n && want_compaction(c, &urgent));
+}
+
 static void background_round(ls_cleaner *c) {
   ls_engine *e = c->e;
   uint64_t progress = reclaim(c);
-  settle_all(c);
+  if (settle_due(c)) settle_all(c);
   uint32_t done = 0;
   int rc = separate(c, SEP_BATCH, &done);
   progress += done;
@@ -1086,7 +1098,7 @@ static void background_round(ls_cleaner *c) {
   /* More to do: another round -- unless this one got nowhere (the disk is
   ** full); then the next hand-off or a writer needing room wakes us. */
   pthread_mutex_lock(&c->qlock);
-  if (progress && (c->mixed.len || c->empty.n || c->settle.len)) c->kicked = 1;
+  if (progress && (c->mixed.len || c->empty.n || c->settle.len >= SETTLE_BATCH)) c->kicked = 1;
   pthread_mutex_unlock(&c->qlock);
 }
 

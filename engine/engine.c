@@ -87,23 +87,13 @@ int eng_install(ls_engine *e, ls_table *t, const idx_key *key, uint64_t word, ui
 }
 
 void eng_problem(ls_engine *e, const char *fmt, ...) {
-  char line[320];
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  if (n < 0) return;
-  if ((size_t)n >= sizeof line) n = sizeof line - 1;
   pthread_mutex_lock(&e->problems_lock);
   size_t len = e->problems ? strlen(e->problems) : 0;
-  char *p = realloc(e->problems, len + (size_t)n + 2);
-  if (p) {
-    memcpy(p + len, line, (size_t)n);
-    p[len + (size_t)n] = '\n';
-    p[len + (size_t)n + 1] = 0;
-    e->problems = p;
-  }
+  ls_vappend_line(&e->problems, &len, fmt, ap);
   pthread_mutex_unlock(&e->problems_lock);
+  va_end(ap);
 }
 
 void eng_fail(ls_engine *e, const char *what) {

@@ -9,6 +9,7 @@
 #ifndef LS_INT_H
 #define LS_INT_H
 
+#include <stdarg.h>
 #include <stdint.h>
 #include <stddef.h>
 #include <string.h>
@@ -70,5 +71,9 @@ uint64_t ls_now_ns(void);
 
 /* Allocation of I/O buffers aligned to 4096 bytes. */
 void *ls_alloc_aligned(size_t size);
+
+/* Append one formatted line (at most 320 bytes, newline added) to the
+** heap string *text of *len bytes.  On out of memory the line is lost. */
+void ls_vappend_line(char **text, size_t *len, const char *fmt, va_list ap) LS_PRINTF(3, 0);
 
 #endif /* LS_INT_H */

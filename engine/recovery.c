@@ -104,20 +104,10 @@ static int grow(void **p, uint64_t *cap, uint64_t need, size_t elem) {
 
 static void problem(rstate *rs, const char *fmt, ...) LS_PRINTF(2, 3);
 static void problem(rstate *rs, const char *fmt, ...) {
-  char line[256];
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(line, sizeof line, fmt, ap);
+  ls_vappend_line(&rs->problems, &rs->problems_len, fmt, ap);
   va_end(ap);
-  if (n < 0) return;
-  if ((size_t)n >= sizeof line) n = sizeof line - 1;
-  char *p = realloc(rs->problems, rs->problems_len + (size_t)n + 2);
-  if (!p) return;
-  memcpy(p + rs->problems_len, line, (size_t)n);
-  rs->problems_len += (size_t)n;
-  p[rs->problems_len++] = '\n';
-  p[rs->problems_len] = 0;
-  rs->problems = p;
 }
 
 /* Apply the batch to the indexes: sort by key (a counting sort on the top

@@ -116,6 +116,20 @@ uint64_t ls_now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+void ls_vappend_line(char **text, size_t *len, const char *fmt, va_list ap) {
+  char line[320];
+  int n = vsnprintf(line, sizeof line, fmt, ap);
+  if (n < 0) return;
+  if ((size_t)n >= sizeof line) n = sizeof line - 1;
+  char *p = realloc(*text, *len + (size_t)n + 2);
+  if (!p) return;
+  memcpy(p + *len, line, (size_t)n);
+  *len += (size_t)n;
+  p[(*len)++] = '\n';
+  p[*len] = 0;
+  *text = p;
+}
+
 void *ls_alloc_aligned(size_t size) {
   void *p = NULL;
   if (posix_memalign(&p, 4096, size ? size : 4096)) return NULL;

@@ -59,6 +59,14 @@ static int table_arg(sqlite3_context *ctx, sqlite3_value *v, ls_db **ldb, uint32
   return 1;
 }
 
+/* The engine's error rc (message in ls_errmsg) as the function's result. */
+static void engine_error(sqlite3_context *ctx, sqlite3_value *table, int rc) {
+  char *m = sqlite3_mprintf("logstor: %s: %s", sqlite3_value_text(table), ls_errmsg());
+  sqlite3_result_error(ctx, m ? m : "logstor: out of memory", -1);
+  sqlite3_result_error_code(ctx, lsx_sqlite_code(rc));
+  sqlite3_free(m);
+}
+
 static void fn_check(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   (void)argc;
   ls_db *ldb;
@@ -67,10 +75,7 @@ static void fn_check(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   char *report = NULL;
   int rc = ls_check(ldb->eng, id, &report);
   if (rc) {
-    char *m = sqlite3_mprintf("logstor: %s: %s", sqlite3_value_text(argv[0]), ls_errmsg());
-    sqlite3_result_error(ctx, m, -1);
-    sqlite3_result_error_code(ctx, lsx_sqlite_code(rc));
-    sqlite3_free(m);
+    engine_error(ctx, argv[0], rc);
     return;
   }
   sqlite3_result_text(ctx, report, -1, SQLITE_TRANSIENT);
@@ -86,10 +91,7 @@ static void fn_clean(sqlite3_context *ctx, int argc, sqlite3_value **argv, int c
   uint64_t freed = 0;
   int rc = compact ? ls_compact(ldb->eng, id, &freed) : ls_flush(ldb->eng, id, &freed);
   if (rc) {
-    char *m = sqlite3_mprintf("logstor: %s: %s", sqlite3_value_text(argv[0]), ls_errmsg());
-    sqlite3_result_error(ctx, m, -1);
-    sqlite3_result_error_code(ctx, lsx_sqlite_code(rc));
-    sqlite3_free(m);
+    engine_error(ctx, argv[0], rc);
     return;
   }
   sqlite3_result_int64(ctx, (sqlite3_int64)freed);

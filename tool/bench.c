@@ -9,7 +9,7 @@
 **       bytes per live byte, index bytes per key and the reopen time.
 **   tool/bench engine [--n N] [--value B] [--batch K] [--dir D]
 **       The engine alone, without SQLite.
-**   tool/bench clean [--quick] [--csv FILE] [--png FILE] [--dir D]
+**   tool/bench clean [--quick] [--util PCT] [--csv FILE] [--png FILE] [--dir D]
 **       The cleaner under random overwrites of a fixed key set at 50, 75
 **       and 90 % disk utilisation, uniform and hot/cold, greedy and
 **       cost-benefit: write amplification and throughput (engine only).
@@ -867,8 +867,15 @@ static void cl_plot(const char *png, const double *util, int nu, cl_result res[]
 static int bench_clean(int argc, char **argv) {
   int quick = 0;
   const char *csv = "clean.csv", *png = "clean.png", *dir = NULL;
+  double util[3] = { 0.50, 0.75, 0.90 };
+  int NU = 3;
   for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "--quick")) quick = 1;
+    else if (!strcmp(argv[i], "--util") && i + 1 < argc) {
+      util[0] = atof(argv[++i]) / 100;
+      NU = 1;
+      if (util[0] <= 0 || util[0] >= 1) { fprintf(stderr, "bench clean: --util takes a percentage, 1..99\n"); return 2; }
+    }
     else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv = argv[++i];
     else if (!strcmp(argv[i], "--png") && i + 1 < argc) png = argv[++i];
     else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
@@ -884,11 +891,9 @@ static int bench_clean(int argc, char **argv) {
   }
   char path[4200];
   snprintf(path, sizeof path, "%s/clean", dir);
-  static const double util[3] = { 0.50, 0.75, 0.90 };
   static const int policy[2] = { LS_POLICY_GREEDY, LS_POLICY_COST_BENEFIT };
   static const char *pname[2] = { "greedy", "cost-benefit" };
-  enum { NU = 3 };
-  cl_result res[NU][2][2], base[NU][2];
+  cl_result res[3][2][2], base[3][2];
   printf("cleaning bench: disk_size %" PRIu64 " MiB, file_size %" PRIu64 " MiB, segment_size %" PRIu64
          " KiB; 8-byte keys, %u..%u-byte values (fixed per key), %d rows per transaction\n",
          disk / MiB, file / MiB, seg / 1024, CL_VMIN, CL_VMAX, CL_BATCH);
@@ -1008,6 +1013,6 @@ int main(int argc, char **argv) {
   if (argc < 2 || argv[1][0] == '-') return bench_sql(argc - 1, argv + 1, argv[0]);
   fprintf(stderr, "usage: tool/bench [sql] [--n N] [--quick] [--so PATH] [--dir D]\n"
                   "       tool/bench engine [--n N] [--value B] [--batch K] [--dir D]\n"
-                  "       tool/bench clean [--quick] [--csv FILE] [--png FILE] [--dir D]\n");
+                  "       tool/bench clean [--quick] [--util PCT] [--csv FILE] [--png FILE] [--dir D]\n");
   return 2;
 }

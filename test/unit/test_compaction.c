@@ -423,6 +423,28 @@ static void test_tombstones_kept_then_dropped(void) {
   ls_close(e);
 }
 
+/* Segment 0 of a closed store starts with a free marker: tear the first
+** write of its next incarnation -- sectors 1..7 of the first block get new
+** bytes (random ones, or 0x5a), the header sector keeps the marker. */
+static void tear_marked_segment0(const char *dir, int random) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/data-000000.ls", dir);
+  int fd = open(path, O_RDWR);
+  CHECK(fd >= 0);
+  if (fd < 0) return;
+  uint8_t blk[4096];
+  CHECK(pread(fd, blk, sizeof blk, 0) == (ssize_t)sizeof blk);
+  ls_bufhdr h;
+  CHECK(ls_bufhdr_decode(blk, &h) && h.kind == LS_KIND_FREE);
+  uint64_t r = 12345;
+  for (uint32_t i = 512; i < sizeof blk; i += 8) {
+    uint64_t x = random ? unit_rand(&r) : 0x5a5a5a5a5a5a5a5aull;
+    memcpy(blk + i, &x, 8);
+  }
+  CHECK(pwrite(fd, blk + 512, sizeof blk - 512, 512) == (ssize_t)(sizeof blk - 512));
+  close(fd);
+}
+
 /* (c) A put and its delete in one segment: the delete is dropped when that
 ** segment is separated (nothing older exists elsewhere), and the segment
 ** gets a free marker.  A torn first write of the slot's next incarnation
@@ -452,23 +474,7 @@ static void test_torn_reuse_after_drop(void) {
   CHECK(is(e, t, "ghost", NULL, 0));
   CHECK(is(e, t, "keeper0", val, sizeof val));
   ls_close(e);
-  /* Segment 0 starts with a free marker now. */
-  char path[512];
-  snprintf(path, sizeof path, "%s/data-000000.ls", dir);
-  int fd = open(path, O_RDWR);
-  CHECK(fd >= 0);
-  uint8_t blk[4096];
-  CHECK(pread(fd, blk, sizeof blk, 0) == (ssize_t)sizeof blk);
-  ls_bufhdr h;
-  CHECK(ls_bufhdr_decode(blk, &h) && h.kind == LS_KIND_FREE);
-  /* The torn reuse: sectors 1..7 of the first block get new bytes. */
-  uint64_t r = 12345;
-  for (uint32_t i = 512; i < sizeof blk; i += 8) {
-    uint64_t x = unit_rand(&r);
-    memcpy(blk + i, &x, 8);
-  }
-  CHECK(pwrite(fd, blk + 512, sizeof blk - 512, 512) == (ssize_t)(sizeof blk - 512));
-  close(fd);
+  tear_marked_segment0(dir, 1);
   e = reopen(dir, 1);
   if (!e) return;
   CHECK(is(e, t, "ghost", NULL, 0));
@@ -507,17 +513,7 @@ static void test_torn_reuse_after_abort(void) {
   CHECK_INT(seg_get(&e->sm, 0)->state, SEG_FREE);
   CHECK(is(e, t, "aborted", NULL, 0));
   ls_close(e);
-  char path[512];
-  snprintf(path, sizeof path, "%s/data-000000.ls", dir);
-  int fd = open(path, O_RDWR);
-  CHECK(fd >= 0);
-  uint8_t blk[4096];
-  CHECK(pread(fd, blk, sizeof blk, 0) == (ssize_t)sizeof blk);
-  ls_bufhdr h;
-  CHECK(ls_bufhdr_decode(blk, &h) && h.kind == LS_KIND_FREE);
-  memset(blk + 512, 0x5a, sizeof blk - 512);
-  CHECK(pwrite(fd, blk + 512, sizeof blk - 512, 512) == (ssize_t)(sizeof blk - 512));
-  close(fd);
+  tear_marked_segment0(dir, 0);
   e = reopen(dir, 1);
   if (!e) return;
   CHECK(is(e, t, "aborted", NULL, 0));
