@@ -64,6 +64,7 @@ void ls_stats_get(ls_engine *e, ls_stats *s) {
   s->tombstones_dropped = atomic_load(&e->tombstones_dropped);
   s->separator_bytes_written = atomic_load(&e->separator_bytes);
   s->separator_records_relocated = atomic_load(&e->separator_relocated);
+  s->separator_segments_adopted = atomic_load(&e->separator_adopted);
   s->separator_buffers_in_use = cleaner_buffers_in_use(e);
   s->separator_delay_us = atomic_load(&e->delay_us);
   s->separator_delay_now_us = atomic_load(&e->delay_now_us);
@@ -75,7 +76,7 @@ void ls_stats_get(ls_engine *e, ls_stats *s) {
   pthread_mutex_lock(&e->sm.lock);
   for (uint32_t i = 0; i < n; i++) {
     ls_seg *d = seg_get(&e->sm, i);
-    s->mixed_segments += d->state != SEG_FREE && d->kind == LS_KIND_MIXED;
+    s->mixed_segments += d->state != SEG_FREE && d->kind == LS_KIND_MIXED && !(d->flags & SEGF_ADOPTED);
   }
   pthread_mutex_unlock(&e->sm.lock);
   uint64_t data = s->bytes_written - s->format_bytes_written;
@@ -130,7 +131,7 @@ int ls_segment_foreach(ls_engine *e, int (*fn)(void *arg, const ls_segment_info 
     pthread_mutex_lock(&e->sm.lock);
     ls_seg *d = seg_get(&e->sm, id);
     si.id = id;
-    si.kind = d->kind == LS_KIND_GROUP ? "group" : "mixed";
+    si.kind = d->kind == LS_KIND_GROUP || (d->flags & SEGF_ADOPTED) ? "group" : "mixed";
     si.state = states[d->state <= SEG_CLEANING ? d->state : 0];
     si.table = d->table;
     si.group = d->group;

@@ -5,7 +5,9 @@
 ** cleaner
 **   - separates: reads each sealed mixed segment back (from the page cache,
 **     usually) and copies its live records into relocation buffers, one per
-**     compaction group (table, token range);
+**     compaction group (table, token range) -- or, when all its records are
+**     of one group and nothing ties it to another segment, adopts it into
+**     that group as it is;
 **   - compacts: takes the emptiest (greedy) or the best cost-benefit group
 **     segments of one group and copies their live records into that group's
 **     buffer, leaving dead records and droppable tombstones behind;
@@ -308,7 +310,7 @@ static uint64_t reclaim(ls_cleaner *c) {
     pthread_mutex_lock(&e->sm.lock);
     for (uint32_t i = 0; i < c->ids.n; i++) {
       ls_seg *d = seg_get(&e->sm, c->ids.v[i]);
-      mixed += d->kind == LS_KIND_MIXED && d->state == SEG_CLEANING;
+      mixed += d->kind == LS_KIND_MIXED && d->state == SEG_CLEANING && !(d->flags & SEGF_ADOPTED);
     }
     pthread_mutex_unlock(&e->sm.lock);
     seg_free_many(&e->sm, c->ids.v, (int)c->ids.n, &c->cand);
@@ -625,12 +627,9 @@ static int item_by_seq(const void *a, const void *b) {
 ** buffers; drop the tombstones rule C3 allows.  ordinal > 0 for a mixed
 ** segment (the separator), 0 for compaction.  On LS_FULL the caller puts s
 ** back where it was; records already copied are harmless (C1). */
-static int relocate(ls_cleaner *c, uint32_t s, uint64_t ordinal) {
+static int relocate_img(ls_cleaner *c, uint32_t s, uint32_t used, uint64_t sseq, uint32_t kind, uint64_t ordinal) {
   ls_engine *e = c->e;
-  uint32_t used, kind;
-  uint64_t sseq;
-  int rc = read_back(c, s, &used, &sseq, &kind);
-  if (rc) return rc;
+  int rc;
   c->nitems = 0;
   ls_walk w;
   ls_walk_init(&w, c->img, used, sseq, kind);
@@ -730,7 +729,76 @@ static int relocate(ls_cleaner *c, uint32_t s, uint64_t ordinal) {
   return LS_OK;
 }
 
+/* The same, reading s back first. */
+static int relocate(ls_cleaner *c, uint32_t s, uint64_t ordinal) {
+  uint32_t used, kind;
+  uint64_t sseq;
+  int rc = read_back(c, s, &used, &sseq, &kind);
+  return rc ? rc : relocate_img(c, s, used, sseq, kind, ordinal);
+}
+
 /* ---- the separator ---------------------------------------------------------- */
+
+/* Mixed segment s (CLEANING, read back into c->img) joins its group's set
+** as it is if all its rows belong to one table of one group and nothing
+** ties it to another segment: no pins (no other segment needs a COMMIT or
+** ABORT record in it), no deps (its CONT records are committed by COMMIT
+** records in it), no holds (no prepared transaction).  The separator would
+** only copy its live rows, in the same (sequence) order, into a segment of
+** that group; a single table of one group -- the common case -- so writes
+** its rows once.  Its bytes still say mixed: recovery finds it mixed, and
+** the separator adopts or separates it again.  Only while live rows fill
+** at most half of a bounded disk: a copy packs them tighter (no dead rows,
+** no padding), and on a fuller disk that density saves compaction more
+** writes than the copy costs.  Returns 1 if adopted. */
+static int want_compaction(ls_cleaner *c, int *urgent);
+
+static uint64_t live_total(ls_engine *e) {
+  uint64_t live = 0;
+  unsigned g = ls_guard_enter(&e->guard);
+  ls_catalog *cat = atomic_load(&e->catalog);
+  for (uint32_t i = 0; i < cat->cap; i++)
+    if (cat->t[i]) live += (uint64_t)atomic_load(&cat->t[i]->live_bytes);
+  ls_guard_leave(&e->guard, g);
+  return live;
+}
+
+static int adopt(ls_cleaner *c, uint32_t s, uint32_t used, uint64_t sseq) {
+  ls_engine *e = c->e;
+  if (c->resume_seg == s && c->resume_seq == sseq) return 0;   /* copies made already */
+  if (e->disk_size && 2 * live_total(e) > e->disk_size) return 0;
+  ls_walk w;
+  ls_walk_init(&w, c->img, used, sseq, LS_KIND_MIXED);
+  ls_rec r;
+  uint32_t off, table = 0, n = 0;
+  int k;
+  while ((k = ls_walk_next(&w, &r, &off)) > 0) {
+    if (r.type != LS_REC_PUT && r.type != LS_REC_DELETE) continue;
+    if (n++ && r.table != table) return 0;
+    table = r.table;
+  }
+  if (k < 0 || !n) return 0;
+  unsigned g = ls_guard_enter(&e->guard);
+  ls_table *t = eng_table(e, table);
+  uint32_t gs = t && t->groups == 1 ? t->gsets[0] : 0;
+  ls_guard_leave(&e->guard, g);
+  if (!gs) return 0;
+  pthread_mutex_lock(&e->sm.lock);
+  ls_seg *d = seg_get(&e->sm, s);
+  int ok = d->seq == sseq && d->state == SEG_CLEANING && !d->pins && !d->holds && !d->ndeps;
+  if (ok) {
+    d->table = table;
+    d->group = 0;
+    d->flags |= SEGF_ADOPTED;
+  }
+  pthread_mutex_unlock(&e->sm.lock);
+  if (!ok) return 0;
+  seg_set_add(&e->sm, s, gs);
+  /* Emptied meanwhile, or its table dropped (then no set took it). */
+  if (!atomic_load(&d->live_records)) (void)seg_ids_push(&c->cand, s);
+  atomic_fetch_add(&e->separator_adopted, 1);
+  return 1;
+}
 
 /* Separate up to max ready mixed segments.  Returns how many, or an error
 ** (LS_FULL: no segment for a buffer now; the segment went back). */
@@ -761,7 +829,14 @@ static int separate(ls_cleaner *c, uint32_t max, uint32_t *done) {
     pthread_mutex_unlock(&e->sm.lock);
     if (!ok) continue;                                /* freed meanwhile */
     if (held) { (void)ring_push(&c->deferred, x); continue; }
-    int rc = relocate(c, x.id, ++c->ordinal);
+    uint32_t used, kind;
+    uint64_t sseq;
+    int rc = read_back(c, x.id, &used, &sseq, &kind);
+    if (!rc && kind == LS_KIND_MIXED && adopt(c, x.id, used, sseq)) {
+      (*done)++;
+      continue;
+    }
+    if (!rc) rc = relocate_img(c, x.id, used, sseq, kind, ++c->ordinal);
     if (rc == LS_CORRUPT) {
       eng_problem(e, "%s", ls_errmsg());
     } else if (rc) {
@@ -777,6 +852,11 @@ static int separate(ls_cleaner *c, uint32_t max, uint32_t *done) {
       return rc;
     }
     (*done)++;
+    /* The buffers written so far emptied their sources: short of space,
+    ** free those now rather than after the whole backlog (whose copies
+    ** would otherwise all need free segments first). */
+    int urgent = 0;
+    if (c->cand.n && (want_compaction(c, &urgent), urgent)) reclaim(c);
   }
   return LS_OK;
 }
@@ -1030,12 +1110,7 @@ static int want_compaction(ls_cleaner *c, int *urgent) {
     *urgent = nfree + growable < m->reserve_clean + m->reserve_delete + 2;
     return nfree + growable < low;
   }
-  uint64_t live = 0;
-  unsigned g = ls_guard_enter(&e->guard);
-  ls_catalog *cat = atomic_load(&e->catalog);
-  for (uint32_t i = 0; i < cat->cap; i++)
-    if (cat->t[i]) live += (uint64_t)atomic_load(&cat->t[i]->live_bytes);
-  ls_guard_leave(&e->guard, g);
+  uint64_t live = live_total(e);
   uint64_t used = (uint64_t)(total - nfree) * e->seg_size;
   return total - nfree > 64 && used > 2 * live;
 }

@@ -116,6 +116,7 @@ struct ls_engine {
   _Atomic uint64_t tombstones_dropped;
   _Atomic uint64_t separator_bytes;         /* bytes written for mixed records */
   _Atomic uint64_t separator_relocated;
+  _Atomic uint64_t separator_adopted;       /* mixed segments kept whole */
   _Atomic uint64_t separator_freed;         /* mixed segments freed after separation */
   _Atomic uint64_t segments_freed;
   _Atomic uint64_t cleaner_segments;        /* segments the cleaner wrote */

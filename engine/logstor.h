@@ -306,12 +306,13 @@ typedef struct ls_stats {
   uint64_t tombstones_dropped;     /* deletes nothing older survives */
   uint64_t separator_bytes_written;
   uint64_t separator_records_relocated;
+  uint64_t separator_segments_adopted;   /* mixed segments of one group kept whole */
   uint64_t separator_buffers_in_use;
   uint64_t separator_delay_us;     /* flow-control delay given to writers */
   uint64_t separator_delay_now_us; /* the delay the last commit got */
   uint64_t segments_freed_by_separator;
   uint64_t segments_freed;
-  uint64_t mixed_segments;         /* mixed segments in use */
+  uint64_t mixed_segments;         /* mixed segments waiting for the separator */
   uint64_t format_bytes_written;   /* zeros written to prepare data files */
   uint64_t meta_bytes_written;     /* free markers and settled headers */
   double write_amplification;      /* data bytes written / user bytes */

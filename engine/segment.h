@@ -84,6 +84,8 @@ enum { SEG_FOR_USER = 0, SEG_FOR_DELETE = 1, SEG_FOR_CLEANER = 2 };
 #define SEGF_INFLIGHT 0x02   /* sealed by the writer in a group not yet
                              ** installed: never free it */
 #define SEGF_DAMAGED  0x04   /* the cleaner found it unreadable: leave it */
+#define SEGF_ADOPTED  0x08   /* a mixed segment that joined a group as it
+                             ** is (cleaner.c); its bytes still say mixed */
 
 #define SEG_NBUCKETS 64
 #define SEG_NONE UINT32_MAX
@@ -109,7 +111,7 @@ typedef struct ls_seg {
   uint8_t state;                   /* SEG_FREE .. SEG_CLEANING */
   uint8_t kind;                    /* LS_KIND_MIXED / LS_KIND_GROUP */
   uint8_t flags;                   /* SEGF_* */
-  uint32_t table, group;           /* owner of a group segment */
+  uint32_t table, group;           /* owner of a group (or adopted) segment */
   uint32_t pins;                   /* segments whose records need a COMMIT
                                    ** record in this one (lock) */
   uint32_t holds;                  /* prepared transactions with records

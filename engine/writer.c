@@ -56,6 +56,11 @@
 **  (W8) An allocation that would dip into the cleaner's reserve first asks
 **       the cleaner for room (on this thread); a transaction of deletes
 **       only may go deeper, so that space can be freed on a full disk.
+**  (W9) A transaction that does not fit the rest of the active segment but
+**       fits a fresh one goes into a fresh one when less than an eighth of
+**       the active segment is left: then no segment's records need a COMMIT
+**       record in the next, and the separator can adopt a segment of one
+**       table whole (cleaner.c) instead of copying it.
 */
 #include "engine_int.h"
 
@@ -259,7 +264,9 @@ static void seal_active(ls_writer *w) {
 static int alloc_segment(ls_writer *w, int kind, uint32_t table, uint32_t group, int purpose, uint32_t *s) {
   ls_engine *e = w->e;
   int rc = seg_alloc(&e->sm, kind, table, group, purpose, s);
-  if (rc == LS_FULL && cleaner_make_room(e, purpose) == LS_OK)
+  /* The background cleaner may take what was made before this thread
+  ** gets it (its copies use free segments too): ask again, a few times. */
+  for (int i = 0; i < 8 && rc == LS_FULL && cleaner_make_room(e, purpose) == LS_OK; i++)
     rc = seg_alloc(&e->sm, kind, table, group, purpose, s);
   if (!rc) eng_kick_bg(e);
   return rc;
@@ -464,6 +471,12 @@ static int serialize(ls_writer *w, ls_txn *t) {
   for (uint32_t i = 0; i < t->nrec; i++)
     if (!t->recs[i].dead && !t->recs[i].word) rest += t->recs[i].size;
   int multi = t->ndirect > 0 || rest > room(w);
+  if (multi && !t->ndirect && rest <= e->seg_size - LS_BUF_HDR && room(w) < e->seg_size / 8) {
+    /* W9: a fresh segment holds it whole. */
+    rc = switch_segment(w, purpose);
+    if (rc) return rc;
+    multi = rest > room(w);
+  }
   uint32_t last = TXN_NONE;
   for (uint32_t i = 0; i < t->nrec; i++)
     if (!t->recs[i].dead && !t->recs[i].word) last = i;

@@ -252,6 +252,7 @@ static int stats_filter(sqlite3_vtab_cursor *cur, int idxNum, const char *idxStr
     { "compaction_records_dropped", s.compaction_records_dropped }, { "tombstones_dropped", s.tombstones_dropped },
     { "separator_bytes_written", s.separator_bytes_written },
     { "separator_records_relocated", s.separator_records_relocated },
+    { "separator_segments_adopted", s.separator_segments_adopted },
     { "separator_buffers_in_use", s.separator_buffers_in_use }, { "separator_delay_us", s.separator_delay_us },
     { "segments_freed_by_separator", s.segments_freed_by_separator }, { "segments_freed", s.segments_freed },
     { "mixed_segments", s.mixed_segments }, { "format_bytes_written", s.format_bytes_written },

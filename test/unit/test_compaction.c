@@ -57,6 +57,24 @@ static void check_ok(ls_engine *e) {
 }
 
 /* Put (val != NULL) or delete key in its own transaction. */
+static int put1(ls_engine *e, uint32_t t, const char *key, const void *val, uint32_t len);
+
+/* Put a row of a second table, "other", so that the active segment holds
+** rows of two tables: the separator copies its rows instead of adopting it
+** whole. */
+static int find_other(void *arg, const ls_table_info *ti) {
+  if (strcmp(ti->name, "other")) return 0;
+  *(uint32_t *)arg = ti->id;
+  return 1;
+}
+
+static void mix_in(ls_engine *e) {
+  uint32_t o = 0;
+  ls_table_foreach(e, find_other, &o);
+  if (!o) CHECK_RC(ls_table_create(e, "other", 1, &o), LS_OK);
+  CHECK_RC(put1(e, o, "mix", "in", 2), LS_OK);
+}
+
 static int put1(ls_engine *e, uint32_t t, const char *key, const void *val, uint32_t len) {
   ls_txn *x;
   int rc = ls_txn_begin(e, &x);
@@ -84,6 +102,24 @@ static int is(ls_engine *e, uint32_t t, const char *key, const void *val, uint32
 static void fill(char *buf, uint32_t len, int k, long ver) {
   int n = snprintf(buf, len, "k%d v%ld ", k, ver);
   for (uint32_t i = (uint32_t)n; i < len; i++) buf[i] = (char)('a' + (k + ver + (long)i) % 26);
+}
+
+#define ROW_MAX 2048
+
+/* Row k of a test: key prefix + k, value version ver of len bytes.  put_row
+** writes it, has_row checks it is there (or, present 0, not there). */
+static int put_row(ls_engine *e, uint32_t t, const char *prefix, int k, long ver, uint32_t len) {
+  char kb[32], val[ROW_MAX];
+  snprintf(kb, sizeof kb, "%s%d", prefix, k);
+  fill(val, len, k, ver);
+  return put1(e, t, kb, val, len);
+}
+
+static int has_row(ls_engine *e, uint32_t t, const char *prefix, int k, long ver, uint32_t len, int present) {
+  char kb[32], val[ROW_MAX];
+  snprintf(kb, sizeof kb, "%s%d", prefix, k);
+  fill(val, len, k, ver);
+  return is(e, t, kb, present ? val : NULL, len);
 }
 
 typedef struct segcount {
@@ -465,6 +501,7 @@ static void test_torn_reuse_after_drop(void) {
     CHECK_RC(put1(e, t, kb, val, sizeof val), LS_OK);
   }
   CHECK_RC(put1(e, t, "ghost", NULL, 0), LS_OK);
+  mix_in(e);                                     /* separated, not adopted */
   /* All these records are in the first segment of the first file. */
   CHECK_INT(seg_get(&e->sm, 0)->state, SEG_ACTIVE);
   uint64_t f;
@@ -507,6 +544,7 @@ static void test_torn_reuse_after_abort(void) {
   }
   CHECK_RC(ls_txn_unprepare(p), LS_OK);          /* the ABORT record */
   ls_txn_free(p);
+  mix_in(e);                                     /* separated, not adopted */
   CHECK_INT(seg_get(&e->sm, 0)->state, SEG_ACTIVE);
   uint64_t f;
   CHECK_RC(ls_flush(e, t, &f), LS_OK);
@@ -582,6 +620,7 @@ static void relocation_race(int mode, int compact) {
   char val[200], kb[16];
   fill(val, sizeof val, 0, 1);
   CHECK_RC(put1(e, t, "raced", val, sizeof val), LS_OK);
+  mix_in(e);                                     /* copied, not adopted */
   for (int k = 0; k < 60; k++) {
     snprintf(kb, sizeof kb, "o%d", k);
     CHECK_RC(put1(e, t, kb, val, sizeof val), LS_OK);
@@ -1083,6 +1122,102 @@ static void test_readers_while_cleaning(void) {
 }
 
 /* ---------------------------------------------------------------------------
+** Adoption: the mixed segments of a single table of one group join its set
+** whole (nothing copied); a table of two groups, or a segment shared with
+** another table, is copied.  Adopted segments compact like any other, and
+** after a restart recovery finds them mixed again and they are adopted
+** again.
+*/
+static void test_adopt(void) {
+  const char *dir = unit_tmpdir();
+  ls_engine *e = open_opts(dir, 8 * KB, 64 * KB, 0, 1, LS_POLICY_GREEDY);
+  if (!e) return;
+  uint32_t t, two;
+  CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
+  for (int k = 0; k < 60; k++) CHECK_RC(put_row(e, t, "a", k, 0, 400), LS_OK);   /* ~18 per segment */
+  CHECK_RC(writer_seal(e), LS_OK);
+  int mixed = segments(e, 0).mixed;
+  CHECK(mixed >= 3);
+  uint64_t f;
+  CHECK_RC(ls_flush(e, t, &f), LS_OK);
+  ls_stats s = stats(e);
+  CHECK_U64(s.separator_segments_adopted, (uint64_t)mixed);
+  CHECK_U64(s.separator_bytes_written, 0);
+  CHECK_U64(s.separator_records_relocated, 0);
+  CHECK_U64(s.mixed_segments, 0);
+  segcount c = segments(e, t);
+  CHECK_INT(c.mixed, 0);
+  CHECK_INT(c.table_segs, mixed);                /* shown as t's group segments */
+  check_ok(e);
+
+  /* Two groups: copied into one segment per group. */
+  CHECK_RC(ls_table_create(e, "two", 2, &two), LS_OK);
+  for (int k = 0; k < 40; k++) CHECK_RC(put_row(e, two, "b", k, 1, 400), LS_OK);
+  CHECK_RC(ls_flush(e, two, &f), LS_OK);
+  s = stats(e);
+  CHECK_U64(s.separator_segments_adopted, (uint64_t)mixed);
+  CHECK_U64(s.separator_records_relocated, 40);
+  CHECK_U64(s.mixed_segments, 0);
+
+  /* Three rows in four die: the adopted segments are worth compacting. */
+  char kb[32];
+  for (int k = 0; k < 60; k++)
+    if (k % 4) {
+      snprintf(kb, sizeof kb, "a%d", k);
+      CHECK_RC(put1(e, t, kb, NULL, 0), LS_OK);
+    }
+  CHECK_RC(ls_compact(e, t, &f), LS_OK);
+  CHECK(f >= 2);
+  CHECK(stats(e).segments_compacted >= 2);
+  check_ok(e);
+  for (int k = 0; k < 60; k++) CHECK(has_row(e, t, "a", k, 0, 400, k % 4 == 0));
+
+  /* New rows in adopted segments, closed, reopened: mixed again, adopted
+  ** again, nothing lost, nothing back. */
+  for (int k = 60; k < 100; k++) CHECK_RC(put_row(e, t, "a", k, 0, 400), LS_OK);
+  CHECK_RC(ls_flush(e, t, &f), LS_OK);
+  CHECK(stats(e).separator_segments_adopted > (uint64_t)mixed);
+  ls_close(e);
+  e = reopen(dir, 1);
+  if (!e) return;
+  CHECK(stats(e).mixed_segments >= 1);
+  CHECK_RC(ls_flush(e, t, &f), LS_OK);
+  s = stats(e);
+  CHECK(s.separator_segments_adopted >= 1);
+  CHECK_U64(s.mixed_segments, 0);
+  for (int k = 0; k < 100; k++) CHECK(has_row(e, t, "a", k, 0, 400, k >= 60 || k % 4 == 0));
+  for (int k = 0; k < 40; k++) CHECK(has_row(e, two, "b", k, 1, 400, 1));
+  check_ok(e);
+  ls_close(e);
+}
+
+/* On a bounded disk more than half full of live rows, mixed segments are
+** copied (packed tight) even when they could be adopted. */
+static void test_adopt_not_when_full(void) {
+  const char *dir = unit_tmpdir();
+  ls_engine *e = open_opts(dir, 8 * KB, 256 * KB, 1024 * KB, 1, LS_POLICY_GREEDY);
+  if (!e) return;
+  uint32_t t;
+  CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
+  int k = 0;
+  uint64_t f;
+  while (stats(e).bytes_live < 400 * KB) CHECK_RC(put_row(e, t, "h", k++, 0, 1000), LS_OK);
+  CHECK_RC(ls_flush(e, t, &f), LS_OK);
+  ls_stats s = stats(e);
+  uint64_t adopted = s.separator_segments_adopted;
+  CHECK(adopted > 0);                            /* under half full */
+  while (stats(e).bytes_live < 600 * KB) CHECK_RC(put_row(e, t, "h", k++, 0, 1000), LS_OK);
+  CHECK_RC(ls_flush(e, t, &f), LS_OK);
+  s = stats(e);
+  CHECK_U64(s.separator_segments_adopted, adopted);
+  CHECK(s.separator_records_relocated > 0);
+  CHECK_U64(s.mixed_segments, 0);
+  for (int i = 0; i < k; i++) CHECK(has_row(e, t, "h", i, 0, 1000, 1));
+  check_ok(e);
+  ls_close(e);
+}
+
+/* ---------------------------------------------------------------------------
 ** The cleaner one bounded step at a time (manual_cleaning): each separate
 ** step takes one sealed mixed segment, the flush writes the buffers, the
 ** reclaim frees what emptied, a compaction step takes what it should.
@@ -1098,6 +1233,7 @@ static void test_steps(void) {
     snprintf(kb, sizeof kb, "s%d", k);
     fill(val, sizeof val, k, 0);
     CHECK_RC(put1(e, t, kb, val, sizeof val), LS_OK);
+    if (k % 5 == 0) mix_in(e);                   /* every segment is mixed */
   }
   CHECK_RC(writer_seal(e), LS_OK);
   int mixed = segments(e, 0).mixed;
@@ -1241,6 +1377,8 @@ int main(void) {
   RUN(test_slow_group);
   RUN(test_drop_while_writing);
   RUN(test_direct_and_settle);
+  RUN(test_adopt);
+  RUN(test_adopt_not_when_full);
   RUN(test_cleaning_write_faults);
   RUN(test_cleaning_sync_faults);
   RUN(test_kill_while_cleaning);

@@ -749,7 +749,7 @@ static int count_states(void *arg, const ls_segment_info *s) {
   if (!strcmp(s->state, "free")) n[0]++;
   else if (!strcmp(s->state, "active")) n[1]++;
   else if (!strcmp(s->state, "sealed")) n[2]++;
-  if (strcmp(s->kind, "mixed")) n[3]++;
+  if (strcmp(s->kind, "mixed") && strcmp(s->kind, "group")) n[3]++;
   return 0;
 }
 
