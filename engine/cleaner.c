@@ -739,6 +739,19 @@ static int relocate(ls_cleaner *c, uint32_t s, uint64_t ordinal) {
 
 /* ---- the separator ---------------------------------------------------------- */
 
+static int want_compaction(ls_cleaner *c, int *urgent);
+
+/* Bytes of live records of all tables. */
+static uint64_t live_total(ls_engine *e) {
+  uint64_t live = 0;
+  unsigned g = ls_guard_enter(&e->guard);
+  ls_catalog *cat = atomic_load(&e->catalog);
+  for (uint32_t i = 0; i < cat->cap; i++)
+    if (cat->t[i]) live += (uint64_t)atomic_load(&cat->t[i]->live_bytes);
+  ls_guard_leave(&e->guard, g);
+  return live;
+}
+
 /* Mixed segment s (CLEANING, read back into c->img) joins its group's set
 ** as it is if all its rows belong to one table of one group and nothing
 ** ties it to another segment: no pins (no other segment needs a COMMIT or
@@ -751,18 +764,6 @@ static int relocate(ls_cleaner *c, uint32_t s, uint64_t ordinal) {
 ** at most half of a bounded disk: a copy packs them tighter (no dead rows,
 ** no padding), and on a fuller disk that density saves compaction more
 ** writes than the copy costs.  Returns 1 if adopted. */
-static int want_compaction(ls_cleaner *c, int *urgent);
-
-static uint64_t live_total(ls_engine *e) {
-  uint64_t live = 0;
-  unsigned g = ls_guard_enter(&e->guard);
-  ls_catalog *cat = atomic_load(&e->catalog);
-  for (uint32_t i = 0; i < cat->cap; i++)
-    if (cat->t[i]) live += (uint64_t)atomic_load(&cat->t[i]->live_bytes);
-  ls_guard_leave(&e->guard, g);
-  return live;
-}
-
 static int adopt(ls_cleaner *c, uint32_t s, uint32_t used, uint64_t sseq) {
   ls_engine *e = c->e;
   if (c->resume_seg == s && c->resume_seq == sseq) return 0;   /* copies made already */
