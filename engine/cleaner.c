@@ -25,7 +25,7 @@
 **
 ** Everything runs under c->lock, one step at a time: on the cleaner thread
 ** in the background, on the writer thread when a commit needs space
-** (cleaner_make_room), on a caller's thread for flush and compact.  The
+** (cleaner_alloc), on a caller's thread for flush and compact.  The
 ** lock is taken with no other engine lock held, and while holding it the
 ** cleaner never waits for the writer thread, so neither can deadlock.
 **
@@ -1198,7 +1198,7 @@ static void *cleaner_main(void *arg) {
 
 /* ---- entry points --------------------------------------------------------------- */
 
-int cleaner_make_room(ls_engine *e, int purpose) {
+int cleaner_alloc(ls_engine *e, int kind, uint32_t table, uint32_t group, int purpose, uint32_t *id) {
   ls_cleaner *c = e->cleaner;
   if (!c) return ls_err(LS_FULL, "no space left");
   char msg[256];
@@ -1222,10 +1222,12 @@ int cleaner_make_room(ls_engine *e, int purpose) {
     }
     if (!freed && !done && !taken) break;
   }
-  int ok = seg_can_alloc(&e->sm, purpose);
+  /* Taken before the lock goes: the background cleaner's own copies can
+  ** not use up the room first. */
+  int rc = seg_can_alloc(&e->sm, purpose) ? seg_alloc(&e->sm, kind, table, group, purpose, id) : LS_FULL;
   pthread_mutex_unlock(&c->lock);
   if (atomic_load(&e->failed)) return ls_err(LS_READONLY, "%s", e->fail_msg);
-  return ok ? LS_OK : ls_err(LS_FULL, "%s", msg);
+  return rc == LS_FULL ? ls_err(LS_FULL, "%s", msg) : rc;
 }
 
 void cleaner_reclaim_now(ls_engine *e) {

@@ -315,10 +315,11 @@ void cleaner_mixed_ready(ls_engine *e, const uint32_t *segs, uint32_t n);
 void cleaner_note_empty(ls_engine *e, const uint32_t *segs, uint32_t n);
 void cleaner_settle(ls_engine *e, const uint32_t *segs, uint32_t n);
 
-/* Run the cleaner now, on the calling thread, until an allocation for
-** purpose can succeed or nothing more can be reclaimed.  LS_OK or LS_FULL.
-** The caller holds no engine lock. */
-int cleaner_make_room(ls_engine *e, int purpose);
+/* seg_alloc for a writer that found no segment: run the cleaner now, on
+** the calling thread, until an allocation for purpose can succeed or
+** nothing more can be reclaimed, and allocate under the cleaner's lock.
+** LS_OK, LS_FULL or an error.  The caller holds no engine lock. */
+int cleaner_alloc(ls_engine *e, int kind, uint32_t table, uint32_t group, int purpose, uint32_t *id);
 /* Free the noted empty segments now (drop, truncate). */
 void cleaner_reclaim_now(ls_engine *e);
 /* Microseconds a committing writer should wait (flow control). */

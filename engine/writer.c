@@ -264,10 +264,7 @@ static void seal_active(ls_writer *w) {
 static int alloc_segment(ls_writer *w, int kind, uint32_t table, uint32_t group, int purpose, uint32_t *s) {
   ls_engine *e = w->e;
   int rc = seg_alloc(&e->sm, kind, table, group, purpose, s);
-  /* The background cleaner may take what was made before this thread
-  ** gets it (its copies use free segments too): ask again, a few times. */
-  for (int i = 0; i < 8 && rc == LS_FULL && cleaner_make_room(e, purpose) == LS_OK; i++)
-    rc = seg_alloc(&e->sm, kind, table, group, purpose, s);
+  if (rc == LS_FULL) rc = cleaner_alloc(e, kind, table, group, purpose, s);
   if (!rc) eng_kick_bg(e);
   return rc;
 }

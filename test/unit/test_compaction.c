@@ -43,19 +43,6 @@ static ls_engine *reopen(const char *dir, int manual) {
   return e;
 }
 
-static ls_stats stats(ls_engine *e) {
-  ls_stats s;
-  ls_stats_get(e, &s);
-  return s;
-}
-
-static void check_ok(ls_engine *e) {
-  char *rep = NULL;
-  CHECK_RC(ls_check(e, 0, &rep), LS_OK);
-  if (rep && strcmp(rep, "ok")) unit_fail(__FILE__, __LINE__, "ls_check: %s", rep);
-  free(rep);
-}
-
 /* Put (val != NULL) or delete key in its own transaction. */
 static int put1(ls_engine *e, uint32_t t, const char *key, const void *val, uint32_t len);
 
@@ -192,7 +179,7 @@ static void overwrite_loop(int policy) {
     txns++;
   }
   CHECK_RC(rc, LS_OK);
-  ls_stats s = stats(e);
+  ls_stats s = unit_stats(e);
   CHECK(s.user_bytes_written >= goal * 9 / 10);   /* rows written twice in a txn count once */
   CHECK(s.segments_compacted > 0);
   CHECK(s.separator_bytes_written > 0);
@@ -205,7 +192,7 @@ static void overwrite_loop(int policy) {
       if (!is(e, t, kb, ver[k] ? val : NULL, OW_VAL) && bad++ < 5)
         unit_fail(__FILE__, __LINE__, "pass %d: key %s does not hold version %ld", pass, kb, ver[k] - 1);
     }
-    check_ok(e);
+    unit_check_ok(e);
     ls_close(e);
     if (pass == 0) e = reopen(dir, 0);
     if (!e) break;
@@ -246,7 +233,7 @@ static void test_scylla_compaction(void) {
   CHECK_INT(c.table_single, 11);
   CHECK_INT(c.mixed, 0);
   CHECK_INT(c.used, 11);
-  ls_stats s = stats(e);
+  ls_stats s = unit_stats(e);
   CHECK(s.segments_freed >= 4);
   for (int k = 0; k < 10; k++) {
     snprintf(kb, sizeof kb, "%d", k);
@@ -255,14 +242,14 @@ static void test_scylla_compaction(void) {
   }
   fill(val, len, 100, 4);
   CHECK(is(e, t, "100", val, len));
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
   e = reopen(dir, 0);
   if (e) {
     CHECK(is(e, t, "100", val, len));
     c = segments(e, t);
     CHECK_INT(c.used, 11);
-    check_ok(e);
+    unit_check_ok(e);
     ls_close(e);
   }
   free(val);
@@ -333,11 +320,11 @@ static void test_separation(void) {
   CHECK(c.group >= 5);
   check_owners(e, a);
   check_owners(e, b);
-  ls_stats s = stats(e);
+  ls_stats s = unit_stats(e);
   CHECK_U64(s.separator_records_relocated, 1200);
   CHECK_U64(s.mixed_segments, 0);
   CHECK(s.segments_freed_by_separator > 10);
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
   e = reopen(dir, 1);
   if (!e) return;
@@ -348,7 +335,7 @@ static void test_separation(void) {
   }
   check_owners(e, a);
   check_owners(e, b);
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
 }
 
@@ -381,7 +368,7 @@ static void test_recover_mixed(void) {
   CHECK_INT(segments(e, 0).mixed, 0);
   check_owners(e, a);
   check_owners(e, b);
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
 }
 
@@ -412,9 +399,9 @@ static void test_tombstones_kept_then_dropped(void) {
     CHECK_RC(put1(e, t, kb, NULL, 0), LS_OK);
   }
   CHECK_RC(ls_flush(e, t, &f), LS_OK);
-  CHECK_U64(stats(e).tombstones_dropped, 0);     /* the puts' segment holds them back */
+  CHECK_U64(unit_stats(e).tombstones_dropped, 0);     /* the puts' segment holds them back */
   CHECK_RC(ls_compact(e, t, &f), LS_OK);
-  CHECK_U64(stats(e).tombstones_dropped, 0);     /* its slot is free but readable */
+  CHECK_U64(unit_stats(e).tombstones_dropped, 0);     /* its slot is free but readable */
   ls_close(e);
   e = reopen(dir, 1);
   if (!e) return;
@@ -439,12 +426,12 @@ static void test_tombstones_kept_then_dropped(void) {
     if (r % 20 == 19) CHECK_RC(ls_compact(e, t, &f), LS_OK);
   }
   CHECK_RC(ls_compact(e, t, &f), LS_OK);
-  CHECK_U64(stats(e).tombstones_dropped, 20);
+  CHECK_U64(unit_stats(e).tombstones_dropped, 20);
   for (int k = 0; k < 20; k++) {
     snprintf(kb, sizeof kb, "d%d", k);
     CHECK(is(e, t, kb, NULL, 0));
   }
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
   e = reopen(dir, 0);
   if (!e) return;
@@ -453,9 +440,9 @@ static void test_tombstones_kept_then_dropped(void) {
     fill(val, sizeof val, k, 0);
     CHECK(is(e, t, kb, k < 20 ? NULL : val, sizeof val));
   }
-  ls_stats s = stats(e);
+  ls_stats s = unit_stats(e);
   CHECK_U64(s.records_live, 20 + 30);            /* no tombstones left */
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
 }
 
@@ -506,7 +493,7 @@ static void test_torn_reuse_after_drop(void) {
   CHECK_INT(seg_get(&e->sm, 0)->state, SEG_ACTIVE);
   uint64_t f;
   CHECK_RC(ls_flush(e, t, &f), LS_OK);
-  CHECK_U64(stats(e).tombstones_dropped, 1);
+  CHECK_U64(unit_stats(e).tombstones_dropped, 1);
   CHECK_INT(seg_get(&e->sm, 0)->state, SEG_FREE);
   CHECK(is(e, t, "ghost", NULL, 0));
   CHECK(is(e, t, "keeper0", val, sizeof val));
@@ -516,7 +503,7 @@ static void test_torn_reuse_after_drop(void) {
   if (!e) return;
   CHECK(is(e, t, "ghost", NULL, 0));
   CHECK(is(e, t, "keeper5", val, sizeof val));
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
 }
 
@@ -560,7 +547,7 @@ static void test_torn_reuse_after_abort(void) {
     fill(val, sizeof val, i, 0);
     CHECK(is(e, t, kb, val, sizeof val));
   }
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
 }
 
@@ -585,13 +572,13 @@ static void test_publish_after_drop(void) {
   ls_txn_free(p);
   CHECK(is(e, u, "row", "in u", 4));
   CHECK_INT(ls_table_exists(e, t), 0);
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
   e = reopen(dir, 0);
   if (!e) return;
   CHECK(is(e, u, "row", "in u", 4));
   CHECK_INT(ls_table_exists(e, t), 0);
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
 }
 
@@ -636,7 +623,7 @@ static void relocation_race(int mode, int compact) {
     CHECK_RC(ls_flush(e, t, &f), LS_OK);
     ls_set_hook(e, race_hook, &r);
     CHECK_RC(ls_compact(e, t, &f), LS_OK);
-    CHECK(stats(e).segments_compacted > 0);
+    CHECK(unit_stats(e).segments_compacted > 0);
   } else {
     ls_set_hook(e, race_hook, &r);
     CHECK_RC(ls_flush(e, t, &f), LS_OK);
@@ -645,14 +632,14 @@ static void relocation_race(int mode, int compact) {
   CHECK_INT(r.fired, 1);
   const char *v2 = "version two";
   CHECK(is(e, t, "raced", mode ? NULL : v2, (uint32_t)strlen(v2)));
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
   e = reopen(dir, 1);
   if (!e) return;
   CHECK(is(e, t, "raced", mode ? NULL : v2, (uint32_t)strlen(v2)));
   CHECK_RC(ls_flush(e, t, &f), LS_OK);
   CHECK(is(e, t, "raced", mode ? NULL : v2, (uint32_t)strlen(v2)));
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
 }
 
@@ -683,7 +670,7 @@ static void test_full_disk(void) {
   CHECK_RC(rc, LS_FULL);
   CHECK(n > 200);
   CHECK(strstr(ls_errmsg(), "no space") != NULL);
-  ls_stats s = stats(e);
+  ls_stats s = unit_stats(e);
   CHECK_INT(s.failed, 0);
   for (int k = 0; k < n; k += 37) {
     snprintf(kb, sizeof kb, "f%d", k);
@@ -711,7 +698,7 @@ static void test_full_disk(void) {
   }
   CHECK_RC(rc, LS_OK);
   CHECK_INT(more, n / 4);
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
   e = reopen(dir, 0);
   if (!e) return;
@@ -725,7 +712,7 @@ static void test_full_disk(void) {
     fill(val, sizeof val, k, 2);
     CHECK(is(e, t, kb, val, sizeof val));
   }
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
 }
 
@@ -761,7 +748,7 @@ static void test_slow_group(void) {
     fill(val, 40, k, rounds - 1);
     CHECK(is(e, t, kb, val, 40));
   }
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
   free(val);
 }
@@ -810,7 +797,7 @@ static void test_drop_while_writing(void) {
   CHECK_RC(ls_flush(e, 0, &f), LS_OK);
   uint32_t used_after = segments(e, 0).used;
   CHECK(used_after + 50 < used_before);
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
   e = reopen(dir, 0);
   if (!e) return;
@@ -827,7 +814,7 @@ static void test_drop_while_writing(void) {
     fill(val, sizeof val, k, 3);
     CHECK_RC(put1(e, again, kb, val, sizeof val), LS_OK);
   }
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
 }
 
@@ -856,7 +843,7 @@ static void test_direct_and_settle(void) {
   ls_txn_free(x);
   segcount c = segments(e, t);
   CHECK(c.table_segs >= 5);                      /* written as group segments */
-  ls_stats s = stats(e);
+  ls_stats s = unit_stats(e);
   CHECK(s.bytes_written - s.format_bytes_written < s.user_bytes_written * 13 / 10);
   ls_close(e);                                   /* the close settles them */
   e = reopen(dir, 1);
@@ -869,7 +856,7 @@ static void test_direct_and_settle(void) {
   uint64_t f;
   CHECK_RC(ls_flush(e, t, &f), LS_OK);
   CHECK_INT(segments(e, 0).mixed, 0);            /* the COMMIT's segment is free */
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
   e = reopen(dir, 1);
   if (!e) return;
@@ -878,7 +865,7 @@ static void test_direct_and_settle(void) {
     fill(val, sizeof val, k, 0);
     CHECK(is(e, t, kb, val, sizeof val));
   }
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
 }
 
@@ -922,7 +909,7 @@ static void cleaning_faults(const char *op) {
     uint64_t fired = ls_io_fault_injected(e->io);
     if (fired) {
       CHECK(rc != LS_OK);
-      CHECK_INT(stats(e).failed, 1);
+      CHECK_INT(unit_stats(e).failed, 1);
       CHECK_RC(put1(e, t, "later", "x", 1), LS_READONLY);
     } else {
       CHECK_RC(rc, LS_OK);
@@ -940,7 +927,7 @@ static void cleaning_faults(const char *op) {
       fill(val, sizeof val, k, 0);
       if (!is(e, t, kb, k % 3 ? val : NULL, sizeof val)) { unit_fail(__FILE__, __LINE__, "%s: row %s", spec, kb); break; }
     }
-    check_ok(e);
+    unit_check_ok(e);
     CHECK_RC(put1(e, t, "later", "x", 1), LS_OK);
     ls_close(e);
     if (unit_failed_checks || !fired) break;
@@ -1054,7 +1041,7 @@ static void test_kill_while_cleaning(void) {
       ls_value_free(&v);
       if (!ok && bad++ < 3) unit_fail(__FILE__, __LINE__, "iteration %d: key %s lost version %ld", it, kb, ver[k]);
     }
-    check_ok(e);
+    unit_check_ok(e);
     ls_close(e);
   }
   CHECK(next > 100);
@@ -1115,9 +1102,9 @@ static void test_readers_while_cleaning(void) {
   CHECK_RC(s.rc, LS_OK);
   CHECK_INT(s.bad, 0);
   CHECK(s.reads > 100);
-  ls_stats st = stats(e);
+  ls_stats st = unit_stats(e);
   CHECK(st.segments_freed > 20);
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
 }
 
@@ -1140,7 +1127,7 @@ static void test_adopt(void) {
   CHECK(mixed >= 3);
   uint64_t f;
   CHECK_RC(ls_flush(e, t, &f), LS_OK);
-  ls_stats s = stats(e);
+  ls_stats s = unit_stats(e);
   CHECK_U64(s.separator_segments_adopted, (uint64_t)mixed);
   CHECK_U64(s.separator_bytes_written, 0);
   CHECK_U64(s.separator_records_relocated, 0);
@@ -1148,13 +1135,13 @@ static void test_adopt(void) {
   segcount c = segments(e, t);
   CHECK_INT(c.mixed, 0);
   CHECK_INT(c.table_segs, mixed);                /* shown as t's group segments */
-  check_ok(e);
+  unit_check_ok(e);
 
   /* Two groups: copied into one segment per group. */
   CHECK_RC(ls_table_create(e, "two", 2, &two), LS_OK);
   for (int k = 0; k < 40; k++) CHECK_RC(put_row(e, two, "b", k, 1, 400), LS_OK);
   CHECK_RC(ls_flush(e, two, &f), LS_OK);
-  s = stats(e);
+  s = unit_stats(e);
   CHECK_U64(s.separator_segments_adopted, (uint64_t)mixed);
   CHECK_U64(s.separator_records_relocated, 40);
   CHECK_U64(s.mixed_segments, 0);
@@ -1168,26 +1155,26 @@ static void test_adopt(void) {
     }
   CHECK_RC(ls_compact(e, t, &f), LS_OK);
   CHECK(f >= 2);
-  CHECK(stats(e).segments_compacted >= 2);
-  check_ok(e);
+  CHECK(unit_stats(e).segments_compacted >= 2);
+  unit_check_ok(e);
   for (int k = 0; k < 60; k++) CHECK(has_row(e, t, "a", k, 0, 400, k % 4 == 0));
 
   /* New rows in adopted segments, closed, reopened: mixed again, adopted
   ** again, nothing lost, nothing back. */
   for (int k = 60; k < 100; k++) CHECK_RC(put_row(e, t, "a", k, 0, 400), LS_OK);
   CHECK_RC(ls_flush(e, t, &f), LS_OK);
-  CHECK(stats(e).separator_segments_adopted > (uint64_t)mixed);
+  CHECK(unit_stats(e).separator_segments_adopted > (uint64_t)mixed);
   ls_close(e);
   e = reopen(dir, 1);
   if (!e) return;
-  CHECK(stats(e).mixed_segments >= 1);
+  CHECK(unit_stats(e).mixed_segments >= 1);
   CHECK_RC(ls_flush(e, t, &f), LS_OK);
-  s = stats(e);
+  s = unit_stats(e);
   CHECK(s.separator_segments_adopted >= 1);
   CHECK_U64(s.mixed_segments, 0);
   for (int k = 0; k < 100; k++) CHECK(has_row(e, t, "a", k, 0, 400, k >= 60 || k % 4 == 0));
   for (int k = 0; k < 40; k++) CHECK(has_row(e, two, "b", k, 1, 400, 1));
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
 }
 
@@ -1201,19 +1188,19 @@ static void test_adopt_not_when_full(void) {
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
   int k = 0;
   uint64_t f;
-  while (stats(e).bytes_live < 400 * KB) CHECK_RC(put_row(e, t, "h", k++, 0, 1000), LS_OK);
+  while (unit_stats(e).bytes_live < 400 * KB) CHECK_RC(put_row(e, t, "h", k++, 0, 1000), LS_OK);
   CHECK_RC(ls_flush(e, t, &f), LS_OK);
-  ls_stats s = stats(e);
+  ls_stats s = unit_stats(e);
   uint64_t adopted = s.separator_segments_adopted;
   CHECK(adopted > 0);                            /* under half full */
-  while (stats(e).bytes_live < 600 * KB) CHECK_RC(put_row(e, t, "h", k++, 0, 1000), LS_OK);
+  while (unit_stats(e).bytes_live < 600 * KB) CHECK_RC(put_row(e, t, "h", k++, 0, 1000), LS_OK);
   CHECK_RC(ls_flush(e, t, &f), LS_OK);
-  s = stats(e);
+  s = unit_stats(e);
   CHECK_U64(s.separator_segments_adopted, adopted);
   CHECK(s.separator_records_relocated > 0);
   CHECK_U64(s.mixed_segments, 0);
   for (int i = 0; i < k; i++) CHECK(has_row(e, t, "h", i, 0, 1000, 1));
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
 }
 
@@ -1270,7 +1257,7 @@ static void test_steps(void) {
     fill(val, sizeof val, k, 0);
     CHECK(is(e, t, kb, k % 4 ? NULL : val, sizeof val));
   }
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
 }
 
@@ -1329,7 +1316,7 @@ static void test_space_returned(void) {
   ls_txn_free(x);
   CHECK_RC(ls_compact(e, t, &f), LS_OK);
   uint64_t after = allocated(dir);
-  ls_stats s = stats(e);
+  ls_stats s = unit_stats(e);
   /* 800 KiB live, plus the free segments kept at hand and the tombstones. */
   if (after > full / 3)
     unit_fail(__FILE__, __LINE__, "%" PRIu64 " bytes allocated after deleting 90%% of %" PRIu64 " (live %" PRIu64 ")",
@@ -1340,7 +1327,7 @@ static void test_space_returned(void) {
     fill(val, sizeof val, k, 0);
     CHECK(is(e, t, kb, val, sizeof val));
   }
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
   e = reopen(dir, 0);
   if (!e) return;
@@ -1355,7 +1342,7 @@ static void test_space_returned(void) {
     fill(val, sizeof val, k, 5);
     CHECK(is(e, t, kb, val, sizeof val));
   }
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
 }
 

@@ -63,13 +63,6 @@ static const char *get1(ls_engine *e, uint32_t table, const char *key) {
   return out;
 }
 
-static void check_ok(ls_engine *e) {
-  char *rep = NULL;
-  CHECK_RC(ls_check(e, 0, &rep), LS_OK);
-  if (rep && strcmp(rep, "ok")) unit_fail(__FILE__, __LINE__, "ls_check: %s", rep);
-  free(rep);
-}
-
 /* ---------------------------------------------------------------------- */
 
 static void test_open_options(void) {
@@ -195,7 +188,7 @@ static void test_catalog(void) {
   int n = 0;
   ls_table_foreach(e, count_tables, &n);
   CHECK_INT(n, 2);
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
   e = reopen(d);
   CHECK(!strcmp(get1(e, a, "k"), "in alpha"));
@@ -203,7 +196,7 @@ static void test_catalog(void) {
   CHECK(!strcmp(ti.name, "gamma"));
   CHECK_INT(ls_table_exists(e, b), 0);
   CHECK(!strcmp(get1(e, c, "k"), ""));
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
   ls_value_free(&v);
 }
@@ -227,7 +220,7 @@ static void test_truncate(void) {
   CHECK_U64(ti.rows, 0);
   CHECK(!strcmp(get1(e, t, "k5"), ""));
   CHECK_RC(put1(e, t, "k7", "new"), LS_OK);
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
   e = reopen(d);
   /* Truncated rows never come back; rows written after do; other tables
@@ -237,7 +230,7 @@ static void test_truncate(void) {
   CHECK(!strcmp(get1(e, u, "k5"), "keep"));
   CHECK_RC(ls_table_info_get(e, t, &ti), LS_OK);
   CHECK_U64(ti.rows, 1);
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
 }
 
@@ -265,7 +258,7 @@ static void test_put_get_delete(void) {
   ls_table_info ti;
   CHECK_RC(ls_table_info_get(e, t, &ti), LS_OK);
   CHECK_U64(ti.rows, 1);
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
   e = reopen(d);
   CHECK(!strcmp(get1(e, t, "a"), ""));
@@ -273,7 +266,7 @@ static void test_put_get_delete(void) {
   CHECK_INT(v.len, 0);
   CHECK_RC(ls_table_info_get(e, t, &ti), LS_OK);
   CHECK_U64(ti.rows, 1);
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
   ls_value_free(&v);
 }
@@ -322,7 +315,7 @@ static void test_limits(void) {
   e = reopen(d2);
   CHECK_RC(ls_get(e, t, &kk, &v), LS_OK);
   CHECK_INT(v.len, 1);
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
   ls_value_free(&v);
   free(big);
@@ -425,7 +418,7 @@ static void test_savepoints(void) {
   e = reopen(d);
   CHECK(!strcmp(get1(e, t, "a"), "a1"));
   CHECK(!strcmp(get1(e, t, "c"), "c4"));
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
   ls_value_free(&v);
 }
@@ -655,7 +648,7 @@ static void test_big_transaction(void) {
   }
   CHECK_INT(bad, 0);
   CHECK(!strcmp(get1(e, t, "after"), "y"));
-  check_ok(e);
+  unit_check_ok(e);
   ls_stats s;
   ls_stats_get(e, &s);
   CHECK(s.data_file_bytes >= 3000 * 200);
@@ -698,12 +691,12 @@ static void test_full(void) {
   CHECK(i > 10);
   CHECK(!strcmp(get1(e, t, "small"), "fits"));
   CHECK(!strcmp(get1(e, t, "live3"), "0123456789012345678901234567890123456789"));
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
   e = reopen(d);
   CHECK(!strcmp(get1(e, t, "live3"), "0123456789012345678901234567890123456789"));
   CHECK(!strcmp(get1(e, t, "full1"), ""));
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
 }
 
@@ -732,7 +725,7 @@ static void test_space_reuse(void) {
   ls_stats_get(e, &s);
   CHECK(s.user_bytes_written > 10 * 65536);
   CHECK(s.segments_free > 0);
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
   e = reopen(d);
   for (int j = 0; j < 10; j++) {
@@ -740,7 +733,7 @@ static void test_space_reuse(void) {
     snprintf(val, sizeof val, "value %d", 20000 - 10 + j);
     CHECK(!strcmp(get1(e, t, kb), val));
   }
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
 }
 
@@ -827,7 +820,7 @@ static void test_prepare_publish(void) {
   e = reopen(d);
   CHECK(!strcmp(get1(e, t, "k"), "after"));
   CHECK(!strcmp(get1(e, t, "j"), "jj"));
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
   ls_value_free(&v);
 }
@@ -857,7 +850,7 @@ static void test_prepare_unprepare(void) {
   e = reopen(d);
   CHECK(!strcmp(get1(e, t, "k"), "old"));
   CHECK(!strcmp(get1(e, t, "j"), "mine"));
-  check_ok(e);
+  unit_check_ok(e);
   /* Unprepare, change, prepare again, publish. */
   CHECK_RC(ls_txn_begin(e, &x), LS_OK);
   CHECK_RC(ls_txn_put(x, t, &k, "first", 5), LS_OK);
@@ -881,7 +874,7 @@ static void test_prepare_unprepare(void) {
   e = reopen(d);
   CHECK(!strcmp(get1(e, t, "k"), "second"));
   CHECK(!strcmp(get1(e, t, "j"), "mine"));
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
 }
 
@@ -908,7 +901,7 @@ static void test_prepare_crash(void) {
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
   e = reopen(d);
   CHECK(!strcmp(get1(e, t, "k"), "prepared"));
-  check_ok(e);
+  unit_check_ok(e);
   ls_close(e);
 }
 

@@ -322,12 +322,6 @@ static void check_at(int line, ls_engine *e, const char *needle) {
 #define CHECK_OK(e)             check_at(__LINE__, (e), NULL)
 #define CHECK_DAMAGE(e, needle) check_at(__LINE__, (e), (needle))
 
-static ls_stats stats(ls_engine *e) {
-  ls_stats s;
-  ls_stats_get(e, &s);
-  return s;
-}
-
 /* Commit one put (or a delete when val is NULL) of key in table. */
 static int commit_one(ls_engine *e, uint32_t table, const char *key, const char *val) {
   ls_txn *t = NULL;
@@ -357,7 +351,7 @@ static void test_empty_manifest_only(void) {
   CHECK_INT(ls_table_exists(e, 1), 1);
   CHECK_INT(ls_table_exists(e, 2), 1);
   CHECK_INT(ls_table_exists(e, 3), 0);
-  ls_stats s = stats(e);
+  ls_stats s = unit_stats(e);
   CHECK_U64(s.recovery_records, 0);
   CHECK_U64(s.recovery_segments, 0);
   CHECK_U64(s.records_live, 0);
@@ -384,7 +378,7 @@ static void test_one_buffer_three_puts(void) {
   ABSENT(e, 1, "delta");
   CHECK_INT(ROWS(e, 1), 3);
   CHECK_INT(ROWS(e, 2), 0);
-  ls_stats s = stats(e);
+  ls_stats s = unit_stats(e);
   CHECK_U64(s.recovery_records, 3);
   CHECK_U64(s.recovery_segments, SPF);
   CHECK_U64(s.records_live, 3);
@@ -418,8 +412,8 @@ static void test_incomplete_txn_not_applied(void) {
   ROW(e, 1, "d", "d-5");
   ROW(e, 1, "e", "e-6");
   CHECK_INT(ROWS(e, 1), 4);
-  CHECK_U64(stats(e).recovery_records, 6);
-  CHECK(stats(e).write_seq > 6);
+  CHECK_U64(unit_stats(e).recovery_records, 6);
+  CHECK(unit_stats(e).write_seq > 6);
   CHECK_OK(e);
   ls_close(e);
 }
@@ -465,7 +459,7 @@ static void test_truncated_record(void) {
     ABSENT(e, 1, "d");
     ABSENT(e, 1, "e");
     CHECK_INT(ROWS(e, 1), 2);
-    CHECK_U64(stats(e).recovery_records, 3);    /* a, b, c decode; d does not */
+    CHECK_U64(unit_stats(e).recovery_records, 3);    /* a, b, c decode; d does not */
     CHECK_OK(e);
     ls_close(e);
   }
@@ -510,7 +504,7 @@ static void test_zero_tail(void) {
     for (int b = 0; b < 4; b++) ROW(e, 2, keys[b], vals[b]);
     CHECK_INT(ROWS(e, 1), 3);
     CHECK_INT(ROWS(e, 2), 4);
-    CHECK_U64(stats(e).recovery_records, 7);
+    CHECK_U64(unit_stats(e).recovery_records, 7);
     CHECK_OK(e);
     ls_close(e);
   }
@@ -627,7 +621,7 @@ static void torn_check(torn_case *tc, const uint8_t *img, const char *what, int 
   }
   for (int i = 0; i < 40; i += 7) ABSENT(e, 1, stale_key[i]);
   CHECK_INT(ROWS(e, 1), want_rows);
-  CHECK_U64(stats(e).recovery_records, 6 + (uint64_t)good);
+  CHECK_U64(unit_stats(e).recovery_records, 6 + (uint64_t)good);
   CHECK_OK(e);
   if (unit_failed_checks != before)
     printf("     (in %s, k=%d: header %s, %d of %d records of B intact)\n", what, k,
@@ -716,7 +710,7 @@ static void test_open_buffer_rewrite(void) {
     ROW(e, 1, "k2", "first-commit-2");
     ABSENT(e, 1, "k3");
     CHECK_INT(ROWS(e, 1), 2);
-    CHECK_U64(stats(e).recovery_records, want_records);
+    CHECK_U64(unit_stats(e).recovery_records, want_records);
     CHECK_OK(e);
     ls_close(e);
   }
@@ -806,7 +800,7 @@ static void test_old_incarnation_after_tail(void) {
     for (int i = 0; i < 16; i++)
       if (i != 1) ABSENT(e, 1, okey[i]);
     CHECK_INT(ROWS(e, 1), variant == 2 ? 3 : 2);
-    CHECK_U64(stats(e).recovery_records, want_records);
+    CHECK_U64(unit_stats(e).recovery_records, want_records);
     if (variant == 3) CHECK_DAMAGE(e, "segment 2");
     else CHECK_OK(e);
     ls_close(e);
@@ -880,7 +874,7 @@ static void test_malformed_records(void) {
     ABSENT(e, 1, "k");
     ABSENT(e, 1, "b0");
     CHECK_INT(ROWS(e, 1), 1);
-    CHECK_U64(stats(e).recovery_records, 1);
+    CHECK_U64(unit_stats(e).recovery_records, 1);
     CHECK_OK(e);
     if (unit_failed_checks != before) printf("     (malformed record case %d)\n", i);
     ls_close(e);
@@ -974,7 +968,7 @@ static void test_lengths_past_end(void) {
       ROW(e, 1, "f2", "vf2");
     }
     CHECK_INT(ROWS(e, 1), variant == 4 ? 4 : 2);
-    CHECK_U64(stats(e).recovery_records, variant == 4 ? 5 : variant == 3 ? 3 : 2);
+    CHECK_U64(unit_stats(e).recovery_records, variant == 4 ? 5 : variant == 3 ? 3 : 2);
     CHECK_OK(e);
     ls_close(e);
   }
@@ -1009,7 +1003,7 @@ static void test_oversize_lengths(void) {
     ROW(e, 1, "a0", "va0");
     ABSENT(e, 1, "zz");
     CHECK_INT(ROWS(e, 1), 1);
-    CHECK_U64(stats(e).recovery_records, 1);
+    CHECK_U64(unit_stats(e).recovery_records, 1);
     CHECK_OK(e);
     ls_close(e);
   }
@@ -1045,7 +1039,7 @@ static void test_version_resolution(void) {
     ABSENT(e, 1, "D");
     ROW_SEQ(e, 1, "P", "P-seq29", 29);
     CHECK_INT(ROWS(e, 1), 2);
-    CHECK(stats(e).write_seq > 29);
+    CHECK(unit_stats(e).write_seq > 29);
     CHECK_OK(e);
     if (unit_failed_checks != before)
       printf("     (segments 0, 3, 6 hold versions %d, %d, %d)\n", perm[p][0], perm[p][1], perm[p][2]);
@@ -1147,7 +1141,7 @@ static void test_multibuf_committed(void) {
   ABSENT(e, 2, "gone");
   CHECK_INT(ROWS(e, 1), 4);
   CHECK_INT(ROWS(e, 2), 0);
-  CHECK(stats(e).write_seq > 14);
+  CHECK(unit_stats(e).write_seq > 14);
   CHECK_OK(e);
   ls_close(e);
 }
@@ -1174,7 +1168,7 @@ static void test_multibuf_no_commit(void) {
   CHECK_INT(ROWS(e, 2), 1);
   /* Its sequences are used up all the same: a new transaction must not
   ** reuse them (a COMMIT naming them would revive these records). */
-  CHECK(stats(e).write_seq > 13);
+  CHECK(unit_stats(e).write_seq > 13);
   CHECK_OK(e);
   ls_close(e);
 }
@@ -1203,7 +1197,7 @@ static void test_multibuf_commit_lower_segment(void) {
   ABSENT(e, 1, "u2");
   ABSENT(e, 1, "u3");
   CHECK_INT(ROWS(e, 1), 5);
-  CHECK(stats(e).write_seq > 44);
+  CHECK(unit_stats(e).write_seq > 44);
   CHECK_OK(e);
   ls_close(e);
 }
@@ -1297,7 +1291,7 @@ static void test_dropped_and_truncated(void) {
   ls_table_info ti;
   CHECK_RC(ls_table_info_get(e, 2, &ti), LS_OK);
   CHECK_U64(ti.rows, 4);
-  ls_stats s = stats(e);
+  ls_stats s = unit_stats(e);
   CHECK_U64(s.records_live, 5);                 /* nothing of table 3, nothing below 20 */
   CHECK_U64(s.recovery_records, 12);
   CHECK(s.write_seq > 25);
@@ -1324,7 +1318,7 @@ static void test_dropped_and_truncated(void) {
 static void seq_case(int line, const char *dir, uint64_t above, int strict) {
   ls_engine *e = open_at(line, dir);
   if (!e) return;
-  ls_stats s = stats(e);
+  ls_stats s = unit_stats(e);
   if (strict ? s.write_seq <= above : s.write_seq < above)
     unit_fail(__FILE__, line, "write_seq %" PRIu64 " is not %s %" PRIu64, s.write_seq, strict ? "above" : "at least",
               above);
@@ -1618,7 +1612,7 @@ static void test_data_file_problems(void) {
   if (!e) return;
   CHECK(!exists(dir, "data-000003.tmp"));
   ROW(e, 1, "k", "v");
-  CHECK_U64(stats(e).recovery_segments, 3 * SPF);
+  CHECK_U64(unit_stats(e).recovery_segments, 3 * SPF);
   CHECK_OK(e);
   ls_close(e);
   CHECK(!exists(dir, "data-000003.tmp"));
@@ -1642,7 +1636,7 @@ static void test_garbage_segments(void) {
   if (!e) return;
   CHECK_INT(ROWS(e, 1), 0);
   CHECK_INT(ROWS(e, 2), 0);
-  ls_stats s = stats(e);
+  ls_stats s = unit_stats(e);
   CHECK_U64(s.records_live, 0);
   CHECK_U64(s.recovery_records, 0);
   CHECK_U64(s.recovery_segments, 2 * SPF);
@@ -1796,7 +1790,7 @@ static void test_garbage_records(void) {
     long n1 = ROWS(e, 1), n2 = ROWS(e, 2);
     CHECK(n1 >= 0 && n2 >= 0);
     total_rows += n1 + n2;
-    total_records += stats(e).recovery_records;
+    total_records += unit_stats(e).recovery_records;
     fingerprint f1 = fingerprint_of(e, "after");
     check_indexes_at(__LINE__, e);
     CHECK_RC(commit_one(e, 1, "after", "after-v"), LS_OK);

@@ -108,3 +108,17 @@ int unit_finish(void) {
   fflush(stdout);
   return n_fail ? 1 : 0;
 }
+
+void unit_check_ok(ls_engine *e) {
+  char *rep = NULL;
+  int rc = ls_check(e, 0, &rep);
+  if (rc) unit_fail(__FILE__, __LINE__, "ls_check failed: %d %s", rc, ls_errmsg());
+  else if (rep && strcmp(rep, "ok")) unit_fail(__FILE__, __LINE__, "ls_check: %s", rep);
+  free(rep);
+}
+
+ls_stats unit_stats(ls_engine *e) {
+  ls_stats s;
+  ls_stats_get(e, &s);
+  return s;
+}

@@ -28,6 +28,13 @@ int unit_finish(void);
 const char *unit_tmpdir(void);
 /* rm -rf path (no symlink following). */
 void unit_rmtree(const char *path);
+
+/* Engine helpers shared by the test programs. */
+#include "logstor.h"
+/* ls_check of every table: a failed check unless it reports "ok". */
+void unit_check_ok(ls_engine *e);
+/* The engine's counters now. */
+ls_stats unit_stats(ls_engine *e);
 /* Seed from $LOGSTOR_SEED or the clock; printed so a failure can be rerun. */
 uint64_t unit_seed(const char *what);
 /* xorshift64* generator. */
