@@ -8,9 +8,11 @@
 **     compaction group (table, token range) -- or, when all its records are
 **     of one group and nothing ties it to another segment, adopts it into
 **     that group as it is;
-**   - compacts: takes the emptiest (greedy) or the best cost-benefit group
-**     segments of one group and copies their live records into that group's
-**     buffer, leaving dead records and droppable tombstones behind;
+**   - compacts: takes the segments of one group that free the most space
+**     per byte copied, weighed by how slowly their records die (cost-
+**     benefit), or just the emptiest (greedy), and copies their live
+**     records into that group's buffer, leaving dead records and
+**     droppable tombstones behind;
 **   - writes a buffer as a new group segment when it is full, when it holds
 **     records of mixed segments that are getting old (so that a slow group
 **     can not keep the log from being freed), when the pool of buffers is
@@ -52,6 +54,7 @@
 #include "engine_int.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -60,7 +63,6 @@
 #define SEP_BATCH 16          /* mixed segments separated per background round */
 #define NHASH 64              /* relocation buffer hash chains */
 #define DELAY_CAP_US 50000    /* most flow-control delay per commit */
-#define CB_PER_BUCKET 2       /* cost-benefit candidates looked at per bucket */
 #define SETTLE_BATCH 16       /* direct segments settled together (one sync per file) */
 
 typedef struct cl_ent {
@@ -393,6 +395,7 @@ static int buf_flush(ls_cleaner *c, cl_buf *b) {
   }
   if (atomic_load(&e->failed)) return ls_err(LS_READONLY, "%s", e->fail_msg);
   d->used = len;
+  atomic_store(&d->born, atomic_load(&e->next_seq));
   atomic_store(&d->stale_floor, SEG_NOFLOOR);   /* its first write is durable */
   atomic_fetch_add(&e->bytes_written, len);
   atomic_fetch_add(&e->cleaner_segments, 1);
@@ -945,11 +948,40 @@ static double needed(ls_engine *e, const cl_cand *cand, uint32_t n) {
   return by_recs > by_bytes ? by_recs : by_bytes;
 }
 
+/* cleaner_score: the score of a group segment under policy, higher first.
+** u: its live fraction; u0: the fraction written into it; born: when that
+** was (a write sequence); youngest: its youngest record's sequence; now:
+** the next sequence.
+**
+** Greedy: -u.  LFS: benefit (1-u) times age (since the youngest record)
+** over cost (1+u), reading the segment counted as a write.
+**
+** Cost-benefit (the default) asks how much waiting would still gain.  Rows
+** of a segment die at some rate L, so u falls like u0 * exp(-L*T) over the
+** time T since it was written, and L is estimated as ln(u0/u)/T.  A
+** segment of fast-dying (hot) rows empties by itself if left alone; one
+** of slow-dying (cold) rows never gets much emptier, so what it frees now
+** is as good as it will be.  Score: freed per copied, (1-u)/u, times the
+** square root of 1/L.  When every row dies at the same rate (uniform
+** writes), L is alike for all segments and the order is greedy's; on
+** skewed writes cold segments are taken at a higher u and hot ones at a
+** lower.  The prior DECAY_PRIOR keeps a young segment with few deaths yet
+** from looking frozen; the root (rather than 1/L itself) was the best of
+** exponents 0.3..1 in `tool/bench clean`. */
+#define DECAY_PRIOR 0.1
+double cleaner_score(int policy, double u, double u0, uint64_t now, uint64_t born, uint64_t youngest) {
+  if (policy == LS_POLICY_GREEDY) return -u;
+  if (policy == LS_POLICY_LFS) return (1 - u) * (now > youngest ? (double)(now - youngest) : 1.0) / (1 + u);
+  double t = now > born ? (double)(now - born) : 1.0;
+  if (u0 < u) u0 = u;
+  double decay = log((u0 + 1e-3) / (u + 1e-3)) + DECAY_PRIOR;
+  return (1 - u) / (u + 1e-2) * sqrt(t / decay);
+}
+
 /* Choose the inputs of one compaction step from set gs: up to MAX_INPUTS
-** segments whose live records fit in at least one segment fewer.  Greedy
-** takes the emptiest; cost-benefit ranks by (1-u)*age/(1+u) (LFS), age
-** being how long ago the segment's youngest record was written.  Returns
-** the count (0: no step frees a segment) and the estimated gain. */
+** segments whose live records fit in at least one segment fewer, best
+** scores first (cleaner_score).  Returns the count (0: no step frees a
+** segment) and the estimated gain. */
 static uint32_t select_by(ls_cleaner *c, uint32_t gs, int policy, uint32_t *out, double *gain) {
   ls_engine *e = c->e;
   ls_segmgr *m = &e->sm;
@@ -960,21 +992,22 @@ static uint32_t select_by(ls_cleaner *c, uint32_t gs, int policy, uint32_t *out,
   pthread_mutex_lock(&m->hist_lock);
   ls_gset *g = gs && gs <= m->ngsets ? m->gsets[gs - 1] : NULL;
   /* Greedy walks the buckets from the emptiest and stops when it has
-  ** enough; cost-benefit scores the oldest few of every bucket (lists
+  ** enough; the others score the first MAX_INPUTS of every bucket (lists
   ** are in the order segments entered them).  Both are O(1) in the size of
   ** the set.  Nearly full segments are not worth a copy. */
   for (uint32_t b = 0; g && b < SEG_NBUCKETS - 2; b++) {
     if (policy == LS_POLICY_GREEDY && nc == MAX_INPUTS) break;
     uint32_t k = 0;
-    for (uint32_t s = g->head[b]; s != SEG_NONE && (policy == LS_POLICY_GREEDY || k++ < CB_PER_BUCKET);
+    for (uint32_t s = g->head[b]; s != SEG_NONE && (policy == LS_POLICY_GREEDY || k++ < MAX_INPUTS);
          s = seg_get(m, s)->hnext) {
       ls_seg *d = seg_get(m, s);
       int64_t live = atomic_load(&d->live_bytes);
-      double u = (double)live / cap;
+      double u = (double)live / cap, u0 = (double)d->used / cap;
       if (u > 1) u = 1;
-      uint64_t youngest = atomic_load(&d->max_seq);
-      double age = now > youngest ? (double)(now - youngest) : 1.0;
-      cl_cand x = { s, live, atomic_load(&d->live_records), policy == LS_POLICY_GREEDY ? -u : (1 - u) * age / (1 + u) };
+      if (u0 > 1) u0 = 1;
+      uint64_t youngest = atomic_load(&d->max_seq), born = atomic_load(&d->born);
+      double score = cleaner_score(policy, u, u0, now, born ? born : youngest, youngest);
+      cl_cand x = { s, live, atomic_load(&d->live_records), score };
       if (nc == MAX_INPUTS && x.score <= cand[nc - 1].score) {
         if (policy == LS_POLICY_GREEDY) break;
         continue;

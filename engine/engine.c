@@ -372,7 +372,7 @@ static int check_options(const ls_options *o) {
     return ls_err(LS_INVALID, "disk_size must be at least two files (2 x %llu bytes), not %llu",
                   (unsigned long long)file, (unsigned long long)o->disk_size);
   if (o->io < LS_IO_AUTO || o->io > LS_IO_POSIX) return ls_err(LS_INVALID, "unknown I/O backend %d", o->io);
-  if (o->compaction_policy < 0 || o->compaction_policy > LS_POLICY_GREEDY)
+  if (o->compaction_policy < 0 || o->compaction_policy > LS_POLICY_LFS)
     return ls_err(LS_INVALID, "unknown compaction policy %d", o->compaction_policy);
   return LS_OK;
 }

@@ -326,6 +326,9 @@ void cleaner_reclaim_now(ls_engine *e);
 uint64_t cleaner_delay_us(ls_engine *e);
 /* Relocation buffers holding records. */
 uint32_t cleaner_buffers_in_use(ls_engine *e);
+/* The score a compaction candidate gets under policy (higher is taken
+** first; cleaner.c).  Exposed for tests. */
+double cleaner_score(int policy, double u, double u0, uint64_t now, uint64_t born, uint64_t youngest);
 /* Keep the cleaner still (ls_check compares indexes and accounting). */
 void cleaner_lock(ls_engine *e);
 void cleaner_unlock(ls_engine *e);

@@ -118,9 +118,12 @@ typedef struct ls_options {
                           ** called (ls_flush, ls_compact, ls_clean_step) */
 } ls_options;
 
-/* Compaction policies: which segments a compaction step takes. */
-#define LS_POLICY_COST_BENEFIT 1   /* LFS: (1-u) * age / (1+u), highest first */
+/* Compaction policies: which segments a compaction step takes (u: the
+** segment's live fraction; cleaner.c explains the scores). */
+#define LS_POLICY_COST_BENEFIT 1   /* (1-u)/u * sqrt(T / ln(u0/u)): bytes freed per
+                                   ** byte copied, times how slowly its rows die */
 #define LS_POLICY_GREEDY       2   /* least live bytes first */
+#define LS_POLICY_LFS          3   /* LFS's (1-u) * age / (1+u), for comparison */
 
 #define LS_DEFAULT_SEPARATOR_MEMORY (16u * 1024 * 1024)
 

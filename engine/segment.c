@@ -261,6 +261,7 @@ int seg_alloc(ls_segmgr *m, int kind, uint32_t table, uint32_t group, int purpos
   m->fq_len--;
   ls_seg *d = seg_get(m, s);
   d->seq = m->next_seq++;
+  atomic_store(&d->born, 0);
   d->seed = ls_rec_seed(d->seq);
   d->state = SEG_ACTIVE;
   d->kind = (uint8_t)kind;

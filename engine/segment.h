@@ -101,6 +101,8 @@ typedef struct ls_seg {
   _Atomic uint64_t stale_floor;
   _Atomic uint64_t min_seq;        /* smallest / largest record sequence */
   _Atomic uint64_t max_seq;        /* of this incarnation (0: none yet) */
+  _Atomic uint64_t born;           /* write sequence when the cleaner wrote
+                                   ** it (0: not known; max_seq stands in) */
   _Atomic uint64_t *blkmin;        /* smallest sequence of a record starting
                                    ** in each 4 KiB block (0: none) */
   _Atomic uint32_t gset;           /* 1 + index of its group set, 0 if in none */

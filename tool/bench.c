@@ -11,8 +11,9 @@
 **       The engine alone, without SQLite.
 **   tool/bench clean [--quick] [--util PCT] [--csv FILE] [--png FILE] [--dir D]
 **       The cleaner under random overwrites of a fixed key set at 50, 75
-**       and 90 % disk utilisation, uniform and hot/cold, greedy and
-**       cost-benefit: write amplification and throughput (engine only).
+**       and 90 % disk utilisation, uniform and hot/cold, for each policy
+**       (greedy, LFS's cost-benefit, ours): write amplification and
+**       throughput (engine only).
 **
 ** The SQL and engine benches also report, for the bulk load and the
 ** random overwrites, the engine's write amplification split by source:
@@ -809,10 +810,15 @@ static int cmp_result_ops(const void *a, const void *b) {
   return x->ops < y->ops ? -1 : x->ops > y->ops;
 }
 
-static void cl_plot(const char *png, const double *util, int nu, cl_result res[][2][2]) {
-  static const char *pol[2] = { "greedy", "cost-benefit" };
+/* The policies measured, in the order of the table. */
+#define CL_NPOL 3
+static const int cl_policy[CL_NPOL] = { LS_POLICY_GREEDY, LS_POLICY_LFS, LS_POLICY_COST_BENEFIT };
+static const char *cl_polname[CL_NPOL] = { "greedy", "LFS c-b", "cost-benefit" };
+static const char *cl_polcsv[CL_NPOL] = { "greedy", "lfs", "cost-benefit" };
+
+static void cl_plot(const char *png, const double *util, int nu, cl_result res[][CL_NPOL][2]) {
   int series = 0;
-  for (int p = 0; p < 2; p++)
+  for (int p = 0; p < CL_NPOL; p++)
     for (int g = 0; g < 2; g++)
       for (int u = 0; u < nu; u++) series += res[u][p][g].ok;
   if (!series) {
@@ -837,7 +843,7 @@ static void cl_plot(const char *png, const double *util, int nu, cl_result res[]
              "set ylabel 'cleaning WA: (user + compaction bytes) / user bytes'\n"
              "set key top left\nset grid\nset xrange [45:95]\nset yrange [1:*]\n");
   /* One data block per workload x policy, points that failed left out. */
-  for (int p = 0; p < 2; p++)
+  for (int p = 0; p < CL_NPOL; p++)
     for (int g = 0; g < 2; g++) {
       fprintf(f, "$d%d%d << EOD\n", p, g);
       for (int u = 0; u < nu; u++)
@@ -846,13 +852,13 @@ static void cl_plot(const char *png, const double *util, int nu, cl_result res[]
     }
   fprintf(f, "plot ");
   int first = 1;
-  for (int p = 0; p < 2; p++)
+  for (int p = 0; p < CL_NPOL; p++)
     for (int g = 0; g < 2; g++) {
       int n = 0;
       for (int u = 0; u < nu; u++) n += res[u][p][g].ok;
       if (!n) continue;
       fprintf(f, "%s$d%d%d using 1:2 with linespoints lw 2 pt %d title '%s, %s'", first ? "" : ", ", p, g,
-              5 + 2 * p + g, cl_pname[g], pol[p]);
+              5 + 2 * p + g, cl_pname[g], cl_polname[p]);
       first = 0;
     }
   fprintf(f, "\n");
@@ -891,9 +897,7 @@ static int bench_clean(int argc, char **argv) {
   }
   char path[4200];
   snprintf(path, sizeof path, "%s/clean", dir);
-  static const int policy[2] = { LS_POLICY_GREEDY, LS_POLICY_COST_BENEFIT };
-  static const char *pname[2] = { "greedy", "cost-benefit" };
-  cl_result res[3][2][2], base[3][2];
+  cl_result res[3][CL_NPOL][2], base[3][2];
   printf("cleaning bench: disk_size %" PRIu64 " MiB, file_size %" PRIu64 " MiB, segment_size %" PRIu64
          " KiB; 8-byte keys, %u..%u-byte values (fixed per key), %d rows per transaction\n",
          disk / MiB, file / MiB, seg / 1024, CL_VMIN, CL_VMAX, CL_BATCH);
@@ -904,7 +908,7 @@ static int bench_clean(int argc, char **argv) {
          "2x); the median of %d runs\n\n", 0.75, CL_BASE);
   fflush(stdout);
   double t_all = now();
-  int step = 0, nsteps = NU * 2 * 3;
+  int step = 0, nsteps = NU * 2 * (1 + CL_NPOL);
   for (int u = 0; u < NU; u++) {
     cl_keys ks;
     cl_keys_make(&ks, (uint64_t)(util[u] * (double)disk));
@@ -926,11 +930,11 @@ static int bench_clean(int argc, char **argv) {
       }
       fprintf(stderr, "[%2d/%d] %3.0f%% %-8s baseline x%d   %6.1f s\n", ++step, nsteps, util[u] * 100, cl_pname[g],
               CL_BASE, now() - t0);
-      for (int p = 0; p < 2; p++) {
+      for (int p = 0; p < CL_NPOL; p++) {
         t0 = now();
-        cl_point(path, &ks, g, policy[p], disk, file, seg, warm, meas, &res[u][p][g]);
+        cl_point(path, &ks, g, cl_policy[p], disk, file, seg, warm, meas, &res[u][p][g]);
         fprintf(stderr, "[%2d/%d] %3.0f%% %-8s %-12s  %6.1f s\n", ++step, nsteps, util[u] * 100, cl_pname[g],
-                pname[p], now() - t0);
+                cl_polname[p], now() - t0);
       }
     }
     cl_keys_free(&ks);
@@ -952,14 +956,14 @@ static int bench_clean(int argc, char **argv) {
          "WA total", "rows/s", "vs base", "compacted", "space amp");
   for (int u = 0; u < NU; u++)
     for (int g = 0; g < 2; g++)
-      for (int p = 0; p < 2; p++) {
+      for (int p = 0; p < CL_NPOL; p++) {
         cl_result *r = &res[u][p][g], *b = &base[u][g];
         if (!r->ok) {
-          printf("%4.0f%% %-9s %-13s failed: %s\n", util[u] * 100, cl_pname[g], pname[p], r->err);
+          printf("%4.0f%% %-9s %-13s failed: %s\n", util[u] * 100, cl_pname[g], cl_polname[p], r->err);
           continue;
         }
         printf("%4.0f%% %-9s %-13s %5.1f%% %9.2f %9.2f %11.0f %7.2fx %10" PRIu64 " %9.2f\n", util[u] * 100,
-               cl_pname[g], pname[p], 100.0 * (double)r->live / (double)disk, r->wa_clean, r->wa_total, r->ops,
+               cl_pname[g], cl_polname[p], 100.0 * (double)r->live / (double)disk, r->wa_clean, r->wa_total, r->ops,
                b->ok ? r->ops / b->ops : 0, r->compacted, r->space_amp);
       }
   printf("\nWA clean = (user + compaction bytes) / user bytes; WA total = (all data bytes - format bytes) / user "
@@ -967,6 +971,8 @@ static int bench_clean(int argc, char **argv) {
          "(user bytes:\nrecord bytes, 24-byte header + key + value, 8-byte aligned).  actual: bytes_live / disk_size "
          "after the load.\nvs base: rows/s / baseline rows/s of the same key set and workload.  compacted: "
          "segments taken by compaction.\nspace amp: bytes of segments in use / live bytes at the end.  "
+         "policy: greedy = emptiest first; LFS c-b = (1-u)*age/(1+u);\ncost-benefit (the default) = "
+         "(1-u)/u * sqrt(T/ln(u0/u)), engine/cleaner.c.  "
          "Total time %.0f s.\n", t_total);
 
   FILE *f = fopen(csv, "w");
@@ -979,12 +985,12 @@ static int bench_clean(int argc, char **argv) {
                "error\n");
     for (int u = 0; u < NU; u++)
       for (int g = 0; g < 2; g++)
-        for (int p = -1; p < 2; p++) {
+        for (int p = -1; p < CL_NPOL; p++) {
           cl_result *r = p < 0 ? &base[u][g] : &res[u][p][g], *b = &base[u][g];
           fprintf(f, "%.2f,%s,%s,%.4f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%.3f,%.0f,%.0f,%.4f,%" PRIu64 ",%" PRIu64
                      ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%.4f,%.4f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64
                      ",%.4f,",
-                  util[u], cl_pcsv[g], p < 0 ? "baseline" : p == 0 ? "greedy" : "cost-benefit",
+                  util[u], cl_pcsv[g], p < 0 ? "baseline" : cl_polcsv[p],
                   (double)r->live / (double)disk, r->keys, r->live, r->rows, r->secs, r->ops, b->ok ? b->ops : 0,
                   b->ok && r->ok ? r->ops / b->ops : 0, r->user, r->comp, r->sep, r->data, r->format, r->wa_clean,
                   r->wa_total, r->compacted, r->delay_us, r->commits, r->syncs, r->space_amp);

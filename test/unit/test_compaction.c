@@ -10,6 +10,7 @@
 #include "engine_int.h"
 
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -202,6 +203,53 @@ static void overwrite_loop(int policy) {
 
 static void test_overwrite_cost_benefit(void) { overwrite_loop(LS_POLICY_COST_BENEFIT); }
 static void test_overwrite_greedy(void) { overwrite_loop(LS_POLICY_GREEDY); }
+static void test_overwrite_lfs(void) { overwrite_loop(LS_POLICY_LFS); }
+
+/* ---------------------------------------------------------------------------
+** The default policy's order.  Segments whose rows die at one rate (uniform
+** writes) go in greedy's order, emptiest first, whatever their age; of two
+** equally full segments the one whose rows die more slowly goes first; a
+** segment of hot rows is left to empty by itself while a cold one nearly as
+** full as it was is still worth less than one of cold rows at two thirds.
+** LFS's rule, by contrast, takes the older of two equally full segments
+** whatever their rates.
+*/
+
+static void test_policy_order(void) {
+  const int cb = LS_POLICY_COST_BENEFIT;
+  const uint64_t now = 1000000;
+  /* One rate (u = exp(-t/200000)) at three ages: the emptiest first. */
+  double rate = 1.0 / 200000;
+  double s1 = cleaner_score(cb, exp(-rate * 50000), 1, now, now - 50000, now - 50000);
+  double s2 = cleaner_score(cb, exp(-rate * 150000), 1, now, now - 150000, now - 150000);
+  double s3 = cleaner_score(cb, exp(-rate * 400000), 1, now, now - 400000, now - 400000);
+  CHECK(s3 > s2 && s2 > s1);
+  /* Greedy agrees; so do equal scores for equal segments. */
+  CHECK(cleaner_score(LS_POLICY_GREEDY, 0.2, 1, now, 0, 0) > cleaner_score(LS_POLICY_GREEDY, 0.3, 1, now, 0, 0));
+  CHECK(cleaner_score(cb, 0.5, 1, now, 1000, 1000) == cleaner_score(cb, 0.5, 1, now, 1000, 1000));
+  /* Equally full (u 0.5): emptied over 900000 writes beats over 10000. */
+  double slow = cleaner_score(cb, 0.5, 1, now, now - 900000, now - 900000);
+  double fast = cleaner_score(cb, 0.5, 1, now, now - 10000, now - 10000);
+  CHECK(slow > fast);
+  /* A hot segment at u 0.3 after 5000 writes waits; a cold one at 0.6 after
+  ** 800000 goes first.  Greedy would take the hot one. */
+  double hot = cleaner_score(cb, 0.3, 1, now, now - 5000, now - 5000);
+  double cold = cleaner_score(cb, 0.6, 1, now, now - 800000, now - 800000);
+  CHECK(cold > hot);
+  CHECK(cleaner_score(LS_POLICY_GREEDY, 0.3, 1, now, 0, 0) > cleaner_score(LS_POLICY_GREEDY, 0.6, 1, now, 0, 0));
+  /* Rates count from when the segment was written (born), not from its
+  ** youngest row: a compaction output of old rows written 5000 ago that
+  ** already lost half is hot. */
+  double copied = cleaner_score(cb, 0.5, 1, now, now - 5000, now - 900000);
+  CHECK(copied < slow);
+  /* A segment written part-full (u0 0.5) that lost nothing is not taken
+  ** for a dying one. */
+  CHECK(cleaner_score(cb, 0.5, 0.5, now, now - 900000, now - 900000) > 0);
+  CHECK(cleaner_score(cb, 0.5, 0.5, now, now - 10000, now - 10000) < slow);
+  /* LFS: older first at equal u, rates aside. */
+  CHECK(cleaner_score(LS_POLICY_LFS, 0.5, 1, now, now - 10000, now - 900000) >
+        cleaner_score(LS_POLICY_LFS, 0.5, 1, now, now - 900000, now - 10000));
+}
 
 /* ---------------------------------------------------------------------------
 ** The modelled engine's test_compaction: ten keys of about 120 KiB (a
@@ -1349,6 +1397,8 @@ static void test_space_returned(void) {
 int main(void) {
   RUN(test_overwrite_cost_benefit);
   RUN(test_overwrite_greedy);
+  RUN(test_overwrite_lfs);
+  RUN(test_policy_order);
   RUN(test_scylla_compaction);
   RUN(test_separation);
   RUN(test_recover_mixed);

@@ -87,6 +87,11 @@ static void test_open_options(void) {
   o.disk_size = 65536 * 4;                              /* less than two files */
   CHECK_RC(ls_open(sub, &o, &e), LS_INVALID);
   o.disk_size = 65536 * 16;
+  o.compaction_policy = LS_POLICY_LFS + 1;
+  CHECK_RC(ls_open(sub, &o, &e), LS_INVALID);
+  o.compaction_policy = -1;
+  CHECK_RC(ls_open(sub, &o, &e), LS_INVALID);
+  o.compaction_policy = 0;
   CHECK_RC(ls_open(sub, &o, &e), LS_OK);
   /* A second open in this process shares the engine. */
   ls_engine *e2 = NULL;
