@@ -414,6 +414,8 @@ static int buf_flush(ls_cleaner *c, cl_buf *b) {
   if (t) pthread_rwlock_wrlock(&t->lock);
   for (uint32_t i = 0; i < b->nrec; i++) {
     cl_rec *rr = &b->recs[i];
+    if (t && i + PF_FAR < b->nrec) idx_prefetch(t->idx, &(idx_key){ b->recs[i + PF_FAR].hi, b->recs[i + PF_FAR].lo }, 0);
+    if (t && i + PF_NEAR < b->nrec) idx_prefetch(t->idx, &(idx_key){ b->recs[i + PF_NEAR].hi, b->recs[i + PF_NEAR].lo }, 1);
     int tomb = loc_tomb(rr->old);
     uint64_t nw = loc_make(out, rr->off, rr->size, tomb);
     if (t && seg_seq_of(&e->sm, loc_seg(rr->old)) == rr->src_seq && idx_cas(t->idx, &(idx_key){ rr->hi, rr->lo }, rr->old, nw)) {
@@ -672,6 +674,13 @@ static int relocate_img(ls_cleaner *c, uint32_t s, uint32_t used, uint64_t sseq,
     if (t) pthread_rwlock_rdlock(&t->lock);
     for (; j < c->nitems && c->items[j].table == c->items[i].table; j++) {
       cl_item *it = &c->items[j];
+      if (t) {
+        /* The keys are in no order: fetch the lookups ahead. */
+        const cl_item *far = j + PF_FAR < c->nitems ? &c->items[j + PF_FAR] : NULL;
+        const cl_item *near = j + PF_NEAR < c->nitems ? &c->items[j + PF_NEAR] : NULL;
+        if (far && far->table == it->table) idx_prefetch(t->idx, &(idx_key){ far->hi, far->lo }, 0);
+        if (near && near->table == it->table) idx_prefetch(t->idx, &(idx_key){ near->hi, near->lo }, 1);
+      }
       uint64_t wd;
       if (!t || !idx_get(t->idx, &(idx_key){ it->hi, it->lo }, &wd) || wd != it->word) continue;
       it->live = 1;

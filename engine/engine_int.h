@@ -326,6 +326,11 @@ void cleaner_reclaim_now(ls_engine *e);
 uint64_t cleaner_delay_us(ls_engine *e);
 /* Relocation buffers holding records. */
 uint32_t cleaner_buffers_in_use(ls_engine *e);
+/* Loops over many index lookups fetch the lookup PF_FAR keys ahead to
+** stage 0 and PF_NEAR keys ahead to stage 1 of idx_prefetch. */
+#define PF_FAR 8
+#define PF_NEAR 4
+
 /* The score a compaction candidate gets under policy (higher is taken
 ** first; cleaner.c).  Exposed for tests. */
 double cleaner_score(int policy, double u, double u0, uint64_t now, uint64_t born, uint64_t youngest);

@@ -66,11 +66,15 @@ static inline size_t slot_of(const ls_index *ix, uint64_t hi) {
 ** uniform below the bucket's prefix, so the position is first estimated by
 ** interpolation, then bracketed by galloping and finished by bisection:
 ** typically one or two cache lines instead of log2(n) scattered probes. */
+static inline uint32_t first_guess(const idx_bucket *b, uint64_t hi) {
+  uint64_t rel = b->depth == 0 ? hi : b->depth >= 64 ? 0 : hi << b->depth;
+  return (uint32_t)(((rel >> 32) * (uint64_t)b->n) >> 32);
+}
+
 static uint32_t lower_bound(const idx_bucket *b, uint64_t hi, uint64_t lo) {
   uint32_t n = b->n;
   if (n == 0) return 0;
-  uint64_t rel = b->depth == 0 ? hi : b->depth >= 64 ? 0 : hi << b->depth;
-  uint32_t est = (uint32_t)(((rel >> 32) * (uint64_t)n) >> 32);
+  uint32_t est = first_guess(b, hi);
   uint32_t l, r;                   /* answer in [l, r] */
   if (entry_lt(&b->e[est], hi, lo)) {
     uint32_t step = 1;
@@ -213,6 +217,19 @@ void idx_clear(ls_index *ix) {
 
 uint64_t idx_count(const ls_index *ix) { return ix->count; }
 size_t idx_memory(const ls_index *ix) { return ix->mem; }
+
+void idx_prefetch(const ls_index *ix, const idx_key *k, int stage) {
+  const idx_bucket *b = ix->dir[slot_of(ix, k->hi)];
+  if (stage == 0) {
+    __builtin_prefetch(b);
+    return;
+  }
+  if (!b->n) return;
+  /* lower_bound's first guess, and the line after it (galloping). */
+  const idx_entry *at = &b->e[first_guess(b, k->hi)];
+  __builtin_prefetch(at);
+  __builtin_prefetch((const char *)at + 64);
+}
 
 int idx_get(const ls_index *ix, const idx_key *k, uint64_t *word) {
   const idx_bucket *b = ix->dir[slot_of(ix, k->hi)];

@@ -49,6 +49,12 @@ uint64_t idx_count(const ls_index *ix);
 /* Bytes allocated for the index (directory, buckets, entry arrays). */
 size_t idx_memory(const ls_index *ix);
 
+/* A hint that k will be looked up soon, for loops over many keys: stage 0
+** fetches its bucket's header into the cache, stage 1 (a few keys later,
+** once stage 0 had time) the entries around its place.  No effect on the
+** index. */
+void idx_prefetch(const ls_index *ix, const idx_key *k, int stage);
+
 /* 1 and *word if k is present, else 0. */
 int idx_get(const ls_index *ix, const idx_key *k, uint64_t *word);
 

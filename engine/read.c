@@ -142,7 +142,15 @@ int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_key *
   if (!t) rc = ls_err(LS_NOTABLE, "no table with id %u", table);
   if (!rc) pthread_rwlock_rdlock(&t->lock);
   for (int i = 0; !rc && i < n; i++) {
-    idx_key key;
+    idx_key key, ahead;
+    if (i + PF_FAR < n) {
+      idx_key_from_digest(&ahead, keys[i + PF_FAR].digest);
+      idx_prefetch(t->idx, &ahead, 0);
+    }
+    if (i + PF_NEAR < n) {
+      idx_key_from_digest(&ahead, keys[i + PF_NEAR].digest);
+      idx_prefetch(t->idx, &ahead, 1);
+    }
     idx_key_from_digest(&key, keys[i].digest);
     words[i] = 0;
     if (txn) {

@@ -661,6 +661,11 @@ static void install(ls_writer *w, ls_txn *t) {
       pthread_rwlock_wrlock(&tb->lock);
       atomic_fetch_add(&tb->changes, 1);
     }
+    /* The keys are in no order: fetch the lookups ahead. */
+    const txn_rec *far = i + PF_FAR < t->nrec ? &t->recs[i + PF_FAR] : NULL;
+    const txn_rec *near = i + PF_NEAR < t->nrec ? &t->recs[i + PF_NEAR] : NULL;
+    if (far && far->table == r->table) idx_prefetch(tb->idx, &(idx_key){ far->hi, far->lo }, 0);
+    if (near && near->table == r->table) idx_prefetch(tb->idx, &(idx_key){ near->hi, near->lo }, 1);
     idx_key k = { r->hi, r->lo };
     uint64_t old = 0;
     int how = eng_install(e, tb, &k, r->word, &old);
