@@ -62,15 +62,17 @@ static inline size_t slot_of(const ls_index *ix, uint64_t hi) {
   return ix->gdepth ? (size_t)(hi >> (64 - ix->gdepth)) : 0;
 }
 
-/* Position of the first entry >= (hi, lo) in b.  Keys are hash values,
-** uniform below the bucket's prefix, so the position is first estimated by
-** interpolation, then bracketed by galloping and finished by bisection:
-** typically one or two cache lines instead of log2(n) scattered probes. */
+/* Where a key of this hi would be among b's n entries if they were spread evenly
+** below the bucket's prefix (they are hash values): in [0, n). */
 static inline uint32_t first_guess(const idx_bucket *b, uint64_t hi) {
   uint64_t rel = b->depth == 0 ? hi : b->depth >= 64 ? 0 : hi << b->depth;
   return (uint32_t)(((rel >> 32) * (uint64_t)b->n) >> 32);
 }
 
+/* Position of the first entry >= (hi, lo) in b.  Keys are hash values,
+** uniform below the bucket's prefix, so the position is first estimated by
+** interpolation, then bracketed by galloping and finished by bisection:
+** typically one or two cache lines instead of log2(n) scattered probes. */
 static uint32_t lower_bound(const idx_bucket *b, uint64_t hi, uint64_t lo) {
   uint32_t n = b->n;
   if (n == 0) return 0;
