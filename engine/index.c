@@ -62,8 +62,8 @@ static inline size_t slot_of(const ls_index *ix, uint64_t hi) {
   return ix->gdepth ? (size_t)(hi >> (64 - ix->gdepth)) : 0;
 }
 
-/* Where a key of this hi would be among b's n entries if they were spread evenly
-** below the bucket's prefix (they are hash values): in [0, n). */
+/* Where a key of this hi would be among b's n entries if they were spread
+** evenly below the bucket's prefix (they are hash values): in [0, n). */
 static inline uint32_t first_guess(const idx_bucket *b, uint64_t hi) {
   uint64_t rel = b->depth == 0 ? hi : b->depth >= 64 ? 0 : hi << b->depth;
   return (uint32_t)(((rel >> 32) * (uint64_t)b->n) >> 32);
