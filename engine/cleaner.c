@@ -564,15 +564,16 @@ static int read_back(ls_cleaner *c, uint32_t s, uint32_t *used, uint64_t *seq, u
   return LS_OK;
 }
 
-static int items_push(ls_cleaner *c, const cl_item *it) {
-  if (c->nitems == c->capitems) {
-    uint32_t ncap = c->capitems ? 2 * c->capitems : 1024;
-    cl_item *p = realloc(c->items, ncap * sizeof *p);
+/* Append it to the array *v of *n items (capacity *cap). */
+static int item_append(cl_item **v, uint32_t *n, uint32_t *cap, const cl_item *it) {
+  if (*n == *cap) {
+    uint32_t ncap = *cap ? 2 * *cap : 1024;
+    cl_item *p = realloc(*v, ncap * sizeof *p);
     if (!p) return ls_err(LS_NOMEM, "cleaner: out of memory");
-    c->items = p;
-    c->capitems = ncap;
+    *v = p;
+    *cap = ncap;
   }
-  c->items[c->nitems++] = *it;
+  (*v)[(*n)++] = *it;
   return LS_OK;
 }
 
@@ -609,16 +610,11 @@ static int push_rec(ls_cleaner *c, const cl_item *it, const uint8_t *p, uint64_t
 
 /* Keep the record it (bytes at p) aside for compact_step. */
 static int stage_rec(ls_cleaner *c, const cl_item *it, const uint8_t *p) {
-  if (c->nstaged == c->capstaged) {
-    uint32_t ncap = c->capstaged ? 2 * c->capstaged : 1024;
-    cl_item *q = realloc(c->staged, ncap * sizeof *q);
-    if (!q) return ls_err(LS_NOMEM, "cleaner: out of memory");
-    c->staged = q;
-    c->capstaged = ncap;
-  }
+  cl_item x = *it;
+  x.off = c->stage_len;
+  int rc = item_append(&c->staged, &c->nstaged, &c->capstaged, &x);
+  if (rc) return rc;
   memcpy(c->stage + c->stage_len, p, it->size);
-  c->staged[c->nstaged] = *it;
-  c->staged[c->nstaged++].off = c->stage_len;
   c->stage_len += it->size;
   return LS_OK;
 }
@@ -650,7 +646,7 @@ static int relocate_img(ls_cleaner *c, uint32_t s, uint32_t used, uint64_t sseq,
     int tomb = r.type == LS_REC_DELETE;
     cl_item it = { key.hi, key.lo, loc_make(s, off, r.size, tomb), r.seq, sseq, r.table, off, r.size, 0, 0,
                    (uint8_t)tomb, 0 };
-    rc = items_push(c, &it);
+    rc = item_append(&c->items, &c->nitems, &c->capitems, &it);
     if (rc) return rc;
   }
   if (k < 0) {
@@ -939,6 +935,11 @@ typedef struct cl_cand {
   double score;
 } cl_cand;
 
+/* Free segments, and those the files not made yet would add. */
+static uint64_t room(ls_segmgr *m) {
+  return seg_nfree(m) + (uint64_t)(m->max_files - atomic_load(&m->nfiles)) * m->segs_per_file;
+}
+
 /* Bytes of records a group segment can hold. */
 static inline double seg_cap(ls_engine *e) { return (double)(e->seg_size - LS_BUF_HDR); }
 
@@ -1030,8 +1031,7 @@ static uint32_t select_by(ls_cleaner *c, uint32_t gs, int policy, uint32_t *out,
   uint32_t n = nc;
   /* The copies are written before any input is freed: they must fit in
   ** the free segments (the reserve included) with one to spare. */
-  ls_segmgr *sm = &e->sm;
-  double avail = (double)seg_nfree(sm) + (double)(sm->max_files - atomic_load(&sm->nfiles)) * sm->segs_per_file;
+  double avail = (double)room(&e->sm);
   while (n > 1 && needed(e, cand, n) + 2 > avail) n--;
   *gain = (double)n - needed(e, cand, n);
   if (*gain < 1.0) return 0;
@@ -1066,8 +1066,6 @@ static uint32_t select_tombs(ls_cleaner *c, uint32_t gs, uint32_t *out) {
   return n;
 }
 
-/* One compaction step on set gs.  *taken: inputs relocated (0: none worth
-** it). */
 /* One compaction step on set gs.  *taken: inputs relocated (0: none worth
 ** it).  The live records of all inputs are written in sequence order --
 ** the age sort of LFS: records of about the same age (and so, likely, the
@@ -1147,11 +1145,10 @@ static int want_compaction(ls_cleaner *c, int *urgent) {
   uint32_t total = seg_count(m), nfree = seg_nfree(m);
   *urgent = 0;
   if (e->disk_size) {
-    uint64_t all = (uint64_t)m->max_files * m->segs_per_file;
-    uint64_t growable = (uint64_t)(m->max_files - atomic_load(&m->nfiles)) * m->segs_per_file;
+    uint64_t all = (uint64_t)m->max_files * m->segs_per_file, avail = room(m);
     uint64_t low = m->reserve_clean + m->reserve_delete + 2 + all / 128;
-    *urgent = nfree + growable < m->reserve_clean + m->reserve_delete + 2;
-    return nfree + growable < low;
+    *urgent = avail < m->reserve_clean + m->reserve_delete + 2;
+    return avail < low;
   }
   uint64_t live = live_total(e);
   uint64_t used = (uint64_t)(total - nfree) * e->seg_size;

@@ -88,6 +88,29 @@ static void wa_diff(wa_delta *d, const ls_stats *a, const ls_stats *b) {
 
 static double per_user(uint64_t x, uint64_t user) { return user ? (double)x / (double)user : 0; }
 
+/* count puts of vlen-byte values in transactions of batch rows: keys 0,
+** 1, ... of the bench's n (rs NULL) or keys picked at random (state *rs).
+** Each value starts with its number, first + i. */
+static void engine_puts(ls_engine *e, uint32_t id, long count, long batch, long n, uint64_t *rs, uint8_t *val,
+                        long vlen, long first) {
+  int rc;
+  for (long b = 0; b < count; b += batch) {
+    ls_txn *t;
+    if ((rc = ls_txn_begin(e, &t))) die("begin", rc);
+    for (long i = b; i < b + batch && i < count; i++) {
+      uint8_t k[8];
+      make_key(rs ? splitmix(rs) % (uint64_t)n : (uint64_t)i, k);
+      ls_key key;
+      ls_key_set(&key, k, 8);
+      long tag = first + i;
+      memcpy(val, &tag, sizeof tag);
+      if ((rc = ls_txn_put(t, id, &key, val, (uint32_t)vlen))) die("put", rc);
+    }
+    if ((rc = ls_txn_commit(t))) die("commit", rc);
+    ls_txn_free(t);
+  }
+}
+
 /* Engine bench: ls_flush (so that the separator's work for the phase is
 ** counted), then one line of bytes written per user byte since *s0. */
 static void print_engine_wa(ls_engine *e, uint32_t id, const ls_stats *s0, const char *phase) {
@@ -145,20 +168,7 @@ static int bench_engine(int argc, char **argv) {
   ls_stats_get(e, &s0);
   struct mallinfo2 m0 = mallinfo2();
   double t0 = now();
-  for (long b = 0; b < n; b += batch) {
-    ls_txn *t;
-    if ((rc = ls_txn_begin(e, &t))) die("begin", rc);
-    for (long i = b; i < b + batch && i < n; i++) {
-      uint8_t k[8];
-      make_key((uint64_t)i, k);
-      ls_key key;
-      ls_key_set(&key, k, 8);
-      memcpy(val, &i, sizeof i);
-      if ((rc = ls_txn_put(t, id, &key, val, (uint32_t)vlen))) die("put", rc);
-    }
-    if ((rc = ls_txn_commit(t))) die("commit", rc);
-    ls_txn_free(t);
-  }
+  engine_puts(e, id, n, batch, n, NULL, val, vlen, 0);
   double t1 = now();
   struct mallinfo2 m1 = mallinfo2();
   printf("  put      %10.0f rows/s  (%.2f s)\n", (double)n / (t1 - t0), t1 - t0);
@@ -209,21 +219,7 @@ static int bench_engine(int argc, char **argv) {
   ls_stats_get(e, &s0);
   uint64_t os = 11;
   double t6 = now();
-  for (long b = 0; b < over; b += batch) {
-    ls_txn *t;
-    if ((rc = ls_txn_begin(e, &t))) die("begin", rc);
-    for (long i = b; i < b + batch && i < over; i++) {
-      uint8_t k[8];
-      make_key(splitmix(&os) % (uint64_t)n, k);
-      ls_key key;
-      ls_key_set(&key, k, 8);
-      long tag = n + i;
-      memcpy(val, &tag, sizeof tag);
-      if ((rc = ls_txn_put(t, id, &key, val, (uint32_t)vlen))) die("overwrite", rc);
-    }
-    if ((rc = ls_txn_commit(t))) die("commit", rc);
-    ls_txn_free(t);
-  }
+  engine_puts(e, id, over, batch, n, &os, val, vlen, n);
   double t7 = now();
   printf("  overwrite%10.0f rows/s  (%ld random overwrites of loaded keys, %ld per transaction, after the reopen)\n",
          (double)over / (t7 - t6), over, batch);
@@ -720,7 +716,8 @@ typedef struct cl_result {
   uint64_t keys, live;             /* bytes_live after the load */
   uint64_t rows;
   double secs, ops;                /* measured phase */
-  uint64_t user, comp, sep, data, format, compacted, delay_us, commits, syncs;
+  wa_delta wa;                     /* bytes written over the measured phase */
+  uint64_t compacted, delay_us, commits, syncs;
   double wa_clean, wa_total;
   double space_amp;                /* at the end */
 } cl_result;
@@ -776,28 +773,24 @@ static void cl_point(const char *path, const cl_keys *ks, int pattern, int polic
     if (r->e && (!strcmp(phase, "warm-up") || !strcmp(phase, "measured phase"))) {
       /* How far the overwrites got. */
       ls_stats_get(r->e, &s1);
-      uint64_t user = s1.user_bytes_written - sl.user_bytes_written;
-      uint64_t comp = s1.compaction_bytes_written - sl.compaction_bytes_written;
+      wa_delta d;
+      wa_diff(&d, &sl, &s1);
       snprintf(res->err, sizeof res->err, "%s after %.1f MiB of overwrites (%.2fx disk_size; WA clean so far "
-               "%.2f)", ls_strerror(rc), (double)user / 1048576.0, disk ? (double)user / (double)disk : 0,
-               per_user(user + comp, user));
+               "%.2f)", ls_strerror(rc), (double)d.user / 1048576.0, disk ? (double)d.user / (double)disk : 0,
+               per_user(d.user + d.comp, d.user));
     } else {
       snprintf(res->err, sizeof res->err, "%s: %s", phase, ls_strerror(rc));
     }
   } else {
     res->ok = 1;
     res->ops = (double)res->rows / res->secs;
-    res->user = s1.user_bytes_written - s0.user_bytes_written;
-    res->comp = s1.compaction_bytes_written - s0.compaction_bytes_written;
-    res->sep = s1.separator_bytes_written - s0.separator_bytes_written;
-    res->format = s1.format_bytes_written - s0.format_bytes_written;
-    res->data = (s1.bytes_written - s0.bytes_written) - res->format;
+    wa_diff(&res->wa, &s0, &s1);
     res->compacted = s1.segments_compacted - s0.segments_compacted;
     res->delay_us = s1.separator_delay_us - s0.separator_delay_us;
     res->commits = s1.commits - s0.commits;
     res->syncs = s1.syncs - s0.syncs;
-    res->wa_clean = per_user(res->user + res->comp, res->user);
-    res->wa_total = per_user(res->data, res->user);
+    res->wa_clean = per_user(res->wa.user + res->wa.comp, res->wa.user);
+    res->wa_total = per_user(res->wa.data, res->wa.user);
     res->space_amp = s1.space_amplification;
   }
   if (r->e) ls_close(r->e);
@@ -949,7 +942,7 @@ static int bench_clean(int argc, char **argv) {
       cl_result *b = &base[u][g];
       if (!b->ok) { printf("%4.0f%% %-9s failed: %s\n", util[u] * 100, cl_pname[g], b->err); continue; }
       printf("%4.0f%% %-9s %8" PRIu64 " %9.1f %11.0f %9.2f %12.2f %10" PRIu64 "%s\n", util[u] * 100, cl_pname[g],
-             b->keys, (double)b->live / (double)MiB, b->ops, b->wa_total, per_user(b->format, b->user), b->compacted,
+             b->keys, (double)b->live / (double)MiB, b->ops, b->wa_total, per_user(b->wa.format, b->wa.user), b->compacted,
              b->compacted ? "  (compaction ran: not a clean baseline)" : "");
     }
   printf("\n%-5s %-9s %-13s %6s %9s %9s %11s %8s %10s %9s\n", "util", "workload", "policy", "actual", "WA clean",
@@ -992,7 +985,7 @@ static int bench_clean(int argc, char **argv) {
                      ",%.4f,",
                   util[u], cl_pcsv[g], p < 0 ? "baseline" : cl_polcsv[p],
                   (double)r->live / (double)disk, r->keys, r->live, r->rows, r->secs, r->ops, b->ok ? b->ops : 0,
-                  b->ok && r->ok ? r->ops / b->ops : 0, r->user, r->comp, r->sep, r->data, r->format, r->wa_clean,
+                  b->ok && r->ok ? r->ops / b->ops : 0, r->wa.user, r->wa.comp, r->wa.sep, r->wa.data, r->wa.format, r->wa_clean,
                   r->wa_total, r->compacted, r->delay_us, r->commits, r->syncs, r->space_amp);
           if (!r->ok) {
             /* A quoted field: the reason, then the engine's message. */
