@@ -1,6 +1,12 @@
 /*
-** admin.c -- statistics, table and segment listings, and the consistency
+** admin.c -- the engine layer's maintenance calls: statistics, table and
+** segment listings, dropping and truncating tables (ordered with every
+** commit on the writer thread), ls_flush and ls_compact (which seal the
+** writer's active segment, then run the cleaner), and the consistency
 ** check (ls_check).
+**
+** Layer: the top, beside engine.c (engine/README.md).  Calls: writer,
+** cleaner, read, catalog, segment.
 **
 ** ls_check runs on the writer thread (writer_call) with the cleaner held
 ** still, so no commit installs and no relocation moves entries while it
@@ -10,7 +16,9 @@
 ** key is the entry's key; then it recomputes the live bytes and records of
 ** every segment from all indexes and compares them with the descriptors.
 */
-#include "engine_int.h"
+#include "cleaner.h"
+#include "read.h"
+#include "writer.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -97,7 +105,7 @@ static void fill_info(ls_table *t, ls_table_info *info) {
 int ls_table_info_get(ls_engine *e, uint32_t id, ls_table_info *info) {
   pthread_mutex_lock(&e->cat_lock);            /* the name is stable */
   unsigned g = ls_guard_enter(&e->guard);
-  ls_table *t = eng_table(e, id);
+  ls_table *t = cat_table(e, id);
   int rc = t ? LS_OK : ls_err(LS_NOTABLE, "no table with id %u", id);
   if (t) fill_info(t, info);
   ls_guard_leave(&e->guard, g);
@@ -186,7 +194,7 @@ static int check_entry(void *arg, const idx_entry *en, uint64_t seq) {
   x->seg_bytes[s] += loc_size(en->word);
   x->seg_recs[s]++;
   if (!x->verify) return 0;
-  int rc = eng_read_record(e, en->word, x->t->id, NULL, &x->v);
+  int rc = read_record(e, en->word, x->t->id, NULL, &x->v);
   if (rc) {
     report(x, "%s", ls_errmsg());
     return 0;
@@ -283,4 +291,57 @@ int ls_check(ls_engine *e, uint32_t table, char **report) {
   check_arg a = { table, report };
   *report = NULL;
   return writer_call(e, do_check, &a);
+}
+
+/* ---- dropping and truncating ---------------------------------------------- */
+
+/* On the writer thread: ordered with every commit. */
+static int do_drop(ls_engine *e, void *arg) {
+  int rc = cat_drop(e, *(uint32_t *)arg, writer_note_dead, e);
+  if (!rc) writer_free_empty(e);   /* waits for readers of the old entries */
+  return rc;
+}
+
+static int do_truncate(ls_engine *e, void *arg) {
+  /* On the writer thread no sequence is being assigned: every record of
+  ** the table written so far is below next_seq. */
+  int rc = cat_truncate(e, *(uint32_t *)arg, atomic_load(&e->next_seq), writer_note_dead, e);
+  if (!rc) writer_free_empty(e);
+  return rc;
+}
+
+int ls_table_drop(ls_engine *e, uint32_t id) { return writer_call(e, do_drop, &id); }
+int ls_table_truncate(ls_engine *e, uint32_t id) { return writer_call(e, do_truncate, &id); }
+
+/* ---- flush and compact ------------------------------------------------------ */
+
+int ls_flush(ls_engine *e, uint32_t table, uint64_t *freed) {
+  *freed = 0;
+  if (table && !ls_table_exists(e, table)) return ls_err(LS_NOTABLE, "no table with id %u", table);
+  int rc = cat_check_failed(e);
+  /* Everything committed goes into a sealed segment the separator takes. */
+  if (!rc) rc = writer_seal(e);
+  if (!rc) rc = cleaner_flush(e, freed);
+  if (!rc) rc = cat_check_failed(e);
+  return rc;
+}
+
+int ls_compact(ls_engine *e, uint32_t table, uint64_t *freed) {
+  *freed = 0;
+  uint64_t before = atomic_load(&e->segments_freed), f;
+  int rc = ls_flush(e, table, &f);
+  if (rc) return rc;
+  /* The table's sets. */
+  unsigned g = ls_guard_enter(&e->guard);
+  ls_table *t = cat_table(e, table);
+  uint32_t n = t ? t->groups : 0;
+  uint32_t *sets = n ? malloc(n * sizeof *sets) : NULL;
+  if (t && sets) memcpy(sets, t->gsets, n * sizeof *sets);
+  ls_guard_leave(&e->guard, g);
+  if (!t) return ls_err(LS_NOTABLE, "no table with id %u", table);
+  if (!sets) return ls_err(LS_NOMEM, "out of memory");
+  rc = cleaner_compact(e, sets, n, before, freed);
+  free(sets);
+  if (!rc) rc = cat_check_failed(e);
+  return rc;
 }

@@ -1,17 +1,6 @@
 /*
-** format.c -- encoding and validation of buffer headers and records.
-**
-** Buffer header (48 bytes; see FORMAT.md):
-**   0 magic  4 version(2)  6 kind(1)  7 flags(1)  8 seg_seq(8)  16 max_seq(8)
-**   24 data_size(4)  28 nrecords(4)  32 table(4)  36 group(4)  40 reserved(4)
-**   44 crc32c of bytes 0..43
-**
-** Record header (24 bytes):
-**   0 crc32c(4)  4 type(1)  5 flags(1)  6 key_len(2)  8 val_len(4)
-**   12 table(4)  16 seq(8)  24 key, value, padding to 8
-** The record CRC covers bytes 4 .. 24+key_len+val_len and is seeded with
-** the CRC of the segment sequence (ls_rec_seed), so a record is valid only
-** inside the segment incarnation that wrote it.
+** format.c -- encoding and validation of buffer headers and records, and
+** the segment walker.  The bytes are described in FORMAT.md, only there.
 */
 #include "format.h"
 #include "ls_int.h"

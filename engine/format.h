@@ -1,17 +1,11 @@
 /*
 ** format.h -- the on-disk format: constants and the encoders / decoders of
 ** buffer headers and records.  engine/FORMAT.md describes every byte; the
-** two must change together (and LS_FORMAT_VERSION with them).
+** two must change together (and LS_FORMAT_VERSION with them).  Decoders
+** treat disk bytes as untrusted: every length is checked against what
+** remains before it is used.
 **
-** A segment is a sequence of buffers.  A buffer starts on a 4096-byte
-** boundary of its segment with a 48-byte header, followed by records, each
-** 8-byte aligned:
-**
-**   buffer  = header(48) record* (zero padding up to the next 4 KiB)
-**   record  = header(24) key value (zero padding to a multiple of 8)
-**
-** Integers are little-endian.  Decoders treat disk bytes as untrusted: every
-** length is checked against what remains before it is used.
+** Layer: the bottom (engine/README.md).
 */
 #ifndef LS_FORMAT_H
 #define LS_FORMAT_H

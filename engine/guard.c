@@ -11,6 +11,8 @@
 */
 #include "guard.h"
 
+#include <assert.h>
+
 void ls_guard_init(ls_guard *g) {
   atomic_init(&g->phase, 0);
   atomic_init(&g->count[0], 0);
@@ -38,7 +40,9 @@ unsigned ls_guard_enter(ls_guard *g) {
 }
 
 void ls_guard_leave(ls_guard *g, unsigned token) {
-  if (atomic_fetch_sub(&g->count[token], 1) == 1 && atomic_load(&g->waiters)) {
+  uint64_t was = atomic_fetch_sub(&g->count[token], 1);
+  assert(token < 2 && was > 0);      /* a leave matches an enter */
+  if (was == 1 && atomic_load(&g->waiters)) {
     pthread_mutex_lock(&g->lock);
     pthread_cond_broadcast(&g->cond);
     pthread_mutex_unlock(&g->lock);

@@ -189,6 +189,7 @@ static void free_buckets(ls_index *ix) {
 
 void idx_free(ls_index *ix) {
   if (!ix) return;
+  assert(idx_check(ix) == 0);
   free_buckets(ix);
   free(ix->dir);
   free(ix);
@@ -352,6 +353,10 @@ static int put(ls_index *ix, const idx_key *k, uint64_t word, uint64_t seq, int 
   }
   b->n++;
   ix->count++;
+  /* Invariants (top of the file): sorted within the bucket, in its slots. */
+  assert(i == 0 || key_cmp(b->e[i - 1].hi, b->e[i - 1].lo, k->hi, k->lo) < 0);
+  assert(i + 1 == b->n || key_cmp(k->hi, k->lo, b->e[i + 1].hi, b->e[i + 1].lo) < 0);
+  assert(ix->dir[slot_of(ix, k->hi)] == b);
   return IDX_INSERTED;
 }
 
@@ -428,6 +433,7 @@ size_t idx_range(const ls_index *ix, const idx_key *from, int after, idx_entry *
 }
 
 int idx_foreach(const ls_index *ix, int (*fn)(void *arg, const idx_entry *e, uint64_t seq), void *arg) {
+  assert(idx_check(ix) == 0);
   size_t nslots = (size_t)1 << ix->gdepth;
   for (size_t s = 0; s < nslots;) {
     const idx_bucket *b = ix->dir[s];
@@ -441,6 +447,7 @@ int idx_foreach(const ls_index *ix, int (*fn)(void *arg, const idx_entry *e, uin
 }
 
 int idx_track_seq(ls_index *ix, int on) {
+  assert(idx_check(ix) == 0);
   if (!!on == ix->track) return LS_OK;
   size_t nslots = (size_t)1 << ix->gdepth;
   for (size_t s = 0; s < nslots;) {
@@ -468,9 +475,9 @@ int idx_track_seq(ls_index *ix, int on) {
   return LS_OK;
 }
 
-#ifdef LS_DEBUG_INDEX
-/* Verify the invariants listed at the top of the file.  Returns 0 if ok. */
-int idx_check(const ls_index *ix);
+#if !defined(NDEBUG) || defined(LS_DEBUG_INDEX)
+/* Verify the invariants listed at the top of the file.  Returns 0 if ok.
+** The test builds assert it whenever a whole index is walked anyway. */
 int idx_check(const ls_index *ix) {
   size_t nslots = (size_t)1 << ix->gdepth;
   uint64_t total = 0;

@@ -17,6 +17,8 @@
 **
 ** Not thread-safe: the caller holds its table's lock (readers shared,
 ** writers exclusive).
+**
+** Layer: the bottom, with format, io and guard (engine/README.md).
 */
 #ifndef LS_INDEX_H
 #define LS_INDEX_H
@@ -54,6 +56,10 @@ size_t idx_memory(const ls_index *ix);
 ** once stage 0 had time) the entries around its place.  No effect on the
 ** index. */
 void idx_prefetch(const ls_index *ix, const idx_key *k, int stage);
+/* Loops over many lookups prefetch the key IDX_PF_FAR ahead to stage 0 and
+** the key IDX_PF_NEAR ahead to stage 1. */
+#define IDX_PF_FAR 8
+#define IDX_PF_NEAR 4
 
 /* 1 and *word if k is present, else 0. */
 int idx_get(const ls_index *ix, const idx_key *k, uint64_t *word);
@@ -96,6 +102,10 @@ int idx_track_seq(ls_index *ix, int on);
 ** Returns IDX_INSERTED, IDX_REPLACED, IDX_KEPT or LS_NOMEM. */
 int idx_put_newer(ls_index *ix, const idx_key *k, uint64_t word, uint64_t seq, uint64_t *old,
                   uint64_t *old_seq);
+
+/* 0 if ix keeps the invariants listed in index.c (the test builds assert
+** it where a whole index is walked anyway; not in the release build). */
+int idx_check(const ls_index *ix);
 
 /* Sequence tracked for k (0 if absent or not tracking). */
 uint64_t idx_get_seq(const ls_index *ix, const idx_key *k);

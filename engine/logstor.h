@@ -48,6 +48,16 @@ extern "C" {
 const char *ls_strerror(int rc);
 const char *ls_errmsg(void);       /* detail of the last failure on this thread */
 
+/* What the last failure on this thread was doing when the operating system
+** refused (LS_IOERR, LS_FULL): map error codes from this, not from the
+** words of ls_errmsg(). */
+#define LS_CAUSE_NONE  0   /* not an I/O failure */
+#define LS_CAUSE_READ  1   /* reading a data file, the manifest or the directory */
+#define LS_CAUSE_WRITE 2   /* writing a data file or the manifest, formatting a data file */
+#define LS_CAUSE_SYNC  3   /* fdatasync or fsync */
+#define LS_CAUSE_OTHER 4   /* open, create, rename, lock, stat, hole punching */
+int ls_errcause(void);
+
 #define LS_MAX_KEY 65535u          /* largest key in bytes */
 
 typedef struct ls_engine ls_engine;

@@ -3,12 +3,20 @@
 **
 ** Error reporting: a failing function sets a message with ls_err() and
 ** returns the code; the message is kept per thread and read back with
-** ls_errmsg().  Corruption goes through ls_corrupt() so that one breakpoint
-** catches every detected case (like SQLite's SQLITE_CORRUPT_BKPT).
+** ls_errmsg().  An I/O failure also records its cause (LS_CAUSE_*, read
+** back with ls_errcause()), so that callers map codes from causes, never
+** from the words of a message.  Corruption goes through ls_corrupt() so
+** that one breakpoint catches every detected case (like SQLite's
+** SQLITE_CORRUPT_BKPT).
+**
+** Asserts (assert.h) check state transitions and invariants; they are
+** compiled into the test builds (ASan, TSan) and out of the release build
+** (-DNDEBUG).
 */
 #ifndef LS_INT_H
 #define LS_INT_H
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stddef.h>
@@ -27,7 +35,7 @@
 # define LS_UNLIKELY(x) (x)
 #endif
 
-/* Set this thread's error message and return rc. */
+/* Set this thread's error message (cause LS_CAUSE_NONE) and return rc. */
 int ls_err(int rc, const char *fmt, ...) LS_PRINTF(2, 3);
 /* Prefix the current message with "prefix: " (keeps rc). */
 int ls_err_prefix(int rc, const char *fmt, ...) LS_PRINTF(2, 3);
@@ -36,8 +44,30 @@ int ls_err_prefix(int rc, const char *fmt, ...) LS_PRINTF(2, 3);
 int ls_corrupt_bkpt(int line, const char *fmt, ...) LS_PRINTF(2, 3);
 #define ls_corrupt(...) ls_corrupt_bkpt(__LINE__, __VA_ARGS__)
 /* Map -errno from an I/O call to LS_IOERR / LS_FULL / LS_NOMEM with a
-** message "what: strerror". */
-int ls_err_io(int neg_errno, const char *fmt, ...) LS_PRINTF(2, 3);
+** message "what: strerror" and the cause (LS_CAUSE_*) of the failure. */
+int ls_err_io(int neg_errno, int cause, const char *fmt, ...) LS_PRINTF(3, 4);
+
+/* A thread's error (message and cause), carried to another thread: the
+** writer fails a caller's commit with the error it met itself. */
+typedef struct ls_error {
+  int cause;                       /* LS_CAUSE_* */
+  char msg[256];
+} ls_error;
+/* Copy this thread's error into *to. */
+void ls_err_save(ls_error *to);
+/* Make *from this thread's error; returns rc. */
+int ls_err_restore(int rc, const ls_error *from);
+
+/* Make room for need elements of elem bytes in the array *arr of *cap
+** elements: the capacity doubles, starting at first.  LS_OK, or LS_NOMEM
+** with *arr and *cap unchanged (no message: the caller says what failed).
+** LS_GROW works for a capacity of any unsigned type. */
+int ls_grow(void **arr, uint64_t *cap, uint64_t need, size_t elem, uint64_t first);
+#define LS_GROW(arr, cap, need, first) __extension__({                     \
+    uint64_t cap_ = (cap);                                                 \
+    int rc_ = ls_grow((void **)&(arr), &cap_, (need), sizeof *(arr), (first)); \
+    (cap) = (__typeof__(cap))cap_;                                         \
+    rc_; })
 
 /* CRC32C (Castagnoli), hardware-accelerated where the CPU allows. */
 uint32_t ls_crc32c(uint32_t crc, const void *data, size_t len);

@@ -227,13 +227,13 @@ int ls_manifest_read(ls_io *io, int dirfd, ls_manifest *m) {
   memset(m, 0, sizeof *m);
   int fd = io->m->open(io, dirfd, MANIFEST, O_RDONLY, 0);
   if (fd == -ENOENT) return LS_NOTFOUND;
-  if (fd < 0) return ls_err_io(fd, "open MANIFEST");
+  if (fd < 0) return ls_err_io(fd, LS_CAUSE_OTHER, "open MANIFEST");
   char *buf = malloc(MANIFEST_MAX);
   if (!buf) { io->m->close(io, fd); return ls_err(LS_NOMEM, "manifest: out of memory"); }
   ssize_t n = io->m->read(io, fd, buf, MANIFEST_MAX, 0);
   io->m->close(io, fd);
   int rc;
-  if (n < 0) rc = ls_err_io((int)n, "read MANIFEST");
+  if (n < 0) rc = ls_err_io((int)n, LS_CAUSE_READ, "read MANIFEST");
   else if ((size_t)n == MANIFEST_MAX) rc = ls_corrupt("manifest: too large");
   else rc = ls_manifest_parse(buf, (size_t)n, m);
   free(buf);
@@ -244,18 +244,18 @@ int ls_manifest_read(ls_io *io, int dirfd, ls_manifest *m) {
 static int write_once(ls_io *io, int dirfd, const char *text, size_t len) {
   io->m->unlink(io, dirfd, MANIFEST_TMP);
   int fd = io->m->open(io, dirfd, MANIFEST_TMP, O_WRONLY | O_CREAT | O_EXCL, 0600);
-  if (fd < 0) return ls_err_io(fd, "create MANIFEST.tmp");
+  if (fd < 0) return ls_err_io(fd, LS_CAUSE_OTHER, "create MANIFEST.tmp");
   int e = io->m->write(io, fd, text, len, 0);
   if (!e) e = io->m->fsync(io, fd);
   io->m->close(io, fd);
   if (e) {
     io->m->unlink(io, dirfd, MANIFEST_TMP);
-    return ls_err_io(e, "write MANIFEST.tmp");
+    return ls_err_io(e, LS_CAUSE_WRITE, "write MANIFEST.tmp");
   }
   e = io->m->rename(io, dirfd, MANIFEST_TMP, MANIFEST);
-  if (e) return ls_err_io(e, "rename MANIFEST.tmp");
+  if (e) return ls_err_io(e, LS_CAUSE_OTHER, "rename MANIFEST.tmp");
   e = io->m->fsync(io, dirfd);
-  if (e) return ls_err_io(e, "fsync data directory");
+  if (e) return ls_err_io(e, LS_CAUSE_SYNC, "fsync data directory");
   return LS_OK;
 }
 

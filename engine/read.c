@@ -13,12 +13,17 @@
 ** resume after the last key fetched.  A transaction's own writes are merged
 ** in key order; its deletes hide committed rows.
 */
-#include "engine_int.h"
+#include "read.h"
 
 #include <errno.h>
 #include <stdlib.h>
 
 #define CURSOR_BATCH 64
+
+void ls_value_free(ls_value *v) {
+  free(v->mem);
+  memset(v, 0, sizeof *v);
+}
 
 static int value_reserve(ls_value *v, size_t size) {
   if (v->cap >= size) return LS_OK;
@@ -30,7 +35,7 @@ static int value_reserve(ls_value *v, size_t size) {
 }
 
 static const char *table_name(ls_engine *e, uint32_t table) {
-  ls_table *t = eng_table(e, table);
+  ls_table *t = cat_table(e, table);
   return t && t->name[0] ? t->name : "?";
 }
 
@@ -58,13 +63,13 @@ static int check_record(ls_engine *e, uint64_t word, uint32_t seed, uint32_t tab
   return LS_OK;
 }
 
-int eng_read_record(ls_engine *e, uint64_t word, uint32_t table, const ls_key *k, ls_value *v) {
+int read_record(ls_engine *e, uint64_t word, uint32_t table, const ls_key *k, ls_value *v) {
   uint32_t s = loc_seg(word), size = loc_size(word);
   int rc = value_reserve(v, size);
   if (rc) return rc;
   ssize_t n = e->io->m->read(e->io, seg_fd(&e->sm, s), v->mem, size, seg_base(&e->sm, s) + loc_off(word));
   atomic_fetch_add_explicit(&e->reads, 1, memory_order_relaxed);
-  if (n < 0) return ls_err_io((int)n, "%s: read of segment %u", table_name(e, table), s);
+  if (n < 0) return ls_err_io((int)n, LS_CAUSE_READ, "%s: read of segment %u", table_name(e, table), s);
   if ((uint32_t)n != size)
     return ls_corrupt("%s: segment %u offset %u: record cut short by the end of the file",
                       table_name(e, table), s, loc_off(word));
@@ -76,8 +81,8 @@ int ls_get(ls_engine *e, uint32_t table, const ls_key *k, ls_value *v) {
   idx_key_from_digest(&key, k->digest);
   unsigned g = ls_guard_enter(&e->guard);
   uint64_t word = 0;
-  int rc = eng_lookup(e, table, &key, &word);
-  if (!rc) rc = (!word || loc_tomb(word)) ? LS_NOTFOUND : eng_read_record(e, word, table, k, v);
+  int rc = cat_lookup(e, table, &key, &word);
+  if (!rc) rc = (!word || loc_tomb(word)) ? LS_NOTFOUND : read_record(e, word, table, k, v);
   ls_guard_leave(&e->guard, g);
   return rc;
 }
@@ -88,15 +93,15 @@ int ls_locate(ls_engine *e, ls_txn *txn, uint32_t table, const ls_key *k, uint64
   idx_key_from_digest(&key, k->digest);
   *where = 0;
   if (txn) {
-    int is_put;
-    if (txn_wrote(txn, table, &key, &is_put)) return is_put ? LS_OK : LS_NOTFOUND;
+    int own = txn_own(txn, table, &key, NULL);
+    if (own <= 0) return own;
     int rc = txn_before_read(txn, table);
     if (rc) return rc;
   }
   unsigned g = ls_guard_enter(&e->guard);
   uint64_t word = 0;
-  int rc = eng_lookup(e, table, &key, &word);
-  uint64_t segseq = rc ? 0 : eng_segseq(e, word);
+  int rc = cat_lookup(e, table, &key, &word);
+  uint64_t segseq = rc ? 0 : seg_seq_of_word(&e->sm, word);
   ls_guard_leave(&e->guard, g);
   if (rc) return rc;
   int present = word && !loc_tomb(word);
@@ -110,7 +115,7 @@ int ls_locate(ls_engine *e, ls_txn *txn, uint32_t table, const ls_key *k, uint64
 int ls_get_at(ls_engine *e, ls_txn *txn, uint32_t table, const ls_key *k, uint64_t where, ls_value *v) {
   if (!where) return txn ? ls_txn_get(txn, table, k, v) : ls_get(e, table, k, v);
   unsigned g = ls_guard_enter(&e->guard);
-  int rc = eng_read_record(e, where, table, k, v);
+  int rc = read_record(e, where, table, k, v);
   ls_guard_leave(&e->guard, g);
   if (rc == LS_CORRUPT) {
     /* Moved since located (its segment may even hold other data now): the
@@ -122,6 +127,49 @@ int ls_get_at(ls_engine *e, ls_txn *txn, uint32_t table, const ls_key *k, uint64
     idx_key_from_digest(&key, k->digest);
     txn_observe_seq(txn, table, &key, where, v->seq);
   }
+  return rc;
+}
+
+/* Look k up as t sees it and fill v (with want_value).  Returns LS_OK
+** (present), LS_NOTFOUND or an error.  Without want_value, a key already
+** observed is answered from the observation, with no read. */
+static int txn_read(ls_txn *t, uint32_t table, const ls_key *k, ls_value *v, int want_value) {
+  ls_engine *e = t->e;
+  idx_key key;
+  idx_key_from_digest(&key, k->digest);
+  int rc = txn_own(t, table, &key, want_value ? v : NULL);
+  if (rc <= 0) return rc;
+  int seen = want_value ? -1 : txn_seen(t, table, &key);
+  if (seen >= 0) return seen ? LS_OK : LS_NOTFOUND;
+  /* Not written here: read the committed version and remember it. */
+  rc = txn_before_read(t, table);
+  if (rc) return rc;
+  unsigned g = ls_guard_enter(&e->guard);
+  uint64_t word = 0;
+  rc = cat_lookup(e, table, &key, &word);
+  int present = 0;
+  uint64_t seq = 0, segseq = 0;
+  if (!rc && word && !loc_tomb(word)) {
+    rc = read_record(e, word, table, k, v);
+    if (!rc) { present = 1; seq = v->seq; segseq = seg_seq_of_word(&e->sm, word); }
+  }
+  ls_guard_leave(&e->guard, g);
+  if (rc) return rc;
+  rc = txn_observe(t, table, &key, present ? word : 0, seq, segseq, present);
+  if (rc) return rc;
+  return present ? LS_OK : LS_NOTFOUND;
+}
+
+int ls_txn_get(ls_txn *t, uint32_t table, const ls_key *k, ls_value *v) {
+  return txn_read(t, table, k, v, 1);
+}
+
+int ls_txn_exists(ls_txn *t, uint32_t table, const ls_key *k) {
+  ls_value v = {0};
+  int rc = txn_read(t, table, k, &v, 0);
+  ls_value_free(&v);
+  if (rc == LS_OK) return 1;
+  if (rc == LS_NOTFOUND) return 0;
   return rc;
 }
 
@@ -138,17 +186,17 @@ int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_key *
   int rc = txn ? txn_before_read(txn, table) : LS_OK, nreq = 0;
   if (rc) { free(req); free(which); free(words); return rc; }
   unsigned g = ls_guard_enter(&e->guard);
-  ls_table *t = eng_table(e, table);
+  ls_table *t = cat_table(e, table);
   if (!t) rc = ls_err(LS_NOTABLE, "no table with id %u", table);
   if (!rc) pthread_rwlock_rdlock(&t->lock);
   for (int i = 0; !rc && i < n; i++) {
     idx_key key, ahead;
-    if (i + PF_FAR < n) {
-      idx_key_from_digest(&ahead, keys[i + PF_FAR].digest);
+    if (i + IDX_PF_FAR < n) {
+      idx_key_from_digest(&ahead, keys[i + IDX_PF_FAR].digest);
       idx_prefetch(t->idx, &ahead, 0);
     }
-    if (i + PF_NEAR < n) {
-      idx_key_from_digest(&ahead, keys[i + PF_NEAR].digest);
+    if (i + IDX_PF_NEAR < n) {
+      idx_key_from_digest(&ahead, keys[i + IDX_PF_NEAR].digest);
       idx_prefetch(t->idx, &ahead, 1);
     }
     idx_key_from_digest(&key, keys[i].digest);
@@ -175,7 +223,7 @@ int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_key *
     for (int j = 0; j < nreq; j++) {
       int i = which[j];
       if (req[j].res < 0 || r < 0)
-        rcs[i] = ls_err_io(req[j].res < 0 ? (int)req[j].res : r, "%s: read", table_name(e, table));
+        rcs[i] = ls_err_io(req[j].res < 0 ? (int)req[j].res : r, LS_CAUSE_READ, "%s: read", table_name(e, table));
       else if ((size_t)req[j].res != req[j].len)
         rcs[i] = ls_corrupt("%s: record cut short by the end of the file", table_name(e, table));
       else
@@ -183,7 +231,7 @@ int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_key *
                               vals[i].mem, &vals[i]);
     }
   }
-  for (int i = 0; !rc && i < n; i++) words[n + i] = eng_segseq(e, words[i]);
+  for (int i = 0; !rc && i < n; i++) words[n + i] = seg_seq_of_word(&e->sm, words[i]);
   ls_guard_leave(&e->guard, g);
   /* Remember what the transaction saw (for its commit check). */
   for (int i = 0; !rc && txn && i < n; i++) {
@@ -254,7 +302,7 @@ static int fill_committed(ls_cursor *c) {
   c->nbatch = c->pos = 0;
   while (!c->done && c->nbatch == 0) {
     unsigned g = ls_guard_enter(&e->guard);
-    ls_table *t = eng_table(e, c->table);
+    ls_table *t = cat_table(e, c->table);
     if (!t) {
       ls_guard_leave(&e->guard, g);
       return ls_err(LS_NOTABLE, "table %u was dropped during the scan", c->table);
@@ -296,7 +344,7 @@ static int fill_committed(ls_cursor *c) {
         for (uint32_t i = 0; !rc && i < c->nbatch; i++) {
           uint64_t w = c->batch[i].word;
           if (r < 0 || req[i].res < 0)
-            rc = ls_err_io(req[i].res < 0 ? (int)req[i].res : r, "%s: read of segment %u", t->name, loc_seg(w));
+            rc = ls_err_io(req[i].res < 0 ? (int)req[i].res : r, LS_CAUSE_READ, "%s: read of segment %u", t->name, loc_seg(w));
           else if ((size_t)req[i].res != req[i].len)
             rc = ls_corrupt("%s: segment %u: record cut short by the end of the file", t->name, loc_seg(w));
           /* The record's checks run when step() returns it. */
@@ -328,7 +376,7 @@ static void fill_txn(ls_cursor *c) {
   }
 }
 
-static inline int key_cmp(const idx_entry *a, const idx_entry *b) {
+static inline int entry_cmp(const idx_entry *a, const idx_entry *b) {
   if (a->hi != b->hi) return a->hi < b->hi ? -1 : 1;
   if (a->lo != b->lo) return a->lo < b->lo ? -1 : 1;
   return 0;
@@ -346,7 +394,7 @@ static int step(ls_cursor *c) {
     const idx_entry *ce = c->pos < c->nbatch ? &c->batch[c->pos] : NULL;
     const idx_entry *te = c->tpos < c->ntb ? &c->tbatch[c->tpos] : NULL;
     if (!ce && !te) return LS_OK;
-    int cmp = !ce ? 1 : !te ? -1 : key_cmp(ce, te);
+    int cmp = !ce ? 1 : !te ? -1 : entry_cmp(ce, te);
     if (cmp >= 0) {
       /* The transaction's write of this key wins over the committed row. */
       uint32_t ord = (uint32_t)te->word - 1;

@@ -21,7 +21,8 @@
 **   5. Records of tables not in the catalog (dropped) or below their table's
 **      truncation point are ignored.  For each key the highest write
 **      sequence wins, whatever order segments are read in; an equal sequence
-**      is the same version (a relocated copy) and either copy serves.
+**      is the same version (a relocated copy): the copy in the younger
+**      segment incarnation wins (FORMAT.md, "Relocation").
 **   6. ABORT records name the sequence range of a prepared transaction that
 **      must not count.  If the scan found any, it is run again with them
 **      known, skipping the aborted records (aborts are rare: SQLite failed
@@ -45,7 +46,7 @@
 ** own incarnation after a bad one -- is reported as a problem (ls_check
 ** shows it); the records after the damage are not used.
 */
-#include "engine_int.h"
+#include "recovery.h"
 
 #include <dirent.h>
 #include <stdarg.h>
@@ -148,7 +149,7 @@ static int flush_batch(rstate *rs) {
   ls_table *t = NULL;
   for (uint64_t i = 0; i < n; i++) {
     const pend *p = &rs->sorted[i];
-    if (!t || t->id != p->table) t = eng_table(e, p->table);
+    if (!t || t->id != p->table) t = cat_table(e, p->table);
     if (!t || p->seq < t->trunc_seq) { t = NULL; continue; }
     idx_key k = { p->hi, p->lo };
     uint64_t old, old_seq;
@@ -346,9 +347,9 @@ static int cmp_range(const void *a, const void *b) {
 ** leftover .tmp files of an interrupted format. */
 static int list_files(ls_engine *e, uint32_t *nfiles) {
   int fd = openat(e->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return ls_err_io(-errno, "open data directory %s", e->path);
+  if (fd < 0) return ls_err_io(-errno, LS_CAUSE_OTHER, "open data directory %s", e->path);
   DIR *d = fdopendir(fd);
-  if (!d) { close(fd); return ls_err_io(-errno, "read data directory %s", e->path); }
+  if (!d) { close(fd); return ls_err_io(-errno, LS_CAUSE_READ, "read data directory %s", e->path); }
   uint32_t count = 0, maxn = 0;
   int any = 0;
   struct dirent *de;
@@ -376,7 +377,7 @@ static int list_files(ls_engine *e, uint32_t *nfiles) {
 static int check_sizes(ls_engine *e, uint32_t n) {
   for (uint32_t i = 0; i < n; i++) {
     struct stat st;
-    if (fstat(e->sm.fds[i], &st)) return ls_err_io(-errno, "stat data file %u", i);
+    if (fstat(e->sm.fds[i], &st)) return ls_err_io(-errno, LS_CAUSE_OTHER, "stat data file %u", i);
     if ((uint64_t)st.st_size != e->file_size)
       return ls_corrupt("data file data-%06u.ls has %lld bytes, expected file_size %llu", i,
                         (long long)st.st_size, (unsigned long long)e->file_size);
@@ -422,7 +423,7 @@ static int scan_pass(rstate *rs, uint32_t nseg, uint8_t *bufs) {
     int r = e->io->m->submit(e->io, req, n);
     for (int i = 0; !r && i < n; i++)
       if (req[i].res != (ssize_t)e->seg_size) r = -EIO;
-    if (r) return ls_err_io(r, "recovery: read of segments %u..%u", s, s + n - 1);
+    if (r) return ls_err_io(r, LS_CAUSE_READ, "recovery: read of segments %u..%u", s, s + n - 1);
     for (int i = 0; !rc && i < n; i++) rc = scan_segment(rs, s + (uint32_t)i, req[i].buf);
   }
   /* Transactions written in several buffers: apply those that committed,
@@ -545,7 +546,7 @@ int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle, seg_ids *empties) {
         if (seg_ids_push(mixed, s)) rc = ls_err(LS_NOMEM, "recovery: out of memory");
         continue;
       }
-      ls_table *t = eng_table(e, d->table);
+      ls_table *t = cat_table(e, d->table);
       if (t && d->group < t->groups) seg_set_add(&e->sm, s, t->gsets[d->group]);
       else
         problem(&rs, "segment %u: group segment of table %u group %u, which does not exist, holds live records",

@@ -31,6 +31,60 @@ int seg_sync(ls_segmgr *m, int fd, int full) {
   return r;
 }
 
+int seg_sync_note(seg_syncset *s, int fd) {
+  for (int i = 0; i < s->n; i++)
+    if (s->fd[i] == fd) return LS_OK;
+  if (s->n == SEG_SYNCSET_MAX) return 1;
+  s->fd[s->n++] = fd;
+  return LS_OK;
+}
+
+int seg_sync_all(ls_segmgr *m, seg_syncset *s, _Atomic uint64_t *syncs) {
+  int r = 0;
+  for (int i = 0; i < s->n && !r; i++) {
+    r = seg_sync(m, s->fd[i], 0);
+    atomic_fetch_add(syncs, 1);
+  }
+  s->n = 0;
+  return r;
+}
+
+/* ---- FIFOs of segments --------------------------------------------------- */
+
+int seg_fifo_push(seg_fifo *q, seg_ref x) {
+  if (q->len == q->cap) {
+    uint32_t ncap = q->cap ? 2 * q->cap : 64;
+    seg_ref *v = malloc(ncap * sizeof *v);
+    if (!v) return LS_NOMEM;
+    for (uint32_t i = 0; i < q->len; i++) v[i] = q->v[(q->head + i) % q->cap];
+    free(q->v);
+    q->v = v;
+    q->cap = ncap;
+    q->head = 0;
+  }
+  q->v[(q->head + q->len) % q->cap] = x;
+  q->len++;
+  return LS_OK;
+}
+
+int seg_fifo_push_front(seg_fifo *q, seg_ref x) {
+  int rc = seg_fifo_push(q, x);             /* makes room */
+  if (rc) return rc;
+  q->len--;
+  q->head = (q->head + q->cap - 1) % q->cap;
+  q->v[q->head] = x;
+  q->len++;
+  return LS_OK;
+}
+
+int seg_fifo_pop(seg_fifo *q, seg_ref *x) {
+  if (!q->len) return 0;
+  *x = q->v[q->head];
+  q->head = (q->head + 1) % q->cap;
+  q->len--;
+  return 1;
+}
+
 int seg_init(ls_segmgr *m, ls_io *io, int dirfd, uint32_t seg_size, uint64_t file_size,
              uint64_t disk_size) {
   memset(m, 0, sizeof *m);
@@ -61,6 +115,8 @@ int seg_init(ls_segmgr *m, ls_io *io, int dirfd, uint32_t seg_size, uint64_t fil
   pthread_cond_init(&m->cond, NULL);
   pthread_mutex_init(&m->hist_lock, NULL);
   pthread_mutex_init(&m->sync_lock, NULL);
+  pthread_mutex_init(&m->ahead_lock, NULL);
+  pthread_cond_init(&m->ahead_cond, NULL);
   m->next_seq = 1;
   return LS_OK;
 }
@@ -77,30 +133,20 @@ void seg_shutdown(ls_segmgr *m) {
   free(m->gsets);
   free(m->fds);
   free(m->files);
-  free(m->freeq);
+  free(m->free.v);
   free(m->punched.v);
   pthread_mutex_destroy(&m->lock);
   pthread_cond_destroy(&m->cond);
   pthread_mutex_destroy(&m->hist_lock);
   pthread_mutex_destroy(&m->sync_lock);
+  pthread_mutex_destroy(&m->ahead_lock);
+  pthread_cond_destroy(&m->ahead_cond);
   memset(m, 0, sizeof *m);
 }
 
 /* Append id to the free FIFO.  Caller holds m->lock. */
 static int freeq_push(ls_segmgr *m, uint32_t id) {
-  if (m->fq_len == m->fq_cap) {
-    uint32_t ncap = m->fq_cap ? 2 * m->fq_cap : 256;
-    uint32_t *q = malloc(ncap * sizeof *q);
-    if (!q) return LS_NOMEM;
-    for (uint32_t i = 0; i < m->fq_len; i++) q[i] = m->freeq[(m->fq_head + i) % m->fq_cap];
-    free(m->freeq);
-    m->freeq = q;
-    m->fq_cap = ncap;
-    m->fq_head = 0;
-  }
-  m->freeq[(m->fq_head + m->fq_len) % m->fq_cap] = id;
-  m->fq_len++;
-  return LS_OK;
+  return seg_fifo_push(&m->free, (seg_ref){ id, 0 });
 }
 
 /* Descriptors for one file, all FREE. */
@@ -131,7 +177,7 @@ int seg_open_files(ls_segmgr *m, uint32_t n) {
     char name[32];
     seg_file_name(i, name);
     int fd = m->io->m->open(m->io, m->dirfd, name, O_RDWR, 0);
-    if (fd < 0) return ls_err_io(fd, "open %s", name);
+    if (fd < 0) return ls_err_io(fd, LS_CAUSE_OTHER, "open %s", name);
     m->fds[i] = fd;
     int rc = add_descriptors(m, i);
     if (rc) return rc;
@@ -148,7 +194,7 @@ static int format_file(ls_segmgr *m, uint32_t n, int *fdout) {
   ls_io *io = m->io;
   io->m->unlink(io, m->dirfd, tmp);
   int fd = io->m->open(io, m->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
-  if (fd < 0) return ls_err_io(fd, "create data file %s", tmp);
+  if (fd < 0) return ls_err_io(fd, LS_CAUSE_OTHER, "create data file %s", tmp);
   uint8_t *zero = ls_alloc_aligned(FORMAT_CHUNK);
   int e = zero ? 0 : -ENOMEM;
   if (zero) memset(zero, 0, FORMAT_CHUNK);
@@ -164,7 +210,7 @@ static int format_file(ls_segmgr *m, uint32_t n, int *fdout) {
   if (e) {
     io->m->close(io, fd);
     io->m->unlink(io, m->dirfd, tmp);
-    return ls_err_io(e, "format data file %s", name);
+    return ls_err_io(e, LS_CAUSE_WRITE, "format data file %s", name);
   }
   *fdout = fd;
   return LS_OK;
@@ -173,10 +219,15 @@ static int format_file(ls_segmgr *m, uint32_t n, int *fdout) {
 /* May another file be added?  Caller holds m->lock. */
 static int can_grow(ls_segmgr *m) { return atomic_load(&m->nfiles) < m->max_files; }
 
-int seg_add_file(ls_segmgr *m) {
+int seg_add_file(ls_segmgr *m, uint32_t below) {
   pthread_mutex_lock(&m->lock);
   while (m->formatting) pthread_cond_wait(&m->cond, &m->lock);
   uint32_t n = atomic_load(&m->nfiles);
+  if (m->free.len + m->punched.n >= below) {
+    /* Another thread's file (or freed segments) met the need meanwhile. */
+    pthread_mutex_unlock(&m->lock);
+    return LS_OK;
+  }
   if (n >= m->max_files) {
     pthread_mutex_unlock(&m->lock);
     return ls_err(LS_FULL, "disk_size reached: %u data files of %llu bytes in use", n,
@@ -190,6 +241,7 @@ int seg_add_file(ls_segmgr *m) {
   if (!rc) rc = add_descriptors(m, n);
 
   pthread_mutex_lock(&m->lock);
+  assert(m->formatting && atomic_load(&m->nfiles) == n);
   if (!rc) {
     m->fds[n] = fd;
     atomic_store(&m->nfiles, n + 1);
@@ -204,6 +256,38 @@ int seg_add_file(ls_segmgr *m) {
   return rc;
 }
 
+void seg_ahead_kick(ls_segmgr *m) {
+  pthread_mutex_lock(&m->ahead_lock);
+  m->ahead_kick = 1;
+  pthread_cond_signal(&m->ahead_cond);
+  pthread_mutex_unlock(&m->ahead_lock);
+}
+
+void seg_ahead_stop(ls_segmgr *m) {
+  pthread_mutex_lock(&m->ahead_lock);
+  m->ahead_stop = 1;
+  pthread_cond_signal(&m->ahead_cond);
+  pthread_mutex_unlock(&m->ahead_lock);
+}
+
+int seg_ahead_wait(ls_segmgr *m) {
+  pthread_mutex_lock(&m->ahead_lock);
+  while (!m->ahead_stop && !m->ahead_kick) pthread_cond_wait(&m->ahead_cond, &m->ahead_lock);
+  int go = !m->ahead_stop;
+  m->ahead_kick = 0;
+  pthread_mutex_unlock(&m->ahead_lock);
+  return go;
+}
+
+void seg_prepare_ahead(ls_segmgr *m) {
+  uint32_t low = m->segs_per_file / 4;
+  if (low < 2) low = 2;
+  /* Holes first, then a new file. */
+  while (seg_nfree(m) - seg_npunched(m) < low && seg_npunched(m))
+    if (seg_unpunch(m)) break;
+  if (seg_nfree(m) < low && atomic_load(&m->nfiles) < m->max_files) (void)seg_add_file(m, low);
+}
+
 /* Free segments an allocation for purpose must leave. */
 static uint32_t keep_free(const ls_segmgr *m, int purpose) {
   return purpose == SEG_FOR_USER ? m->reserve_clean + m->reserve_delete
@@ -212,7 +296,7 @@ static uint32_t keep_free(const ls_segmgr *m, int purpose) {
 
 int seg_can_alloc(ls_segmgr *m, int purpose) {
   pthread_mutex_lock(&m->lock);
-  int ok = m->fq_len > keep_free(m, purpose);   /* holes may not be writable */
+  int ok = m->free.len > keep_free(m, purpose);   /* holes may not be writable */
   pthread_mutex_unlock(&m->lock);
   return ok;
 }
@@ -220,7 +304,7 @@ int seg_can_alloc(ls_segmgr *m, int purpose) {
 int seg_alloc(ls_segmgr *m, int kind, uint32_t table, uint32_t group, int purpose, uint32_t *id) {
   pthread_mutex_lock(&m->lock);
   for (;;) {
-    if (m->fq_len > keep_free(m, purpose)) {
+    if (m->free.len > keep_free(m, purpose)) {
       if (m->next_seq < m->lease_end) break;
       /* Lease more sequences before using any (a manifest write); the
       ** free count is checked again afterwards. */
@@ -232,7 +316,7 @@ int seg_alloc(ls_segmgr *m, int kind, uint32_t table, uint32_t group, int purpos
       if (end > m->lease_end) m->lease_end = end;
       continue;
     }
-    if (m->fq_len + m->punched.n > keep_free(m, purpose)) {
+    if (m->free.len + m->punched.n > keep_free(m, purpose)) {
       pthread_mutex_unlock(&m->lock);
       int rc = seg_unpunch(m);
       if (rc && rc != LS_FULL) return rc;
@@ -245,7 +329,7 @@ int seg_alloc(ls_segmgr *m, int kind, uint32_t table, uint32_t group, int purpos
     }
     if (can_grow(m)) {
       pthread_mutex_unlock(&m->lock);
-      int rc = seg_add_file(m);
+      int rc = seg_add_file(m, keep_free(m, purpose) + 1);
       if (rc && rc != LS_FULL) return rc;
       pthread_mutex_lock(&m->lock);
       if (!rc) continue;
@@ -256,10 +340,12 @@ int seg_alloc(ls_segmgr *m, int kind, uint32_t table, uint32_t group, int purpos
                   (unsigned long long)m->file_size,
                   nf >= m->max_files ? " and disk_size allows no more" : " and the file system has no room for another");
   }
-  uint32_t s = m->freeq[m->fq_head];
-  m->fq_head = (m->fq_head + 1) % m->fq_cap;
-  m->fq_len--;
+  seg_ref x;
+  seg_fifo_pop(&m->free, &x);
+  uint32_t s = x.id;
   ls_seg *d = seg_get(m, s);
+  assert(d->state == SEG_FREE && d->seq == 0 && d->pins == 0 && d->holds == 0 && d->ndeps == 0);
+  assert(atomic_load(&d->live_records) == 0 && !atomic_load(&d->gset));
   d->seq = m->next_seq++;
   atomic_store(&d->born, 0);
   d->seed = ls_rec_seed(d->seq);
@@ -285,6 +371,7 @@ int seg_alloc(ls_segmgr *m, int kind, uint32_t table, uint32_t group, int purpos
 
 void seg_seal(ls_segmgr *m, uint32_t id) {
   pthread_mutex_lock(&m->lock);
+  assert(seg_get(m, id)->state == SEG_ACTIVE);
   seg_get(m, id)->state = SEG_SEALED;
   pthread_mutex_unlock(&m->lock);
 }
@@ -294,15 +381,10 @@ int seg_add_dep(ls_segmgr *m, uint32_t x, uint32_t y) {
   pthread_mutex_lock(&m->lock);
   ls_seg *d = seg_get(m, x);
   int rc = LS_OK;
+  assert(d->state != SEG_FREE && seg_get(m, y)->state != SEG_FREE);
   for (uint32_t i = 0; i < d->ndeps; i++)
     if (d->deps[i] == y) goto out;
-  if (d->ndeps == d->capdeps) {
-    uint32_t ncap = d->capdeps ? 2 * d->capdeps : 4;
-    uint32_t *p = realloc(d->deps, ncap * sizeof *p);
-    if (!p) { rc = ls_err(LS_NOMEM, "out of memory"); goto out; }
-    d->deps = p;
-    d->capdeps = ncap;
-  }
+  if (LS_GROW(d->deps, d->capdeps, d->ndeps + 1, 4)) { rc = ls_err(LS_NOMEM, "out of memory"); goto out; }
   d->deps[d->ndeps++] = y;
   seg_get(m, y)->pins++;
 out:
@@ -312,13 +394,7 @@ out:
 
 int seg_ids_push(seg_ids *s, uint32_t id) {
   if (s->n && s->v[s->n - 1] == id) return LS_OK;
-  if (s->n == s->cap) {
-    uint32_t ncap = s->cap ? 2 * s->cap : 64;
-    uint32_t *p = realloc(s->v, ncap * sizeof *p);
-    if (!p) return LS_NOMEM;
-    s->v = p;
-    s->cap = ncap;
-  }
+  if (LS_GROW(s->v, s->cap, s->n + 1, 64)) return LS_NOMEM;
   s->v[s->n++] = id;
   return LS_OK;
 }
@@ -327,6 +403,7 @@ int seg_ids_push(seg_ids *s, uint32_t id) {
 static void release_deps(ls_segmgr *m, ls_seg *d, seg_ids *released) {
   for (uint32_t j = 0; j < d->ndeps; j++) {
     ls_seg *y = seg_get(m, d->deps[j]);
+    assert(y->pins > 0);
     /* If the list can not grow the segment stays allocated until the
     ** next open finds it empty: space, never data, is lost. */
     if (--y->pins == 0) (void)seg_ids_push(released, d->deps[j]);
@@ -344,6 +421,8 @@ void seg_drop_deps(ls_segmgr *m, uint32_t x, seg_ids *released) {
 
 void seg_hold(ls_segmgr *m, uint32_t s, int delta) {
   pthread_mutex_lock(&m->lock);
+  assert(delta > 0 || seg_get(m, s)->holds > 0);
+  assert(seg_get(m, s)->state != SEG_FREE);
   seg_get(m, s)->holds += (uint32_t)delta;
   pthread_mutex_unlock(&m->lock);
 }
@@ -418,6 +497,7 @@ void seg_gset_release(ls_segmgr *m, uint32_t gs) {
 void seg_set_add(ls_segmgr *m, uint32_t s, uint32_t gs) {
   pthread_mutex_lock(&m->lock);
   ls_seg *d = seg_get(m, s);
+  assert(d->state != SEG_FREE);
   d->state = SEG_SEALED;
   pthread_mutex_lock(&m->hist_lock);
   ls_gset *g = gs ? m->gsets[gs - 1] : NULL;
@@ -439,6 +519,7 @@ static void set_remove(ls_segmgr *m, uint32_t s) {
   uint32_t gs = atomic_load(&d->gset);
   if (!gs) return;
   ls_gset *g = m->gsets[gs - 1];
+  assert(g && g->count > 0);
   list_unlink(m, g, s);
   atomic_store(&d->gset, 0);
   if (--g->count == 0 && !g->alive) { free(g); m->gsets[gs - 1] = NULL; }
@@ -447,6 +528,7 @@ static void set_remove(ls_segmgr *m, uint32_t s) {
 void seg_set_take(ls_segmgr *m, uint32_t s) {
   pthread_mutex_lock(&m->lock);
   pthread_mutex_lock(&m->hist_lock);
+  assert(seg_get(m, s)->state == SEG_SEALED);
   set_remove(m, s);
   seg_get(m, s)->state = SEG_CLEANING;
   pthread_mutex_unlock(&m->hist_lock);
@@ -474,6 +556,11 @@ int seg_free_many(ls_segmgr *m, const uint32_t *ids, int n, seg_ids *released) {
   pthread_mutex_lock(&m->lock);
   for (int i = 0; i < n; i++) {
     ls_seg *d = seg_get(m, ids[i]);
+    /* Rule of freeing (header): no entry points into it, nothing pins or
+    ** holds it, it is not in flight. */
+    assert(d->state == SEG_SEALED || d->state == SEG_CLEANING);
+    assert(atomic_load(&d->live_records) == 0 && atomic_load(&d->live_bytes) == 0);
+    assert(d->pins == 0 && d->holds == 0 && !(d->flags & SEGF_INFLIGHT));
     pthread_mutex_lock(&m->hist_lock);
     set_remove(m, ids[i]);
     pthread_mutex_unlock(&m->hist_lock);
@@ -504,9 +591,13 @@ void seg_push_free(ls_segmgr *m, uint32_t id) {
 
 uint32_t seg_nfree(ls_segmgr *m) {
   pthread_mutex_lock(&m->lock);
-  uint32_t n = m->fq_len + m->punched.n;
+  uint32_t n = m->free.len + m->punched.n;
   pthread_mutex_unlock(&m->lock);
   return n;
+}
+
+uint64_t seg_headroom(ls_segmgr *m) {
+  return seg_nfree(m) + (uint64_t)(m->max_files - atomic_load(&m->nfiles)) * m->segs_per_file;
 }
 
 uint32_t seg_npunched(ls_segmgr *m) {
@@ -532,19 +623,18 @@ uint32_t seg_punch_excess(ls_segmgr *m) {
   uint32_t keep = m->reserve_clean + m->reserve_delete + 2 * spf4;
   if (keep < total / 8) keep = total / 8;
   pthread_mutex_lock(&m->lock);
-  if (m->no_punch || m->fq_len <= keep || m->fq_len < total / 4) {
+  if (m->no_punch || m->free.len <= keep || m->free.len < total / 4) {
     pthread_mutex_unlock(&m->lock);
     return 0;
   }
   /* The highest ids go first: whole files at the end empty out. */
-  uint32_t n = m->fq_len, want = m->fq_len - keep;
+  uint32_t n = m->free.len, want = m->free.len - keep;
   uint32_t *all = malloc(n * sizeof *all);
   if (!all) { pthread_mutex_unlock(&m->lock); return 0; }
-  for (uint32_t i = 0; i < n; i++) all[i] = m->freeq[(m->fq_head + i) % m->fq_cap];
+  seg_ref x;
+  for (uint32_t i = 0; seg_fifo_pop(&m->free, &x); i++) all[i] = x.id;
   qsort(all, n, sizeof *all, cmp_desc);
-  m->fq_len = 0;
-  m->fq_head = 0;
-  for (uint32_t i = want; i < n; i++) (void)freeq_push(m, all[i]);   /* room: fq_cap >= n */
+  for (uint32_t i = want; i < n; i++) (void)freeq_push(m, all[i]);   /* room: the ring holds n */
   pthread_mutex_unlock(&m->lock);
 
   /* Descending ids: each file's segments come together; its fsync follows
@@ -572,7 +662,7 @@ uint32_t seg_punch_excess(ls_segmgr *m) {
   if (e) m->no_punch = 1;
   pthread_mutex_unlock(&m->lock);
   free(all);
-  if (e) ls_err_io(e, "punch holes in data files");
+  if (e) ls_err_io(e, LS_CAUSE_OTHER, "punch holes in data files");
   return done;
 }
 
@@ -598,5 +688,5 @@ int seg_unpunch(ls_segmgr *m) {
     (void)freeq_push(m, s);
   }
   pthread_mutex_unlock(&m->lock);
-  return e ? ls_err_io(e, "zero a free segment before use") : LS_OK;
+  return e ? ls_err_io(e, LS_CAUSE_OTHER, "zero a free segment before use") : LS_OK;
 }

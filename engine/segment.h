@@ -3,6 +3,9 @@
 ** free list, the reserve, per-segment accounting and the compaction-group
 ** histograms.
 **
+** Layer: format, io, index, guard -> segment -> catalog (engine/README.md).
+** Calls: io, format; the manifest only through the lease callback.
+**
 ** Data files are named data-NNNNNN.ls (N counted from 0), each file_size
 ** bytes, created strictly in order and zero-filled before use so that
 ** commits sync into blocks that were written once before (an fdatasync into
@@ -38,9 +41,9 @@
 ** it, it is not pinned or held, and no reader can still be reading it (the
 ** caller has done ls_guard_wait).
 **
-** Tombstone floors.  A delete record may be dropped by compaction only if
-** recovery can not find an older version of its key anywhere.  Older
-** versions are dead puts.  dead_floor is a lower bound of the write
+** Tombstone floors (the bounds the rule of FORMAT.md, "Tombstones", is
+** checked with; cleaner.c C3).  Older versions of a key are dead puts.
+** dead_floor is a lower bound of the write
 ** sequence of every dead put in the segment's current incarnation
 ** (UINT64_MAX: none): at run time a death lowers it to the smallest
 ** sequence of a record starting in the dead record's 4 KiB block (its own
@@ -140,6 +143,32 @@ typedef struct seg_ids {
 /* Append id (unless already last).  LS_OK or LS_NOMEM. */
 int seg_ids_push(seg_ids *s, uint32_t id);
 
+/* A FIFO of segments, each with the incarnation it had when queued (0
+** where that does not matter): the free list here, the cleaner's queues. */
+typedef struct seg_ref {
+  uint32_t id;
+  uint64_t seq;
+} seg_ref;
+
+typedef struct seg_fifo {
+  seg_ref *v;                      /* ring of cap entries */
+  uint32_t head, len, cap;
+} seg_fifo;
+
+/* Append x at the tail / put it back at the head.  LS_OK or LS_NOMEM. */
+int seg_fifo_push(seg_fifo *q, seg_ref x);
+int seg_fifo_push_front(seg_fifo *q, seg_ref x);
+/* Take the head into *x: 1, or 0 when empty. */
+int seg_fifo_pop(seg_fifo *q, seg_ref *x);
+
+/* The data files written since their last sync, each to be synced once
+** (a commit group, a batch of free markers or settled headers). */
+#define SEG_SYNCSET_MAX 16
+typedef struct seg_syncset {
+  int fd[SEG_SYNCSET_MAX];
+  int n;
+} seg_syncset;
+
 typedef struct ls_segmgr {
   ls_io *io;
   int dirfd;
@@ -155,8 +184,7 @@ typedef struct ls_segmgr {
 
   pthread_mutex_t lock;            /* free list, states, formatting */
   pthread_cond_t cond;             /* a segment freed / a file formatted */
-  uint32_t *freeq;                 /* FIFO of free segment ids */
-  uint32_t fq_head, fq_len, fq_cap;
+  seg_fifo free;                   /* free segments (zeroed, not holes) */
   seg_ids punched;                 /* free segments whose space went back to
                                    ** the file system (holes) */
   int no_punch;                    /* the file system can not punch holes */
@@ -166,6 +194,10 @@ typedef struct ls_segmgr {
   void *lease_arg;
   int formatting;                  /* a file is being formatted */
   _Atomic uint64_t format_bytes;   /* bytes written to format files */
+
+  pthread_mutex_t ahead_lock;      /* preparing segments ahead of need */
+  pthread_cond_t ahead_cond;       /* (seg_ahead_*) */
+  int ahead_kick, ahead_stop;
 
   pthread_mutex_t sync_lock;       /* one data-file sync at a time */
   int sync_err;                    /* a sync of a data file failed (-errno):
@@ -184,6 +216,12 @@ void seg_shutdown(ls_segmgr *m);
 static inline ls_seg *seg_get(ls_segmgr *m, uint32_t id) {
   return &m->files[id / m->segs_per_file][id % m->segs_per_file];
 }
+/* Incarnation of segment id now (0: free), and of the segment of a
+** location word (0 for no word).  Readers call these inside the guard. */
+static inline uint64_t seg_seq_of(ls_segmgr *m, uint32_t id) { return atomic_load(&seg_get(m, id)->seq); }
+static inline uint64_t seg_seq_of_word(ls_segmgr *m, uint64_t word) {
+  return word ? seg_seq_of(m, loc_seg(word)) : 0;
+}
 static inline int seg_fd(ls_segmgr *m, uint32_t id) { return m->fds[id / m->segs_per_file]; }
 static inline uint64_t seg_base(ls_segmgr *m, uint32_t id) {
   return (uint64_t)(id % m->segs_per_file) * m->seg_size;
@@ -197,6 +235,13 @@ static inline uint32_t seg_count(ls_segmgr *m) { return atomic_load(&m->nfiles) 
 ** 0 or -errno. */
 int seg_sync(ls_segmgr *m, int fd, int full);
 
+/* Note that fd was written: LS_OK, or 1 when s is full (sync it with
+** seg_sync_all first, then note again). */
+int seg_sync_note(seg_syncset *s, int fd);
+/* fdatasync each file of s once (seg_sync), counting each in *syncs; s is
+** emptied.  0 or the -errno of the first failure (the rest not synced). */
+int seg_sync_all(ls_segmgr *m, seg_syncset *s, _Atomic uint64_t *syncs);
+
 /* Name of data file n ("data-000012.ls"), into buf of at least 32 bytes. */
 void seg_file_name(uint32_t n, char *buf);
 
@@ -206,10 +251,22 @@ void seg_file_name(uint32_t n, char *buf);
 int seg_open_files(ls_segmgr *m, uint32_t n);
 
 /* Create, zero-fill and add the next data file; its segments join the free
-** list.  Blocks while another thread formats.  LS_OK, LS_FULL when
-** disk_size allows no more files or the file system is full, or an I/O
-** error. */
-int seg_add_file(ls_segmgr *m);
+** list.  Waits while another thread formats one, and then adds a file only
+** if fewer than below segments are free (holes included): two threads
+** that both saw too few free segments make one file, not two.  LS_OK,
+** LS_FULL when disk_size allows no more files or the file system is full,
+** or an I/O error. */
+int seg_add_file(ls_segmgr *m, uint32_t below);
+
+/* Segments ahead of need, for a background thread: seg_ahead_wait blocks
+** until seg_ahead_kick (returns 1) or seg_ahead_stop (returns 0);
+** seg_prepare_ahead then zeroes holes and formats a data file while fewer
+** than a quarter file of zeroed free segments is left.  Its failures are
+** left for the allocation that needs the space to meet and report. */
+void seg_ahead_kick(ls_segmgr *m);
+void seg_ahead_stop(ls_segmgr *m);
+int seg_ahead_wait(ls_segmgr *m);
+void seg_prepare_ahead(ls_segmgr *m);
 
 /* Take a free segment for purpose (SEG_FOR_*) and make it ACTIVE with a
 ** new incarnation sequence, growing the files when allowed.  LS_OK or
@@ -254,6 +311,8 @@ void seg_push_free(ls_segmgr *m, uint32_t id);
 
 /* Free segments, holes included. */
 uint32_t seg_nfree(ls_segmgr *m);
+/* Free segments, and those the data files not made yet would add. */
+uint64_t seg_headroom(ls_segmgr *m);
 /* Of those, holes. */
 uint32_t seg_npunched(ls_segmgr *m);
 

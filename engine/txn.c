@@ -1,6 +1,6 @@
 /*
-** txn.c -- transactions: buffered writes with read-your-writes, savepoints
-** and write-conflict observations.
+** txn.c -- transactions as containers: buffered writes with
+** read-your-writes, savepoints and write-conflict observations (txn.h).
 **
 ** A transaction keeps, in the order made:
 **   recs[]   one entry per put or delete; the encoded record itself (header,
@@ -17,7 +17,7 @@
 ** becomes the newest again.  Observations are kept (they only make the
 ** commit check stricter).
 */
-#include "engine_int.h"
+#include "txn.h"
 
 #include <stdlib.h>
 
@@ -28,14 +28,13 @@ int ls_txn_begin(ls_engine *e, ls_txn **out) {
   ls_txn *t = calloc(1, sizeof *t);
   if (!t) return ls_err(LS_NOMEM, "out of memory");
   t->e = e;
-  sem_init(&t->done, 0, 0);
   *out = t;
   return LS_OK;
 }
 
-void ls_txn_free(ls_txn *t) {
+void txn_destroy(ls_txn *t) {
   if (!t) return;
-  if (t->state == TXN_PREPARED) (void)ls_txn_unprepare(t);
+  assert(t->state != TXN_PREPARED);
   for (uint32_t i = 0; i < t->nchunks; i++) free(t->chunks[i]);
   for (uint32_t i = 0; i < t->nmaps; i++) idx_free(t->maps[i].idx);
   free(t->chunks);
@@ -45,7 +44,6 @@ void ls_txn_free(ls_txn *t) {
   free(t->direct);
   free(t->obs);
   free(t->maps);
-  sem_destroy(&t->done);
   free(t);
 }
 
@@ -120,13 +118,7 @@ static int write_rec(ls_txn *t, uint32_t type, uint32_t table, const ls_key *k,
   if (table == 0) return ls_err(LS_NOTABLE, "no table with id 0");
   txn_map *m = find_map(t, table, 1);
   if (!m) return ls_err(LS_NOMEM, "out of memory buffering a transaction");
-  if (t->nrec == t->caprec) {
-    uint32_t ncap = t->caprec ? 2 * t->caprec : 64;
-    txn_rec *r = realloc(t->recs, ncap * sizeof *r);
-    if (!r) return ls_err(LS_NOMEM, "out of memory buffering a transaction");
-    t->recs = r;
-    t->caprec = ncap;
-  }
+  if (LS_GROW(t->recs, t->caprec, t->nrec + 1, 64)) return ls_err(LS_NOMEM, "out of memory buffering a transaction");
   uint32_t size = ls_rec_size(k->len, vlen);
   uint32_t chunk = 0, off = 0;
   int rc = chunk_alloc(t, size, &chunk, &off);
@@ -240,7 +232,7 @@ int txn_before_read(ls_txn *t, uint32_t table) {
 static void note_first_read(ls_txn *t, txn_map *m) {
   if (m->observed) return;
   unsigned g = ls_guard_enter(&t->e->guard);
-  ls_table *tb = eng_table(t->e, m->table);
+  ls_table *tb = cat_table(t->e, m->table);
   m->changes = tb ? atomic_load(&tb->changes) : 0;
   ls_guard_leave(&t->e->guard, g);
   m->observed = 1;
@@ -250,13 +242,7 @@ static void note_first_read(ls_txn *t, txn_map *m) {
 static int observe(ls_txn *t, txn_map *m, const idx_key *key, uint64_t w, uint32_t table,
                    uint64_t word, uint64_t seq, uint64_t segseq, int present) {
   if (map_obs(w)) return LS_OK;
-  if (t->nobs == t->capobs) {
-    uint32_t ncap = t->capobs ? 2 * t->capobs : 32;
-    txn_obs *o = realloc(t->obs, ncap * sizeof *o);
-    if (!o) return ls_err(LS_NOMEM, "out of memory");
-    t->obs = o;
-    t->capobs = ncap;
-  }
+  if (LS_GROW(t->obs, t->capobs, t->nobs + 1, 32)) return ls_err(LS_NOMEM, "out of memory");
   txn_obs *o = &t->obs[t->nobs];
   o->hi = key->hi;
   o->lo = key->lo;
@@ -297,15 +283,14 @@ int txn_own(ls_txn *t, uint32_t table, const idx_key *key, ls_value *v) {
   if (!m || !idx_get(m->idx, key, &w) || !map_rec(w)) return 1;
   const txn_rec *r = &t->recs[map_rec(w) - 1];
   if (r->type == LS_REC_DELETE) return LS_NOTFOUND;
-  return value_from_rec(t, r, v);
+  return v ? value_from_rec(t, r, v) : LS_OK;
 }
 
-int txn_wrote(ls_txn *t, uint32_t table, const idx_key *key, int *is_put) {
+int txn_seen(ls_txn *t, uint32_t table, const idx_key *key) {
   txn_map *m = find_map(t, table, 0);
   uint64_t w = 0;
-  if (!m || !idx_get(m->idx, key, &w) || !map_rec(w)) return 0;
-  *is_put = t->recs[map_rec(w) - 1].type == LS_REC_PUT;
-  return 1;
+  if (!m || !idx_get(m->idx, key, &w) || !map_obs(w)) return -1;
+  return t->obs[map_obs(w) - 1].present;
 }
 
 void txn_observe_seq(ls_txn *t, uint32_t table, const idx_key *key, uint64_t word, uint64_t seq) {
@@ -332,96 +317,10 @@ ls_index *txn_overlay(ls_txn *t, uint32_t table) {
 
 int txn_value(ls_txn *t, uint32_t ord, ls_value *v) { return value_from_rec(t, &t->recs[ord], v); }
 
-/* Look k up as t sees it and fill v (with want_value).  Returns LS_OK
-** (present), LS_NOTFOUND or an error.  Without want_value, a key already
-** observed is answered from the observation, with no read. */
-static int txn_read(ls_txn *t, uint32_t table, const ls_key *k, ls_value *v, int want_value) {
-  ls_engine *e = t->e;
-  idx_key key;
-  idx_key_from_digest(&key, k->digest);
-  txn_map *m = find_map(t, table, 1);
-  if (!m) return ls_err(LS_NOMEM, "out of memory");
-  uint64_t w = 0;
-  idx_get(m->idx, &key, &w);
-  if (map_rec(w)) {
-    const txn_rec *r = &t->recs[map_rec(w) - 1];
-    if (r->type == LS_REC_DELETE) return LS_NOTFOUND;
-    return want_value ? value_from_rec(t, r, v) : LS_OK;
-  }
-  if (!want_value && map_obs(w)) return t->obs[map_obs(w) - 1].present ? LS_OK : LS_NOTFOUND;
-  /* Not written here: read the committed version and remember it. */
-  note_first_read(t, m);
-  unsigned g = ls_guard_enter(&e->guard);
-  uint64_t word = 0;
-  int rc = eng_lookup(e, table, &key, &word);
-  int present = 0;
-  uint64_t seq = 0, segseq = 0;
-  if (!rc && word && !loc_tomb(word)) {
-    rc = eng_read_record(e, word, table, k, v);
-    if (!rc) { present = 1; seq = v->seq; segseq = eng_segseq(e, word); }
-  }
-  ls_guard_leave(&e->guard, g);
-  if (rc) return rc;
-  rc = observe(t, m, &key, w, table, present ? word : 0, seq, segseq, present);
-  if (rc) return rc;
-  return present ? LS_OK : LS_NOTFOUND;
-}
-
-int ls_txn_get(ls_txn *t, uint32_t table, const ls_key *k, ls_value *v) {
-  return txn_read(t, table, k, v, 1);
-}
-
-int ls_txn_exists(ls_txn *t, uint32_t table, const ls_key *k) {
-  ls_value v = {0};
-  int rc = txn_read(t, table, k, &v, 0);
-  ls_value_free(&v);
-  if (rc == LS_OK) return 1;
-  if (rc == LS_NOTFOUND) return 0;
-  return rc;
-}
-
-int ls_txn_commit(ls_txn *t) {
-  if (t->state != TXN_OPEN) return ls_err(LS_INVALID, "transaction already committed or prepared");
-  t->state = TXN_DONE;
-  if (t->live_recs == 0) return LS_OK;        /* read-only: nothing to make durable */
-  return writer_commit(t->e, t, WRITE_COMMIT);
-}
-
-int ls_txn_prepare(ls_txn *t) {
-  if (t->state != TXN_OPEN) return ls_err(LS_INVALID, "transaction already committed or prepared");
-  if (t->live_recs == 0) {
-    t->state = TXN_PREPARED;                   /* nothing to write or undo */
-    return LS_OK;
-  }
-  int rc = writer_commit(t->e, t, WRITE_PREPARE);
-  if (!rc) t->state = TXN_PREPARED;
-  else t->state = TXN_DONE;
-  return rc;
-}
-
-void ls_txn_publish(ls_txn *t) {
-  if (t->state != TXN_PREPARED) return;
-  if (t->live_recs) writer_publish(t->e, t);
-  t->state = TXN_DONE;
-}
-
-int ls_txn_unprepare(ls_txn *t) {
-  if (t->state != TXN_PREPARED) return ls_err(LS_INVALID, "transaction is not prepared");
-  int rc = t->live_recs ? writer_unprepare(t->e, t) : LS_OK;
-  t->state = TXN_OPEN;
-  return rc;
-}
-
 int ls_txn_prepared(ls_txn *t) { return t->state == TXN_PREPARED; }
 
 int txn_add_direct(ls_txn *t, uint32_t s) {
-  if (t->ndirect == t->capdirect) {
-    uint32_t ncap = t->capdirect ? 2 * t->capdirect : 8;
-    uint32_t *p = realloc(t->direct, ncap * sizeof *p);
-    if (!p) return LS_NOMEM;
-    t->direct = p;
-    t->capdirect = ncap;
-  }
+  if (LS_GROW(t->direct, t->capdirect, t->ndirect + 1, 8)) return LS_NOMEM;
   t->direct[t->ndirect++] = s;
   return LS_OK;
 }

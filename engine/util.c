@@ -17,6 +17,7 @@
 #define LS_ERRMSG_MAX 512
 
 static _Thread_local char *tls_msg;
+static _Thread_local int tls_cause;      /* LS_CAUSE_* of the last failure */
 
 static char *errbuf(void) {
   if (!tls_msg) {
@@ -50,6 +51,30 @@ const char *ls_errmsg(void) {
   return (m && m[0]) ? m : "no detail";
 }
 
+int ls_errcause(void) { return tls_cause; }
+
+void ls_err_save(ls_error *to) {
+  to->cause = tls_cause;
+  snprintf(to->msg, sizeof to->msg, "%s", ls_errmsg());
+}
+
+int ls_err_restore(int rc, const ls_error *from) {
+  ls_err(rc, "%s", from->msg);
+  tls_cause = from->cause;
+  return rc;
+}
+
+int ls_grow(void **arr, uint64_t *cap, uint64_t need, size_t elem, uint64_t first) {
+  if (need <= *cap) return LS_OK;
+  uint64_t n = *cap ? *cap * 2 : first;
+  while (n < need) n *= 2;
+  void *p = realloc(*arr, n * elem);
+  if (!p) return LS_NOMEM;
+  *arr = p;
+  *cap = n;
+  return LS_OK;
+}
+
 void ls_thread_cleanup(void) {
   free(tls_msg);
   tls_msg = NULL;
@@ -57,6 +82,7 @@ void ls_thread_cleanup(void) {
 
 static int vset(int rc, const char *fmt, va_list ap) {
   char *m = errbuf();
+  tls_cause = LS_CAUSE_NONE;
   if (m) vsnprintf(m, LS_ERRMSG_MAX, fmt, ap);
   return rc;
 }
@@ -98,7 +124,7 @@ int ls_corrupt_bkpt(int line, const char *fmt, ...) {
   return LS_CORRUPT;
 }
 
-int ls_err_io(int neg_errno, const char *fmt, ...) {
+int ls_err_io(int neg_errno, int cause, const char *fmt, ...) {
   int e = -neg_errno;
   int rc = (e == ENOSPC || e == EDQUOT || e == EFBIG) ? LS_FULL
          : (e == ENOMEM) ? LS_NOMEM : LS_IOERR;
@@ -107,7 +133,9 @@ int ls_err_io(int neg_errno, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(what, sizeof what, fmt, ap);
   va_end(ap);
-  return ls_err(rc, "%s: %s", what, strerror(e));
+  ls_err(rc, "%s: %s", what, strerror(e));
+  tls_cause = cause;
+  return rc;
 }
 
 uint64_t ls_now_ns(void) {

@@ -10,7 +10,7 @@
 ** take its lock: they fail with "in use" while a database has it open).
 ** dump reads the data files directly and changes nothing.
 */
-#include "engine_int.h"
+#include "catalog.h"
 
 #include <fcntl.h>
 #include <inttypes.h>

@@ -7,7 +7,9 @@
 ** under ThreadSanitizer).
 */
 #include "unit.h"
-#include "engine_int.h"
+#include "catalog.h"
+#include "cleaner.h"
+#include "writer.h"
 
 #include <fcntl.h>
 #include <math.h>
@@ -21,20 +23,6 @@
 
 #define KB 1024u
 
-static ls_engine *open_opts(const char *dir, uint64_t seg, uint64_t file, uint64_t disk, int manual, int policy) {
-  ls_options o;
-  ls_options_init(&o);
-  o.create = 1;
-  o.segment_size = seg;
-  o.file_size = file;
-  o.disk_size = disk;
-  o.manual_cleaning = manual;
-  o.compaction_policy = policy;
-  ls_engine *e = NULL;
-  CHECK_RC(ls_open(dir, &o, &e), LS_OK);
-  return e;
-}
-
 static ls_engine *reopen(const char *dir, int manual) {
   ls_options o;
   ls_options_init(&o);
@@ -43,9 +31,6 @@ static ls_engine *reopen(const char *dir, int manual) {
   CHECK_RC(ls_open(dir, &o, &e), LS_OK);
   return e;
 }
-
-/* Put (val != NULL) or delete key in its own transaction. */
-static int put1(ls_engine *e, uint32_t t, const char *key, const void *val, uint32_t len);
 
 /* Put a row of a second table, "other", so that the active segment holds
 ** rows of two tables: the separator copies its rows instead of adopting it
@@ -60,19 +45,7 @@ static void mix_in(ls_engine *e) {
   uint32_t o = 0;
   ls_table_foreach(e, find_other, &o);
   if (!o) CHECK_RC(ls_table_create(e, "other", 1, &o), LS_OK);
-  CHECK_RC(put1(e, o, "mix", "in", 2), LS_OK);
-}
-
-static int put1(ls_engine *e, uint32_t t, const char *key, const void *val, uint32_t len) {
-  ls_txn *x;
-  int rc = ls_txn_begin(e, &x);
-  if (rc) return rc;
-  ls_key k;
-  ls_key_set(&k, key, (uint32_t)strlen(key));
-  rc = val ? ls_txn_put(x, t, &k, val, len) : ls_txn_delete(x, t, &k);
-  if (!rc) rc = ls_txn_commit(x);
-  ls_txn_free(x);
-  return rc;
+  CHECK_RC(unit_put(e, o, "mix", "in", 2), LS_OK);
 }
 
 /* 1 if key holds exactly val (val NULL: absent). */
@@ -100,13 +73,13 @@ static int put_row(ls_engine *e, uint32_t t, const char *prefix, int k, long ver
   char kb[32], val[ROW_MAX];
   snprintf(kb, sizeof kb, "%s%d", prefix, k);
   fill(val, len, k, ver);
-  return put1(e, t, kb, val, len);
+  return unit_put(e, t, kb, val, len);
 }
 
 static int del_row(ls_engine *e, uint32_t t, const char *prefix, int k) {
   char kb[32];
   snprintf(kb, sizeof kb, "%s%d", prefix, k);
-  return put1(e, t, kb, NULL, 0);
+  return unit_put(e, t, kb, NULL, 0);
 }
 
 static int has_row(ls_engine *e, uint32_t t, const char *prefix, int k, long ver, uint32_t len, int present) {
@@ -153,7 +126,7 @@ static segcount segments(ls_engine *e, uint32_t table) {
 
 static void overwrite_loop(int policy) {
   const char *dir = unit_tmpdir();
-  ls_engine *e = open_opts(dir, 64 * KB, 1024 * KB, 4096 * KB, 0, policy);
+  ls_engine *e = unit_open(dir, 64 * KB, 1024 * KB, 4096 * KB, 0, policy);
   if (!e) return;
   uint32_t t;
   CHECK_RC(ls_table_create(e, "ow", 1, &t), LS_OK);
@@ -266,7 +239,7 @@ static void test_policy_order(void) {
 */
 static void test_scylla_compaction(void) {
   const char *dir = unit_tmpdir();
-  ls_engine *e = open_opts(dir, 128 * KB, 1024 * KB, 0, 0, 0);
+  ls_engine *e = unit_open(dir, 128 * KB, 1024 * KB, 0, 0, 0);
   if (!e) return;
   uint32_t t;
   CHECK_RC(ls_table_create(e, "big", 1, &t), LS_OK);
@@ -275,11 +248,11 @@ static void test_scylla_compaction(void) {
   for (int k = 0; k < 10; k++) {
     snprintf(kb, sizeof kb, "%d", k);
     fill(val, len, k, 0);
-    CHECK_RC(put1(e, t, kb, val, len), LS_OK);
+    CHECK_RC(unit_put(e, t, kb, val, len), LS_OK);
   }
   for (int i = 0; i < 5; i++) {
     fill(val, len, 100, i);
-    CHECK_RC(put1(e, t, "100", val, len), LS_OK);
+    CHECK_RC(unit_put(e, t, "100", val, len), LS_OK);
   }
   uint64_t freed = 0;
   CHECK_RC(ls_compact(e, t, &freed), LS_OK);
@@ -322,7 +295,7 @@ static int check_owner(void *arg, const idx_entry *en, uint64_t seq) {
   owner_ctx *x = arg;
   LS_UNUSED(seq);
   ls_seg *d = seg_get(&x->e->sm, loc_seg(en->word));
-  uint32_t g = eng_group_of(en->hi, x->t->groups);
+  uint32_t g = cat_group_of(en->hi, x->t->groups);
   if (d->kind != LS_KIND_GROUP || d->table != x->t->id || d->group != g) {
     if (x->bad++ < 3)
       unit_fail(__FILE__, __LINE__, "table %u group %u: a record lives in segment %u (kind %u, table %u, group %u)",
@@ -334,7 +307,7 @@ static int check_owner(void *arg, const idx_entry *en, uint64_t seq) {
 static void check_owners(ls_engine *e, uint32_t id) {
   owner_ctx x = { e, NULL, 0 };
   unsigned g = ls_guard_enter(&e->guard);
-  x.t = eng_table(e, id);
+  x.t = cat_table(e, id);
   if (x.t) {
     pthread_rwlock_rdlock(&x.t->lock);
     idx_foreach(x.t->idx, check_owner, &x);
@@ -346,7 +319,7 @@ static void check_owners(ls_engine *e, uint32_t id) {
 
 static void test_separation(void) {
   const char *dir = unit_tmpdir();
-  ls_engine *e = open_opts(dir, 16 * KB, 256 * KB, 0, 1, 0);
+  ls_engine *e = unit_open(dir, 16 * KB, 256 * KB, 0, 1, 0);
   if (!e) return;
   uint32_t a, b;
   CHECK_RC(ls_table_create(e, "a", 1, &a), LS_OK);
@@ -397,7 +370,7 @@ static void test_separation(void) {
 /* Mixed segments left at a close are separated after the next open. */
 static void test_recover_mixed(void) {
   const char *dir = unit_tmpdir();
-  ls_engine *e = open_opts(dir, 16 * KB, 256 * KB, 0, 1, 0);
+  ls_engine *e = unit_open(dir, 16 * KB, 256 * KB, 0, 1, 0);
   if (!e) return;
   uint32_t a, b;
   CHECK_RC(ls_table_create(e, "a", 2, &a), LS_OK);
@@ -406,7 +379,7 @@ static void test_recover_mixed(void) {
   for (int k = 0; k < 600; k++) {
     snprintf(kb, sizeof kb, "m%d", k);
     fill(val, sizeof val, k, 1);
-    CHECK_RC(put1(e, k % 2 ? a : b, kb, val, sizeof val), LS_OK);
+    CHECK_RC(unit_put(e, k % 2 ? a : b, kb, val, sizeof val), LS_OK);
   }
   CHECK(segments(e, 0).mixed > 5);
   ls_close(e);                     /* manual: nothing separated */
@@ -437,7 +410,7 @@ static void test_recover_mixed(void) {
 static void test_tombstones_kept_then_dropped(void) {
   const char *dir = unit_tmpdir();
   /* 24 segments of 8 KiB: slots are reused quickly. */
-  ls_engine *e = open_opts(dir, 8 * KB, 64 * KB, 192 * KB, 1, LS_POLICY_GREEDY);
+  ls_engine *e = unit_open(dir, 8 * KB, 64 * KB, 192 * KB, 1, LS_POLICY_GREEDY);
   if (!e) return;
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
@@ -446,12 +419,12 @@ static void test_tombstones_kept_then_dropped(void) {
   for (int k = 0; k < 40; k++) {
     snprintf(kb, sizeof kb, "d%d", k);
     fill(val, sizeof val, k, 0);
-    CHECK_RC(put1(e, t, kb, val, sizeof val), LS_OK);
+    CHECK_RC(unit_put(e, t, kb, val, sizeof val), LS_OK);
   }
   CHECK_RC(ls_flush(e, t, &f), LS_OK);
   for (int k = 0; k < 20; k++) {
     snprintf(kb, sizeof kb, "d%d", k);
-    CHECK_RC(put1(e, t, kb, NULL, 0), LS_OK);
+    CHECK_RC(unit_put(e, t, kb, NULL, 0), LS_OK);
   }
   CHECK_RC(ls_flush(e, t, &f), LS_OK);
   CHECK_U64(unit_stats(e).tombstones_dropped, 0);     /* the puts' segment holds them back */
@@ -530,19 +503,19 @@ static void tear_marked_segment0(const char *dir, int random) {
 ** overwritten -- must not bring back the put from the old bytes. */
 static void test_torn_reuse_after_drop(void) {
   const char *dir = unit_tmpdir();
-  ls_engine *e = open_opts(dir, 8 * KB, 64 * KB, 0, 1, 0);
+  ls_engine *e = unit_open(dir, 8 * KB, 64 * KB, 0, 1, 0);
   if (!e) return;
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
   char val[100];
   fill(val, sizeof val, 1, 1);
-  CHECK_RC(put1(e, t, "ghost", val, sizeof val), LS_OK);
+  CHECK_RC(unit_put(e, t, "ghost", val, sizeof val), LS_OK);
   for (int i = 0; i < 6; i++) {                   /* the delete goes past the first sector */
     char kb[16];
     snprintf(kb, sizeof kb, "keeper%d", i);
-    CHECK_RC(put1(e, t, kb, val, sizeof val), LS_OK);
+    CHECK_RC(unit_put(e, t, kb, val, sizeof val), LS_OK);
   }
-  CHECK_RC(put1(e, t, "ghost", NULL, 0), LS_OK);
+  CHECK_RC(unit_put(e, t, "ghost", NULL, 0), LS_OK);
   mix_in(e);                                     /* separated, not adopted */
   /* All these records are in the first segment of the first file. */
   CHECK_INT(seg_get(&e->sm, 0)->state, SEG_ACTIVE);
@@ -568,7 +541,7 @@ static void test_torn_reuse_after_drop(void) {
 ** of its slot must not bring the rolled-back row back. */
 static void test_torn_reuse_after_abort(void) {
   const char *dir = unit_tmpdir();
-  ls_engine *e = open_opts(dir, 8 * KB, 64 * KB, 0, 1, 0);
+  ls_engine *e = unit_open(dir, 8 * KB, 64 * KB, 0, 1, 0);
   if (!e) return;
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
@@ -582,7 +555,7 @@ static void test_torn_reuse_after_abort(void) {
   for (int i = 0; i < 6; i++) {                   /* past the first sector */
     snprintf(kb, sizeof kb, "keep%d", i);
     fill(val, sizeof val, i, 0);
-    CHECK_RC(put1(e, t, kb, val, sizeof val), LS_OK);
+    CHECK_RC(unit_put(e, t, kb, val, sizeof val), LS_OK);
   }
   CHECK_RC(ls_txn_unprepare(p), LS_OK);          /* the ABORT record */
   ls_txn_free(p);
@@ -610,7 +583,7 @@ static void test_torn_reuse_after_abort(void) {
 ** the publish installs nothing of it (and does not crash). */
 static void test_publish_after_drop(void) {
   const char *dir = unit_tmpdir();
-  ls_engine *e = open_opts(dir, 8 * KB, 64 * KB, 0, 0, 0);
+  ls_engine *e = unit_open(dir, 8 * KB, 64 * KB, 0, 0, 0);
   if (!e) return;
   uint32_t t, u;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
@@ -650,22 +623,22 @@ static void race_hook(void *arg, const char *point) {
   if (strcmp(point, "flush:durable") || r->fired) return;
   r->fired = 1;
   const char *v2 = "version two";
-  CHECK_RC(put1(r->e, r->t, "raced", r->mode ? NULL : v2, (uint32_t)strlen(v2)), LS_OK);
+  CHECK_RC(unit_put(r->e, r->t, "raced", r->mode ? NULL : v2, (uint32_t)strlen(v2)), LS_OK);
 }
 
 static void relocation_race(int mode, int compact) {
   const char *dir = unit_tmpdir();
-  ls_engine *e = open_opts(dir, 8 * KB, 64 * KB, 0, 1, LS_POLICY_GREEDY);
+  ls_engine *e = unit_open(dir, 8 * KB, 64 * KB, 0, 1, LS_POLICY_GREEDY);
   if (!e) return;
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
   char val[200], kb[16];
   fill(val, sizeof val, 0, 1);
-  CHECK_RC(put1(e, t, "raced", val, sizeof val), LS_OK);
+  CHECK_RC(unit_put(e, t, "raced", val, sizeof val), LS_OK);
   mix_in(e);                                     /* copied, not adopted */
   for (int k = 0; k < 60; k++) {
     snprintf(kb, sizeof kb, "o%d", k);
-    CHECK_RC(put1(e, t, kb, val, sizeof val), LS_OK);
+    CHECK_RC(unit_put(e, t, kb, val, sizeof val), LS_OK);
   }
   uint64_t f;
   race r = { e, t, mode, 0 };
@@ -673,7 +646,7 @@ static void relocation_race(int mode, int compact) {
     CHECK_RC(ls_flush(e, t, &f), LS_OK);
     for (int k = 0; k < 60; k += 2) {          /* half dead: worth compacting */
       snprintf(kb, sizeof kb, "o%d", k);
-      CHECK_RC(put1(e, t, kb, NULL, 0), LS_OK);
+      CHECK_RC(unit_put(e, t, kb, NULL, 0), LS_OK);
     }
     CHECK_RC(ls_flush(e, t, &f), LS_OK);
     ls_set_hook(e, race_hook, &r);
@@ -710,7 +683,7 @@ static void test_race_delete_compaction(void) { relocation_race(1, 1); }
 */
 static void test_full_disk(void) {
   const char *dir = unit_tmpdir();
-  ls_engine *e = open_opts(dir, 8 * KB, 64 * KB, 256 * KB, 0, 0);
+  ls_engine *e = unit_open(dir, 8 * KB, 64 * KB, 256 * KB, 0, 0);
   if (!e) return;
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
@@ -719,7 +692,7 @@ static void test_full_disk(void) {
   while (rc == LS_OK && n < 10000) {
     snprintf(kb, sizeof kb, "f%d", n);
     fill(val, sizeof val, n, 0);
-    rc = put1(e, t, kb, val, sizeof val);
+    rc = unit_put(e, t, kb, val, sizeof val);
     if (rc == LS_OK) n++;
   }
   CHECK_RC(rc, LS_FULL);
@@ -748,7 +721,7 @@ static void test_full_disk(void) {
   while (rc == LS_OK && more < n / 4) {
     snprintf(kb, sizeof kb, "g%d", more);
     fill(val, sizeof val, more, 2);
-    rc = put1(e, t, kb, val, sizeof val);
+    rc = unit_put(e, t, kb, val, sizeof val);
     if (rc == LS_OK) more++;
   }
   CHECK_RC(rc, LS_OK);
@@ -780,7 +753,7 @@ static void test_full_disk(void) {
 */
 static void test_slow_group(void) {
   const char *dir = unit_tmpdir();
-  ls_engine *e = open_opts(dir, 64 * KB, 1024 * KB, 4096 * KB, 0, 0);
+  ls_engine *e = unit_open(dir, 64 * KB, 1024 * KB, 4096 * KB, 0, 0);
   if (!e) return;
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 2, &t), LS_OK);
@@ -791,10 +764,10 @@ static void test_slow_group(void) {
     for (int k = 0; k < 10; k++) {
       snprintf(kb, sizeof kb, "%d", k);
       fill(val, 40, k, r);
-      CHECK_RC(put1(e, t, kb, val, 40), LS_OK);
+      CHECK_RC(unit_put(e, t, kb, val, 40), LS_OK);
     }
     fill(val, big, 0, r);
-    CHECK_RC(put1(e, t, "0", val, big), LS_OK);
+    CHECK_RC(unit_put(e, t, "0", val, big), LS_OK);
   }
   fill(val, big, 0, rounds - 1);
   CHECK(is(e, t, "0", val, big));
@@ -820,7 +793,7 @@ static void *keep_writing(void *p) {
   while (!__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE) && !w->rc) {
     snprintf(kb, sizeof kb, "w%ld", w->n % 500);
     fill(val, sizeof val, (int)(w->n % 500), w->n);
-    w->rc = put1(w->e, w->t, kb, val, sizeof val);
+    w->rc = unit_put(w->e, w->t, kb, val, sizeof val);
     w->n++;
   }
   return NULL;
@@ -828,7 +801,7 @@ static void *keep_writing(void *p) {
 
 static void test_drop_while_writing(void) {
   const char *dir = unit_tmpdir();
-  ls_engine *e = open_opts(dir, 16 * KB, 256 * KB, 4096 * KB, 0, 0);
+  ls_engine *e = unit_open(dir, 16 * KB, 256 * KB, 4096 * KB, 0, 0);
   if (!e) return;
   uint32_t gone, kept;
   CHECK_RC(ls_table_create(e, "gone", 2, &gone), LS_OK);
@@ -837,7 +810,7 @@ static void test_drop_while_writing(void) {
   for (int k = 0; k < 1500; k++) {
     snprintf(kb, sizeof kb, "g%d", k);
     fill(val, sizeof val, k, 0);
-    CHECK_RC(put1(e, gone, kb, val, sizeof val), LS_OK);
+    CHECK_RC(unit_put(e, gone, kb, val, sizeof val), LS_OK);
   }
   uint64_t f;
   CHECK_RC(ls_flush(e, 0, &f), LS_OK);
@@ -867,7 +840,7 @@ static void test_drop_while_writing(void) {
   for (int k = 0; k < 1500; k++) {
     snprintf(kb, sizeof kb, "n%d", k);
     fill(val, sizeof val, k, 3);
-    CHECK_RC(put1(e, again, kb, val, sizeof val), LS_OK);
+    CHECK_RC(unit_put(e, again, kb, val, sizeof val), LS_OK);
   }
   unit_check_ok(e);
   ls_close(e);
@@ -880,7 +853,7 @@ static void test_drop_while_writing(void) {
 */
 static void test_direct_and_settle(void) {
   const char *dir = unit_tmpdir();
-  ls_engine *e = open_opts(dir, 16 * KB, 256 * KB, 0, 1, 0);
+  ls_engine *e = unit_open(dir, 16 * KB, 256 * KB, 0, 1, 0);
   if (!e) return;
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
@@ -949,11 +922,11 @@ static void cleaning_faults(const char *op) {
     for (int k = 0; k < 120; k++) {
       snprintf(kb, sizeof kb, "c%d", k);
       fill(val, sizeof val, k, 0);
-      CHECK_RC(put1(e, t, kb, val, sizeof val), LS_OK);
+      CHECK_RC(unit_put(e, t, kb, val, sizeof val), LS_OK);
     }
     for (int k = 0; k < 120; k += 3) {
       snprintf(kb, sizeof kb, "c%d", k);
-      CHECK_RC(put1(e, t, kb, NULL, 0), LS_OK);
+      CHECK_RC(unit_put(e, t, kb, NULL, 0), LS_OK);
     }
     CHECK_RC(writer_seal(e), LS_OK);
     char spec[64];
@@ -965,7 +938,7 @@ static void cleaning_faults(const char *op) {
     if (fired) {
       CHECK(rc != LS_OK);
       CHECK_INT(unit_stats(e).failed, 1);
-      CHECK_RC(put1(e, t, "later", "x", 1), LS_READONLY);
+      CHECK_RC(unit_put(e, t, "later", "x", 1), LS_READONLY);
     } else {
       CHECK_RC(rc, LS_OK);
     }
@@ -983,7 +956,7 @@ static void cleaning_faults(const char *op) {
       if (!is(e, t, kb, k % 3 ? val : NULL, sizeof val)) { unit_fail(__FILE__, __LINE__, "%s: row %s", spec, kb); break; }
     }
     unit_check_ok(e);
-    CHECK_RC(put1(e, t, "later", "x", 1), LS_OK);
+    CHECK_RC(unit_put(e, t, "later", "x", 1), LS_OK);
     ls_close(e);
     if (unit_failed_checks || !fired) break;
     fired_total++;
@@ -1032,7 +1005,7 @@ static void ck_child(const char *dir, uint32_t t, long first, int fd, const char
 static void test_kill_while_cleaning(void) {
   uint64_t rs = unit_seed("kill while cleaning");
   const char *dir = unit_tmpdir();
-  ls_engine *e = open_opts(dir, 16 * KB, 128 * KB, 1024 * KB, 0, 0);
+  ls_engine *e = unit_open(dir, 16 * KB, 128 * KB, 1024 * KB, 0, 0);
   if (!e) return;
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 2, &t), LS_OK);
@@ -1130,7 +1103,7 @@ static void *stable_reader(void *p) {
 
 static void test_readers_while_cleaning(void) {
   const char *dir = unit_tmpdir();
-  ls_engine *e = open_opts(dir, 8 * KB, 64 * KB, 512 * KB, 0, 0);
+  ls_engine *e = unit_open(dir, 8 * KB, 64 * KB, 512 * KB, 0, 0);
   if (!e) return;
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 2, &t), LS_OK);
@@ -1138,7 +1111,7 @@ static void test_readers_while_cleaning(void) {
   for (int k = 0; k < 100; k++) {
     snprintf(kb, sizeof kb, "stable%d", k);
     fill(val, sizeof val, k, 7);
-    CHECK_RC(put1(e, t, kb, val, sizeof val), LS_OK);
+    CHECK_RC(unit_put(e, t, kb, val, sizeof val), LS_OK);
   }
   stab_ctx s = { e, t, 0, 0, 0, 0 };
   pthread_t th[2];
@@ -1146,7 +1119,7 @@ static void test_readers_while_cleaning(void) {
   for (long i = 0; i < 3000; i++) {
     snprintf(kb, sizeof kb, "churn%ld", i % 200);
     fill(val, sizeof val, (int)(i % 200), i);
-    CHECK_RC(put1(e, t, kb, val, sizeof val), LS_OK);
+    CHECK_RC(unit_put(e, t, kb, val, sizeof val), LS_OK);
     if (i % 500 == 0) {
       uint64_t f;
       CHECK_RC(ls_compact(e, t, &f), LS_OK);
@@ -1172,7 +1145,7 @@ static void test_readers_while_cleaning(void) {
 */
 static void test_adopt(void) {
   const char *dir = unit_tmpdir();
-  ls_engine *e = open_opts(dir, 8 * KB, 64 * KB, 0, 1, LS_POLICY_GREEDY);
+  ls_engine *e = unit_open(dir, 8 * KB, 64 * KB, 0, 1, LS_POLICY_GREEDY);
   if (!e) return;
   uint32_t t, two;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
@@ -1233,7 +1206,7 @@ static void test_adopt(void) {
 ** copied (packed tight) even when they could be adopted. */
 static void test_adopt_not_when_full(void) {
   const char *dir = unit_tmpdir();
-  ls_engine *e = open_opts(dir, 8 * KB, 256 * KB, 1024 * KB, 1, LS_POLICY_GREEDY);
+  ls_engine *e = unit_open(dir, 8 * KB, 256 * KB, 1024 * KB, 1, LS_POLICY_GREEDY);
   if (!e) return;
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
@@ -1262,7 +1235,7 @@ static void test_adopt_not_when_full(void) {
 */
 static void test_steps(void) {
   const char *dir = unit_tmpdir();
-  ls_engine *e = open_opts(dir, 8 * KB, 64 * KB, 0, 1, LS_POLICY_GREEDY);
+  ls_engine *e = unit_open(dir, 8 * KB, 64 * KB, 0, 1, LS_POLICY_GREEDY);
   if (!e) return;
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
@@ -1321,7 +1294,7 @@ static uint64_t allocated(const char *dir) {
 
 static void test_space_returned(void) {
   const char *dir = unit_tmpdir();
-  ls_engine *e = open_opts(dir, 64 * KB, 1024 * KB, 0, 0, 0);
+  ls_engine *e = unit_open(dir, 64 * KB, 1024 * KB, 0, 0, 0);
   if (!e) return;
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
@@ -1376,7 +1349,7 @@ static void test_space_returned(void) {
   for (int k = 0; k < 3000; k++) {               /* new rows go into them */
     snprintf(kb, sizeof kb, "n%d", k);
     fill(val, sizeof val, k, 5);
-    CHECK_RC(put1(e, t, kb, val, sizeof val), LS_OK);
+    CHECK_RC(unit_put(e, t, kb, val, sizeof val), LS_OK);
   }
   for (int k = 0; k < 3000; k += 7) {
     snprintf(kb, sizeof kb, "n%d", k);

@@ -13,7 +13,7 @@
 ** Work is bounded by operation counts, never by time.
 */
 #include "unit.h"
-#include "engine_int.h"
+#include "catalog.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -15,7 +15,7 @@
 ** directories is exercised too.  Seeds are printed.
 */
 #include "unit.h"
-#include "engine_int.h"
+#include "catalog.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -4,26 +4,13 @@
 ** batched reads, limits, space reuse, stats and the check.
 */
 #include "unit.h"
-#include "engine_int.h"
+#include "catalog.h"
 
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static ls_engine *open_small(const char *dir, uint64_t seg, uint64_t file, uint64_t disk) {
-  ls_options o;
-  ls_options_init(&o);
-  o.create = 1;
-  o.segment_size = seg;
-  o.file_size = file;
-  o.disk_size = disk;
-  ls_engine *e = NULL;
-  int rc = ls_open(dir, &o, &e);
-  CHECK_RC(rc, LS_OK);
-  return e;
-}
 
 static ls_engine *reopen(const char *dir) {
   ls_engine *e = NULL;
@@ -34,33 +21,6 @@ static ls_engine *reopen(const char *dir) {
 static void key_of(ls_key *k, char *buf, size_t cap, const char *prefix, long i) {
   int n = snprintf(buf, cap, "%s%ld", prefix, i);
   ls_key_set(k, buf, (uint32_t)n);
-}
-
-/* Commit one put (or delete when val is NULL) in its own transaction. */
-static int put1(ls_engine *e, uint32_t table, const char *key, const char *val) {
-  ls_txn *t;
-  int rc = ls_txn_begin(e, &t);
-  if (rc) return rc;
-  ls_key k;
-  ls_key_set(&k, key, (uint32_t)strlen(key));
-  rc = val ? ls_txn_put(t, table, &k, val, (uint32_t)strlen(val)) : ls_txn_delete(t, table, &k);
-  if (!rc) rc = ls_txn_commit(t);
-  ls_txn_free(t);
-  return rc;
-}
-
-/* Value of key as a string ("" if absent), from committed data. */
-static const char *get1(ls_engine *e, uint32_t table, const char *key) {
-  static char out[4096];
-  ls_key k;
-  ls_key_set(&k, key, (uint32_t)strlen(key));
-  ls_value v = {0};
-  int rc = ls_get(e, table, &k, &v);
-  if (rc == LS_NOTFOUND) strcpy(out, "");
-  else if (rc) snprintf(out, sizeof out, "ERROR %d %s", rc, ls_errmsg());
-  else snprintf(out, sizeof out, "%.*s", (int)v.len, (const char *)v.data);
-  ls_value_free(&v);
-  return out;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -119,7 +79,7 @@ static void test_open_options(void) {
 
 static void test_busy_other_process(void) {
   const char *d = unit_tmpdir();
-  ls_engine *e = open_small(d, 16384, 65536, 0);
+  ls_engine *e = unit_open(d, 16384, 65536, 0, 0, 0);
   fflush(stdout);
   pid_t pid = fork();
   if (pid == 0) {
@@ -133,15 +93,15 @@ static void test_busy_other_process(void) {
   /* The first process is unharmed. */
   uint32_t id;
   CHECK_RC(ls_table_create(e, "t", 1, &id), LS_OK);
-  CHECK_RC(put1(e, id, "k", "v"), LS_OK);
-  CHECK(!strcmp(get1(e, id, "k"), "v"));
+  CHECK_RC(unit_puts(e, id, "k", "v"), LS_OK);
+  CHECK(!strcmp(unit_gets(e, id, "k"), "v"));
   ls_close(e);
   /* After close another process may open it. */
   pid = fork();
   if (pid == 0) {
     ls_engine *x = NULL;
     int rc = ls_open(d, NULL, &x);
-    int ok = rc == LS_OK && !strcmp(get1(x, id, "k"), "v");
+    int ok = rc == LS_OK && !strcmp(unit_gets(x, id, "k"), "v");
     ls_close(x);
     _exit(ok ? 0 : 1);
   }
@@ -157,7 +117,7 @@ static int count_tables(void *arg, const ls_table_info *t) {
 
 static void test_catalog(void) {
   const char *d = unit_tmpdir();
-  ls_engine *e = open_small(d, 16384, 65536, 0);
+  ls_engine *e = unit_open(d, 16384, 65536, 0, 0, 0);
   uint32_t a, b, c;
   CHECK_RC(ls_table_create(e, "alpha", 1, &a), LS_OK);
   CHECK_RC(ls_table_create(e, "beta", 4, &b), LS_OK);
@@ -167,10 +127,10 @@ static void test_catalog(void) {
   memset(longname, 'n', sizeof longname - 1);
   longname[sizeof longname - 1] = 0;
   CHECK_RC(ls_table_create(e, longname, 1, &c), LS_INVALID);
-  CHECK_RC(put1(e, a, "k", "in alpha"), LS_OK);
-  CHECK_RC(put1(e, b, "k", "in beta"), LS_OK);
-  CHECK(!strcmp(get1(e, a, "k"), "in alpha"));
-  CHECK(!strcmp(get1(e, b, "k"), "in beta"));
+  CHECK_RC(unit_puts(e, a, "k", "in alpha"), LS_OK);
+  CHECK_RC(unit_puts(e, b, "k", "in beta"), LS_OK);
+  CHECK(!strcmp(unit_gets(e, a, "k"), "in alpha"));
+  CHECK(!strcmp(unit_gets(e, b, "k"), "in beta"));
   CHECK_RC(ls_table_rename(e, a, "gamma"), LS_OK);
   ls_table_info ti;
   CHECK_RC(ls_table_info_get(e, a, &ti), LS_OK);
@@ -185,22 +145,22 @@ static void test_catalog(void) {
   ls_value v = {0};
   CHECK_RC(ls_get(e, b, &k, &v), LS_NOTABLE);
   CHECK_RC(ls_table_drop(e, b), LS_NOTABLE);
-  CHECK_RC(put1(e, b, "k", "x"), LS_NOTABLE);
+  CHECK_RC(unit_puts(e, b, "k", "x"), LS_NOTABLE);
   /* Ids are never reused. */
   CHECK_RC(ls_table_create(e, "beta", 1, &c), LS_OK);
   CHECK(c != a && c != b);
-  CHECK(!strcmp(get1(e, c, "k"), ""));
+  CHECK(!strcmp(unit_gets(e, c, "k"), ""));
   int n = 0;
   ls_table_foreach(e, count_tables, &n);
   CHECK_INT(n, 2);
   unit_check_ok(e);
   ls_close(e);
   e = reopen(d);
-  CHECK(!strcmp(get1(e, a, "k"), "in alpha"));
+  CHECK(!strcmp(unit_gets(e, a, "k"), "in alpha"));
   CHECK_RC(ls_table_info_get(e, a, &ti), LS_OK);
   CHECK(!strcmp(ti.name, "gamma"));
   CHECK_INT(ls_table_exists(e, b), 0);
-  CHECK(!strcmp(get1(e, c, "k"), ""));
+  CHECK(!strcmp(unit_gets(e, c, "k"), ""));
   unit_check_ok(e);
   ls_close(e);
   ls_value_free(&v);
@@ -208,7 +168,7 @@ static void test_catalog(void) {
 
 static void test_truncate(void) {
   const char *d = unit_tmpdir();
-  ls_engine *e = open_small(d, 16384, 65536, 0);
+  ls_engine *e = unit_open(d, 16384, 65536, 0, 0, 0);
   uint32_t t, u;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
   CHECK_RC(ls_table_create(e, "u", 1, &u), LS_OK);
@@ -216,23 +176,23 @@ static void test_truncate(void) {
   for (long i = 0; i < 300; i++) {
     ls_key k;
     key_of(&k, kb, sizeof kb, "k", i);
-    CHECK_RC(put1(e, t, kb, "old"), LS_OK);
-    CHECK_RC(put1(e, u, kb, "keep"), LS_OK);
+    CHECK_RC(unit_puts(e, t, kb, "old"), LS_OK);
+    CHECK_RC(unit_puts(e, u, kb, "keep"), LS_OK);
   }
   CHECK_RC(ls_table_truncate(e, t), LS_OK);
   ls_table_info ti;
   CHECK_RC(ls_table_info_get(e, t, &ti), LS_OK);
   CHECK_U64(ti.rows, 0);
-  CHECK(!strcmp(get1(e, t, "k5"), ""));
-  CHECK_RC(put1(e, t, "k7", "new"), LS_OK);
+  CHECK(!strcmp(unit_gets(e, t, "k5"), ""));
+  CHECK_RC(unit_puts(e, t, "k7", "new"), LS_OK);
   unit_check_ok(e);
   ls_close(e);
   e = reopen(d);
   /* Truncated rows never come back; rows written after do; other tables
   ** are untouched. */
-  CHECK(!strcmp(get1(e, t, "k5"), ""));
-  CHECK(!strcmp(get1(e, t, "k7"), "new"));
-  CHECK(!strcmp(get1(e, u, "k5"), "keep"));
+  CHECK(!strcmp(unit_gets(e, t, "k5"), ""));
+  CHECK(!strcmp(unit_gets(e, t, "k7"), "new"));
+  CHECK(!strcmp(unit_gets(e, u, "k5"), "keep"));
   CHECK_RC(ls_table_info_get(e, t, &ti), LS_OK);
   CHECK_U64(ti.rows, 1);
   unit_check_ok(e);
@@ -241,17 +201,17 @@ static void test_truncate(void) {
 
 static void test_put_get_delete(void) {
   const char *d = unit_tmpdir();
-  ls_engine *e = open_small(d, 16384, 65536, 0);
+  ls_engine *e = unit_open(d, 16384, 65536, 0, 0, 0);
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
-  CHECK(!strcmp(get1(e, t, "a"), ""));
-  CHECK_RC(put1(e, t, "a", "1"), LS_OK);
-  CHECK_RC(put1(e, t, "a", "2"), LS_OK);
-  CHECK(!strcmp(get1(e, t, "a"), "2"));
-  CHECK_RC(put1(e, t, "a", NULL), LS_OK);
-  CHECK(!strcmp(get1(e, t, "a"), ""));
-  CHECK_RC(put1(e, t, "b", NULL), LS_OK);   /* delete of an absent key */
-  CHECK_RC(put1(e, t, "c", ""), LS_OK);     /* empty value */
+  CHECK(!strcmp(unit_gets(e, t, "a"), ""));
+  CHECK_RC(unit_puts(e, t, "a", "1"), LS_OK);
+  CHECK_RC(unit_puts(e, t, "a", "2"), LS_OK);
+  CHECK(!strcmp(unit_gets(e, t, "a"), "2"));
+  CHECK_RC(unit_puts(e, t, "a", NULL), LS_OK);
+  CHECK(!strcmp(unit_gets(e, t, "a"), ""));
+  CHECK_RC(unit_puts(e, t, "b", NULL), LS_OK);   /* delete of an absent key */
+  CHECK_RC(unit_puts(e, t, "c", ""), LS_OK);     /* empty value */
   ls_key k;
   ls_key_set(&k, "c", 1);
   ls_value v = {0};
@@ -266,7 +226,7 @@ static void test_put_get_delete(void) {
   unit_check_ok(e);
   ls_close(e);
   e = reopen(d);
-  CHECK(!strcmp(get1(e, t, "a"), ""));
+  CHECK(!strcmp(unit_gets(e, t, "a"), ""));
   CHECK_RC(ls_get(e, t, &k, &v), LS_OK);
   CHECK_INT(v.len, 0);
   CHECK_RC(ls_table_info_get(e, t, &ti), LS_OK);
@@ -278,7 +238,7 @@ static void test_put_get_delete(void) {
 
 static void test_limits(void) {
   const char *d = unit_tmpdir();
-  ls_engine *e = open_small(d, 16384, 65536, 0);
+  ls_engine *e = unit_open(d, 16384, 65536, 0, 0, 0);
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
   uint32_t maxv = ls_max_value(e, 3);
@@ -307,7 +267,7 @@ static void test_limits(void) {
   /* A 65535-byte key fits a 128 KiB segment. */
   ls_close(e);
   const char *d2 = unit_tmpdir();
-  e = open_small(d2, 131072, 262144, 0);
+  e = unit_open(d2, 131072, 262144, 0, 0, 0);
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
   ls_key_set(&kk, big, 65535);
   CHECK_RC(ls_txn_begin(e, &x), LS_OK);
@@ -328,10 +288,10 @@ static void test_limits(void) {
 
 static void test_txn_visibility(void) {
   const char *d = unit_tmpdir();
-  ls_engine *e = open_small(d, 16384, 65536, 0);
+  ls_engine *e = unit_open(d, 16384, 65536, 0, 0, 0);
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
-  CHECK_RC(put1(e, t, "a", "committed"), LS_OK);
+  CHECK_RC(unit_puts(e, t, "a", "committed"), LS_OK);
   ls_txn *x;
   CHECK_RC(ls_txn_begin(e, &x), LS_OK);
   ls_key ka, kb;
@@ -348,20 +308,20 @@ static void test_txn_visibility(void) {
   CHECK_RC(ls_txn_get(x, t, &ka, &v), LS_NOTFOUND);
   CHECK_INT(ls_txn_exists(x, t, &ka), 0);
   CHECK_INT(ls_txn_exists(x, t, &kb), 1);
-  CHECK(!strcmp(get1(e, t, "a"), "committed"));
-  CHECK(!strcmp(get1(e, t, "b"), ""));
+  CHECK(!strcmp(unit_gets(e, t, "a"), "committed"));
+  CHECK(!strcmp(unit_gets(e, t, "b"), ""));
   CHECK_U64(ls_txn_size(x), 2);
   CHECK_RC(ls_txn_commit(x), LS_OK);
   CHECK_RC(ls_txn_commit(x), LS_INVALID);
   CHECK_RC(ls_txn_put(x, t, &kb, "late", 4), LS_INVALID);
   ls_txn_free(x);
-  CHECK(!strcmp(get1(e, t, "a"), ""));
-  CHECK(!strcmp(get1(e, t, "b"), "mine"));
+  CHECK(!strcmp(unit_gets(e, t, "a"), ""));
+  CHECK(!strcmp(unit_gets(e, t, "b"), "mine"));
   /* A transaction freed without commit leaves nothing. */
   CHECK_RC(ls_txn_begin(e, &x), LS_OK);
   CHECK_RC(ls_txn_put(x, t, &ka, "never", 5), LS_OK);
   ls_txn_free(x);
-  CHECK(!strcmp(get1(e, t, "a"), ""));
+  CHECK(!strcmp(unit_gets(e, t, "a"), ""));
   /* A read-only transaction commits. */
   CHECK_RC(ls_txn_begin(e, &x), LS_OK);
   CHECK_RC(ls_txn_get(x, t, &kb, &v), LS_OK);
@@ -373,11 +333,11 @@ static void test_txn_visibility(void) {
 
 static void test_savepoints(void) {
   const char *d = unit_tmpdir();
-  ls_engine *e = open_small(d, 16384, 65536, 0);
+  ls_engine *e = unit_open(d, 16384, 65536, 0, 0, 0);
   uint32_t t, u;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
   CHECK_RC(ls_table_create(e, "u", 1, &u), LS_OK);
-  CHECK_RC(put1(e, t, "a", "c0"), LS_OK);
+  CHECK_RC(unit_puts(e, t, "a", "c0"), LS_OK);
   ls_txn *x;
   CHECK_RC(ls_txn_begin(e, &x), LS_OK);
   ls_key ka, kb, kc;
@@ -407,10 +367,10 @@ static void test_savepoints(void) {
   CHECK_RC(ls_txn_put(x, t, &kc, "c4", 2), LS_OK);
   CHECK_RC(ls_txn_commit(x), LS_OK);
   ls_txn_free(x);
-  CHECK(!strcmp(get1(e, t, "a"), "a1"));
-  CHECK(!strcmp(get1(e, t, "b"), ""));
-  CHECK(!strcmp(get1(e, t, "c"), "c4"));
-  CHECK(!strcmp(get1(e, u, "b"), ""));
+  CHECK(!strcmp(unit_gets(e, t, "a"), "a1"));
+  CHECK(!strcmp(unit_gets(e, t, "b"), ""));
+  CHECK(!strcmp(unit_gets(e, t, "c"), "c4"));
+  CHECK(!strcmp(unit_gets(e, u, "b"), ""));
   /* Rolling back everything leaves a read-only transaction. */
   CHECK_RC(ls_txn_begin(e, &x), LS_OK);
   CHECK_RC(ls_txn_put(x, t, &ka, "zz", 2), LS_OK);
@@ -418,11 +378,11 @@ static void test_savepoints(void) {
   CHECK_U64(ls_txn_size(x), 0);
   CHECK_RC(ls_txn_commit(x), LS_OK);
   ls_txn_free(x);
-  CHECK(!strcmp(get1(e, t, "a"), "a1"));
+  CHECK(!strcmp(unit_gets(e, t, "a"), "a1"));
   ls_close(e);
   e = reopen(d);
-  CHECK(!strcmp(get1(e, t, "a"), "a1"));
-  CHECK(!strcmp(get1(e, t, "c"), "c4"));
+  CHECK(!strcmp(unit_gets(e, t, "a"), "a1"));
+  CHECK(!strcmp(unit_gets(e, t, "c"), "c4"));
   unit_check_ok(e);
   ls_close(e);
   ls_value_free(&v);
@@ -430,10 +390,10 @@ static void test_savepoints(void) {
 
 static void test_conflicts(void) {
   const char *d = unit_tmpdir();
-  ls_engine *e = open_small(d, 16384, 65536, 0);
+  ls_engine *e = unit_open(d, 16384, 65536, 0, 0, 0);
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
-  CHECK_RC(put1(e, t, "k", "v0"), LS_OK);
+  CHECK_RC(unit_puts(e, t, "k", "v0"), LS_OK);
   ls_key k, n;
   ls_key_set(&k, "k", 1);
   ls_key_set(&n, "new", 3);
@@ -442,39 +402,39 @@ static void test_conflicts(void) {
   ls_txn *a;
   CHECK_RC(ls_txn_begin(e, &a), LS_OK);
   CHECK_RC(ls_txn_get(a, t, &k, &v), LS_OK);
-  CHECK_RC(put1(e, t, "k", "v1"), LS_OK);
+  CHECK_RC(unit_puts(e, t, "k", "v1"), LS_OK);
   CHECK_RC(ls_txn_put(a, t, &k, "va", 2), LS_OK);
   CHECK_RC(ls_txn_put(a, t, &n, "x", 1), LS_OK);
   CHECK_RC(ls_txn_commit(a), LS_CONFLICT);
   ls_txn_free(a);
-  CHECK(!strcmp(get1(e, t, "k"), "v1"));
-  CHECK(!strcmp(get1(e, t, "new"), ""));
+  CHECK(!strcmp(unit_gets(e, t, "k"), "v1"));
+  CHECK(!strcmp(unit_gets(e, t, "new"), ""));
   /* Seen absent, inserted by someone else: conflict. */
   CHECK_RC(ls_txn_begin(e, &a), LS_OK);
   CHECK_INT(ls_txn_exists(a, t, &n), 0);
-  CHECK_RC(put1(e, t, "new", "other"), LS_OK);
+  CHECK_RC(unit_puts(e, t, "new", "other"), LS_OK);
   CHECK_RC(ls_txn_put(a, t, &n, "mine", 4), LS_OK);
   CHECK_RC(ls_txn_commit(a), LS_CONFLICT);
   ls_txn_free(a);
-  CHECK(!strcmp(get1(e, t, "new"), "other"));
+  CHECK(!strcmp(unit_gets(e, t, "new"), "other"));
   /* Seen present, deleted by someone else: conflict. */
   CHECK_RC(ls_txn_begin(e, &a), LS_OK);
   CHECK_RC(ls_txn_get(a, t, &n, &v), LS_OK);
-  CHECK_RC(put1(e, t, "new", NULL), LS_OK);
+  CHECK_RC(unit_puts(e, t, "new", NULL), LS_OK);
   CHECK_RC(ls_txn_put(a, t, &n, "again", 5), LS_OK);
   CHECK_RC(ls_txn_commit(a), LS_CONFLICT);
   ls_txn_free(a);
-  CHECK(!strcmp(get1(e, t, "new"), ""));
+  CHECK(!strcmp(unit_gets(e, t, "new"), ""));
   /* Blind writes never conflict; reads of unchanged keys pass. */
   CHECK_RC(ls_txn_begin(e, &a), LS_OK);
   CHECK_RC(ls_txn_get(a, t, &k, &v), LS_OK);
   CHECK_RC(ls_txn_put(a, t, &n, "blind", 5), LS_OK);
-  CHECK_RC(put1(e, t, "new", "interleaved"), LS_OK);
+  CHECK_RC(unit_puts(e, t, "new", "interleaved"), LS_OK);
   CHECK_RC(ls_txn_put(a, t, &k, "vb", 2), LS_OK);
   CHECK_RC(ls_txn_commit(a), LS_OK);
   ls_txn_free(a);
-  CHECK(!strcmp(get1(e, t, "new"), "blind"));
-  CHECK(!strcmp(get1(e, t, "k"), "vb"));
+  CHECK(!strcmp(unit_gets(e, t, "new"), "blind"));
+  CHECK(!strcmp(unit_gets(e, t, "k"), "vb"));
   ls_stats s;
   ls_stats_get(e, &s);
   CHECK_U64(s.conflicts, 3);
@@ -484,14 +444,14 @@ static void test_conflicts(void) {
 
 static void test_get_many(void) {
   const char *d = unit_tmpdir();
-  ls_engine *e = open_small(d, 16384, 65536, 0);
+  ls_engine *e = unit_open(d, 16384, 65536, 0, 0, 0);
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
   char bufs[10][16];
   ls_key keys[10];
   for (int i = 0; i < 10; i++) {
     key_of(&keys[i], bufs[i], sizeof bufs[i], "m", i);
-    if (i % 3) CHECK_RC(put1(e, t, bufs[i], bufs[i]), LS_OK);
+    if (i % 3) CHECK_RC(unit_puts(e, t, bufs[i], bufs[i]), LS_OK);
   }
   ls_value vals[10];
   int rcs[10];
@@ -514,7 +474,7 @@ static void test_get_many(void) {
   CHECK_RC(rcs[3], LS_NOTFOUND);
   /* The keys read through the transaction are now observed: a concurrent
   ** change to one of them makes the commit fail. */
-  CHECK_RC(put1(e, t, bufs[2], "changed"), LS_OK);
+  CHECK_RC(unit_puts(e, t, bufs[2], "changed"), LS_OK);
   CHECK_RC(ls_txn_commit(x), LS_CONFLICT);
   ls_txn_free(x);
   for (int i = 0; i < 10; i++) ls_value_free(&vals[i]);
@@ -523,7 +483,7 @@ static void test_get_many(void) {
 
 static void test_cursor(void) {
   const char *d = unit_tmpdir();
-  ls_engine *e = open_small(d, 16384, 65536, 0);
+  ls_engine *e = unit_open(d, 16384, 65536, 0, 0, 0);
   uint32_t t, u;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
   CHECK_RC(ls_table_create(e, "u", 1, &u), LS_OK);
@@ -539,7 +499,7 @@ static void test_cursor(void) {
   }
   CHECK_RC(ls_txn_commit(x), LS_OK);
   ls_txn_free(x);
-  CHECK_RC(put1(e, t, "row5", NULL), LS_OK);
+  CHECK_RC(unit_puts(e, t, "row5", NULL), LS_OK);
   ls_cursor *c;
   CHECK_RC(ls_cursor_open(e, NULL, t, &c), LS_OK);
   CHECK_RC(ls_cursor_seek(c, INT64_MIN), LS_OK);
@@ -619,10 +579,10 @@ static void test_cursor(void) {
 ** data files, and is atomic across a reopen. */
 static void test_big_transaction(void) {
   const char *d = unit_tmpdir();
-  ls_engine *e = open_small(d, 8192, 32768, 0);
+  ls_engine *e = unit_open(d, 8192, 32768, 0, 0, 0);
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
-  CHECK_RC(put1(e, t, "before", "x"), LS_OK);
+  CHECK_RC(unit_puts(e, t, "before", "x"), LS_OK);
   char kb[32], val[200];
   memset(val, 'v', sizeof val);
   ls_txn *x;
@@ -636,7 +596,7 @@ static void test_big_transaction(void) {
   }
   CHECK_RC(ls_txn_commit(x), LS_OK);
   ls_txn_free(x);
-  CHECK_RC(put1(e, t, "after", "y"), LS_OK);
+  CHECK_RC(unit_puts(e, t, "after", "y"), LS_OK);
   ls_close(e);
   e = reopen(d);
   ls_table_info ti;
@@ -652,7 +612,7 @@ static void test_big_transaction(void) {
     else { memcpy(&got, v.data, sizeof got); if (got != i) bad++; }
   }
   CHECK_INT(bad, 0);
-  CHECK(!strcmp(get1(e, t, "after"), "y"));
+  CHECK(!strcmp(unit_gets(e, t, "after"), "y"));
   unit_check_ok(e);
   ls_stats s;
   ls_stats_get(e, &s);
@@ -665,7 +625,7 @@ static void test_big_transaction(void) {
 ** leaves nothing; the engine stays writable. */
 static void test_full(void) {
   const char *d = unit_tmpdir();
-  ls_engine *e = open_small(d, 8192, 32768, 65536);
+  ls_engine *e = unit_open(d, 8192, 32768, 65536, 0, 0);
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
   char kb[32], val[1000];
@@ -679,9 +639,9 @@ static void test_full(void) {
   }
   CHECK_RC(ls_txn_commit(x), LS_FULL);
   ls_txn_free(x);
-  CHECK(!strcmp(get1(e, t, "full0"), ""));
-  CHECK_RC(put1(e, t, "small", "fits"), LS_OK);
-  CHECK(!strcmp(get1(e, t, "small"), "fits"));
+  CHECK(!strcmp(unit_gets(e, t, "full0"), ""));
+  CHECK_RC(unit_puts(e, t, "small", "fits"), LS_OK);
+  CHECK(!strcmp(unit_gets(e, t, "small"), "fits"));
   ls_stats s;
   ls_stats_get(e, &s);
   CHECK_INT(s.failed, 0);
@@ -690,17 +650,17 @@ static void test_full(void) {
   long i;
   for (i = 0; i < 1000 && rc == LS_OK; i++) {
     snprintf(kb, sizeof kb, "live%ld", i);
-    rc = put1(e, t, kb, "0123456789012345678901234567890123456789");
+    rc = unit_puts(e, t, kb, "0123456789012345678901234567890123456789");
   }
   CHECK_RC(rc, LS_FULL);
   CHECK(i > 10);
-  CHECK(!strcmp(get1(e, t, "small"), "fits"));
-  CHECK(!strcmp(get1(e, t, "live3"), "0123456789012345678901234567890123456789"));
+  CHECK(!strcmp(unit_gets(e, t, "small"), "fits"));
+  CHECK(!strcmp(unit_gets(e, t, "live3"), "0123456789012345678901234567890123456789"));
   unit_check_ok(e);
   ls_close(e);
   e = reopen(d);
-  CHECK(!strcmp(get1(e, t, "live3"), "0123456789012345678901234567890123456789"));
-  CHECK(!strcmp(get1(e, t, "full1"), ""));
+  CHECK(!strcmp(unit_gets(e, t, "live3"), "0123456789012345678901234567890123456789"));
+  CHECK(!strcmp(unit_gets(e, t, "full1"), ""));
   unit_check_ok(e);
   ls_close(e);
 }
@@ -709,7 +669,7 @@ static void test_full(void) {
 ** records are all dead are reused. */
 static void test_space_reuse(void) {
   const char *d = unit_tmpdir();
-  ls_engine *e = open_small(d, 8192, 32768, 65536);
+  ls_engine *e = unit_open(d, 8192, 32768, 65536, 0, 0);
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
   char kb[32], val[64];
@@ -718,13 +678,13 @@ static void test_space_reuse(void) {
   for (i = 0; i < 20000 && rc == LS_OK; i++) {
     snprintf(kb, sizeof kb, "hot%ld", i % 10);
     snprintf(val, sizeof val, "value %ld", i);
-    rc = put1(e, t, kb, val);
+    rc = unit_puts(e, t, kb, val);
   }
   CHECK_RC(rc, LS_OK);
   for (int j = 0; j < 10; j++) {
     snprintf(kb, sizeof kb, "hot%d", j);
     snprintf(val, sizeof val, "value %d", 20000 - 10 + j);
-    CHECK(!strcmp(get1(e, t, kb), val));
+    CHECK(!strcmp(unit_gets(e, t, kb), val));
   }
   ls_stats s;
   ls_stats_get(e, &s);
@@ -736,7 +696,7 @@ static void test_space_reuse(void) {
   for (int j = 0; j < 10; j++) {
     snprintf(kb, sizeof kb, "hot%d", j);
     snprintf(val, sizeof val, "value %d", 20000 - 10 + j);
-    CHECK(!strcmp(get1(e, t, kb), val));
+    CHECK(!strcmp(unit_gets(e, t, kb), val));
   }
   unit_check_ok(e);
   ls_close(e);
@@ -753,7 +713,7 @@ static int count_states(void *arg, const ls_segment_info *s) {
 
 static void test_stats_segments(void) {
   const char *d = unit_tmpdir();
-  ls_engine *e = open_small(d, 8192, 32768, 0);
+  ls_engine *e = unit_open(d, 8192, 32768, 0, 0, 0);
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
   ls_stats s0, s1;
@@ -761,7 +721,7 @@ static void test_stats_segments(void) {
   char kb[32];
   for (long i = 0; i < 200; i++) {
     snprintf(kb, sizeof kb, "s%ld", i);
-    CHECK_RC(put1(e, t, kb, "0123456789abcdef"), LS_OK);
+    CHECK_RC(unit_puts(e, t, kb, "0123456789abcdef"), LS_OK);
   }
   ls_stats_get(e, &s1);
   CHECK_U64(s1.commits - s0.commits, 200);
@@ -792,10 +752,10 @@ static void test_stats_segments(void) {
 /* Two-phase commit: prepare (durable, invisible), publish, unprepare. */
 static void test_prepare_publish(void) {
   const char *d = unit_tmpdir();
-  ls_engine *e = open_small(d, 8192, 32768, 0);
+  ls_engine *e = unit_open(d, 8192, 32768, 0, 0, 0);
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
-  CHECK_RC(put1(e, t, "k", "old"), LS_OK);
+  CHECK_RC(unit_puts(e, t, "k", "old"), LS_OK);
   ls_txn *x;
   ls_key k, j;
   ls_key_set(&k, "k", 1);
@@ -807,24 +767,24 @@ static void test_prepare_publish(void) {
   CHECK_RC(ls_txn_prepare(x), LS_OK);
   CHECK_INT(ls_txn_prepared(x), 1);
   /* Durable but not visible; its own reads see it; writes are refused. */
-  CHECK(!strcmp(get1(e, t, "k"), "old"));
-  CHECK(!strcmp(get1(e, t, "j"), ""));
+  CHECK(!strcmp(unit_gets(e, t, "k"), "old"));
+  CHECK(!strcmp(unit_gets(e, t, "j"), ""));
   CHECK_RC(ls_txn_get(x, t, &k, &v), LS_OK);
   CHECK(v.len == 3 && !memcmp(v.data, "new", 3));
   CHECK_RC(ls_txn_put(x, t, &k, "x", 1), LS_INVALID);
   /* Another transaction touching its keys conflicts; others pass. */
-  CHECK_RC(put1(e, t, "k", "other"), LS_CONFLICT);
-  CHECK_RC(put1(e, t, "unrelated", "ok"), LS_OK);
+  CHECK_RC(unit_puts(e, t, "k", "other"), LS_CONFLICT);
+  CHECK_RC(unit_puts(e, t, "unrelated", "ok"), LS_OK);
   ls_txn_publish(x);
   CHECK_INT(ls_txn_prepared(x), 0);
   ls_txn_free(x);
-  CHECK(!strcmp(get1(e, t, "k"), "new"));
-  CHECK(!strcmp(get1(e, t, "j"), "jj"));
-  CHECK_RC(put1(e, t, "k", "after"), LS_OK);
+  CHECK(!strcmp(unit_gets(e, t, "k"), "new"));
+  CHECK(!strcmp(unit_gets(e, t, "j"), "jj"));
+  CHECK_RC(unit_puts(e, t, "k", "after"), LS_OK);
   ls_close(e);
   e = reopen(d);
-  CHECK(!strcmp(get1(e, t, "k"), "after"));
-  CHECK(!strcmp(get1(e, t, "j"), "jj"));
+  CHECK(!strcmp(unit_gets(e, t, "k"), "after"));
+  CHECK(!strcmp(unit_gets(e, t, "j"), "jj"));
   unit_check_ok(e);
   ls_close(e);
   ls_value_free(&v);
@@ -832,10 +792,10 @@ static void test_prepare_publish(void) {
 
 static void test_prepare_unprepare(void) {
   const char *d = unit_tmpdir();
-  ls_engine *e = open_small(d, 8192, 32768, 0);
+  ls_engine *e = unit_open(d, 8192, 32768, 0, 0, 0);
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
-  CHECK_RC(put1(e, t, "k", "old"), LS_OK);
+  CHECK_RC(unit_puts(e, t, "k", "old"), LS_OK);
   ls_txn *x;
   ls_key k, j;
   ls_key_set(&k, "k", 1);
@@ -846,15 +806,15 @@ static void test_prepare_unprepare(void) {
   CHECK_RC(ls_txn_prepare(x), LS_OK);
   CHECK_RC(ls_txn_unprepare(x), LS_OK);
   CHECK_INT(ls_txn_prepared(x), 0);
-  CHECK(!strcmp(get1(e, t, "k"), "old"));
+  CHECK(!strcmp(unit_gets(e, t, "k"), "old"));
   /* Others may write the keys again. */
-  CHECK_RC(put1(e, t, "j", "mine"), LS_OK);
+  CHECK_RC(unit_puts(e, t, "j", "mine"), LS_OK);
   ls_txn_free(x);
   ls_close(e);
   /* The ABORT record keeps the prepared writes out after a restart. */
   e = reopen(d);
-  CHECK(!strcmp(get1(e, t, "k"), "old"));
-  CHECK(!strcmp(get1(e, t, "j"), "mine"));
+  CHECK(!strcmp(unit_gets(e, t, "k"), "old"));
+  CHECK(!strcmp(unit_gets(e, t, "j"), "mine"));
   unit_check_ok(e);
   /* Unprepare, change, prepare again, publish. */
   CHECK_RC(ls_txn_begin(e, &x), LS_OK);
@@ -865,7 +825,7 @@ static void test_prepare_unprepare(void) {
   CHECK_RC(ls_txn_prepare(x), LS_OK);
   ls_txn_publish(x);
   ls_txn_free(x);
-  CHECK(!strcmp(get1(e, t, "k"), "second"));
+  CHECK(!strcmp(unit_gets(e, t, "k"), "second"));
   /* Churn well past the disk so the segments of the aborted records are
   ** reused: the aborted values must stay gone. */
   char kb[32], vb[200];
@@ -873,12 +833,12 @@ static void test_prepare_unprepare(void) {
   vb[sizeof vb - 1] = 0;
   for (int i = 0; i < 3000; i++) {
     snprintf(kb, sizeof kb, "churn%d", i % 20);
-    CHECK_RC(put1(e, t, kb, vb), LS_OK);
+    CHECK_RC(unit_puts(e, t, kb, vb), LS_OK);
   }
   ls_close(e);
   e = reopen(d);
-  CHECK(!strcmp(get1(e, t, "k"), "second"));
-  CHECK(!strcmp(get1(e, t, "j"), "mine"));
+  CHECK(!strcmp(unit_gets(e, t, "k"), "second"));
+  CHECK(!strcmp(unit_gets(e, t, "j"), "mine"));
   unit_check_ok(e);
   ls_close(e);
 }
@@ -886,7 +846,7 @@ static void test_prepare_unprepare(void) {
 /* A crash after prepare and before publish: the transaction counts. */
 static void test_prepare_crash(void) {
   const char *d = unit_tmpdir();
-  ls_engine *e = open_small(d, 8192, 32768, 0);
+  ls_engine *e = unit_open(d, 8192, 32768, 0, 0, 0);
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
   ls_close(e);
@@ -905,7 +865,7 @@ static void test_prepare_crash(void) {
   waitpid(pid, &st, 0);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
   e = reopen(d);
-  CHECK(!strcmp(get1(e, t, "k"), "prepared"));
+  CHECK(!strcmp(unit_gets(e, t, "k"), "prepared"));
   unit_check_ok(e);
   ls_close(e);
 }

@@ -543,7 +543,8 @@ static void t_fault_enospc(void) {
   int dirfd = tmp_dirfd(), fd = open_file(io, dirfd, "a");
   int rc = write_blk(io, fd, 0, 1);
   CHECK_INT(rc, -ENOSPC);
-  CHECK_RC(ls_err_io(rc, "write"), LS_FULL);
+  CHECK_RC(ls_err_io(rc, LS_CAUSE_WRITE, "write"), LS_FULL);
+  CHECK_INT(ls_errcause(), LS_CAUSE_WRITE);
   CHECK_INT(io->m->fallocate(io, fd, 0, 0, 1 << 20), -ENOSPC);
   CHECK_INT(file_size(fd), 0);
   CHECK_INT(io->m->fallocate(io, fd, 0, 0, 1 << 20), 0);

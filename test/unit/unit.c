@@ -122,3 +122,47 @@ ls_stats unit_stats(ls_engine *e) {
   ls_stats_get(e, &s);
   return s;
 }
+
+ls_engine *unit_open(const char *dir, uint64_t seg, uint64_t file, uint64_t disk, int manual, int policy) {
+  ls_options o;
+  ls_options_init(&o);
+  o.create = 1;
+  o.segment_size = seg;
+  o.file_size = file;
+  o.disk_size = disk;
+  o.manual_cleaning = manual;
+  o.compaction_policy = policy;
+  ls_engine *e = NULL;
+  int rc = ls_open(dir, &o, &e);
+  if (rc) unit_fail(__FILE__, __LINE__, "ls_open(%s): %d (%s): %s", dir, rc, ls_strerror(rc), ls_errmsg());
+  return e;
+}
+
+int unit_put(ls_engine *e, uint32_t table, const char *key, const void *val, uint32_t len) {
+  ls_txn *x;
+  int rc = ls_txn_begin(e, &x);
+  if (rc) return rc;
+  ls_key k;
+  ls_key_set(&k, key, (uint32_t)strlen(key));
+  rc = val ? ls_txn_put(x, table, &k, val, len) : ls_txn_delete(x, table, &k);
+  if (!rc) rc = ls_txn_commit(x);
+  ls_txn_free(x);
+  return rc;
+}
+
+int unit_puts(ls_engine *e, uint32_t table, const char *key, const char *val) {
+  return unit_put(e, table, key, val, val ? (uint32_t)strlen(val) : 0);
+}
+
+const char *unit_gets(ls_engine *e, uint32_t table, const char *key) {
+  static char out[4096];
+  ls_key k;
+  ls_key_set(&k, key, (uint32_t)strlen(key));
+  ls_value v = {0};
+  int rc = ls_get(e, table, &k, &v);
+  if (rc == LS_NOTFOUND) strcpy(out, "");
+  else if (rc) snprintf(out, sizeof out, "ERROR %d %s", rc, ls_errmsg());
+  else snprintf(out, sizeof out, "%.*s", (int)v.len, (const char *)v.data);
+  ls_value_free(&v);
+  return out;
+}

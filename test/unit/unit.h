@@ -35,6 +35,16 @@ void unit_rmtree(const char *path);
 void unit_check_ok(ls_engine *e);
 /* The engine's counters now. */
 ls_stats unit_stats(ls_engine *e);
+/* Open (creating) dir with these sizes (0: default), manual_cleaning and
+** compaction policy (0: default); a failed CHECK when it does not open. */
+ls_engine *unit_open(const char *dir, uint64_t seg, uint64_t file, uint64_t disk, int manual, int policy);
+/* Put key -> val of len bytes (val NULL: delete key) in its own
+** transaction; unit_puts takes a string.  The commit's result. */
+int unit_put(ls_engine *e, uint32_t table, const char *key, const void *val, uint32_t len);
+int unit_puts(ls_engine *e, uint32_t table, const char *key, const char *val);
+/* The committed value of key as a string: "" if absent, "ERROR ..." on
+** an error (a static buffer, valid until the next call). */
+const char *unit_gets(ls_engine *e, uint32_t table, const char *key);
 /* Seed from $LOGSTOR_SEED or the clock; printed so a failure can be rerun. */
 uint64_t unit_seed(const char *what);
 /* xorshift64* generator. */

@@ -1,0 +1,181 @@
+/*
+** catalog.h -- the engine object and its catalog: the tables and their
+** indexes, publishing the catalog to readers, installing a durable record
+** with its accounting, and the failure state.
+**
+** Layer: segment -> catalog -> recovery (engine/README.md has the order).
+** Calls: manifest, segment, index, guard.  Never calls txn, read, the
+** cleaner or the writer: they call it.
+**
+** struct ls_engine holds what every module shares (the segment manager,
+** the guard, the catalog, the counters); the parts that belong to one
+** upper module are opaque pointers to its own state (ls_writer,
+** ls_cleaner, eng_host of engine.c).
+**
+** Lock order (outer first): registry lock -> catalog lock -> writer queue
+** lock -> a table's index lock -> segment manager lock.  The guard is not
+** a lock (readers never block).
+*/
+#ifndef LS_CATALOG_H
+#define LS_CATALOG_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "ls_int.h"
+#include "format.h"
+#include "guard.h"
+#include "index.h"
+#include "io.h"
+#include "loc.h"
+#include "manifest.h"
+#include "segment.h"
+
+typedef struct ls_writer ls_writer;      /* writer.c */
+typedef struct ls_cleaner ls_cleaner;    /* cleaner.c */
+typedef struct eng_host eng_host;        /* engine.c: registry, lock file, threads */
+
+/* A table: its catalog entry and its index. */
+typedef struct ls_table {
+  uint32_t id;
+  uint32_t groups;
+  uint64_t trunc_seq;              /* records below this sequence are gone */
+  char name[LS_NAME_MAX + 1];
+  pthread_rwlock_t lock;           /* guards idx (shared: readers) */
+  ls_index *idx;
+  _Atomic int64_t rows;            /* entries that are not tombstones */
+  _Atomic uint64_t changes;        /* installs and truncations so far: a
+                                   ** transaction whose reads of the table
+                                   ** all came after the last change needs
+                                   ** no validation of them */
+  _Atomic int64_t live_bytes;      /* bytes of records the index points at */
+  uint32_t *gsets;                 /* [groups] group set handles (segment.h) */
+} ls_table;
+
+/* The catalog as readers see it: published as one pointer, replaced
+** (never changed in place) under the catalog lock; old copies are freed
+** after ls_guard_wait. */
+typedef struct ls_catalog {
+  uint32_t cap;                    /* entries in t[] (ids 0 .. cap-1) */
+  ls_table *t[];                   /* NULL where no table */
+} ls_catalog;
+
+struct ls_engine {
+  char *path;                      /* data directory, as opened */
+  int dirfd;
+  ls_io *io;
+  eng_host *host;                  /* engine.c's part */
+
+  uint32_t seg_size;
+  uint64_t file_size;
+  uint64_t disk_size;
+
+  ls_segmgr sm;
+  ls_guard guard;
+
+  pthread_mutex_t cat_lock;        /* catalog changes and the manifest */
+  ls_manifest man;                 /* as on disk (cat_lock) */
+  _Atomic(ls_catalog *) catalog;
+
+  ls_writer *writer;
+  ls_cleaner *cleaner;
+  int policy;                      /* LS_POLICY_* */
+  int manual_cleaning;             /* no background cleaning (tests) */
+  uint64_t separator_memory;       /* bytes of relocation buffers */
+  void (*hook)(void *arg, const char *point);   /* test sync points */
+  void *hook_arg;
+
+  /* Failure state: after a failed write or sync every write is refused. */
+  _Atomic int failed;
+  char fail_msg[256];
+
+  /* Counters. */
+  _Atomic uint64_t next_seq;       /* next write sequence (writer assigns) */
+  _Atomic uint64_t bytes_written;
+  _Atomic uint64_t user_bytes_written;
+  _Atomic uint64_t commits;
+  _Atomic uint64_t commit_groups;
+  _Atomic uint64_t syncs;
+  _Atomic uint64_t conflicts;
+  _Atomic uint64_t reads;
+  _Atomic uint64_t segments_compacted;      /* group segments compaction took */
+  _Atomic uint64_t compaction_bytes;        /* bytes the cleaner wrote for them */
+  _Atomic uint64_t compaction_relocated;    /* live records copied by compaction */
+  _Atomic uint64_t compaction_dropped;      /* dead records left behind */
+  _Atomic uint64_t tombstones_dropped;
+  _Atomic uint64_t separator_bytes;         /* bytes written for mixed records */
+  _Atomic uint64_t separator_relocated;
+  _Atomic uint64_t separator_adopted;       /* mixed segments kept whole */
+  _Atomic uint64_t separator_freed;         /* mixed segments freed after separation */
+  _Atomic uint64_t segments_freed;
+  _Atomic uint64_t cleaner_segments;        /* segments the cleaner wrote */
+  _Atomic uint64_t marker_bytes;            /* free markers and settled headers */
+  _Atomic uint64_t delay_us;                /* flow-control delay given to writers */
+  _Atomic uint64_t delay_now_us;            /* the delay a writer gets now */
+  uint64_t recovery_ms;
+  uint64_t recovery_records;
+  uint64_t recovery_segments;
+  char *problems;                  /* damage found, reported by ls_check */
+  pthread_mutex_t problems_lock;
+};
+
+/* Compaction group of a key in a table of n groups: the token range split
+** into n equal parts, in token order. */
+static inline uint32_t cat_group_of(uint64_t hi, uint32_t n) {
+  return (uint32_t)(((unsigned __int128)hi * n) >> 64);
+}
+
+/* Build the catalog from e->man (at open) / free it and every table. */
+int cat_load(ls_engine *e);
+void cat_free(ls_engine *e);
+
+/* Table with id, or NULL.  The caller is inside the guard. */
+ls_table *cat_table(ls_engine *e, uint32_t id);
+
+/* Committed lookup of key in table: *word (0 if absent).  Guard held.
+** LS_OK or LS_NOTABLE. */
+int cat_lookup(ls_engine *e, uint32_t table, const idx_key *key, uint64_t *word);
+
+/* Bytes of live records of all tables. */
+uint64_t cat_live_bytes(ls_engine *e);
+
+/* Install key -> word in table t after a durable write, fixing the
+** accounting.  Caller holds t->lock exclusively.  Returns INSTALL_NEW,
+** INSTALL_REPLACED (*old = the replaced word, now dead) or INSTALL_DEAD: a
+** tombstone for an absent key is not inserted -- with no entry no older
+** version of the key exists, so the delete is a no-op and its record is
+** dead at once. */
+#define INSTALL_NEW      0
+#define INSTALL_REPLACED 1
+#define INSTALL_DEAD     2
+int cat_install(ls_engine *e, ls_table *t, const idx_key *key, uint64_t word, uint64_t *old);
+
+/* Remove table id from the manifest and the catalog, then every entry of
+** its index from the accounting, calling dead(arg, word) for each, and
+** free it.  Runs on the writer thread (ordered with every commit). */
+int cat_drop(ls_engine *e, uint32_t id, void (*dead)(void *arg, uint64_t word), void *arg);
+
+/* Truncate table id at write sequence cut (every record of it is below
+** cut): the manifest first, then the index, calling dead(arg, word) for
+** each entry.  Runs on the writer thread. */
+int cat_truncate(ls_engine *e, uint32_t id, uint64_t cut, void (*dead)(void *arg, uint64_t word), void *arg);
+
+/* The segment manager's lease callback (segment.h): make end the durable
+** floor of segment sequences in the manifest. */
+int cat_lease(void *arg, uint64_t end);
+
+/* Put the engine into the failed (read-only) state with a message (the
+** first failure's message is kept). */
+void cat_fail(ls_engine *e, const char *what);
+/* LS_READONLY with the failure's message if the engine failed, else LS_OK. */
+int cat_check_failed(ls_engine *e);
+
+/* Note damage found while running (ls_check reports it). */
+void cat_problem(ls_engine *e, const char *fmt, ...) LS_PRINTF(2, 3);
+
+/* Call the test hook at a named point (ls_set_hook). */
+static inline void cat_hook(ls_engine *e, const char *point) {
+  if (e->hook) e->hook(e->hook_arg, point);
+}
+
+#endif /* LS_CATALOG_H */

@@ -1,0 +1,380 @@
+/*
+** commit.c -- the end of a transaction, in the writer module: validating
+** it against what others committed (write conflicts), installing it, the
+** two phases of prepare / publish / unprepare, and the public entry points
+** (ls_txn_commit, _prepare, _publish, _unprepare, _free).  The rules W1-W9
+** are at the top of writer.c.
+**
+** Validation.  A transaction's observations (txn.h) must still hold when
+** it commits: the key still absent, or still at the very record seen (same
+** location in the same segment incarnation, or a relocated copy with the
+** same write sequence).  Tables not changed since the transaction first
+** read them need no check.  A transaction that touches a key of a prepared
+** transaction (of an earlier group, or accepted before it in this one)
+** conflicts: it could not have seen those records, and its newer records
+** must not be installed before them.
+*/
+#include "writer_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+/* ---- key set ------------------------------------------------------------ */
+
+static int ks_reset(keyset *s, uint32_t want) {
+  uint32_t cap = 64;
+  while (cap < want * 2) cap *= 2;
+  if (cap > s->cap) {
+    void *p = realloc(s->slots, cap * sizeof *s->slots);
+    if (!p) return LS_NOMEM;
+    s->slots = p;
+    s->cap = cap;
+  }
+  memset(s->slots, 0, s->cap * sizeof *s->slots);
+  s->n = 0;
+  return LS_OK;
+}
+
+static uint32_t ks_find(const keyset *s, uint32_t table, uint64_t hi, uint64_t lo) {
+  uint32_t i = (uint32_t)(lo ^ (hi >> 17) ^ table) & (s->cap - 1);
+  while (s->slots[i].table && !(s->slots[i].table == table && s->slots[i].hi == hi && s->slots[i].lo == lo))
+    i = (i + 1) & (s->cap - 1);
+  return i;
+}
+
+static int ks_has(const keyset *s, uint32_t table, uint64_t hi, uint64_t lo) {
+  return s->cap && s->slots[ks_find(s, table, hi, lo)].table != 0;
+}
+
+/* Add; the set was sized for every key of the group by ks_reset. */
+static void ks_add(keyset *s, uint32_t table, uint64_t hi, uint64_t lo) {
+  uint32_t i = ks_find(s, table, hi, lo);
+  if (!s->slots[i].table) {
+    s->slots[i].table = table;
+    s->slots[i].hi = hi;
+    s->slots[i].lo = lo;
+    s->n++;
+  }
+}
+
+/* ---- validation --------------------------------------------------------- */
+
+/* Is observation o still true?  1 yes, 0 conflict, < 0 error. */
+static int obs_holds(ls_engine *e, const txn_obs *o) {
+  idx_key k = { o->hi, o->lo };
+  unsigned g = ls_guard_enter(&e->guard);
+  uint64_t word = 0;
+  int rc = cat_lookup(e, o->table, &k, &word);
+  int ok;
+  if (rc) {
+    ok = rc;
+  } else if (!o->present) {
+    ok = word == 0 || loc_tomb(word);
+  } else if (word == 0 || loc_tomb(word)) {
+    ok = 0;
+  } else if (loc_same(word, o->word) && seg_seq_of_word(&e->sm, word) == o->segseq) {
+    ok = 1;                        /* the very record seen */
+  } else if (o->seq == 0) {
+    ok = 0;                        /* located, never read: moved or changed */
+  } else {
+    /* Moved: a relocated copy keeps its sequence, a new version does not. */
+    ls_value v = {0};
+    rc = read_record(e, word, o->table, NULL, &v);
+    ok = rc ? rc : v.seq == o->seq;
+    ls_value_free(&v);
+  }
+  ls_guard_leave(&e->guard, g);
+  return ok;
+}
+
+void writer_finish(commit_req *q, int rc, const ls_error *err) {
+  q->rc = rc;
+  if (rc) q->err = *err;
+  sem_post(&q->done);
+}
+
+/* Does t read or write a key written by a prepared transaction -- of an
+** earlier group, or accepted before t in this one (acc)?  (Its records are
+** durable but not installed: t could not have seen them, and t's newer
+** records must not be installed before them.) */
+static int prepared_conflict(ls_writer *w, ls_txn *t, commit_req *acc) {
+  ls_txn *p = w->prepared;
+  int in_group = 0;
+  for (;; p = in_group ? (acc = acc->next, acc ? acc->t : NULL) : p->next_prepared) {
+    if (!p && !in_group) { in_group = 1; p = acc ? acc->t : NULL; }
+    if (!p) break;
+    if (p == t || (in_group && acc->mode != WRITE_PREPARE)) continue;
+    for (uint32_t m = 0; m < t->nmaps; m++) {
+      ls_index *mine = t->maps[m].idx, *theirs = txn_overlay(p, t->maps[m].table);
+      if (!theirs) continue;
+      idx_entry batch[64];
+      idx_key from = { 0, 0 };
+      int after = 0;
+      for (;;) {
+        size_t n = idx_range(mine, &from, after, batch, 64);
+        for (size_t i = 0; i < n; i++) {
+          idx_key k = { batch[i].hi, batch[i].lo };
+          uint64_t w2;
+          if (idx_get(theirs, &k, &w2) && (uint32_t)w2) return 1;
+        }
+        if (n < 64) break;
+        from.hi = batch[n - 1].hi;
+        from.lo = batch[n - 1].lo;
+        after = 1;
+      }
+    }
+  }
+  return 0;
+}
+
+/* Check every transaction of the group; returns the accepted list. */
+commit_req *writer_validate(ls_writer *w, commit_req *group) {
+  ls_engine *e = w->e;
+  commit_req *acc = NULL, **tailp = &acc;
+  uint32_t nkeys = 0, ntx = 0;
+  for (commit_req *q = group; q; q = q->next) { nkeys += q->t->live_recs; ntx++; }
+  int use_set = ntx > 1 && ks_reset(&w->ks, nkeys) == LS_OK;
+  for (commit_req *q = group, *next; q; q = next) {
+    next = q->next;
+    ls_txn *t = q->t;
+    int rc = LS_OK;
+    const char *msg = NULL;
+    unsigned g = ls_guard_enter(&e->guard);
+    for (uint32_t i = 0; i < t->nmaps && !rc; i++) {
+      ls_table *tb = cat_table(e, t->maps[i].table);
+      if (!tb) { rc = LS_NOTABLE; msg = "the table was dropped before the commit"; }
+    }
+    ls_guard_leave(&e->guard, g);
+    if (!rc && prepared_conflict(w, t, acc)) {
+      rc = LS_CONFLICT;
+      msg = "another transaction holding one of its rows is committing; nothing was written";
+      atomic_fetch_add(&e->conflicts, 1);
+    }
+    /* Tables changed since this transaction first read them. */
+    uint32_t stale[16];
+    int nstale = 0, all_stale = 0;
+    g = ls_guard_enter(&e->guard);
+    for (uint32_t i = 0; i < t->nmaps && !rc; i++) {
+      ls_table *tb = cat_table(e, t->maps[i].table);
+      if (!t->maps[i].observed || !tb || atomic_load(&tb->changes) == t->maps[i].changes) continue;
+      if (nstale < 16) stale[nstale++] = t->maps[i].table; else all_stale = 1;
+    }
+    ls_guard_leave(&e->guard, g);
+    for (uint32_t i = 0; i < t->nobs && !rc && (nstale || use_set); i++) {
+      const txn_obs *o = &t->obs[i];
+      if (!o->table) continue;                     /* forgotten */
+      int check = all_stale || (use_set && ks_has(&w->ks, o->table, o->hi, o->lo));
+      for (int s = 0; s < nstale && !check; s++) check = stale[s] == o->table;
+      if (!check) continue;
+      int ok = (use_set && ks_has(&w->ks, o->table, o->hi, o->lo)) ? 0 : obs_holds(e, o);
+      if (ok < 0) { rc = ok; msg = NULL; }        /* this thread's error */
+      else if (!ok) {
+        rc = LS_CONFLICT;
+        msg = "another transaction changed a row this transaction read; nothing was written";
+        atomic_fetch_add(&e->conflicts, 1);
+      }
+    }
+    if (rc) {
+      ls_error err;
+      if (msg) { err.cause = LS_CAUSE_NONE; snprintf(err.msg, sizeof err.msg, "%s", msg); }
+      else ls_err_save(&err);
+      writer_finish(q, rc, &err);
+      continue;
+    }
+    if (use_set)
+      for (uint32_t i = 0; i < t->nrec; i++)
+        if (!t->recs[i].dead) ks_add(&w->ks, t->recs[i].table, t->recs[i].hi, t->recs[i].lo);
+    q->next = NULL;
+    *tailp = q;
+    tailp = &q->next;
+  }
+  return acc;
+}
+
+/* ---- install ------------------------------------------------------------ */
+
+void writer_install(ls_writer *w, ls_txn *t) {
+  ls_engine *e = w->e;
+  assert(w->syncs.n == 0);         /* W1: everything written was synced */
+  unsigned g = ls_guard_enter(&e->guard);
+  ls_table *tb = NULL;
+  for (uint32_t i = 0; i < t->nrec; i++) {
+    txn_rec *r = &t->recs[i];
+    if (r->dead) continue;
+    assert(r->word != 0);          /* W1: installed only once durable */
+    if (!tb || tb->id != r->table) {
+      if (tb) pthread_rwlock_unlock(&tb->lock);
+      /* Present for a commit (drops run on this thread); a prepared
+      ** transaction's table may have been dropped before its publish: its
+      ** records are dead. */
+      tb = cat_table(e, r->table);
+      if (!tb) { writer_note_empty(w, loc_seg(r->word)); continue; }
+      pthread_rwlock_wrlock(&tb->lock);
+      atomic_fetch_add(&tb->changes, 1);
+    }
+    /* The keys are in no order: fetch the lookups ahead. */
+    const txn_rec *far = i + IDX_PF_FAR < t->nrec ? &t->recs[i + IDX_PF_FAR] : NULL;
+    const txn_rec *near = i + IDX_PF_NEAR < t->nrec ? &t->recs[i + IDX_PF_NEAR] : NULL;
+    if (far && far->table == r->table) idx_prefetch(tb->idx, &(idx_key){ far->hi, far->lo }, 0);
+    if (near && near->table == r->table) idx_prefetch(tb->idx, &(idx_key){ near->hi, near->lo }, 1);
+    idx_key k = { r->hi, r->lo };
+    uint64_t old = 0;
+    int how = cat_install(e, tb, &k, r->word, &old);
+    /* A segment left without live records goes to the cleaner (W6). */
+    uint64_t gone = how == INSTALL_REPLACED ? old : how == INSTALL_DEAD ? r->word : 0;
+    if (gone) writer_note_empty(w, loc_seg(gone));
+  }
+  if (tb) pthread_rwlock_unlock(&tb->lock);
+  /* Segments written for one group join its set; their buffers can be
+  ** settled now that the transaction counts (W7). */
+  for (uint32_t i = 0; i < t->ndirect; i++) {
+    ls_seg *d = seg_get(&e->sm, t->direct[i]);
+    ls_table *dt = cat_table(e, d->table);
+    seg_set_add(&e->sm, t->direct[i], dt ? dt->gsets[d->group] : 0);
+    writer_note_empty(w, t->direct[i]);
+  }
+  ls_guard_leave(&e->guard, g);
+  cleaner_settle(e, t->direct, t->ndirect);
+  atomic_fetch_add(&e->commits, 1);
+  atomic_fetch_add(&e->user_bytes_written, t->live_bytes);
+}
+
+/* Hold (+1) or release (-1) the segments of a prepared t's records. */
+void writer_hold_segments(ls_writer *w, ls_txn *t, int delta) {
+  uint32_t last = SEG_NONE;
+  for (uint32_t i = 0; i < t->nrec; i++) {
+    const txn_rec *r = &t->recs[i];
+    if (r->dead || !r->word || loc_seg(r->word) == last) continue;
+    last = loc_seg(r->word);
+    seg_hold(&w->e->sm, last, delta);
+    if (delta < 0) writer_note_empty(w, last);
+  }
+}
+
+static void unlink_prepared(ls_writer *w, ls_txn *t) {
+  for (ls_txn **pp = &w->prepared; *pp; pp = &(*pp)->next_prepared)
+    if (*pp == t) { *pp = t->next_prepared; break; }
+  t->next_prepared = NULL;
+}
+
+static int do_publish(ls_engine *e, void *arg) {
+  ls_txn *t = arg;
+  unlink_prepared(e->writer, t);
+  writer_install(e->writer, t);
+  writer_hold_segments(e->writer, t, -1);
+  writer_hand_off(e->writer);
+  return LS_OK;
+}
+
+/* Write one control record (ABORT) on its own and make it durable.  pin:
+** the segments whose records it concerns depend on it. */
+static int do_unprepare(ls_engine *e, void *arg) {
+  ls_txn *t = arg;
+  ls_writer *w = e->writer;
+  unlink_prepared(w, t);
+  if (atomic_load(&e->failed)) return cat_check_failed(e);
+  uint8_t rec[LS_REC_HDR + 16], range[16];
+  ls_put64(range, t->first_seq);
+  ls_put64(range + 8, t->last_seq);
+  ls_rec_encode(rec, LS_REC_ABORT, 0, NULL, 0, range, 16);
+  w->io_error = 0;
+  writer_group_start(w, sizeof rec);
+  /* The reserve's last segments may serve: an ABORT record that can not
+  ** be written would leave the transaction counting after a restart. */
+  int rc = writer_ensure_segment(w, SEG_FOR_CLEANER);
+  if (!rc && sizeof rec > writer_room(w)) rc = writer_switch_segment(w, SEG_FOR_CLEANER);
+  /* The segments holding t's records must keep this ABORT record readable
+  ** as long as they are in use, and must themselves become unreadable (a
+  ** free marker) before they let it go: a freed segment's records are
+  ** read again by recovery until its slot is rewritten.  Pin before
+  ** writing. */
+  for (uint32_t i = 0; !rc && i < t->nrec; i++)
+    if (!t->recs[i].dead && t->recs[i].word) {
+      rc = seg_add_dep(&e->sm, loc_seg(t->recs[i].word), w->seg);
+      seg_flags(&e->sm, loc_seg(t->recs[i].word), SEGF_MARK, 0);
+    }
+  if (!rc) {
+    writer_append(w, rec, sizeof rec, LS_RF_END, 0);
+    rc = writer_buf_write(w);
+  }
+  if (!rc) rc = writer_sync_files(w, 1);
+  if (rc) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "the rollback of a prepared transaction could not be written: %s", ls_errmsg());
+    cat_fail(e, msg);
+  }
+  /* t's records are dead either way: their segments may empty out. */
+  writer_hold_segments(w, t, -1);
+  for (uint32_t i = 0; i < t->nrec; i++) t->recs[i].word = 0;
+  t->ndirect = 0;
+  writer_hand_off(w);
+  return rc;
+}
+
+void writer_note_dead(void *e, uint64_t word) { writer_note_empty(((ls_engine *)e)->writer, loc_seg(word)); }
+
+/* ---- entry points ------------------------------------------------------- */
+
+/* Hand t to the writer and wait until it is durable (and installed for
+** WRITE_COMMIT) or failed. */
+static int writer_commit(ls_engine *e, ls_txn *t, int mode) {
+  ls_writer *w = e->writer;
+  /* Flow control: when the cleaner falls behind, writers slow down
+  ** smoothly instead of filling the disk or its memory. */
+  uint64_t delay = cleaner_delay_us(e);
+  atomic_store(&e->delay_now_us, delay);
+  if (delay) {
+    struct timespec ts = { (time_t)(delay / 1000000), (long)(delay % 1000000) * 1000 };
+    while (nanosleep(&ts, &ts) && errno == EINTR) {}
+    atomic_fetch_add(&e->delay_us, delay);
+  }
+  commit_req q = { .t = t, .mode = mode, .rc = LS_OK };
+  sem_init(&q.done, 0, 0);
+  pthread_mutex_lock(&w->lock);
+  if (w->tail) w->tail->next = &q; else w->head = &q;
+  w->tail = &q;
+  pthread_cond_signal(&w->cond);
+  pthread_mutex_unlock(&w->lock);
+  while (sem_wait(&q.done) && errno == EINTR) {}
+  sem_destroy(&q.done);
+  return q.rc ? ls_err_restore(q.rc, &q.err) : LS_OK;
+}
+
+int ls_txn_commit(ls_txn *t) {
+  if (t->state != TXN_OPEN) return ls_err(LS_INVALID, "transaction already committed or prepared");
+  t->state = TXN_DONE;
+  if (t->live_recs == 0) return LS_OK;        /* read-only: nothing to make durable */
+  return writer_commit(t->e, t, WRITE_COMMIT);
+}
+
+int ls_txn_prepare(ls_txn *t) {
+  if (t->state != TXN_OPEN) return ls_err(LS_INVALID, "transaction already committed or prepared");
+  if (t->live_recs == 0) {
+    t->state = TXN_PREPARED;                   /* nothing to write or undo */
+    return LS_OK;
+  }
+  int rc = writer_commit(t->e, t, WRITE_PREPARE);
+  t->state = rc ? TXN_DONE : TXN_PREPARED;
+  return rc;
+}
+
+void ls_txn_publish(ls_txn *t) {
+  if (t->state != TXN_PREPARED) return;
+  if (t->live_recs) (void)writer_call(t->e, do_publish, t);
+  t->state = TXN_DONE;
+}
+
+int ls_txn_unprepare(ls_txn *t) {
+  if (t->state != TXN_PREPARED) return ls_err(LS_INVALID, "transaction is not prepared");
+  int rc = t->live_recs ? writer_call(t->e, do_unprepare, t) : LS_OK;
+  t->state = TXN_OPEN;
+  return rc;
+}
+
+void ls_txn_free(ls_txn *t) {
+  if (!t) return;
+  if (t->state == TXN_PREPARED) (void)ls_txn_unprepare(t);
+  txn_destroy(t);
+}
