@@ -197,7 +197,10 @@ static void drop_orphans(ls_db *d, sqlite3 *db) {
   orphan_ctx x = {0};
   if (shadow_ids(db, d->schema, &x.ids, &x.n) != SQLITE_OK) goto out;
   ls_table_foreach(d->eng, find_orphan, &x);
-  for (int i = 0; i < x.norph; i++) ls_table_drop(d->eng, x.orphans[i]);
+  for (int i = 0; i < x.norph; i++) {
+    int erc = ls_table_drop(d->eng, x.orphans[i]);
+    if (erc && erc != LS_NOTABLE) break;            /* the rest wait for the next open */
+  }
 out:
   sqlite3_free(x.ids);
   sqlite3_free(x.orphans);
@@ -328,6 +331,14 @@ void lsx_db_txn_end(ls_db *d) {
   d->ncreated = 0;
 }
 
+int lsx_db_drop(ls_db *d, uint32_t id) {
+  int erc = ls_table_drop(d->eng, id);
+  if (erc == LS_OK || erc == LS_NOTABLE) return erc;
+  uint32_t *p = sqlite3_realloc(d->dropped, (d->ndropped + 1) * (int)sizeof *p);
+  if (p) { d->dropped = p; p[d->ndropped++] = id; }
+  return erc;
+}
+
 void lsx_db_reconcile(ls_db *d) {
   if (!d->ndropped) return;
   uint32_t *ids = NULL;
@@ -336,8 +347,8 @@ void lsx_db_reconcile(ls_db *d) {
     int keep = 0;
     for (int i = 0; i < d->ndropped; i++) {
       if (has_id(ids, n, d->dropped[i])) continue;       /* rolled back, or not yet committed */
-      ls_table_drop(d->eng, d->dropped[i]);
-      d->dropped[i] = 0;
+      int erc = ls_table_drop(d->eng, d->dropped[i]);
+      if (erc == LS_OK || erc == LS_NOTABLE) d->dropped[i] = 0;   /* else tried again later */
     }
     for (int i = 0; i < d->ndropped; i++)
       if (d->dropped[i] && ls_table_exists(d->eng, d->dropped[i])) d->dropped[keep++] = d->dropped[i];

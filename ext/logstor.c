@@ -21,13 +21,13 @@ int lsx_sqlite_code(int rc) {
     case LS_OK: return SQLITE_OK;
     case LS_NOTFOUND: return SQLITE_NOTFOUND;
     case LS_CONFLICT: return SQLITE_BUSY_SNAPSHOT;
-    case LS_IOERR: {
-      const char *m = ls_errmsg();
-      if (strstr(m, "fdatasync") || strstr(m, "fsync")) return SQLITE_IOERR_FSYNC;
-      if (strstr(m, "write") || strstr(m, "format")) return SQLITE_IOERR_WRITE;
-      if (strstr(m, "read")) return SQLITE_IOERR_READ;
-      return SQLITE_IOERR;
-    }
+    case LS_IOERR:
+      switch (ls_errcause()) {          /* what failed, not the message's words */
+        case LS_CAUSE_SYNC: return SQLITE_IOERR_FSYNC;
+        case LS_CAUSE_WRITE: return SQLITE_IOERR_WRITE;
+        case LS_CAUSE_READ: return SQLITE_IOERR_READ;
+        default: return SQLITE_IOERR;
+      }
     case LS_CORRUPT: return SQLITE_CORRUPT_VTAB;
     case LS_FULL: return SQLITE_FULL;
     case LS_TOOBIG: return SQLITE_TOOBIG;

@@ -52,7 +52,8 @@ struct ls_db {
   uint32_t *created;               /* tables created in the open transaction */
   int ncreated;
   uint32_t *dropped;               /* tables dropped in a transaction, to be
-                                   ** removed once the drop is committed */
+                                   ** removed once the drop is committed,
+                                   ** and tables whose drop failed */
   int ndropped;
 };
 
@@ -116,6 +117,10 @@ int lsx_resolve_table(ls_conn *conn, const char *arg, ls_db **ldb, uint32_t *id,
 /* Drop engine tables whose DROP TABLE has committed.  Call only in
 ** autocommit mode. */
 void lsx_db_reconcile(ls_db *ldb);
+/* Drop engine table id now; if that fails, remember it for
+** lsx_db_reconcile to drop later (no shadow table names it).  Returns the
+** engine's code. */
+int lsx_db_drop(ls_db *ldb, uint32_t id);
 
 /* ---- record.c ---------------------------------------------------------- */
 int lsx_buf_reserve(lsx_buf *b, size_t more);

@@ -178,7 +178,7 @@ int lsx_rollback(sqlite3_vtab *vtab) {
   ** then read-only and the prepared writes would count after a restart. */
   if (d->txn && ls_txn_prepared(d->txn)) (void)ls_txn_unprepare(d->txn);
   /* Tables created in this transaction disappear with it. */
-  for (int i = 0; i < d->ncreated; i++) ls_table_drop(d->eng, d->created[i]);
+  for (int i = 0; i < d->ncreated; i++) (void)lsx_db_drop(d, d->created[i]);
   lsx_db_txn_end(d);
   return SQLITE_OK;
 }

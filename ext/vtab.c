@@ -474,7 +474,7 @@ static int init(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlit
       sqlite3_free(ins);
       if (rc) {
         if (!err) err = sqlite3_mprintf("cannot create the shadow table %s_logstor: %s", name, sqlite3_errmsg(db));
-        ls_table_drop(ldb->eng, t->id);
+        (void)lsx_db_drop(ldb, t->id);   /* the create failed either way */
       } else {
         /* Undone if the transaction that creates the table rolls back. */
         uint32_t *c = sqlite3_realloc(ldb->created, (ldb->ncreated + 1) * (int)sizeof *c);
