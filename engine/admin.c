@@ -10,8 +10,12 @@
 **
 ** ls_check runs on the writer thread (writer_call) with the cleaner held
 ** still, so no commit installs and no relocation moves entries while it
-** compares the indexes with the segment accounting.  For
-** every index entry it reads the record and verifies that the record's
+** compares the indexes with the segment accounting.  First it scrubs: it
+** reads every segment of every data file and walks it as recovery would
+** (a segment in use up to the bytes written, a free one as the next open
+** will read it), so damage anywhere is found, not only where the index
+** points, and adds what it finds to the engine's list of damaged ranges.
+** For every index entry it reads the record and verifies that the record's
 ** checksum holds, that it belongs to the table, and that the digest of its
 ** key is the entry's key; then it recomputes the live bytes and records of
 ** every segment from all indexes and compares them with the descriptors.
@@ -80,6 +84,7 @@ void ls_stats_get(ls_engine *e, ls_stats *s) {
   s->segments_freed = atomic_load(&e->segments_freed);
   s->format_bytes_written = atomic_load(&e->sm.format_bytes);
   s->meta_bytes_written = atomic_load(&e->marker_bytes);
+  cat_damage_count(e, 0, &s->damaged_ranges, &s->damaged_bytes);
   uint32_t n = seg_count(&e->sm);
   pthread_mutex_lock(&e->sm.lock);
   for (uint32_t i = 0; i < n; i++) {
@@ -212,7 +217,99 @@ static int check_entry(void *arg, const idx_entry *en, uint64_t seq) {
 typedef struct check_arg {
   uint32_t table;
   char **report;
+  void (*progress)(void *arg, uint64_t done, uint64_t total);
+  void *parg;
 } check_arg;
+
+/* A damaged range of segment s found by the scrub. */
+static void scrub_damage(ls_engine *e, uint32_t s, uint64_t seq, uint32_t kind, uint32_t table, uint32_t group,
+                         uint32_t start, uint32_t end, const char *why) {
+  ls_damage x = {
+    .file = s / e->sm.segs_per_file, .offset = seg_base(&e->sm, s) + start, .length = end - start,
+    .segment = s, .seg_seq = seq, .kind = (uint8_t)kind, .runtime = 1,
+    .table = kind == LS_KIND_GROUP ? table : 0, .group = kind == LS_KIND_GROUP ? group : 0, .why = why,
+  };
+  cat_damage_add(e, &x);
+}
+
+/* Walk segment image img of segment s: in use (incarnation seq of kind, data
+** up to used), or free (then as the next open reads it: FORMAT.md,
+** "Recovery"). */
+static void scrub_segment(ls_engine *e, uint32_t s, const uint8_t *img, int in_use, uint64_t seq, uint32_t kind,
+                          uint32_t used) {
+  ls_seghead hd;
+  ls_seg_head(img, e->seg_size, &hd);
+  uint32_t limit = used, table = 0, group = 0;
+  int tail_ok = 0;
+  if (!in_use) {
+    if (hd.state == LS_HEAD_FREE) return;
+    if (hd.state == LS_HEAD_DAMAGED && !hd.seg_seq) {
+      scrub_damage(e, s, 0, 0, 0, 0, 0, e->seg_size, "no buffer header in the segment is valid");
+      return;
+    }
+    seq = hd.seg_seq;
+    kind = hd.kind;
+    limit = hd.limit;
+    tail_ok = !hd.sealed;          /* where an unsealed segment's data ends */
+  }
+  if (hd.state == LS_HEAD_DATA) {
+    table = hd.hdr.table;
+    group = hd.hdr.group;
+  }
+  ls_walk w;
+  ls_walk_init(&w, img, e->seg_size, limit, seq, kind);
+  ls_rec r;
+  uint32_t off;
+  int k;
+  while ((k = ls_walk_next(&w, &r, &off)) != LS_WALK_END) {
+    if (k == LS_WALK_BUFFER && hd.state != LS_HEAD_DATA) {
+      table = w.hdr.table;
+      group = w.hdr.group;
+    }
+    if (k != LS_WALK_GAP) continue;
+    if (w.gap_tail && tail_ok && !w.gap_certain) break;
+    scrub_damage(e, s, seq, kind, table, group, w.gap_start, w.gap_end, w.why);
+  }
+}
+
+/* Read and walk every segment (see the top).  I/O errors end it. */
+static int scrub(ls_engine *e, check_arg *a) {
+  uint32_t nseg = seg_count(&e->sm), seg = e->seg_size;
+  uint8_t *img = ls_alloc_aligned(seg);
+  uint8_t *punched = calloc(nseg + 1, 1);
+  int rc = LS_OK;
+  if (!img || !punched) { free(img); free(punched); return ls_err(LS_NOMEM, "out of memory"); }
+  pthread_mutex_lock(&e->sm.lock);
+  for (uint32_t i = 0; i < e->sm.punched.n; i++)
+    if (e->sm.punched.v[i] < nseg) punched[e->sm.punched.v[i]] = 1;
+  pthread_mutex_unlock(&e->sm.lock);
+  for (uint32_t s = 0; !rc && s < nseg; s++) {
+    if (a->progress) a->progress(a->parg, s, nseg);
+    int fd = seg_fd(&e->sm, s);
+    if (fd < 0 || punched[s]) continue;        /* a missing file is listed already */
+    pthread_mutex_lock(&e->sm.lock);
+    ls_seg *d = seg_get(&e->sm, s);
+    int in_use = d->state != SEG_FREE;
+    uint64_t seq = d->seq;
+    uint32_t kind = d->kind, used = d->used;
+    pthread_mutex_unlock(&e->sm.lock);
+    ssize_t n = e->io->m->read(e->io, fd, img, seg, seg_base(&e->sm, s));
+    if (n < 0) {
+      rc = ls_err_io((int)n, LS_CAUSE_READ, "check: read of segment %u", s);
+      break;
+    }
+    if ((size_t)n < seg) {
+      /* Past the end of a short file (listed with the file). */
+      if (n == 0) continue;
+      memset(img + n, 0, seg - (size_t)n);
+    }
+    scrub_segment(e, s, img, in_use, seq, kind, used);
+  }
+  if (!rc && a->progress) a->progress(a->parg, nseg, nseg);
+  free(img);
+  free(punched);
+  return rc;
+}
 
 static int do_check_locked(ls_engine *e, check_arg *a);
 
@@ -227,6 +324,9 @@ static int do_check_locked(ls_engine *e, check_arg *a) {
   check_ctx x;
   memset(&x, 0, sizeof x);
   x.e = e;
+  if (a->table && !ls_table_exists(e, a->table)) return ls_err(LS_NOTABLE, "no table with id %u", a->table);
+  int src = scrub(e, a);
+  if (src) return src;
   uint32_t nseg = seg_count(&e->sm);
   x.seg_bytes = calloc(nseg + 1, sizeof(int64_t));
   x.seg_recs = calloc(nseg + 1, sizeof(int64_t));
@@ -234,11 +334,27 @@ static int do_check_locked(ls_engine *e, check_arg *a) {
     free(x.seg_bytes); free(x.seg_recs);
     return ls_err(LS_NOMEM, "out of memory");
   }
+  /* Damaged ranges that may hold rows of the table first, then other
+  ** problems found earlier. */
+  pthread_mutex_lock(&e->problems_lock);
+  uint32_t nd = e->ndamage;
+  ls_damage *dmg = nd ? malloc(nd * sizeof *dmg) : NULL;
+  if (dmg) memcpy(dmg, e->damage, nd * sizeof *dmg);
+  else nd = 0;
+  pthread_mutex_unlock(&e->problems_lock);
+  for (uint32_t i = 0; i < nd; i++) {
+    if (!cat_damage_of(&dmg[i], a->table)) continue;
+    char line[600];
+    cat_damage_line(e, &dmg[i], line, sizeof line);
+    report(&x, "damage: %s", line);
+  }
+  free(dmg);
   pthread_mutex_lock(&e->problems_lock);
   if (e->problems) {
-    x.out = strdup(e->problems);
-    x.len = x.out ? strlen(x.out) : 0;
     for (const char *p = e->problems; *p; p++) x.problems += *p == '\n';
+    size_t pl = strlen(e->problems);
+    char *o = realloc(x.out, x.len + pl + 1);
+    if (o) { memcpy(o + x.len, e->problems, pl + 1); x.out = o; x.len += pl; }
   }
   pthread_mutex_unlock(&e->problems_lock);
   unsigned g = ls_guard_enter(&e->guard);
@@ -287,10 +403,15 @@ static int do_check_locked(ls_engine *e, check_arg *a) {
   return LS_OK;
 }
 
-int ls_check(ls_engine *e, uint32_t table, char **report) {
-  check_arg a = { table, report };
+int ls_check_progress(ls_engine *e, uint32_t table, void (*progress)(void *arg, uint64_t done, uint64_t total),
+                      void *arg, char **report) {
+  check_arg a = { table, report, progress, arg };
   *report = NULL;
   return writer_call(e, do_check, &a);
+}
+
+int ls_check(ls_engine *e, uint32_t table, char **report) {
+  return ls_check_progress(e, table, NULL, NULL, report);
 }
 
 /* ---- dropping and truncating ---------------------------------------------- */

@@ -84,6 +84,57 @@ void cat_problem(ls_engine *e, const char *fmt, ...) {
   va_end(ap);
 }
 
+int cat_damage_add(ls_engine *e, const ls_damage *d) {
+  pthread_mutex_lock(&e->problems_lock);
+  int added = 0;
+  uint32_t i;
+  for (i = 0; i < e->ndamage; i++) {
+    const ls_damage *x = &e->damage[i];
+    if (x->file == d->file && x->offset == d->offset && x->length == d->length && x->seg_seq == d->seg_seq) break;
+  }
+  if (i == e->ndamage && !LS_GROW(e->damage, e->capdamage, e->ndamage + 1, 16)) {
+    e->damage[e->ndamage++] = *d;
+    added = 1;
+  }
+  pthread_mutex_unlock(&e->problems_lock);
+  return added;
+}
+
+void cat_damage_count(ls_engine *e, uint32_t table, uint64_t *ranges, uint64_t *bytes) {
+  *ranges = *bytes = 0;
+  pthread_mutex_lock(&e->problems_lock);
+  for (uint32_t i = 0; i < e->ndamage; i++)
+    if (cat_damage_of(&e->damage[i], table)) {
+      (*ranges)++;
+      *bytes += e->damage[i].length;
+    }
+  pthread_mutex_unlock(&e->problems_lock);
+}
+
+void cat_damage_line(ls_engine *e, const ls_damage *d, char *buf, size_t cap) {
+  char owner[200];
+  uint64_t spf = e->sm.segs_per_file;
+  if (d->segment == SEG_NONE) {
+    uint64_t first = d->file * spf + d->offset / e->seg_size;
+    uint64_t last = d->file * spf + (d->offset + (d->length ? d->length - 1 : 0)) / e->seg_size;
+    if (first == last) snprintf(owner, sizeof owner, "segment %llu (rows of any table)", (unsigned long long)first);
+    else snprintf(owner, sizeof owner, "segments %llu..%llu (rows of any table)", (unsigned long long)first,
+                  (unsigned long long)last);
+  } else if (d->kind == LS_KIND_GROUP) {
+    unsigned g = ls_guard_enter(&e->guard);
+    ls_table *t = atomic_load(&e->catalog) ? cat_table(e, d->table) : NULL;
+    if (t) snprintf(owner, sizeof owner, "segment %u (table %s, group %u)", d->segment, t->name, d->group);
+    else snprintf(owner, sizeof owner, "segment %u (table id %u, group %u)", d->segment, d->table, d->group);
+    ls_guard_leave(&e->guard, g);
+  } else {
+    snprintf(owner, sizeof owner, "segment %u (%srows of any table)", d->segment,
+             d->kind == LS_KIND_MIXED ? "mixed, " : "");
+  }
+  snprintf(buf, cap, "data-%06u.ls offset %llu length %llu, %s: %s%s. Rows in this range are lost or may "
+           "read as an older version.", d->file, (unsigned long long)d->offset, (unsigned long long)d->length,
+           owner, d->why, d->accepted ? " (accepted by an earlier open with on_damage=salvage)" : "");
+}
+
 void cat_fail(ls_engine *e, const char *what) {
   if (atomic_load(&e->failed)) return;
   snprintf(e->fail_msg, sizeof e->fail_msg,
@@ -204,6 +255,43 @@ int cat_lease(void *arg, uint64_t end) {
     rc = ls_manifest_copy(&m, &e->man);
     if (!rc) {
       m.seg_seq_floor = end;
+      rc = manifest_commit(e, &m);
+    }
+  }
+  pthread_mutex_unlock(&e->cat_lock);
+  return rc;
+}
+
+int cat_set_files(ls_engine *e, uint32_t files, const ls_mdamage *dm, uint32_t n) {
+  pthread_mutex_lock(&e->cat_lock);
+  ls_manifest m;
+  int rc = ls_manifest_copy(&m, &e->man);
+  if (!rc) {
+    m.files = files;
+    free(m.damaged);
+    m.damaged = NULL;
+    m.ndamaged = 0;
+    if (n) {
+      m.damaged = malloc(n * sizeof *dm);
+      if (!m.damaged) rc = ls_err(LS_NOMEM, "out of memory");
+      else { memcpy(m.damaged, dm, n * sizeof *dm); m.ndamaged = n; }
+    }
+    if (!rc) rc = manifest_commit(e, &m);
+    else ls_manifest_free(&m);
+  }
+  pthread_mutex_unlock(&e->cat_lock);
+  return rc;
+}
+
+int cat_files(void *arg, uint32_t n) {
+  ls_engine *e = arg;
+  pthread_mutex_lock(&e->cat_lock);
+  int rc = LS_OK;
+  if (e->man.files < n) {
+    ls_manifest m;
+    rc = ls_manifest_copy(&m, &e->man);
+    if (!rc) {
+      m.files = n;
       rc = manifest_commit(e, &m);
     }
   }

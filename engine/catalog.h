@@ -52,6 +52,22 @@ typedef struct ls_table {
   uint32_t *gsets;                 /* [groups] group set handles (segment.h) */
 } ls_table;
 
+/* A damaged range of a data file (FORMAT.md, "Damage"): found by recovery,
+** by the scrub of ls_check, or by the cleaner.  Rows whose newest version
+** was in it are lost or read as an older version; which rows can not be
+** known. */
+typedef struct ls_damage {
+  uint32_t file;                   /* data file number */
+  uint64_t offset, length;         /* bytes of that file */
+  uint32_t segment;                /* SEG_NONE: a whole-file problem */
+  uint64_t seg_seq;                /* incarnation read there (0: none) */
+  uint8_t kind;                    /* LS_KIND_MIXED, LS_KIND_GROUP, 0 unknown */
+  uint8_t accepted;                /* accepted earlier (on_damage=salvage) */
+  uint8_t runtime;                 /* found after the open */
+  uint32_t table, group;           /* owner of a group segment */
+  const char *why;                 /* what failed (a static string) */
+} ls_damage;
+
 /* The catalog as readers see it: published as one pointer, replaced
 ** (never changed in place) under the catalog lock; old copies are freed
 ** after ls_guard_wait. */
@@ -115,8 +131,11 @@ struct ls_engine {
   uint64_t recovery_ms;
   uint64_t recovery_records;
   uint64_t recovery_segments;
-  char *problems;                  /* damage found, reported by ls_check */
-  pthread_mutex_t problems_lock;
+  char *problems;                  /* other problems found, reported by ls_check */
+  pthread_mutex_t problems_lock;   /* problems and the damage list */
+  ls_damage *damage;               /* damaged ranges (problems_lock) */
+  uint32_t ndamage, capdamage;
+  int on_damage;                   /* LS_ON_DAMAGE_* the engine was opened with */
 };
 
 /* Compaction group of a key in a table of n groups: the token range split
@@ -164,14 +183,35 @@ int cat_truncate(ls_engine *e, uint32_t id, uint64_t cut, void (*dead)(void *arg
 ** floor of segment sequences in the manifest. */
 int cat_lease(void *arg, uint64_t end);
 
+/* The segment manager's files callback (segment.h): the manifest counts n
+** data files. */
+int cat_files(void *arg, uint32_t n);
+/* Replace the manifest's count of data files and its accepted damage
+** (recovery).  LS_OK or an error. */
+int cat_set_files(ls_engine *e, uint32_t files, const ls_mdamage *dm, uint32_t n);
+
 /* Put the engine into the failed (read-only) state with a message (the
 ** first failure's message is kept). */
 void cat_fail(ls_engine *e, const char *what);
 /* LS_READONLY with the failure's message if the engine failed, else LS_OK. */
 int cat_check_failed(ls_engine *e);
 
-/* Note damage found while running (ls_check reports it). */
+/* Note a problem found while running (ls_check reports it). */
 void cat_problem(ls_engine *e, const char *fmt, ...) LS_PRINTF(2, 3);
+
+/* Add a damaged range to the list unless an equal one is there (1 if
+** added).  Out of memory loses the entry, never the open. */
+int cat_damage_add(ls_engine *e, const ls_damage *d);
+/* One line describing d ("data-000001.ls offset ... Rows in this range are
+** lost or may read as an older version."), into buf. */
+void cat_damage_line(ls_engine *e, const ls_damage *d, char *buf, size_t cap);
+/* The damaged ranges that may hold rows of table (0: all): how many and
+** their bytes. */
+void cat_damage_count(ls_engine *e, uint32_t table, uint64_t *ranges, uint64_t *bytes);
+/* May d hold rows of table (0: any)? */
+static inline int cat_damage_of(const ls_damage *d, uint32_t table) {
+  return !table || d->kind != LS_KIND_GROUP || d->table == table;
+}
 
 /* Call the test hook at a named point (ls_set_hook). */
 static inline void cat_hook(ls_engine *e, const char *point) {

@@ -181,6 +181,7 @@ static void background_round(ls_cleaner *c) {
   }
   /* Space nobody needs soon goes back to the file system. */
   seg_punch_excess(&e->sm);
+  if (seg_sync_failed(&e->sm)) cat_fail(e, "writing free markers before punching holes failed");
   /* More to do: another round -- unless this one got nowhere (the disk is
   ** full); then the next hand-off or a writer needing room wakes us. */
   pthread_mutex_lock(&c->qlock);
@@ -297,6 +298,10 @@ int cleaner_compact(ls_engine *e, const uint32_t *sets, uint32_t n, uint64_t bef
   }
   cl_reclaim(c);
   seg_punch_excess(&e->sm);
+  if (seg_sync_failed(&e->sm)) {
+    cat_fail(e, "writing free markers before punching holes failed");
+    if (!rc) rc = cat_check_failed(e);
+  }
   *freed = atomic_load(&e->segments_freed) - before;
   pthread_mutex_unlock(&c->lock);
   return rc;

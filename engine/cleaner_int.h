@@ -117,6 +117,10 @@ int cl_flush_set(ls_cleaner *c, uint32_t gs);
 /* The smallest tombstone floor of every segment but exclude and of the
 ** copies waiting to be written (C3). */
 uint64_t cl_tomb_floor(ls_cleaner *c, uint32_t exclude);
+/* Damage in segment s (incarnation sseq of kind), bytes [start, end),
+** found by the cleaner: listed, and the segment flagged SEGF_DAMAGED. */
+void cl_note_damage(ls_cleaner *c, uint32_t s, uint64_t sseq, uint32_t kind, uint32_t start, uint32_t end,
+                    const char *why);
 /* Read segment s back into c->img: its used bytes, incarnation and kind. */
 int cl_read_back(ls_cleaner *c, uint32_t s, uint32_t *used, uint64_t *seq, uint32_t *kind);
 /* Copy the live records of segment s (CLEANING, read back into c->img)

@@ -79,6 +79,8 @@ static int check_options(const ls_options *o) {
   if (o->io < LS_IO_AUTO || o->io > LS_IO_POSIX) return ls_err(LS_INVALID, "unknown I/O backend %d", o->io);
   if (o->compaction_policy < 0 || o->compaction_policy > LS_POLICY_LFS)
     return ls_err(LS_INVALID, "unknown compaction policy %d", o->compaction_policy);
+  if (o->on_damage < LS_ON_DAMAGE_ERROR || o->on_damage > LS_ON_DAMAGE_REPORT)
+    return ls_err(LS_INVALID, "unknown on_damage choice %d", o->on_damage);
   return LS_OK;
 }
 
@@ -120,6 +122,7 @@ static void engine_destroy(ls_engine *e) {
   pthread_mutex_destroy(&e->cat_lock);
   pthread_mutex_destroy(&e->problems_lock);
   free(e->problems);
+  free(e->damage);
   free(e->path);
   free(h);
   free(e);
@@ -139,6 +142,7 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   e->policy = o->compaction_policy ? o->compaction_policy : LS_POLICY_COST_BENEFIT;
   e->manual_cleaning = o->manual_cleaning;
   e->separator_memory = o->separator_memory;
+  e->on_damage = o->on_damage;
   seg_ids mixed = {0}, settle = {0}, empties = {0};
   int rc = LS_OK;
   e->path = strdup(dir);
@@ -189,11 +193,18 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   rc = seg_init(&e->sm, e->io, dirfd, e->seg_size, e->file_size, e->disk_size);
   if (rc) goto fail;
   e->sm.lease = cat_lease;
+  e->sm.files_changed = cat_files;
   e->sm.lease_arg = e;
   rc = cat_load(e);
   if (rc) goto fail;
   rc = recover(e, &mixed, &settle, &empties);
   if (rc) goto fail;
+  if (e->on_damage == LS_ON_DAMAGE_REPORT) {
+    /* Nothing is written: no commit, no cleaning, no new file. */
+    snprintf(e->fail_msg, sizeof e->fail_msg, "the data directory %s was opened to report damage only "
+             "(on_damage=report): it is read-only", dir);
+    atomic_store(&e->failed, 1);
+  }
   rc = writer_start(e);
   if (rc) goto fail;
   rc = cleaner_start(e, &mixed, &settle, &empties);
@@ -202,12 +213,14 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   free(settle.v);
   free(empties.v);
   mixed.v = settle.v = empties.v = NULL;
-  if (pthread_create(&h->bg_thread, NULL, bg_main, e)) {
-    rc = ls_err(LS_NOMEM, "cannot start the background thread");
-    goto fail;
+  if (e->on_damage != LS_ON_DAMAGE_REPORT) {
+    if (pthread_create(&h->bg_thread, NULL, bg_main, e)) {
+      rc = ls_err(LS_NOMEM, "cannot start the background thread");
+      goto fail;
+    }
+    h->bg_started = 1;
+    seg_ahead_kick(&e->sm);
   }
-  h->bg_started = 1;
-  seg_ahead_kick(&e->sm);
   *out = e;
   return LS_OK;
 fail:

@@ -22,7 +22,7 @@ void ls_bufhdr_encode(uint8_t *p, const ls_bufhdr *h) {
   ls_put32(p + 28, h->nrecords);
   ls_put32(p + 32, h->table);
   ls_put32(p + 36, h->group);
-  ls_put32(p + 40, 0);
+  ls_put32(p + 40, (h->flags & LS_BF_SEALED) ? h->seg_end : 0);
   ls_put32(p + 44, ls_crc32c(0, p, 44));
 }
 
@@ -39,9 +39,15 @@ int ls_bufhdr_decode(const uint8_t *p, ls_bufhdr *h) {
   h->nrecords = ls_get32(p + 28);
   h->table = ls_get32(p + 32);
   h->group = ls_get32(p + 36);
-  if (h->seg_seq == 0 || (h->data_size & (LS_REC_ALIGN - 1)) != 0) return 0;
-  if (ls_get32(p + 40) != 0) return 0;
-  if (h->kind == LS_KIND_FREE && (h->data_size || h->nrecords || h->flags)) return 0;
+  h->seg_end = ls_get32(p + 40);
+  /* seg_seq 0 only for a free marker of no incarnation (formatted). */
+  if ((h->seg_seq == 0 && h->kind != LS_KIND_FREE) || (h->data_size & (LS_REC_ALIGN - 1)) != 0) return 0;
+  if (h->flags & LS_BF_SEALED) {
+    if (h->seg_end < LS_BUF_HDR || (h->seg_end & (LS_REC_ALIGN - 1)) != 0) return 0;
+  } else if (h->seg_end != 0) {
+    return 0;
+  }
+  if (h->kind == LS_KIND_FREE && (h->data_size || h->nrecords || h->flags || h->table || h->group)) return 0;
   return 1;
 }
 
@@ -97,42 +103,124 @@ int ls_rec_decode(const uint8_t *p, size_t avail, uint32_t seed, ls_rec *r) {
   return 1;
 }
 
-void ls_walk_init(ls_walk *w, const uint8_t *img, uint32_t size, uint64_t seg_seq, uint32_t kind) {
+void ls_free_marker(uint8_t *p, uint64_t seg_seq, uint64_t max_seq) {
+  ls_bufhdr h = { .kind = LS_KIND_FREE, .seg_seq = seg_seq, .max_seq = max_seq };
+  ls_bufhdr_encode(p, &h);
+}
+
+/* ---- the segment walker (format.h) --------------------------------------- */
+
+void ls_walk_init(ls_walk *w, const uint8_t *img, uint32_t size, uint32_t limit, uint64_t seg_seq,
+                  uint32_t kind) {
   memset(w, 0, sizeof *w);
   w->img = img;
   w->size = size;
+  w->limit = limit < size ? limit : size;
   w->seg_seq = seg_seq;
   w->kind = kind;
   w->seed = ls_rec_seed(seg_seq);
 }
 
+/* Is there a valid header of w's incarnation at o? */
+static int walk_header_at(const ls_walk *w, uint32_t o, ls_bufhdr *h) {
+  return o < w->limit && w->limit - o >= LS_BUF_HDR && ls_bufhdr_decode(w->img + o, h) &&
+         h->seg_seq == w->seg_seq && h->kind == w->kind;
+}
+
+/* A gap from start: find the first 4 KiB boundary at or after from that
+** holds a valid header of the incarnation; the walk resumes there. */
+static int walk_gap(ls_walk *w, uint32_t start, uint32_t from, const char *why, int certain) {
+  ls_bufhdr h;
+  uint32_t o = (uint32_t)ls_align_up(from, LS_BLOCK);
+  while (o < w->limit && !walk_header_at(w, o, &h)) o += LS_BLOCK;
+  w->in_buf = 0;
+  w->gap_start = start;
+  w->gap_certain = certain;
+  w->why = why;
+  if (o < w->limit) {
+    w->gap_end = o;
+    w->gap_tail = 0;
+    w->next = o;
+  } else {
+    w->gap_end = w->limit;
+    w->gap_tail = 1;
+    w->done = 1;
+  }
+  return LS_WALK_GAP;
+}
+
 int ls_walk_next(ls_walk *w, ls_rec *r, uint32_t *off) {
-  while (w->pos >= w->end) {
-    if (w->next >= w->size || w->size - w->next < LS_BUF_HDR) return 0;
-    if (!w->cut && w->nrec != w->want) { w->why = "record count"; return -1; }
-    ls_bufhdr h;
-    if (!ls_bufhdr_decode(w->img + w->next, &h) || h.seg_seq != w->seg_seq || h.kind != w->kind) {
-      w->why = "buffer header";
-      w->pos = w->next;
-      return -1;
+  if (w->done) return LS_WALK_END;
+  if (w->in_buf) {
+    if (w->pos >= w->end) {
+      w->in_buf = 0;
+      if (!w->cut && w->nrec != w->hdr.nrecords) {
+        /* The records decode but are not the ones the header counts. */
+        uint32_t start = w->buf_off;
+        return walk_gap(w, start, w->next, "the records do not match their buffer header", 1);
+      }
+    } else {
+      if (!ls_rec_decode(w->img + w->pos, w->end - w->pos, w->seed, r)) {
+        uint32_t start = w->pos;
+        /* Another buffer can start no earlier than this one's end. */
+        return walk_gap(w, start, w->next > start ? w->next : start, "a record fails its check", 0);
+      }
+      *off = w->pos;
+      w->pos += r->size;
+      w->nrec++;
+      return LS_WALK_RECORD;
     }
-    w->pos = w->next + LS_BUF_HDR;
-    /* The segment's data may end inside this buffer (a torn tail that
-    ** recovery accepted up to its last good record). */
-    w->cut = h.data_size > w->size - w->pos;
-    w->end = w->cut ? w->size : w->pos + h.data_size;
-    w->nrec = 0;
-    w->want = h.nrecords;
-    w->bflags = h.flags;
-    w->next += (uint32_t)ls_align_up(LS_BUF_HDR + h.data_size, LS_BLOCK);
   }
-  if (!ls_rec_decode(w->img + w->pos, w->end - w->pos, w->seed, r)) {
-    if (w->cut) return 0;
-    w->why = "record";
-    return -1;
+  if (w->next >= w->limit) {
+    w->done = 1;
+    return LS_WALK_END;
   }
-  *off = w->pos;
-  w->pos += r->size;
-  w->nrec++;
-  return 1;
+  if (!walk_header_at(w, w->next, &w->hdr)) {
+    uint32_t start = w->next;
+    return walk_gap(w, start, start + LS_BLOCK, "a buffer header fails its check", 0);
+  }
+  if (w->hdr.data_size > w->size - w->next - LS_BUF_HDR) {
+    /* More than the segment holds: no write of the engine says so. */
+    uint32_t start = w->next;
+    return walk_gap(w, start, start + LS_BLOCK, "a buffer header claims more bytes than the segment holds", 1);
+  }
+  w->buf_off = w->next;
+  w->pos = w->next + LS_BUF_HDR;
+  /* The incarnation's data may end inside this buffer (limit). */
+  w->cut = w->hdr.data_size > w->limit - w->pos;
+  w->end = w->cut ? w->limit : w->pos + w->hdr.data_size;
+  w->nrec = 0;
+  w->in_buf = 1;
+  uint64_t next = (uint64_t)w->next + ls_align_up(LS_BUF_HDR + (uint64_t)w->hdr.data_size, LS_BLOCK);
+  w->next = next > w->limit ? w->limit : (uint32_t)next;
+  return LS_WALK_BUFFER;
+}
+
+void ls_seg_head(const uint8_t *img, uint32_t size, ls_seghead *out) {
+  memset(out, 0, sizeof *out);
+  out->limit = size;
+  if (size >= LS_BUF_HDR && ls_bufhdr_decode(img, &out->hdr)) {
+    if (out->hdr.kind == LS_KIND_FREE) {
+      out->state = LS_HEAD_FREE;
+      return;
+    }
+    out->state = LS_HEAD_DATA;
+    out->seg_seq = out->hdr.seg_seq;
+    out->kind = out->hdr.kind;
+    if ((out->hdr.flags & LS_BF_SEALED) && out->hdr.seg_end <= size) {
+      out->sealed = 1;
+      out->limit = out->hdr.seg_end;
+    }
+    return;
+  }
+  /* No write of the engine leaves offset 0 without a valid header: the
+  ** youngest incarnation with a buffer further on is the one to read. */
+  out->state = LS_HEAD_DAMAGED;
+  for (uint32_t o = LS_BLOCK; o < size && size - o >= LS_BUF_HDR; o += LS_BLOCK) {
+    ls_bufhdr h;
+    if (ls_bufhdr_decode(img + o, &h) && h.kind != LS_KIND_FREE && h.seg_seq > out->seg_seq) {
+      out->seg_seq = h.seg_seq;
+      out->kind = h.kind;
+    }
+  }
 }

@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <stddef.h>
 
-#define LS_FORMAT_VERSION   1
+#define LS_FORMAT_VERSION   2
 #define LS_BLOCK            4096u          /* buffer alignment */
 #define LS_SECTOR           512u           /* unit of torn writes */
 #define LS_BUF_MAGIC        0x3142534cu    /* "LSB1" */
@@ -29,7 +29,9 @@
 /* Buffer flags. */
 #define LS_BF_SETTLED  0x01  /* every CONT record in this buffer is committed
                              ** (set by rewriting the header after commit) */
-#define LS_BF_MASK     0x01
+#define LS_BF_SEALED   0x02  /* (first buffer only) the segment's data ends at
+                             ** seg_end and was durable when this was set */
+#define LS_BF_MASK     0x03
 
 /* Record types. */
 #define LS_REC_PUT     1
@@ -52,6 +54,7 @@ typedef struct ls_bufhdr {
   uint32_t nrecords;      /* records in data_size */
   uint32_t table;         /* owning table (group segments), else 0 */
   uint32_t group;         /* compaction group (group segments), else 0 */
+  uint32_t seg_end;       /* with LS_BF_SEALED: end of the segment's data */
 } ls_bufhdr;
 
 /* Decoded record header.  key/val point into the buffer that was decoded. */
@@ -110,29 +113,85 @@ int ls_rec_decode(const uint8_t *p, size_t avail, uint32_t seed, ls_rec *r);
 /* Largest record that fits one segment. */
 static inline uint32_t ls_max_record(uint32_t segment_size) { return segment_size - LS_BUF_HDR; }
 
-/* Walking the records of a segment image written by this engine (the
-** cleaner reads sealed segments back): buffers from offset 0 at 4 KiB
-** boundaries, each with a valid header of the segment's sequence and kind,
-** until size (the bytes the segment holds; it may end inside a buffer, at
-** the last record recovery accepted).  ls_walk_next returns 1 with the
-** next record (r, its offset in *off, the flags of its buffer in
-** w->bflags), 0 at the end, or -1 if the image is damaged (a header or
-** record that does not decode before size); w->why and w->pos then say
-** what and where. */
+/* ---- the segment walker ------------------------------------------------
+**
+** One walker reads every segment image: recovery at open, the cleaner when
+** it reads a sealed segment back, the scrub of ls_check, the tools and the
+** fuzz target.  It walks the buffers of one incarnation (seg_seq, kind)
+** from offset 0 at 4 KiB boundaries, and the records of each buffer within
+** its data_size, up to limit: the segment's seg_end when sealed, the bytes
+** known written at run time, else the segment size.  It does not decide
+** what a bad spot means; it reports it as a gap and goes on:
+**
+**   LS_WALK_BUFFER  a valid header of the incarnation at w->buf_off (w->hdr)
+**   LS_WALK_RECORD  a record that decodes (r, its offset in *off; the flags
+**                   of its buffer in w->hdr.flags)
+**   LS_WALK_GAP     bytes [w->gap_start, w->gap_end) hold nothing readable
+**                   where the incarnation's data could be (w->why says
+**                   what failed first).  The walk resumes at the next 4 KiB
+**                   boundary that holds a valid header of the incarnation
+**                   (gap_end), or the gap runs to limit: then w->gap_tail
+**                   is 1 and the walk ends.
+**   LS_WALK_END     nothing more before limit.
+**
+** An unsealed segment's data ends with a gap to its limit (zeros, or bytes
+** of an older incarnation, or a torn last write); whether a gap is damage
+** is the caller's decision (FORMAT.md, "Recovery").  A buffer whose header
+** claims more than limit is cut there: its records are walked up to limit
+** and its record count is not checked; one that claims more than the
+** segment holds is a gap no crash can leave (gap_certain). */
+enum { LS_WALK_END = 0, LS_WALK_RECORD = 1, LS_WALK_BUFFER = 2, LS_WALK_GAP = 3 };
+
 typedef struct ls_walk {
   const uint8_t *img;
-  uint32_t size;
+  uint32_t size;                   /* the segment size */
+  uint32_t limit;                  /* the walk ends here (<= size); bytes of
+                                   ** img past limit are never read */
   uint64_t seg_seq;
   uint32_t kind, seed;
-  uint32_t next;                   /* offset of the next buffer */
+  uint32_t next;                   /* offset of the next buffer header */
   uint32_t pos, end;               /* records of the current buffer */
-  uint32_t nrec, want;             /* records seen / announced */
-  uint32_t bflags;                 /* flags of the current buffer */
-  int cut;                         /* size ends inside the current buffer */
+  uint32_t nrec;                   /* records seen in it */
+  int in_buf, cut, done;
+  ls_bufhdr hdr;                   /* the current buffer's header */
+  uint32_t buf_off;                /* its offset */
+  uint32_t gap_start, gap_end;     /* LS_WALK_GAP */
+  int gap_tail;                    /* no buffer of the incarnation follows */
+  int gap_certain;                 /* no crash can leave this gap (the
+                                   ** records of a valid buffer disagree
+                                   ** with its header) */
   const char *why;
 } ls_walk;
 
-void ls_walk_init(ls_walk *w, const uint8_t *img, uint32_t size, uint64_t seg_seq, uint32_t kind);
+void ls_walk_init(ls_walk *w, const uint8_t *img, uint32_t size, uint32_t limit, uint64_t seg_seq,
+                  uint32_t kind);
 int ls_walk_next(ls_walk *w, ls_rec *r, uint32_t *off);
+
+/* How a segment image begins (FORMAT.md, "Recovery").  state:
+**   LS_HEAD_FREE     a free marker at offset 0: no incarnation
+**   LS_HEAD_DATA     a valid header of kind mixed or group at offset 0:
+**                    seg_seq, kind and (if sealed) seg_end hold
+**   LS_HEAD_DAMAGED  offset 0 holds no valid header, which no write of the
+**                    engine leaves behind; if a later 4 KiB boundary holds
+**                    a valid header, seg_seq and kind are those of the
+**                    youngest such incarnation (the walk resynchronises on
+**                    it), else seg_seq is 0
+** limit is seg_end for a sealed segment, else size.  hdr is the header at
+** offset 0 (DATA, FREE). */
+enum { LS_HEAD_FREE = 0, LS_HEAD_DATA = 1, LS_HEAD_DAMAGED = 2 };
+typedef struct ls_seghead {
+  int state;
+  uint64_t seg_seq;
+  uint32_t kind;
+  uint32_t limit;
+  int sealed;
+  ls_bufhdr hdr;
+} ls_seghead;
+
+void ls_seg_head(const uint8_t *img, uint32_t size, ls_seghead *out);
+
+/* A free marker (kind free, seg_seq as given, 0 for "no incarnation") in
+** the LS_BUF_HDR bytes at p. */
+void ls_free_marker(uint8_t *p, uint64_t seg_seq, uint64_t max_seq);
 
 #endif /* LS_FORMAT_H */

@@ -126,7 +126,23 @@ typedef struct ls_options {
   int manual_cleaning;    /* tests: no background cleaning; the cleaner
                           ** runs only when a write needs room or when
                           ** called (ls_flush, ls_compact, ls_clean_step) */
+  int on_damage;          /* LS_ON_DAMAGE_*: what damage found at open does */
 } ls_options;
+
+/* Damage found at open (FORMAT.md, "Damage"; a torn tail left by a crash
+** is never damage):
+**   LS_ON_DAMAGE_ERROR    the default: the open fails with LS_CORRUPT and a
+**                         message naming the damage, unless every damaged
+**                         range was accepted by an earlier salvage open
+**   LS_ON_DAMAGE_SALVAGE  open with what is readable: missing or short data
+**                         files are made again (empty), and the damaged
+**                         ranges are recorded in the manifest as accepted;
+**                         ls_check and the stats keep listing them
+**   LS_ON_DAMAGE_REPORT   open read-only whatever the damage, writing
+**                         nothing (tools: tool/logstor check) */
+#define LS_ON_DAMAGE_ERROR   0
+#define LS_ON_DAMAGE_SALVAGE 1
+#define LS_ON_DAMAGE_REPORT  2
 
 /* Compaction policies: which segments a compaction step takes (u: the
 ** segment's live fraction; cleaner.c explains the scores). */
@@ -328,6 +344,8 @@ typedef struct ls_stats {
   uint64_t mixed_segments;         /* mixed segments waiting for the separator */
   uint64_t format_bytes_written;   /* zeros written to prepare data files */
   uint64_t meta_bytes_written;     /* free markers and settled headers */
+  uint64_t damaged_ranges;         /* damaged ranges found (ls_check lists them) */
+  uint64_t damaged_bytes;          /* their bytes */
   double write_amplification;      /* data bytes written / user bytes */
   double space_amplification;      /* bytes of segments in use / live bytes */
 } ls_stats;
@@ -381,11 +399,17 @@ int ls_clean_step(ls_engine *e, int what, uint64_t *count);
 ** the cleaning thread with no engine lock held and may use the engine. */
 void ls_set_hook(ls_engine *e, void (*fn)(void *arg, const char *point), void *arg);
 
-/* Verify table id (or every table when id is 0): each index entry leads to
-** a readable record with the same key and a good checksum, and the segment
-** accounting adds up.  *report receives "ok" or one line per problem
-** (malloc'ed; free with free()). */
+/* Verify table id (or every table when id is 0): every segment on disk is
+** read and walked (a scrub: damage anywhere is found, not only where the
+** index points), each index entry leads to a readable record with the same
+** key and a good checksum, and the segment accounting adds up.  *report
+** receives "ok" or one line per problem, damaged ranges first (those that
+** may hold rows of table), found now or at open (malloc'ed; free with
+** free()).  ls_check_progress calls progress(arg, done, total) as the
+** scrub reads segments. */
 int ls_check(ls_engine *e, uint32_t table, char **report);
+int ls_check_progress(ls_engine *e, uint32_t table, void (*progress)(void *arg, uint64_t done, uint64_t total),
+                      void *arg, char **report);
 
 /* Release memory held by the current thread's error message. */
 void ls_thread_cleanup(void);

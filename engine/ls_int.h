@@ -102,7 +102,7 @@ uint64_t ls_now_ns(void);
 /* Allocation of I/O buffers aligned to 4096 bytes. */
 void *ls_alloc_aligned(size_t size);
 
-/* Append one formatted line (at most 320 bytes, newline added) to the
+/* Append one formatted line (at most 767 bytes, newline added) to the
 ** heap string *text of *len bytes.  On out of memory the line is lost. */
 void ls_vappend_line(char **text, size_t *len, const char *fmt, va_list ap) LS_PRINTF(3, 0);
 

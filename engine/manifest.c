@@ -9,7 +9,9 @@
 **   next_table <id>
 **   seq_floor <seq>
 **   segment_seq_floor <seq>
+**   files <count>
 **   table <id> <groups> <trunc_seq> <name, %XX-escaped>      (zero or more)
+**   damaged <segment> <seg_seq> <offset> <length>            (zero or more)
 **   crc32c <decimal CRC32C of every byte before this line>
 ** Unknown lines or a bad CRC make the manifest unusable (LS_CORRUPT); a
 ** different format number gives LS_FORMAT.
@@ -34,8 +36,11 @@
 
 void ls_manifest_free(ls_manifest *m) {
   free(m->tables);
+  free(m->damaged);
   m->tables = NULL;
   m->ntables = 0;
+  m->damaged = NULL;
+  m->ndamaged = 0;
 }
 
 ls_mtable *ls_manifest_table(const ls_manifest *m, uint32_t id) {
@@ -47,10 +52,16 @@ ls_mtable *ls_manifest_table(const ls_manifest *m, uint32_t id) {
 int ls_manifest_copy(ls_manifest *dst, const ls_manifest *src) {
   *dst = *src;
   dst->tables = NULL;
+  dst->damaged = NULL;
   if (src->ntables) {
     dst->tables = malloc(src->ntables * sizeof *dst->tables);
-    if (!dst->tables) { dst->ntables = 0; return ls_err(LS_NOMEM, "manifest: out of memory"); }
+    if (!dst->tables) { dst->ntables = dst->ndamaged = 0; return ls_err(LS_NOMEM, "manifest: out of memory"); }
     memcpy(dst->tables, src->tables, src->ntables * sizeof *dst->tables);
+  }
+  if (src->ndamaged) {
+    dst->damaged = malloc(src->ndamaged * sizeof *dst->damaged);
+    if (!dst->damaged) { ls_manifest_free(dst); return ls_err(LS_NOMEM, "manifest: out of memory"); }
+    memcpy(dst->damaged, src->damaged, src->ndamaged * sizeof *dst->damaged);
   }
   return LS_OK;
 }
@@ -61,16 +72,16 @@ static int name_ok_char(unsigned char c) {
 }
 
 char *ls_manifest_format(const ls_manifest *m, size_t *len) {
-  size_t cap = 256 + (size_t)m->ntables * (64 + 3 * LS_NAME_MAX);
+  size_t cap = 320 + (size_t)m->ntables * (64 + 3 * LS_NAME_MAX) + (size_t)m->ndamaged * 80;
   char *s = malloc(cap);
   if (!s) return NULL;
   size_t n = 0;
   n += (size_t)snprintf(s + n, cap - n,
                         "logstor-manifest %u\nsegment_size %" PRIu64 "\nfile_size %" PRIu64
                         "\ndisk_size %" PRIu64 "\nnext_table %u\nseq_floor %" PRIu64
-                        "\nsegment_seq_floor %" PRIu64 "\n",
+                        "\nsegment_seq_floor %" PRIu64 "\nfiles %u\n",
                         m->version, m->segment_size, m->file_size, m->disk_size,
-                        m->next_table, m->seq_floor, m->seg_seq_floor);
+                        m->next_table, m->seq_floor, m->seg_seq_floor, m->files);
   for (uint32_t i = 0; i < m->ntables; i++) {
     const ls_mtable *t = &m->tables[i];
     n += (size_t)snprintf(s + n, cap - n, "table %u %u %" PRIu64 " ", t->id, t->groups, t->trunc_seq);
@@ -80,6 +91,11 @@ char *ls_manifest_format(const ls_manifest *m, size_t *len) {
     }
     if (!t->name[0]) s[n++] = '%', s[n++] = '-';     /* empty name */
     s[n++] = '\n';
+  }
+  for (uint32_t i = 0; i < m->ndamaged; i++) {
+    const ls_mdamage *d = &m->damaged[i];
+    n += (size_t)snprintf(s + n, cap - n, "damaged %u %" PRIu64 " %u %u\n", d->segment, d->seg_seq, d->offset,
+                          d->length);
   }
   n += (size_t)snprintf(s + n, cap - n, "crc32c %u\n", ls_crc32c(0, s, n));
   *len = n;
@@ -163,10 +179,11 @@ int ls_manifest_parse(const char *text, size_t len, ls_manifest *m) {
   if (crc != ls_crc32c(0, text, last)) return ls_corrupt("manifest: checksum mismatch");
 
   static const char *items[] = { "logstor-manifest", "segment_size", "file_size", "disk_size",
-                                 "next_table", "seq_floor", "segment_seq_floor" };
-  enum { NITEMS = 7 };
+                                 "next_table", "seq_floor", "segment_seq_floor", "files" };
+  enum { NITEMS = 8 };
   uint64_t val[NITEMS];
   int have = 0;
+  uint64_t capdamaged = 0;
   const char *p = text, *end = text + last;
   while (p < end) {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -193,12 +210,33 @@ int ls_manifest_parse(const char *text, size_t len, ls_manifest *m) {
       m->tables[m->ntables++] = t;
       continue;
     }
+    if (nl - line >= 8 && !memcmp(line, "damaged ", 8)) {
+      const char *q = line + 8;
+      uint64_t seg, sseq, off, dlen;
+      if (!parse_num(&q, nl, UINT32_MAX, &seg) || q >= nl || *q++ != ' ') goto bad;
+      if (!parse_num(&q, nl, UINT64_MAX, &sseq) || q >= nl || *q++ != ' ') goto bad;
+      if (!parse_num(&q, nl, UINT32_MAX, &off) || q >= nl || *q++ != ' ') goto bad;
+      if (!parse_num(&q, nl, UINT32_MAX, &dlen) || q != nl) goto bad;
+      if (LS_GROW(m->damaged, capdamaged, m->ndamaged + 1, 16)) {
+        ls_manifest_free(m);
+        return ls_err(LS_NOMEM, "manifest: out of memory");
+      }
+      m->damaged[m->ndamaged++] = (ls_mdamage){ (uint32_t)seg, sseq, (uint32_t)off, (uint32_t)dlen };
+      continue;
+    }
     int k;
     for (k = 0; k < NITEMS; k++) {
-      uint64_t max = k == 0 || k == 4 ? UINT32_MAX : UINT64_MAX;
+      uint64_t max = k == 0 || k == 4 || k == 7 ? UINT32_MAX : UINT64_MAX;
       if (parse_item(line, nl, items[k], max, &val[k])) break;
     }
     if (k == NITEMS || (have & (1 << k))) goto bad;       /* unknown or repeated */
+    if (k == 0 && val[0] == 1) {
+      /* Version 1 directories are refused (FORMAT.md, "Versions"). */
+      ls_manifest_free(m);
+      return ls_err(LS_FORMAT, "the data directory was written by logstor format version 1; this build reads "
+                    "version %u only: open it with the logstor that wrote it, copy the rows out (SQL: "
+                    "CREATE TABLE ... AS SELECT), and load them into a new directory", LS_FORMAT_VERSION);
+    }
     if (k == 0 && val[0] != LS_FORMAT_VERSION) {
       ls_manifest_free(m);
       return ls_err(LS_FORMAT, "manifest: format version %llu, this build reads version %u",
@@ -215,6 +253,7 @@ int ls_manifest_parse(const char *text, size_t len, ls_manifest *m) {
   m->next_table = (uint32_t)val[4];
   m->seq_floor = val[5];
   m->seg_seq_floor = val[6];
+  m->files = (uint32_t)val[7];
   for (uint32_t i = 0; i < m->ntables; i++)
     if (m->tables[i].id >= m->next_table) goto bad;
   return LS_OK;

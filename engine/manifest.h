@@ -22,6 +22,14 @@ typedef struct ls_mtable {
   char name[LS_NAME_MAX + 1];      /* label for stats and tools */
 } ls_mtable;
 
+/* A damaged range the user accepted (opened with on_damage=salvage): the
+** same damage found again at a later open is not new. */
+typedef struct ls_mdamage {
+  uint32_t segment;
+  uint64_t seg_seq;                /* incarnation (0: none readable) */
+  uint32_t offset, length;         /* within the segment */
+} ls_mdamage;
+
 typedef struct ls_manifest {
   uint32_t version;                /* LS_FORMAT_VERSION */
   uint64_t segment_size;
@@ -30,8 +38,11 @@ typedef struct ls_manifest {
   uint32_t next_table;             /* next table id to hand out */
   uint64_t seq_floor;              /* write sequences start above this */
   uint64_t seg_seq_floor;          /* segment sequences start above this */
+  uint32_t files;                  /* data files 0 .. files-1 exist */
   uint32_t ntables;
   ls_mtable *tables;               /* sorted by id */
+  uint32_t ndamaged;
+  ls_mdamage *damaged;             /* accepted damage, sorted */
 } ls_manifest;
 
 /* Read dir's MANIFEST into m.  LS_NOTFOUND if there is none; LS_CORRUPT or
@@ -46,7 +57,7 @@ int ls_manifest_parse(const char *text, size_t len, ls_manifest *m);
 char *ls_manifest_format(const ls_manifest *m, size_t *len);
 
 void ls_manifest_free(ls_manifest *m);
-/* Deep copy (tables array).  LS_OK or LS_NOMEM. */
+/* Deep copy (tables and damage arrays).  LS_OK or LS_NOMEM. */
 int ls_manifest_copy(ls_manifest *dst, const ls_manifest *src);
 ls_mtable *ls_manifest_table(const ls_manifest *m, uint32_t id);
 

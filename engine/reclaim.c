@@ -1,7 +1,10 @@
 /*
 ** reclaim.c -- the cleaner's freeing (rule C2 in cleaner.c): segments left
-** without live records are freed after readers drained, those that lost a
-** tombstone get a durable free marker first (C3); and settling: the buffer
+** without live records are freed after readers drained, each with a
+** durable free marker first (C3 needs it where a tombstone was dropped;
+** every slot needs it so that a torn first write of its next incarnation
+** can not leave the old incarnation's header over new bytes: FORMAT.md,
+** "Free markers"); and settling: the buffer
 ** header of a segment the writer filled directly for one group is
 ** rewritten with the SETTLED flag once its transaction counts (FORMAT.md),
 ** so it no longer pins the segment of its COMMIT record.  Space of free
@@ -16,8 +19,7 @@ static int cmp_u32(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-/* Write a durable free marker over the header of every segment in ids that
-** had a tombstone dropped. */
+/* Write a durable free marker over the header of every segment in ids. */
 static int write_markers(ls_cleaner *c, const uint32_t *ids, uint32_t n) {
   ls_engine *e = c->e;
   seg_syncset sync = { .n = 0 };
@@ -25,13 +27,10 @@ static int write_markers(ls_cleaner *c, const uint32_t *ids, uint32_t n) {
   for (uint32_t i = 0; i < n && !serr; i++) {
     ls_seg *d = seg_get(&e->sm, ids[i]);
     pthread_mutex_lock(&e->sm.lock);
-    int mark = d->flags & SEGF_MARK;
     uint64_t seq = d->seq;
     pthread_mutex_unlock(&e->sm.lock);
-    if (!mark) continue;
     uint8_t hdr[LS_BUF_HDR];
-    ls_bufhdr h = { .kind = LS_KIND_FREE, .seg_seq = seq, .max_seq = atomic_load(&e->next_seq) - 1 };
-    ls_bufhdr_encode(hdr, &h);
+    ls_free_marker(hdr, seq, atomic_load(&e->next_seq) - 1);
     int fd = seg_fd(&e->sm, ids[i]);
     /* Only the header's bytes: a single sector, written whole or not at
     ** all; the records after it stay as they are either way. */
@@ -42,7 +41,10 @@ static int write_markers(ls_cleaner *c, const uint32_t *ids, uint32_t n) {
     if (seg_sync_note(&sync, fd) && !(serr = seg_sync_all(&e->sm, &sync, &e->syncs))) seg_sync_note(&sync, fd);
   }
   if (!serr) serr = seg_sync_all(&e->sm, &sync, &e->syncs);
-  return serr ? ls_err_io(serr, LS_CAUSE_SYNC, "fdatasync after free markers") : LS_OK;
+  if (serr) return ls_err_io(serr, LS_CAUSE_SYNC, "fdatasync after free markers");
+  /* Durable: the old records can not be read any more (seg_free_many). */
+  for (uint32_t i = 0; i < n; i++) seg_flags(&e->sm, ids[i], SEGF_MARK, 0);
+  return LS_OK;
 }
 
 /* Free every noted segment that is empty.  Returns how many were freed. */
@@ -104,6 +106,7 @@ int cl_settle_all(ls_cleaner *c) {
     pthread_mutex_lock(&e->sm.lock);
     ls_seg *d = seg_get(&e->sm, x.id);
     int ok = d->seq == x.seq && (d->state == SEG_SEALED || d->state == SEG_CLEANING) && d->ndeps > 0;
+    uint32_t used = d->used;
     pthread_mutex_unlock(&e->sm.lock);
     if (!ok) continue;                 /* freed meanwhile, or nothing to settle */
     uint8_t hdr[LS_BUF_HDR];
@@ -117,6 +120,11 @@ int cl_settle_all(ls_cleaner *c) {
       continue;
     }
     h.flags |= LS_BF_SETTLED;
+    /* Its one buffer is durable: sealed too (FORMAT.md, "Sealing"). */
+    if (used >= LS_BUF_HDR && used % LS_REC_ALIGN == 0 && !(h.flags & LS_BF_SEALED)) {
+      h.flags |= LS_BF_SEALED;
+      h.seg_end = used;
+    }
     ls_bufhdr_encode(hdr, &h);
     int r = e->io->m->write(e->io, fd, hdr, sizeof hdr, seg_base(&e->sm, x.id));
     if (r) {

@@ -1,23 +1,35 @@
 /*
 ** recovery.c -- rebuild the indexes and the segment states by scanning the
-** data files at open.
+** data files at open, and find the damage (FORMAT.md, "Recovery" and
+** "Damage").
 **
-** For every segment (read in batches, several requests at once):
-**   1. The buffer at offset 0 fixes the segment: if its header is not valid
-**      the segment is free (never written, or its first write was torn).
-**      A FREE marker also means free.  Otherwise its sequence and kind hold
-**      for the whole segment.
-**   2. Buffers follow at 4 KiB boundaries.  A buffer is accepted only if its
-**      header is valid (magic, version, CRC) with the segment's sequence and
-**      kind; the first buffer that is not ends the segment (unwritten zeros,
-**      a torn write, or stale data of an older incarnation of the slot).
-**   3. Records are walked within the buffer's data_size; each must decode
-**      with the segment's CRC seed.  The first bad record ends the segment
-**      (a torn tail).
-**   4. Records of one-buffer transactions are applied when the transaction's
-**      END record is reached; those still pending when the buffer ends are
-**      discarded.  CONT records are kept aside and applied after the scan if
-**      a COMMIT record covering their sequence was found anywhere.
+** The file set first: the manifest counts the data files; one missing (the
+** last as much as one in the middle) or shorter than file_size is damage.
+** A file beyond the count (a crash right after formatting it) is adopted.
+**
+** For every segment (read in batches, several requests at once), with the
+** segment walker of format.c:
+**   1. Offset 0 fixes the segment: a free marker means free; a valid header
+**      gives the incarnation (sequence, kind) and, if SEALED, where its data
+**      ends.  No valid header at 0 is damage (nothing the engine writes
+**      leaves it so); the walk then resynchronises on the youngest
+**      incarnation with a buffer further on.
+**   2. Buffers of the incarnation follow at 4 KiB boundaries and records
+**      within each buffer's data_size, each with the segment's CRC seed.  A
+**      bad spot is a gap: the walk goes on at the next 4 KiB boundary with a
+**      valid header of the incarnation, so the rows after it are kept.
+**   3. A gap is damage unless it is the tail of an unsealed segment: a
+**      crash can only cut the last writes, which lie after every byte of
+**      the segment that was durable when it was sealed, and no write is
+**      ever followed by a later buffer in the same segment before a sync.
+**      A tail of an unsealed segment is where its data ends (zeros, bytes
+**      of an older incarnation, or a torn last write): not damage.
+**   4. Records of one-buffer transactions are applied when the
+**      transaction's END record is reached; those still pending when the
+**      buffer ends (or a gap starts) are discarded.  CONT records are kept
+**      aside and applied after the scan if a COMMIT record covering their
+**      sequence was found anywhere (the writer makes every CONT record
+**      durable before it writes the COMMIT record).
 **   5. Records of tables not in the catalog (dropped) or below their table's
 **      truncation point are ignored.  For each key the highest write
 **      sequence wins, whatever order segments are read in; an equal sequence
@@ -42,9 +54,12 @@
 ** sequence of a put in it that lost to a newer version (tombstone floors,
 ** segment.h); a segment freed here keeps it as its stale_floor.
 **
-** Damage that a crash can not produce -- a valid buffer of the segment's
-** own incarnation after a bad one -- is reported as a problem (ls_check
-** shows it); the records after the damage are not used.
+** Then the damage found decides (ls_options.on_damage): the default fails
+** the open unless every damaged range was accepted by an earlier salvage;
+** salvage makes missing and short files again and records the ranges as
+** accepted in the manifest; report changes nothing.  Where the open goes
+** on writable, every segment kept is sealed at the end recovery found, so
+** a later open can tell damage in it from a torn tail.
 */
 #include "recovery.h"
 
@@ -90,7 +105,17 @@ typedef struct rstate {
   uint64_t records;
   char *problems;
   size_t problems_len;
+  uint32_t nfiles;                 /* data files 0 .. nfiles-1 (some missing) */
+  uint8_t *missing;                /* per file: it does not exist */
+  uint64_t *fsize;                 /* per file: its size */
+  uint8_t *sf;                     /* per segment: SF_* */
 } rstate;
+
+#define SF_LOST    0x01            /* not on disk: missing file, or past its end */
+#define SF_HEAD    0x02            /* a valid header at offset 0 */
+#define SF_SEALED  0x04            /* sealed: its data end is known */
+#define SF_DAMAGED 0x08            /* a damaged range in it */
+#define SF_MARKER  0x10            /* a free marker at offset 0 */
 
 static int grow(void **p, uint64_t *cap, uint64_t need, size_t elem) {
   if (need <= *cap) return LS_OK;
@@ -215,126 +240,150 @@ static const range *find_range(const range *r, uint64_t n, uint64_t seq, int inc
   return seq >= c->first && (seq < c->last || (incl && seq == c->last)) ? c : NULL;
 }
 
-/* Walk the buffers of one segment image (see the rules at the top). */
+/* Note damage in segment id of the incarnation being read: bytes [start,
+** end) of it. */
+static void seg_damage(rstate *rs, uint32_t id, uint32_t start, uint32_t end, const char *why) {
+  ls_engine *e = rs->e;
+  ls_seg *d = seg_get(&e->sm, id);
+  ls_damage x = {
+    .file = id / e->sm.segs_per_file, .offset = seg_base(&e->sm, id) + start, .length = end - start,
+    .segment = id, .seg_seq = d->seq, .kind = d->kind, .table = d->kind == LS_KIND_GROUP ? d->table : 0,
+    .group = d->kind == LS_KIND_GROUP ? d->group : 0, .why = why,
+  };
+  rs->sf[id] |= SF_DAMAGED;
+  cat_damage_add(e, &x);
+}
+
+/* Apply one record of segment id at roff (see the rules at the top). */
+static int scan_record(rstate *rs, uint32_t id, const ls_rec *r, uint32_t roff, int settled) {
+  ls_seg *d = seg_get(&rs->e->sm, id);
+  rs->records++;
+  if (r->seq > rs->max_seq) rs->max_seq = r->seq;
+  seg_note_rec(d, roff, r->seq);
+  if (rs->aborts_known) {
+    const range *a = find_range(rs->aborts, rs->naborts, r->seq, 1);
+    if (a) return add_dep(rs, id, a->seg, 1);      /* a record of an aborted transaction */
+  }
+  if (r->type == LS_REC_ABORT) {
+    if (!rs->aborts_known) {
+      int rc = grow((void **)&rs->aborts, &rs->capaborts, rs->naborts + 1, sizeof(range));
+      if (rc) return rc;
+      rs->aborts[rs->naborts].first = ls_get64(r->val);
+      rs->aborts[rs->naborts].last = ls_get64(r->val + 8);
+      rs->aborts[rs->naborts].seg = id;
+      rs->naborts++;
+    }
+  } else if (r->type == LS_REC_COMMIT) {
+    int rc = grow((void **)&rs->commits, &rs->capcommits, rs->ncommits + 1, sizeof(range));
+    if (rc) return rc;
+    rs->commits[rs->ncommits].first = ls_get64(r->val);
+    rs->commits[rs->ncommits].last = r->seq;
+    rs->commits[rs->ncommits].seg = id;
+    rs->ncommits++;
+  } else {
+    uint8_t dg[20];
+    ls_digest(r->key, r->key_len, dg);
+    idx_key k;
+    idx_key_from_digest(&k, dg);
+    pend pd = { k.hi, k.lo, loc_make(id, roff, r->size, r->type == LS_REC_DELETE), r->seq, r->table };
+    if ((r->flags & LS_RF_CONT) && settled) {
+      int rc = apply(rs, &pd);             /* committed, and settled as such */
+      if (rc) return rc;
+    } else if (r->flags & LS_RF_CONT) {
+      int rc = grow((void **)&rs->cont, &rs->capcont, rs->ncont + 1, sizeof(pend));
+      if (rc) return rc;
+      rs->cont[rs->ncont++] = pd;
+    } else {
+      uint64_t cap = rs->caplocal;
+      int rc = grow((void **)&rs->local, &cap, rs->nlocal + 1, sizeof(pend));
+      if (rc) return rc;
+      rs->caplocal = (uint32_t)cap;
+      rs->local[rs->nlocal++] = pd;
+    }
+  }
+  if (r->flags & LS_RF_END) {
+    for (uint32_t i = 0; i < rs->nlocal; i++) {
+      int rc = apply(rs, &rs->local[i]);
+      if (rc) return rc;
+    }
+    rs->nlocal = 0;
+  }
+  return LS_OK;
+}
+
+/* Walk one segment image (see the rules at the top). */
 static int scan_segment(rstate *rs, uint32_t id, const uint8_t *img) {
   ls_engine *e = rs->e;
   ls_seg *d = seg_get(&e->sm, id);
   uint32_t size = e->seg_size;
-  ls_bufhdr h;
-  if (!ls_bufhdr_decode(img, &h)) return LS_OK;      /* free */
-  if (h.seg_seq > rs->max_seg_seq) rs->max_seg_seq = h.seg_seq;
-  if (h.max_seq > rs->max_seq) rs->max_seq = h.max_seq;
-  if (h.kind == LS_KIND_FREE) return LS_OK;
-  d->seq = h.seg_seq;
-  d->seed = ls_rec_seed(h.seg_seq);
-  d->kind = (uint8_t)h.kind;
-  d->table = h.table;
-  d->group = h.group;
+  ls_seghead hd;
+  ls_seg_head(img, size, &hd);
+  if (hd.state != LS_HEAD_DAMAGED) {
+    if (hd.hdr.seg_seq > rs->max_seg_seq) rs->max_seg_seq = hd.hdr.seg_seq;
+    if (hd.hdr.max_seq > rs->max_seq) rs->max_seq = hd.hdr.max_seq;
+  }
+  if (hd.state == LS_HEAD_FREE) {
+    rs->sf[id] |= SF_MARKER;
+    return LS_OK;
+  }
+  if (hd.seg_seq > rs->max_seg_seq) rs->max_seg_seq = hd.seg_seq;
+  d->seq = hd.seg_seq;
+  d->kind = (uint8_t)hd.kind;
+  d->table = hd.state == LS_HEAD_DATA ? hd.hdr.table : 0;
+  d->group = hd.state == LS_HEAD_DATA ? hd.hdr.group : 0;
+  if (hd.state == LS_HEAD_DAMAGED && !hd.seg_seq) {
+    /* Nothing of it can be read. */
+    seg_damage(rs, id, 0, size, "no buffer header in the segment is valid");
+    d->seq = 0;
+    return LS_OK;
+  }
+  d->seed = ls_rec_seed(hd.seg_seq);
   d->state = SEG_SEALED;
-  uint64_t seq = h.seg_seq;
-  uint32_t kind = h.kind;
-  uint32_t off = 0, damage = 0;
-  const char *why = NULL;
   d->used = 0;
+  if (hd.state == LS_HEAD_DATA) rs->sf[id] |= SF_HEAD;
+  if (hd.sealed) rs->sf[id] |= SF_SEALED;
+  ls_walk w;
+  ls_walk_init(&w, img, size, hd.limit, hd.seg_seq, hd.kind);
+  int settled = 0, tables = hd.state == LS_HEAD_DATA;
+  rs->nlocal = 0;
   for (;;) {
-    if (off > size - LS_BUF_HDR) break;
-    if (!ls_bufhdr_decode(img + off, &h) || h.seg_seq != seq) { damage = off; why = "buffer header"; break; }
-    if (h.kind != kind) { damage = off; why = "buffer kind"; break; }
-    if (h.data_size > size - off - LS_BUF_HDR) { damage = off; why = "buffer length"; break; }
-    if (h.max_seq > rs->max_seq) rs->max_seq = h.max_seq;
-    const uint8_t *p = img + off + LS_BUF_HDR;
-    uint32_t left = h.data_size, nrec = 0;
-    int torn = 0, settled = (h.flags & LS_BF_SETTLED) != 0;
-    rs->nlocal = 0;
-    while (left) {
-      ls_rec r;
-      if (!ls_rec_decode(p, left, d->seed, &r)) { torn = 1; break; }
-      nrec++;
-      rs->records++;
-      if (r.seq > rs->max_seq) rs->max_seq = r.seq;
-      uint32_t roff = (uint32_t)(p - img);
-      seg_note_rec(d, roff, r.seq);
-      d->used = roff + r.size;
-      if (rs->aborts_known) {
-        const range *a = find_range(rs->aborts, rs->naborts, r.seq, 1);
-        if (a) {                   /* a record of an aborted transaction */
-          int rc = add_dep(rs, id, a->seg, 1);
-          if (rc) return rc;
-          p += r.size;
-          left -= r.size;
-          continue;
-        }
-      }
-      if (r.type == LS_REC_ABORT) {
-        if (!rs->aborts_known) {
-          int rc = grow((void **)&rs->aborts, &rs->capaborts, rs->naborts + 1, sizeof(range));
-          if (rc) return rc;
-          rs->aborts[rs->naborts].first = ls_get64(r.val);
-          rs->aborts[rs->naborts].last = ls_get64(r.val + 8);
-          rs->aborts[rs->naborts].seg = id;
-          rs->naborts++;
-        }
-      } else if (r.type == LS_REC_COMMIT) {
-        int rc = grow((void **)&rs->commits, &rs->capcommits, rs->ncommits + 1, sizeof(range));
-        if (rc) return rc;
-        rs->commits[rs->ncommits].first = ls_get64(r.val);
-        rs->commits[rs->ncommits].last = r.seq;
-        rs->commits[rs->ncommits].seg = id;
-        rs->ncommits++;
-      } else {
-        uint8_t dg[20];
-        ls_digest(r.key, r.key_len, dg);
-        idx_key k;
-        idx_key_from_digest(&k, dg);
-        pend pd = { k.hi, k.lo, loc_make(id, roff, r.size, r.type == LS_REC_DELETE), r.seq, r.table };
-        if ((r.flags & LS_RF_CONT) && settled) {
-          int rc = apply(rs, &pd);         /* committed, and settled as such */
-          if (rc) return rc;
-        } else if (r.flags & LS_RF_CONT) {
-          int rc = grow((void **)&rs->cont, &rs->capcont, rs->ncont + 1, sizeof(pend));
-          if (rc) return rc;
-          rs->cont[rs->ncont++] = pd;
-        } else {
-          uint64_t cap = rs->caplocal;
-          int rc = grow((void **)&rs->local, &cap, rs->nlocal + 1, sizeof(pend));
-          if (rc) return rc;
-          rs->caplocal = (uint32_t)cap;
-          rs->local[rs->nlocal++] = pd;
-        }
-      }
-      if (r.flags & LS_RF_END) {
-        for (uint32_t i = 0; i < rs->nlocal; i++) {
-          int rc = apply(rs, &rs->local[i]);
-          if (rc) return rc;
-        }
-        rs->nlocal = 0;
-      }
-      p += r.size;
-      left -= r.size;
-    }
-    rs->nlocal = 0;                /* a transaction without END is discarded */
-    if (torn || nrec != h.nrecords) {
-      /* The tail of the last write; anything after it is not ours. */
-      damage = (uint32_t)(p - img);
-      why = torn ? "record" : "record count";
+    ls_rec r;
+    uint32_t roff;
+    int k = ls_walk_next(&w, &r, &roff);
+    if (k == LS_WALK_END) {
+      d->used = w.next < hd.limit ? w.next : hd.limit;
       break;
     }
-    off += (uint32_t)ls_align_up(LS_BUF_HDR + h.data_size, LS_BLOCK);
-    d->used = off;
-    if (off >= size) break;
-  }
-  if (why) {
-    /* A crash only damages the last write.  A valid buffer of this
-    ** incarnation further on means real damage. */
-    for (uint32_t o = (uint32_t)ls_align_up(damage + 1, LS_BLOCK); o + LS_BUF_HDR <= size; o += LS_BLOCK) {
-      ls_bufhdr h2;
-      if (ls_bufhdr_decode(img + o, &h2) && h2.seg_seq == seq) {
-        problem(rs, "segment %u: damaged %s at offset %u, valid data follows at offset %u "
-                    "(records after the damage were not recovered)", id, why, damage, o);
+    if (k == LS_WALK_BUFFER) {
+      rs->nlocal = 0;              /* a transaction without END is discarded */
+      if (w.hdr.max_seq > rs->max_seq) rs->max_seq = w.hdr.max_seq;
+      settled = (w.hdr.flags & LS_BF_SETTLED) != 0;
+      if (!tables) {               /* the owner, when offset 0 is gone */
+        d->table = w.hdr.table;
+        d->group = w.hdr.group;
+        tables = 1;
+      }
+      continue;
+    }
+    if (k == LS_WALK_GAP) {
+      rs->nlocal = 0;
+      /* Rule 3: only the tail of an unsealed segment can be a crash's. */
+      int torn = w.gap_tail && !hd.sealed && !w.gap_certain;
+      if (torn) {
+        d->used = w.gap_start;
         break;
       }
+      seg_damage(rs, id, w.gap_start, w.gap_end, w.why);
+      if (w.gap_tail) {
+        d->used = hd.limit;
+        break;
+      }
+      continue;
     }
+    int rc = scan_record(rs, id, &r, roff, settled);
+    if (rc) return rc;
   }
+  rs->nlocal = 0;
   return LS_OK;
 }
 
@@ -343,44 +392,78 @@ static int cmp_range(const void *a, const void *b) {
   return x->first < y->first ? -1 : x->first > y->first;
 }
 
-/* List the data files: returns how many (data-000000.ls .. n-1), deleting
-** leftover .tmp files of an interrupted format. */
-static int list_files(ls_engine *e, uint32_t *nfiles) {
+/* A whole-file problem of data file n: bytes [off, end) of it are gone. */
+static void file_damage(ls_engine *e, uint32_t n, uint64_t off, uint64_t end, const char *why) {
+  ls_damage x = { .file = n, .offset = off, .length = end - off, .segment = SEG_NONE, .why = why };
+  cat_damage_add(e, &x);
+}
+
+/* The data files: how many there are (0 .. rs->nfiles-1, the manifest's
+** count or more), which are missing (damage), deleting leftover .tmp files
+** of an interrupted format. */
+static int list_files(ls_engine *e, rstate *rs) {
   int fd = openat(e->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return ls_err_io(-errno, LS_CAUSE_OTHER, "open data directory %s", e->path);
   DIR *d = fdopendir(fd);
   if (!d) { close(fd); return ls_err_io(-errno, LS_CAUSE_READ, "read data directory %s", e->path); }
-  uint32_t count = 0, maxn = 0;
-  int any = 0;
+  uint8_t *have = NULL;
+  uint64_t cap = 0;
+  uint32_t n = e->man.files;
+  int rc = LS_OK;
   struct dirent *de;
-  while ((de = readdir(d)) != NULL) {
-    unsigned n;
+  while (!rc && (de = readdir(d)) != NULL) {
+    unsigned i;
     char tail[8];
-    if (sscanf(de->d_name, "data-%6u.%7s", &n, tail) == 2 && strlen(de->d_name) >= 13) {
-      if (!strcmp(tail, "tmp")) {
-        e->io->m->unlink(e->io, e->dirfd, de->d_name);
-      } else if (!strcmp(tail, "ls")) {
-        count++;
-        if (!any || n > maxn) maxn = n;
-        any = 1;
+    if (sscanf(de->d_name, "data-%6u.%7s", &i, tail) != 2 || strlen(de->d_name) < 13) continue;
+    if (!strcmp(tail, "tmp")) {
+      e->io->m->unlink(e->io, e->dirfd, de->d_name);
+    } else if (!strcmp(tail, "ls") && strlen(de->d_name) == 14) {
+      if (i >= e->sm.max_files) {
+        rc = ls_err(LS_INVALID, "data directory %s holds data file %s but disk_size allows %u files", e->path,
+                    de->d_name, e->sm.max_files);
+        break;
       }
+      uint64_t old = cap;
+      if (LS_GROW(have, cap, (uint64_t)i + 1, 64)) { rc = ls_err(LS_NOMEM, "recovery: out of memory"); break; }
+      memset(have + old, 0, cap - old);
+      have[i] = 1;
+      if (i + 1 > n) n = i + 1;
     }
   }
   closedir(d);
-  if (any && maxn + 1 != count)
-    return ls_corrupt("data directory %s: data files are missing (found %u, highest is data-%06u.ls)",
-                      e->path, count, maxn);
-  *nfiles = count;
-  return LS_OK;
+  if (!rc) {
+    rs->nfiles = n;
+    rs->missing = calloc(n + 1, 1);
+    rs->fsize = calloc(n + 1, sizeof *rs->fsize);
+    if (!rs->missing || !rs->fsize) rc = ls_err(LS_NOMEM, "recovery: out of memory");
+  }
+  for (uint32_t i = 0; !rc && i < n; i++)
+    if (i >= cap || !have[i]) {
+      rs->missing[i] = 1;
+      file_damage(e, i, 0, e->file_size, i < e->man.files ? "the data file is missing"
+                                                          : "the data file is missing (among files the manifest does not count)");
+    }
+  free(have);
+  return rc;
 }
 
-static int check_sizes(ls_engine *e, uint32_t n) {
-  for (uint32_t i = 0; i < n; i++) {
+/* Sizes of the data files present: a short one is damage (its missing
+** bytes), a longer one too (bytes no segment holds). */
+static int check_sizes(ls_engine *e, rstate *rs) {
+  for (uint32_t i = 0; i < rs->nfiles; i++) {
+    if (rs->missing[i]) continue;
     struct stat st;
     if (fstat(e->sm.fds[i], &st)) return ls_err_io(-errno, LS_CAUSE_OTHER, "stat data file %u", i);
-    if ((uint64_t)st.st_size != e->file_size)
-      return ls_corrupt("data file data-%06u.ls has %lld bytes, expected file_size %llu", i,
-                        (long long)st.st_size, (unsigned long long)e->file_size);
+    rs->fsize[i] = (uint64_t)st.st_size;
+    if (rs->fsize[i] < e->file_size) file_damage(e, i, rs->fsize[i], e->file_size, "the data file is short");
+    else if (rs->fsize[i] > e->file_size) file_damage(e, i, e->file_size, rs->fsize[i], "the data file is longer than file_size");
+  }
+  uint32_t nseg = rs->nfiles * e->sm.segs_per_file;
+  rs->sf = calloc(nseg + 1, 1);
+  if (!rs->sf) return ls_err(LS_NOMEM, "recovery: out of memory");
+  for (uint32_t s = 0; s < nseg; s++) {
+    uint32_t f = s / e->sm.segs_per_file;
+    if (rs->missing[f] || seg_base(&e->sm, s) >= rs->fsize[f]) rs->sf[s] |= SF_LOST;
   }
   return LS_OK;
 }
@@ -412,19 +495,25 @@ static int scan_pass(rstate *rs, uint32_t nseg, uint8_t *bufs) {
   int rc = LS_OK;
   for (uint32_t s = 0; !rc && s < nseg; s += READ_BATCH) {
     ls_io_req req[READ_BATCH];
+    uint32_t ids[READ_BATCH];
     int n = 0;
-    for (uint32_t i = s; i < nseg && n < READ_BATCH; i++, n++) {
+    uint32_t i;
+    for (i = s; i < nseg && i < s + READ_BATCH; i++) {
+      if (rs->sf[i] & SF_LOST) continue;         /* reported with its file */
+      ids[n] = i;
       req[n].op = LS_IOOP_READ;
       req[n].fd = seg_fd(&e->sm, i);
       req[n].buf = bufs + (size_t)n * e->seg_size;
       req[n].len = e->seg_size;
       req[n].off = seg_base(&e->sm, i);
+      n++;
     }
-    int r = e->io->m->submit(e->io, req, n);
-    for (int i = 0; !r && i < n; i++)
-      if (req[i].res != (ssize_t)e->seg_size) r = -EIO;
-    if (r) return ls_err_io(r, LS_CAUSE_READ, "recovery: read of segments %u..%u", s, s + n - 1);
-    for (int i = 0; !rc && i < n; i++) rc = scan_segment(rs, s + (uint32_t)i, req[i].buf);
+    int r = n ? e->io->m->submit(e->io, req, n) : 0;
+    if (r) return ls_err_io(r, LS_CAUSE_READ, "recovery: read of segments %u..%u", s, i - 1);
+    for (int j = 0; j < n; j++)
+      if (req[j].res < (ssize_t)e->seg_size)        /* past the end of a short file */
+        memset((uint8_t *)req[j].buf + req[j].res, 0, e->seg_size - (size_t)req[j].res);
+    for (int j = 0; !rc && j < n; j++) rc = scan_segment(rs, ids[j], req[j].buf);
   }
   /* Transactions written in several buffers: apply those that committed,
   ** and remember which segment's COMMIT record each segment relies on. */
@@ -460,6 +549,15 @@ static void reset_pass(rstate *rs) {
   free(rs->problems);
   rs->problems = NULL;
   rs->problems_len = 0;
+  /* The damage of segments is found again; that of files stays. */
+  ls_engine *e = rs->e;
+  pthread_mutex_lock(&e->problems_lock);
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < e->ndamage; i++)
+    if (e->damage[i].segment == SEG_NONE) e->damage[k++] = e->damage[i];
+  e->ndamage = k;
+  pthread_mutex_unlock(&e->problems_lock);
+  for (uint32_t s = 0; s < nseg; s++) rs->sf[s] &= SF_LOST;
 }
 
 static int cmp_by_seq(const void *a, const void *b, void *arg) {
@@ -468,18 +566,148 @@ static int cmp_by_seq(const void *a, const void *b, void *arg) {
   return x < y ? -1 : x > y;
 }
 
+/* Mark the damage an earlier salvage accepted; returns the new ranges. */
+static uint32_t mark_accepted(ls_engine *e, uint64_t *new_bytes, uint32_t *first_new) {
+  uint32_t n = 0;
+  *new_bytes = 0;
+  *first_new = UINT32_MAX;
+  pthread_mutex_lock(&e->problems_lock);
+  for (uint32_t i = 0; i < e->ndamage; i++) {
+    ls_damage *x = &e->damage[i];
+    for (uint32_t j = 0; x->segment != SEG_NONE && j < e->man.ndamaged; j++) {
+      const ls_mdamage *a = &e->man.damaged[j];
+      if (a->segment == x->segment && a->seg_seq == x->seg_seq &&
+          a->offset == x->offset - seg_base(&e->sm, x->segment) && a->length == x->length)
+        x->accepted = 1;
+    }
+    if (!x->accepted) {
+      n++;
+      *new_bytes += x->length;
+      if (*first_new == UINT32_MAX) *first_new = i;
+    }
+  }
+  pthread_mutex_unlock(&e->problems_lock);
+  return n;
+}
+
+/* The manifest after this open: the files counted, and (writable modes)
+** the damaged ranges accepted -- every one found, after a salvage; else
+** those accepted before and found again.  Written only if it changed. */
+static int record_files_and_damage(ls_engine *e, rstate *rs, int salvage) {
+  ls_mdamage *dm = NULL;
+  uint64_t cap = 0;
+  uint32_t n = 0;
+  int rc = LS_OK;
+  pthread_mutex_lock(&e->problems_lock);
+  for (uint32_t i = 0; !rc && i < e->ndamage; i++) {
+    ls_damage *x = &e->damage[i];
+    if (x->segment == SEG_NONE || (!salvage && !x->accepted)) continue;
+    if (LS_GROW(dm, cap, n + 1, 16)) { rc = ls_err(LS_NOMEM, "recovery: out of memory"); break; }
+    dm[n++] = (ls_mdamage){ x->segment, x->seg_seq, (uint32_t)(x->offset - seg_base(&e->sm, x->segment)),
+                            (uint32_t)x->length };
+  }
+  pthread_mutex_unlock(&e->problems_lock);
+  int same = n == e->man.ndamaged;
+  for (uint32_t i = 0; same && i < n; i++) {
+    const ls_mdamage *x = &dm[i], *y = &e->man.damaged[i];
+    same = x->segment == y->segment && x->seg_seq == y->seg_seq && x->offset == y->offset && x->length == y->length;
+  }
+  if (!rc && (!same || e->man.files != rs->nfiles)) rc = cat_set_files(e, rs->nfiles, dm, n);
+  free(dm);
+  return rc;
+}
+
+/* Salvage: make the missing data files again and fill short ones up to
+** file_size (zeros, a free marker at each segment start); their segments
+** are free from now on. */
+static int repair_files(ls_engine *e, rstate *rs) {
+  uint32_t spf = e->sm.segs_per_file;
+  for (uint32_t f = 0; f < rs->nfiles; f++) {
+    int rc = LS_OK;
+    if (rs->missing[f]) {
+      rc = seg_recreate_file(&e->sm, f);
+      if (!rc) rs->missing[f] = 0;
+    } else if (rs->fsize[f] < e->file_size) {
+      int fd = e->sm.fds[f];
+      int r = seg_format_range(&e->sm, fd, rs->fsize[f], e->file_size);
+      if (!r) r = seg_sync(&e->sm, fd, 0);
+      if (r) rc = ls_err_io(r, LS_CAUSE_WRITE, "salvage: fill data file %u up to file_size", f);
+    } else if (rs->fsize[f] > e->file_size) {
+      if (ftruncate(e->sm.fds[f], (off_t)e->file_size) || seg_sync(&e->sm, e->sm.fds[f], 0))
+        rc = ls_err_io(-errno, LS_CAUSE_WRITE, "salvage: cut data file %u to file_size", f);
+    }
+    if (rc) return rc;
+    for (uint32_t s = f * spf; s < (f + 1) * spf; s++) rs->sf[s] &= (uint8_t)~SF_LOST;
+  }
+  return LS_OK;
+}
+
+/* Write what recovery found into the segments (writable modes), then sync
+** each file touched once:
+**   - every segment kept whose end was not known is sealed at the end found,
+**     so a later open tells damage in it from a torn tail;
+**   - every free segment without a free marker at offset 0 (an incarnation
+**     freed here, or unreadable) gets one, so that a torn first write of its
+**     next incarnation can not leave an old header over new bytes. */
+static int finish_disk(ls_engine *e, rstate *rs, uint32_t nseg) {
+  seg_syncset sync = { .n = 0 };
+  int rc = LS_OK, serr = 0;
+  uint8_t marker[LS_BUF_HDR];
+  ls_free_marker(marker, 0, atomic_load(&e->next_seq) - 1);
+  for (uint32_t s = 0; !rc && !serr && s < nseg; s++) {
+    ls_seg *d = seg_get(&e->sm, s);
+    if (rs->sf[s] & SF_LOST) continue;
+    int fd = seg_fd(&e->sm, s);
+    if (d->state == SEG_FREE) {
+      if (rs->sf[s] & SF_MARKER) continue;
+      int r = e->io->m->write(e->io, fd, marker, sizeof marker, seg_base(&e->sm, s));
+      if (r) rc = ls_err_io(r, LS_CAUSE_WRITE, "recovery: write of a free marker into segment %u", s);
+      else atomic_store(&d->stale_floor, SEG_NOFLOOR);   /* durable with the sync below */
+    } else {
+      if ((rs->sf[s] & SF_SEALED) || !(rs->sf[s] & SF_HEAD)) continue;
+      if (d->used < LS_BUF_HDR || d->used % LS_REC_ALIGN) continue;
+      rc = seg_seal_header(&e->sm, s, d->seq, d->used, &fd);
+    }
+    if (!rc && seg_sync_note(&sync, fd)) {
+      serr = seg_sync_all(&e->sm, &sync, &e->syncs);
+      seg_sync_note(&sync, fd);
+    }
+  }
+  if (!rc && !serr) serr = seg_sync_all(&e->sm, &sync, &e->syncs);
+  if (!rc && serr) rc = ls_err_io(serr, LS_CAUSE_SYNC, "recovery: fdatasync after sealing segments");
+  return rc;
+}
+
+/* The open's verdict on the damage found (ls_options.on_damage). */
+static int judge_damage(ls_engine *e, rstate *rs) {
+  uint64_t new_bytes;
+  uint32_t first;
+  uint32_t nnew = mark_accepted(e, &new_bytes, &first);
+  if (!nnew || e->on_damage != LS_ON_DAMAGE_ERROR) return LS_OK;
+  char line[600];
+  pthread_mutex_lock(&e->problems_lock);
+  ls_damage x = e->damage[first];
+  pthread_mutex_unlock(&e->problems_lock);
+  cat_damage_line(e, &x, line, sizeof line);
+  LS_UNUSED(rs);
+  return ls_corrupt("data directory %s is damaged: %u damaged range%s (%llu bytes); the first: %s "
+                    "tool/logstor check lists them all. To open it with what is readable, keeping this "
+                    "report, open with on_damage=salvage (SQL: the URI parameter logstor_on_damage=salvage); or restore the directory from a backup",
+                    e->path, nnew, nnew == 1 ? "" : "s", (unsigned long long)new_bytes, line);
+}
+
 int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle, seg_ids *empties) {
   uint64_t t0 = ls_now_ns();
   rstate rs;
   memset(&rs, 0, sizeof rs);
   rs.e = e;
-  uint32_t nfiles = 0;
   uint8_t *bufs = NULL;
-  int rc = list_files(e, &nfiles);
-  if (!rc) rc = seg_open_files(&e->sm, nfiles);
-  if (!rc) rc = check_sizes(e, nfiles);
+  int writable = e->on_damage != LS_ON_DAMAGE_REPORT;
+  int rc = list_files(e, &rs);
+  if (!rc) rc = seg_open_files(&e->sm, rs.nfiles, rs.missing);
+  if (!rc) rc = check_sizes(e, &rs);
   if (!rc) rc = set_tracking(e, 1);
-  uint32_t nseg = nfiles * e->sm.segs_per_file;
+  uint32_t nseg = rs.nfiles * e->sm.segs_per_file;
   if (!rc && nseg) {
     bufs = ls_alloc_aligned((size_t)READ_BATCH * e->seg_size);
     if (!bufs) rc = ls_err(LS_NOMEM, "recovery: out of memory");
@@ -495,6 +723,8 @@ int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle, seg_ids *empties) {
   }
   free(bufs);
   if (!rc) rc = set_tracking(e, 0);
+  if (!rc) rc = judge_damage(e, &rs);
+  if (!rc && e->on_damage == LS_ON_DAMAGE_SALVAGE) rc = repair_files(e, &rs);
   if (!rc) {
     ls_catalog *c = atomic_load(&e->catalog);
     for (uint32_t i = 0; i < c->cap; i++)
@@ -531,11 +761,15 @@ int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle, seg_ids *empties) {
         d->deps = NULL;
         d->ndeps = d->capdeps = 0;
       }
+      /* The cleaner reads around the damage it was told about. */
+      if (rs.sf[s] & SF_DAMAGED) seg_flags(&e->sm, s, SEGF_DAMAGED, 0);
       if (d->state == SEG_FREE) {
-        /* A hole punched earlier is zeroed again before use. */
-        off_t base = (off_t)seg_base(&e->sm, s);
+        if (rs.sf[s] & SF_LOST) continue;     /* not on disk: never handed out */
+        /* A hole punched earlier (all but its first block, which holds a
+        ** free marker) is zeroed again before use. */
+        off_t base = (off_t)seg_base(&e->sm, s) + LS_BLOCK;
         off_t data = lseek(seg_fd(&e->sm, s), base, SEEK_DATA);
-        if ((data < 0 && errno == ENXIO) || (data >= 0 && data >= base + (off_t)e->seg_size))
+        if ((data < 0 && errno == ENXIO) || (data >= 0 && data >= base + (off_t)e->seg_size - LS_BLOCK))
           seg_push_punched(&e->sm, s);
         else
           seg_push_free(&e->sm, s);
@@ -569,6 +803,8 @@ int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle, seg_ids *empties) {
     e->problems = rs.problems;
     rs.problems = NULL;
   }
+  if (!rc && writable) rc = record_files_and_damage(e, &rs, e->on_damage == LS_ON_DAMAGE_SALVAGE);
+  if (!rc && writable) rc = finish_disk(e, &rs, nseg);
   free(rs.deps);
   free(rs.aborts);
   free(rs.batch);
@@ -578,6 +814,9 @@ int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle, seg_ids *empties) {
   free(rs.cont);
   free(rs.commits);
   free(rs.problems);
+  free(rs.missing);
+  free(rs.fsize);
+  free(rs.sf);
   e->recovery_ms = (ls_now_ns() - t0) / 1000000;
   return rc;
 }

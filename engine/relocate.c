@@ -84,6 +84,14 @@ int cl_buf_flush(ls_cleaner *c, cl_buf *b) {
   }
   if (atomic_load(&e->failed)) return ls_err(LS_READONLY, "%s", e->fail_msg);
   d->used = len;
+  /* Durable: its end goes into its header (FORMAT.md, "Sealing"; synced
+  ** with a later sync of the file, if ever: unsealed it reads the same). */
+  int sfd;
+  r = seg_seal_header(&e->sm, out, d->seq, len, &sfd);
+  if (r) {
+    cat_fail(e, ls_errmsg());
+    return r;
+  }
   atomic_store(&d->born, atomic_load(&e->next_seq));
   atomic_store(&d->stale_floor, SEG_NOFLOOR);   /* its first write is durable */
   atomic_fetch_add(&e->bytes_written, len);
@@ -302,6 +310,19 @@ int cl_item_by_seq(const void *a, const void *b) {
   return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+void cl_note_damage(ls_cleaner *c, uint32_t s, uint64_t sseq, uint32_t kind, uint32_t start, uint32_t end,
+                    const char *why) {
+  ls_engine *e = c->e;
+  ls_seg *d = seg_get(&e->sm, s);
+  ls_damage x = {
+    .file = s / e->sm.segs_per_file, .offset = seg_base(&e->sm, s) + start, .length = end - start,
+    .segment = s, .seg_seq = sseq, .kind = (uint8_t)kind, .runtime = 1,
+    .table = kind == LS_KIND_GROUP ? d->table : 0, .group = kind == LS_KIND_GROUP ? d->group : 0, .why = why,
+  };
+  cat_damage_add(e, &x);
+  seg_flags(&e->sm, s, SEGF_DAMAGED, 0);
+}
+
 /* Copy the live records of segment s (CLEANING) into the relocation
 ** buffers; drop the tombstones rule C3 allows.  ordinal > 0 for a mixed
 ** segment (the separator), 0 for compaction.  On LS_FULL the caller puts s
@@ -311,12 +332,20 @@ int cl_relocate_img(ls_cleaner *c, uint32_t s, uint32_t used, uint64_t sseq, uin
   int rc;
   c->nitems = 0;
   ls_walk w;
-  ls_walk_init(&w, c->img, used, sseq, kind);
+  ls_walk_init(&w, c->img, e->seg_size, used, sseq, kind);
   ls_rec r;
   uint32_t off;
   int k;
-  while ((k = ls_walk_next(&w, &r, &off)) > 0) {
-    if (r.type != LS_REC_PUT && r.type != LS_REC_DELETE) continue;
+  while ((k = ls_walk_next(&w, &r, &off)) != LS_WALK_END) {
+    if (k == LS_WALK_GAP) {
+      /* Damage the open found (and accepted) is passed over: nothing in it
+      ** is indexed.  New damage is reported, and the segment left as it is. */
+      if (seg_damaged(&e->sm, s)) continue;
+      cl_note_damage(c, s, sseq, kind, w.gap_start, w.gap_end, w.why);
+      return ls_corrupt("segment %u: damaged %s at offset %u found by the cleaner; its records stay where they are",
+                        s, w.why, w.gap_start);
+    }
+    if (k != LS_WALK_RECORD || (r.type != LS_REC_PUT && r.type != LS_REC_DELETE)) continue;
     uint8_t dg[20];
     ls_digest(r.key, r.key_len, dg);
     idx_key key;
@@ -326,11 +355,6 @@ int cl_relocate_img(ls_cleaner *c, uint32_t s, uint32_t used, uint64_t sseq, uin
                    (uint8_t)tomb, 0 };
     rc = item_append(&c->items, &c->nitems, &c->capitems, &it);
     if (rc) return rc;
-  }
-  if (k < 0) {
-    seg_flags(&e->sm, s, SEGF_DAMAGED, 0);
-    return ls_corrupt("segment %u: damaged %s at offset %u found by the cleaner; its records stay where they are",
-                      s, w.why, w.pos);
   }
 
   /* Liveness: the index still points at exactly this record. */

@@ -2,9 +2,18 @@
 ** segment.c -- data files and segment allocation (see segment.h).
 **
 ** Formatting a file: create data-N.tmp (O_EXCL), write zeros over all of
-** it, fdatasync, rename to data-N.ls, fsync the directory.  A crash leaves
-** at most a .tmp file, which recovery deletes.  Files are never shrunk or
-** deleted while the engine runs.
+** it with a free marker at the start of every segment, fdatasync, rename
+** to data-N.ls, fsync the directory, and only then record the new count of
+** files in the manifest (the files callback) and hand out its segments.  A
+** crash leaves at most a .tmp file, which recovery deletes, or one file
+** more than the manifest counts, holding nothing but markers, which
+** recovery adopts.  Files are never shrunk or deleted while the engine runs.
+**
+** The start of every segment always holds a valid buffer header or free
+** marker (FORMAT.md): formatting writes markers, a hole keeps its first
+** block (with a marker written and synced before the rest is punched), and
+** zeroing a hole writes the marker again.  So offset 0 without a valid
+** header is damage, never an unused segment.
 **
 ** Lock order: lock, then hist_lock.
 */
@@ -27,6 +36,13 @@ int seg_sync(ls_segmgr *m, int fd, int full) {
   int r = m->sync_err;
   if (!r) r = full ? m->io->m->fsync(m->io, fd) : m->io->m->sync(m->io, fd);
   if (r && !m->sync_err) m->sync_err = r;
+  pthread_mutex_unlock(&m->sync_lock);
+  return r;
+}
+
+int seg_sync_failed(ls_segmgr *m) {
+  pthread_mutex_lock(&m->sync_lock);
+  int r = m->sync_err != 0;
   pthread_mutex_unlock(&m->sync_lock);
   return r;
 }
@@ -169,7 +185,9 @@ static int add_descriptors(ls_segmgr *m, uint32_t file) {
   return LS_OK;
 }
 
-int seg_open_files(ls_segmgr *m, uint32_t n) {
+static int format_file(ls_segmgr *m, uint32_t n, int *fdout);
+
+int seg_open_files(ls_segmgr *m, uint32_t n, uint8_t *missing) {
   if (n > m->max_files)
     return ls_err(LS_INVALID, "data directory holds %u data files but disk_size allows %u", n,
                   m->max_files);
@@ -177,8 +195,13 @@ int seg_open_files(ls_segmgr *m, uint32_t n) {
     char name[32];
     seg_file_name(i, name);
     int fd = m->io->m->open(m->io, m->dirfd, name, O_RDWR, 0);
-    if (fd < 0) return ls_err_io(fd, LS_CAUSE_OTHER, "open %s", name);
-    m->fds[i] = fd;
+    if (fd == -ENOENT && missing) {
+      missing[i] = 1;                       /* recovery reports it */
+    } else if (fd < 0) {
+      return ls_err_io(fd, LS_CAUSE_OTHER, "open %s", name);
+    } else {
+      m->fds[i] = fd;
+    }
     int rc = add_descriptors(m, i);
     if (rc) return rc;
     atomic_store(&m->nfiles, i + 1);
@@ -186,7 +209,59 @@ int seg_open_files(ls_segmgr *m, uint32_t n) {
   return LS_OK;
 }
 
-/* Write zeros over a new file and make it durable under its final name. */
+int seg_seal_header(ls_segmgr *m, uint32_t s, uint64_t seq, uint32_t end, int *fdout) {
+  uint8_t hdr[LS_BUF_HDR];
+  int fd = seg_fd(m, s);
+  *fdout = fd;
+  ssize_t n = m->io->m->read(m->io, fd, hdr, sizeof hdr, seg_base(m, s));
+  if (n < 0) return ls_err_io((int)n, LS_CAUSE_READ, "read of the header of segment %u", s);
+  ls_bufhdr h;
+  if (n != (ssize_t)sizeof hdr || !ls_bufhdr_decode(hdr, &h) || h.seg_seq != seq || h.kind == LS_KIND_FREE)
+    return ls_corrupt("segment %u: its header could not be read back to seal it", s);
+  if ((h.flags & LS_BF_SEALED) && h.seg_end == end) return LS_OK;
+  assert(end >= LS_BUF_HDR && end <= m->seg_size && end % LS_REC_ALIGN == 0);
+  h.flags |= LS_BF_SEALED;
+  h.seg_end = end;
+  ls_bufhdr_encode(hdr, &h);
+  /* One sector, written whole or not at all: either header is valid. */
+  int e = m->io->m->write(m->io, fd, hdr, sizeof hdr, seg_base(m, s));
+  if (e) return ls_err_io(e, LS_CAUSE_WRITE, "write of the header of segment %u", s);
+  return LS_OK;
+}
+
+int seg_recreate_file(ls_segmgr *m, uint32_t n) {
+  int fd = -1;
+  int rc = format_file(m, n, &fd);
+  if (rc) return rc;
+  m->fds[n] = fd;
+  return LS_OK;
+}
+
+/* Fill chunk (len bytes at file offset off) with zeros and a free marker
+** at the start of each segment in it. */
+static void format_chunk(ls_segmgr *m, uint8_t *chunk, uint64_t off, uint64_t len) {
+  memset(chunk, 0, len);
+  uint64_t first = ls_align_up(off, m->seg_size);
+  for (uint64_t b = first; b < off + len && off + len - b >= LS_BUF_HDR; b += m->seg_size)
+    ls_free_marker(chunk + (b - off), 0, 0);
+}
+
+int seg_format_range(ls_segmgr *m, int fd, uint64_t from, uint64_t to) {
+  uint8_t *buf = ls_alloc_aligned(FORMAT_CHUNK);
+  if (!buf) return -ENOMEM;
+  int e = 0;
+  for (uint64_t off = from; !e && off < to; off += FORMAT_CHUNK) {
+    uint64_t len = to - off < FORMAT_CHUNK ? to - off : FORMAT_CHUNK;
+    format_chunk(m, buf, off, len);
+    e = m->io->m->write(m->io, fd, buf, len, off);
+    if (!e) atomic_fetch_add(&m->format_bytes, len);
+  }
+  free(buf);
+  return e;
+}
+
+/* Write zeros and markers over a new file and make it durable under its
+** final name. */
 static int format_file(ls_segmgr *m, uint32_t n, int *fdout) {
   char tmp[40], name[32];
   seg_file_name(n, name);
@@ -195,15 +270,7 @@ static int format_file(ls_segmgr *m, uint32_t n, int *fdout) {
   io->m->unlink(io, m->dirfd, tmp);
   int fd = io->m->open(io, m->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
   if (fd < 0) return ls_err_io(fd, LS_CAUSE_OTHER, "create data file %s", tmp);
-  uint8_t *zero = ls_alloc_aligned(FORMAT_CHUNK);
-  int e = zero ? 0 : -ENOMEM;
-  if (zero) memset(zero, 0, FORMAT_CHUNK);
-  for (uint64_t off = 0; !e && off < m->file_size; off += FORMAT_CHUNK) {
-    uint64_t len = m->file_size - off < FORMAT_CHUNK ? m->file_size - off : FORMAT_CHUNK;
-    e = io->m->write(io, fd, zero, len, off);
-    if (!e) atomic_fetch_add(&m->format_bytes, len);
-  }
-  free(zero);
+  int e = seg_format_range(m, fd, 0, m->file_size);
   if (!e) e = io->m->sync(io, fd);
   if (!e) e = io->m->rename(io, m->dirfd, tmp, name);
   if (!e) e = io->m->fsync(io, m->dirfd);
@@ -238,6 +305,8 @@ int seg_add_file(ls_segmgr *m, uint32_t below) {
 
   int fd = -1;
   int rc = format_file(m, n, &fd);
+  /* The manifest counts the file before any segment of it is used. */
+  if (!rc && m->files_changed) rc = m->files_changed(m->lease_arg, n + 1);
   if (!rc) rc = add_descriptors(m, n);
 
   pthread_mutex_lock(&m->lock);
@@ -432,6 +501,13 @@ int seg_is_empty(ls_segmgr *m, uint32_t s) {
   pthread_mutex_lock(&m->lock);
   int r = (d->state == SEG_SEALED || d->state == SEG_CLEANING) && d->pins == 0 && d->holds == 0 &&
           !(d->flags & SEGF_INFLIGHT) && atomic_load(&d->live_records) == 0;
+  pthread_mutex_unlock(&m->lock);
+  return r;
+}
+
+int seg_damaged(ls_segmgr *m, uint32_t s) {
+  pthread_mutex_lock(&m->lock);
+  int r = (seg_get(m, s)->flags & SEGF_DAMAGED) != 0;
   pthread_mutex_unlock(&m->lock);
   return r;
 }
@@ -637,16 +713,38 @@ uint32_t seg_punch_excess(ls_segmgr *m) {
   for (uint32_t i = want; i < n; i++) (void)freeq_push(m, all[i]);   /* room: the ring holds n */
   pthread_mutex_unlock(&m->lock);
 
-  /* Descending ids: each file's segments come together; its fsync follows
-  ** its last punch. */
+  /* First a free marker over each one's first block, durable, so that no
+  ** crash leaves a segment with old records after a punched start; then
+  ** the rest goes (descending ids: each file's segments come together; its
+  ** fsync follows its last punch). */
+  uint8_t *blk = ls_alloc_aligned(LS_BLOCK);
+  int prev = -1, e = blk ? 0 : -ENOMEM;
+  if (blk) {
+    memset(blk, 0, LS_BLOCK);
+    ls_free_marker(blk, 0, 0);
+  }
+  for (uint32_t i = 0; i < want && !e; i++) {
+    int fd = seg_fd(m, all[i]);
+    if (prev >= 0 && fd != prev) e = seg_sync(m, prev, 0);
+    prev = fd;
+    if (!e) e = m->io->m->write(m->io, fd, blk, LS_BLOCK, seg_base(m, all[i]));
+    if (e) {
+      /* A marker may be half there: as bad as a failed sync. */
+      pthread_mutex_lock(&m->sync_lock);
+      if (!m->sync_err) m->sync_err = e;
+      pthread_mutex_unlock(&m->sync_lock);
+    }
+  }
+  if (!e && prev >= 0) e = seg_sync(m, prev, 0);
+  free(blk);
   uint32_t done = 0;
-  int prev = -1, e = 0;
+  prev = -1;
   for (uint32_t i = 0; i < want && !e; i++) {
     int fd = seg_fd(m, all[i]);
     if (prev >= 0 && fd != prev) e = seg_sync(m, prev, 1);
     prev = fd;
-    if (!e) e = m->io->m->fallocate(m->io, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, seg_base(m, all[i]),
-                                    m->seg_size);
+    if (!e) e = m->io->m->fallocate(m->io, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                    seg_base(m, all[i]) + LS_BLOCK, m->seg_size - LS_BLOCK);
     if (!e) done++;
   }
   if (!e && prev >= 0) e = seg_sync(m, prev, 1);
@@ -676,7 +774,10 @@ int seg_unpunch(ls_segmgr *m) {
   pthread_mutex_unlock(&m->lock);
   uint8_t *zero = ls_alloc_aligned(m->seg_size);
   int e = zero ? 0 : -ENOMEM;
-  if (zero) memset(zero, 0, m->seg_size);
+  if (zero) {
+    memset(zero, 0, m->seg_size);
+    ls_free_marker(zero, 0, 0);             /* its start stays a marker */
+  }
   int fd = seg_fd(m, s);
   if (!e) e = m->io->m->write(m->io, fd, zero, m->seg_size, seg_base(m, s));
   if (!e) e = seg_sync(m, fd, 0);

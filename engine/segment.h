@@ -86,7 +86,8 @@ enum { SEG_FOR_USER = 0, SEG_FOR_DELETE = 1, SEG_FOR_CLEANER = 2 };
                              ** marker before the slot is reused */
 #define SEGF_INFLIGHT 0x02   /* sealed by the writer in a group not yet
                              ** installed: never free it */
-#define SEGF_DAMAGED  0x04   /* the cleaner found it unreadable: leave it */
+#define SEGF_DAMAGED  0x04   /* damaged ranges are known in it (recovery, or
+                             ** the cleaner found them): walks pass over them */
 #define SEGF_ADOPTED  0x08   /* a mixed segment that joined a group as it
                              ** is (cleaner.c); its bytes still say mixed */
 
@@ -191,7 +192,8 @@ typedef struct ls_segmgr {
   uint64_t next_seq;               /* next incarnation sequence */
   uint64_t lease_end;              /* sequences below it are durably leased */
   int (*lease)(void *arg, uint64_t end);   /* make `end` the durable floor */
-  void *lease_arg;
+  int (*files_changed)(void *arg, uint32_t n);   /* the manifest counts n files */
+  void *lease_arg;                 /* argument of both */
   int formatting;                  /* a file is being formatted */
   _Atomic uint64_t format_bytes;   /* bytes written to format files */
 
@@ -246,9 +248,25 @@ int seg_sync_all(ls_segmgr *m, seg_syncset *s, _Atomic uint64_t *syncs);
 void seg_file_name(uint32_t n, char *buf);
 
 /* Open the existing data files 0..n-1 (recovery).  Their descriptors start
-** FREE; recovery sets them.  LS_OK, LS_CORRUPT (a file has the wrong size)
-** or an I/O error. */
-int seg_open_files(ls_segmgr *m, uint32_t n);
+** FREE; recovery sets them.  With missing non-NULL, a file that does not
+** exist sets missing[i] and keeps descriptor -1 (recovery reports it).
+** LS_OK or an I/O error. */
+int seg_open_files(ls_segmgr *m, uint32_t n, uint8_t *missing);
+
+/* Seal segment s (incarnation seq): rewrite its first header in place
+** with SEALED and seg_end = end.  Only for data durable up to end (FORMAT.md,
+** "Sealing").  *fd receives the file written (the caller syncs it, or not:
+** a seal not yet durable only leaves the segment unsealed).  LS_OK,
+** LS_CORRUPT (the header is not that incarnation's) or an I/O error. */
+int seg_seal_header(ls_segmgr *m, uint32_t s, uint64_t seq, uint32_t end, int *fd);
+
+/* Write zeros with a free marker at every segment start over [from, to) of
+** data file fd.  0 or -errno. */
+int seg_format_range(ls_segmgr *m, int fd, uint64_t from, uint64_t to);
+
+/* Salvage: make missing data file n again (formatted, empty) and open it;
+** its descriptors exist already.  LS_OK or an I/O error. */
+int seg_recreate_file(ls_segmgr *m, uint32_t n);
 
 /* Create, zero-fill and add the next data file; its segments join the free
 ** list.  Waits while another thread formats one, and then adds a file only
@@ -306,6 +324,9 @@ int seg_is_empty(ls_segmgr *m, uint32_t s);
 /* Set or clear flag bits of s (under the lock). */
 void seg_flags(ls_segmgr *m, uint32_t s, uint8_t set, uint8_t clear);
 
+/* Are damaged ranges known in s (SEGF_DAMAGED)? */
+int seg_damaged(ls_segmgr *m, uint32_t s);
+
 /* Put a recovered segment into the free list (recovery only). */
 void seg_push_free(ls_segmgr *m, uint32_t id);
 
@@ -319,10 +340,15 @@ uint32_t seg_npunched(ls_segmgr *m);
 /* Holes.  When a quarter of the segments are free, the free ones beyond
 ** what allocation keeps at hand go back to the file system
 ** (FALLOC_FL_PUNCH_HOLE, then fsync): the data files' disk usage follows
-** the live data.  A hole is written with zeros again before it is used
+** the live data.  The first block of each keeps a free marker, written
+** and synced before the rest is punched.  A failed write or sync of a
+** marker counts as a failed sync (seg_sync_failed).  A hole is written with zeros again before it is used
 ** (commits keep syncing into blocks written before).  Returns how many
 ** were punched; stops at the first error (reported by ls_errmsg). */
 uint32_t seg_punch_excess(ls_segmgr *m);
+/* Did a sync of a data file fail (every later one fails too; the caller
+** fails the engine)? */
+int seg_sync_failed(ls_segmgr *m);
 /* Zero one hole and return it to the free list.  LS_OK, LS_FULL (none, or
 ** the file system is full) or an I/O error; never fatal to the engine. */
 int seg_unpunch(ls_segmgr *m);

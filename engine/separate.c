@@ -24,16 +24,17 @@ static int adopt(ls_cleaner *c, uint32_t s, uint32_t used, uint64_t sseq) {
   if (c->resume_seg == s && c->resume_seq == sseq) return 0;   /* copies made already */
   if (e->disk_size && 2 * cat_live_bytes(e) > e->disk_size) return 0;
   ls_walk w;
-  ls_walk_init(&w, c->img, used, sseq, LS_KIND_MIXED);
+  ls_walk_init(&w, c->img, e->seg_size, used, sseq, LS_KIND_MIXED);
   ls_rec r;
   uint32_t off, table = 0, n = 0;
   int k;
-  while ((k = ls_walk_next(&w, &r, &off)) > 0) {
-    if (r.type != LS_REC_PUT && r.type != LS_REC_DELETE) continue;
+  while ((k = ls_walk_next(&w, &r, &off)) != LS_WALK_END) {
+    if (k == LS_WALK_GAP) return 0;        /* damaged: copy what can be read */
+    if (k != LS_WALK_RECORD || (r.type != LS_REC_PUT && r.type != LS_REC_DELETE)) continue;
     if (n++ && r.table != table) return 0;
     table = r.table;
   }
-  if (k < 0 || !n) return 0;
+  if (!n) return 0;
   unsigned g = ls_guard_enter(&e->guard);
   ls_table *t = cat_table(e, table);
   uint32_t gs = t && t->groups == 1 ? t->gsets[0] : 0;

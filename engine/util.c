@@ -145,7 +145,7 @@ uint64_t ls_now_ns(void) {
 }
 
 void ls_vappend_line(char **text, size_t *len, const char *fmt, va_list ap) {
-  char line[320];
+  char line[768];
   int n = vsnprintf(line, sizeof line, fmt, ap);
   if (n < 0) return;
   if ((size_t)n >= sizeof line) n = sizeof line - 1;

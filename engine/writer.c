@@ -63,6 +63,9 @@
 **       the active segment is left: then no segment's records need a COMMIT
 **       record in the next, and the separator can adopt a segment of one
 **       table whole (cleaner.c) instead of copying it.
+** (W10) A mixed segment is sealed (its first header rewritten with its end)
+**       only after the group that wrote its last buffer is durable; the
+**       active segment is sealed when the engine closes.
 */
 #include "writer_int.h"
 
@@ -411,6 +414,22 @@ static int serialize(ls_writer *w, ls_txn *t) {
 ** during it, now installed, and those that may be empty. */
 void writer_hand_off(ls_writer *w) {
   ls_engine *e = w->e;
+  /* (W10) Everything written so far is durable: the mixed segments sealed
+  ** meanwhile get their end in their first header (FORMAT.md, "Sealing").
+  ** The seal becomes durable with a later sync of its file; until then
+  ** the segment only counts as unsealed.  A failed write fails the engine
+  ** (W4), though the group, durable already, is acknowledged. */
+  for (uint32_t i = 0; i < w->sealed.n && !atomic_load(&e->failed); i++) {
+    ls_seg *d = seg_get(&e->sm, w->sealed.v[i]);
+    int fd, rc = LS_OK;
+    if (d->used < LS_BUF_HDR) continue;
+    rc = seg_seal_header(&e->sm, w->sealed.v[i], d->seq, d->used, &fd);
+    if (!rc && seg_sync_note(&w->syncs, fd)) {
+      rc = writer_sync_files(w, 0);        /* more files than slots: sync these now */
+      seg_sync_note(&w->syncs, fd);
+    }
+    if (rc) cat_fail(e, ls_errmsg());
+  }
   for (uint32_t i = 0; i < w->sealed.n; i++) seg_flags(&e->sm, w->sealed.v[i], 0, SEGF_INFLIGHT);
   for (uint32_t i = 0; i < w->direct.n; i++) {
     seg_flags(&e->sm, w->direct.v[i], 0, SEGF_INFLIGHT);
@@ -581,7 +600,15 @@ void writer_stop(ls_engine *e) {
     pthread_mutex_unlock(&w->lock);
     pthread_join(w->thread, NULL);
   }
-  /* A partly filled active segment stays as it is: recovery seals it. */
+  /* W10: the active segment, durable up to its end, is sealed; if the
+  ** engine failed, the next open's recovery finds where it ends. */
+  if (w->seg != SEG_NONE && !atomic_load(&e->failed)) {
+    ls_seg *d = seg_get(&e->sm, w->seg);
+    int fd;
+    if (d->used >= LS_BUF_HDR && (w->buf_nrec == 0 || w->buf_written == w->buf_len) &&
+        seg_seal_header(&e->sm, w->seg, d->seq, d->used, &fd) == LS_OK)
+      (void)seg_sync(&e->sm, fd, 0);
+  }
   pthread_mutex_destroy(&w->lock);
   pthread_cond_destroy(&w->cond);
   free(w->buf);

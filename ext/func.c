@@ -5,10 +5,14 @@
 **                           number scans are ordered by); the value is
 **                           encoded as it is, without a column's affinity
 **   logstor_version()       the module's version
-**   logstor_check(table)    'ok', or one line per problem: each index entry
-**                           leads to a readable record with the same key
-**                           and a good checksum; the segment accounting adds
-**                           up; damage found at recovery
+**   logstor_check(table)    'ok', or one line per problem: every segment on
+**                           disk is read (damage anywhere, found now or at
+**                           open, that may hold rows of the table is
+**                           listed); each index entry leads to a readable
+**                           record with the same key and a good checksum;
+**                           the segment accounting adds up
+**   logstor_check()         the same for every table of the main database's
+**                           data directory
 **   logstor_flush(table)    separates everything committed so far: every
 **                           row moves into a segment of its table's group
 **                           and the mixed segments (shared by all tables)
@@ -68,14 +72,45 @@ static void engine_error(sqlite3_context *ctx, sqlite3_value *table, int rc) {
 }
 
 static void fn_check(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
-  (void)argc;
-  ls_db *ldb;
-  uint32_t id;
-  if (!table_arg(ctx, argv[0], &ldb, &id)) return;
+  ls_db *ldb = NULL;
+  uint32_t id = 0;
+  if (argc == 1) {
+    if (!table_arg(ctx, argv[0], &ldb, &id)) return;
+  } else {
+    /* Engine-wide: the main database's data directory (none without a
+    ** logstor table: nothing to check). */
+    sqlite3 *db = sqlite3_context_db_handle(ctx);
+    sqlite3_stmt *st = NULL;
+    int any = sqlite3_prepare_v2(db, "SELECT 1 FROM main.sqlite_schema WHERE type='table' AND name LIKE "
+                                     "'%\\_logstor' ESCAPE '\\' LIMIT 1", -1, &st, NULL) == SQLITE_OK &&
+              sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    if (!any) {
+      sqlite3_result_text(ctx, "ok", -1, SQLITE_STATIC);
+      return;
+    }
+    char *err = NULL;
+    int rc = lsx_db_get(sqlite3_user_data(ctx), "main", &ldb, NULL, &err);
+    if (rc) {
+      char *m = sqlite3_mprintf("logstor: %s", err ? err : "cannot open the data directory");
+      sqlite3_result_error(ctx, m ? m : "logstor: out of memory", -1);
+      sqlite3_result_error_code(ctx, rc);
+      sqlite3_free(m);
+      sqlite3_free(err);
+      return;
+    }
+  }
   char *report = NULL;
   int rc = ls_check(ldb->eng, id, &report);
   if (rc) {
-    engine_error(ctx, argv[0], rc);
+    if (argc == 1) {
+      engine_error(ctx, argv[0], rc);
+    } else {
+      char *m = sqlite3_mprintf("logstor: %s", ls_errmsg());
+      sqlite3_result_error(ctx, m ? m : "logstor: out of memory", -1);
+      sqlite3_result_error_code(ctx, lsx_sqlite_code(rc));
+      sqlite3_free(m);
+    }
     return;
   }
   sqlite3_result_text(ctx, report, -1, SQLITE_TRANSIENT);
@@ -106,6 +141,7 @@ int lsx_register_functions(sqlite3 *db, ls_conn *conn) {
   int rc = sqlite3_create_function_v2(db, "logstor_token", 1, pure, conn, fn_token, 0, 0, 0);
   if (!rc) rc = sqlite3_create_function_v2(db, "logstor_version", 0, pure, conn, fn_version, 0, 0, 0);
   if (!rc) rc = sqlite3_create_function_v2(db, "logstor_check", 1, effects, conn, fn_check, 0, 0, 0);
+  if (!rc) rc = sqlite3_create_function_v2(db, "logstor_check", 0, effects, conn, fn_check, 0, 0, 0);
   if (!rc) rc = sqlite3_create_function_v2(db, "logstor_flush", 1, effects, conn, fn_flush, 0, 0, 0);
   if (!rc) rc = sqlite3_create_function_v2(db, "logstor_compact", 1, effects, conn, fn_compact, 0, 0, 0);
   return rc;

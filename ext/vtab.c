@@ -4,7 +4,8 @@
 **
 **   CREATE VIRTUAL TABLE kv USING logstor(pk INTEGER PRIMARY KEY, a INT, v TEXT
 **                                          [, segment_size=N] [, file_size=N]
-**                                          [, disk_size=N] [, groups=N]);
+**                                          [, disk_size=N] [, groups=N]
+**                                          [, on_damage=error|salvage]);
 **
 ** Arguments are column definitions (name, optional type, optional PRIMARY
 ** KEY and NOT NULL) or options NAME=VALUE.  Without PRIMARY KEY the first
@@ -14,7 +15,10 @@
 ** K, M or G suffix; SQLite's tokenizer needs the suffixed form quoted
 ** (disk_size='4M').  segment_size, file_size and disk_size apply to the whole
 ** data directory and are fixed when it is created; groups (compaction groups,
-** token ranges) is per table.
+** token ranges) is per table.  on_damage says what damage found when the
+** data directory is opened does (the engine's LS_ON_DAMAGE_*); the URI
+** parameter logstor_on_damage overrides it, so a database can be opened
+** with salvage once without changing its schema.
 **
 ** Identity.  The engine keys a table's data by a numeric id that never
 ** changes.  The id lives in the shadow table "<name>_logstor" (one row),
@@ -131,14 +135,37 @@ static int is_option(const char *arg, char *name, size_t cap, const char **value
   return 1;
 }
 
+/* on_damage=error|salvage (quoted or not) into *out; 1 if malformed. */
+static int parse_on_damage(const char *value, int *out) {
+  const char *s = skip_space(value);
+  char q = *s == '\'' || *s == '"' ? *s++ : 0;
+  size_t n = 0;
+  while (isalpha((unsigned char)s[n])) n++;
+  const char *e = s + n;
+  if (q && *e++ != q) return 1;
+  if (*skip_space(e)) return 1;
+  if (n == 5 && !sqlite3_strnicmp(s, "error", 5)) *out = LS_ON_DAMAGE_ERROR;
+  else if (n == 7 && !sqlite3_strnicmp(s, "salvage", 7)) *out = LS_ON_DAMAGE_SALVAGE;
+  else return 1;
+  return 0;
+}
+
 static int parse_option(tabdef *d, const char *name, const char *value, char **err) {
   uint64_t v;
-  static const char *known[] = { "segment_size", "file_size", "disk_size", "groups", NULL };
+  static const char *known[] = { "segment_size", "file_size", "disk_size", "groups", "on_damage", NULL };
   int k = 0;
   while (known[k] && sqlite3_stricmp(name, known[k])) k++;
   if (!known[k]) {
-    *err = sqlite3_mprintf("unknown option '%s' (known: segment_size, file_size, disk_size, groups)", name);
+    *err = sqlite3_mprintf("unknown option '%s' (known: segment_size, file_size, disk_size, groups, on_damage)",
+                           name);
     return SQLITE_ERROR;
+  }
+  if (k == 4) {
+    if (parse_on_damage(value, &d->opt.on_damage)) {
+      *err = sqlite3_mprintf("option on_damage: %s is not error or salvage", skip_space(value));
+      return SQLITE_ERROR;
+    }
+    return SQLITE_OK;
   }
   if (parse_size(value, &v)) {
     const char *text = skip_space(value);
@@ -446,6 +473,14 @@ static int init(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlit
   ls_vtab *t = NULL;
   ls_db *ldb = NULL;
   int rc = parse_args(argc, argv, &d, &err);
+  if (!rc) {
+    const char *file = sqlite3_db_filename(db, schema);
+    const char *od = file && *file ? sqlite3_uri_parameter(file, "logstor_on_damage") : NULL;
+    if (od && parse_on_damage(od, &d.opt.on_damage)) {
+      err = sqlite3_mprintf("URI parameter logstor_on_damage: %s is not error or salvage", od);
+      rc = SQLITE_ERROR;
+    }
+  }
   if (!rc) rc = lsx_db_get(conn, schema, &ldb, &d.opt, &err);
   if (!rc) rc = check_sizes(ldb, &d.opt, &err);
   if (!rc) rc = declare(db, &d);

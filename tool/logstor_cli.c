@@ -2,13 +2,15 @@
 ** logstor_cli.c -- tool/logstor: offline inspection of a data directory.
 **
 **   logstor info  DIR             sizes, tables, segment summary, counters
-**   logstor check DIR [TABLE_ID]  verify records and accounting (exit 1 on problems)
+**   logstor check DIR [TABLE_ID]  read every segment, verify records and
+**                                 accounting, list damage (exit 1 on problems)
 **   logstor dump  DIR [SEGMENT]   segments; with SEGMENT, its buffers and records
 **   logstor demo  DIR             write and read back a few rows (a smoke test)
 **
-** info, check and demo open the engine (so they recover the directory and
-** take its lock: they fail with "in use" while a database has it open).
-** dump reads the data files directly and changes nothing.
+** info, check and dump open the engine read-only whatever damage it finds
+** (on_damage=report: they write nothing), demo opens it to write; all take
+** the directory's lock, so they fail with "in use" while a database has it
+** open.  dump SEGMENT reads the data file directly.
 */
 #include "catalog.h"
 
@@ -16,7 +18,17 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
+
+/* Open dir read-only, whatever damage it holds. */
+static int open_report(const char *dir, ls_engine **e) {
+  ls_options o;
+  ls_options_init(&o);
+  o.on_damage = LS_ON_DAMAGE_REPORT;
+  o.manual_cleaning = 1;
+  return ls_open(dir, &o, e);
+}
 
 static int usage(void) {
   fprintf(stderr,
@@ -50,7 +62,7 @@ static int count_segment(void *arg, const ls_segment_info *s) {
 
 static int cmd_info(const char *dir) {
   ls_engine *e;
-  int rc = ls_open(dir, NULL, &e);
+  int rc = open_report(dir, &e);
   if (rc) return fail(dir, rc);
   ls_stats s;
   ls_stats_get(e, &s);
@@ -69,18 +81,34 @@ static int cmd_info(const char *dir) {
   printf("segments       %" PRIu64 " total: %" PRIu64 " free, %" PRIu64 " active, %" PRIu64 " sealed; %" PRIu64
          " live bytes in %" PRIu64 " data file bytes\n",
          s.segments_total, x.n[0], x.n[1], x.n[2], x.live, s.data_file_bytes);
+  if (s.damaged_ranges)
+    printf("damage         %" PRIu64 " damaged ranges, %" PRIu64 " bytes (logstor check lists them)\n",
+           s.damaged_ranges, s.damaged_bytes);
   printf("tables:\n");
   ls_table_foreach(e, print_table, NULL);
   ls_close(e);
   return 0;
 }
 
+/* "check: segment N of M" on a terminal, at most ten times a second. */
+static void progress(void *arg, uint64_t done, uint64_t total) {
+  static struct timespec last;
+  struct timespec now;
+  (void)arg;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  long ms = (now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000;
+  if (done < total && ms < 100) return;
+  last = now;
+  fprintf(stderr, "\rcheck: read %" PRIu64 " of %" PRIu64 " segments", done, total);
+  if (done == total) fprintf(stderr, "\n");
+}
+
 static int cmd_check(const char *dir, uint32_t table) {
   ls_engine *e;
-  int rc = ls_open(dir, NULL, &e);
+  int rc = open_report(dir, &e);
   if (rc) return fail(dir, rc);
   char *report = NULL;
-  rc = ls_check(e, table, &report);
+  rc = ls_check_progress(e, table, isatty(2) ? progress : NULL, NULL, &report);
   ls_close(e);
   if (rc) return fail("check", rc);
   printf("%s\n", report);
@@ -154,7 +182,7 @@ out:
 static int cmd_dump(const char *dir, int argc, char **argv) {
   if (argc > 0) return dump_segment(dir, (uint32_t)strtoul(argv[0], NULL, 0));
   ls_engine *e;
-  int rc = ls_open(dir, NULL, &e);
+  int rc = open_report(dir, &e);
   if (rc) return fail(dir, rc);
   ls_segment_foreach(e, print_segment, NULL);
   ls_close(e);

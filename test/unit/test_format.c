@@ -144,15 +144,28 @@ static void t_bufhdr_invalid(void) {
   }
   h.kind = LS_KIND_MIXED;
 
-  for (uint32_t f = 1; f < 256; f++) {             /* flags: only SETTLED exists */
+  for (uint32_t f = 1; f < 256; f++) {             /* flags: SETTLED and SEALED exist */
     h.flags = f;
+    h.seg_end = (f & LS_BF_SEALED) ? 8192 : 0;
     ls_bufhdr_encode(p, &h);
     int ok = ls_bufhdr_decode(p, &d);
-    if (f == LS_BF_SETTLED && (!ok || d.flags != LS_BF_SETTLED))
-      unit_fail(__FILE__, __LINE__, "header with the SETTLED flag refused");
-    if (f != LS_BF_SETTLED && ok) unit_fail(__FILE__, __LINE__, "header with flags %u accepted", f);
+    int valid = (f & ~(uint32_t)LS_BF_MASK) == 0;
+    if (valid && (!ok || d.flags != f || d.seg_end != h.seg_end))
+      unit_fail(__FILE__, __LINE__, "header with flags %u refused", f);
+    if (!valid && ok) unit_fail(__FILE__, __LINE__, "header with flags %u accepted", f);
   }
+  h.flags = LS_BF_SEALED;                          /* seg_end of a sealed segment */
+  uint32_t bad_ends[] = {0, 8, 47, 49, 4097, 4100};
+  for (size_t i = 0; i < sizeof bad_ends / sizeof bad_ends[0]; i++) {
+    h.seg_end = bad_ends[i];
+    ls_bufhdr_encode(p, &h);
+    CHECK_INT(ls_bufhdr_decode(p, &d), 0);
+  }
+  h.seg_end = LS_BUF_HDR;
+  ls_bufhdr_encode(p, &h);
+  CHECK_INT(ls_bufhdr_decode(p, &d), 1);
   h.flags = 0;
+  h.seg_end = 0;
 
   /* A free marker carries no records. */
   ls_bufhdr fr = some_bufhdr(LS_KIND_FREE, &rng);
@@ -164,6 +177,12 @@ static void t_bufhdr_invalid(void) {
   fr.data_size = 0; fr.nrecords = 1;
   ls_bufhdr_encode(p, &fr);
   CHECK_INT(ls_bufhdr_decode(p, &d), 0);
+  fr.nrecords = 0; fr.table = 3;
+  ls_bufhdr_encode(p, &fr);
+  CHECK_INT(ls_bufhdr_decode(p, &d), 0);
+  fr.table = 0; fr.seg_seq = 0;                    /* a formatted segment's marker */
+  ls_bufhdr_encode(p, &fr);
+  CHECK_INT(ls_bufhdr_decode(p, &d), 1);
 
   /* Magic, version, reserved: edited bytes with a recomputed CRC. */
   ls_bufhdr_encode(p, &h);
@@ -172,8 +191,8 @@ static void t_bufhdr_invalid(void) {
   ls_bufhdr_encode(p, &h);
   ls_put32(p, 0); bufhdr_recrc(p);
   CHECK_INT(ls_bufhdr_decode(p, &d), 0);
-  uint16_t versions[] = {0, 2, 0x100, 0xFFFF};
-  for (size_t i = 0; i < 4; i++) {
+  uint16_t versions[] = {0, 1, 3, 0x100, 0xFFFF};
+  for (size_t i = 0; i < sizeof versions / sizeof versions[0]; i++) {
     ls_bufhdr_encode(p, &h);
     ls_put16(p + 4, versions[i]); bufhdr_recrc(p);
     CHECK_INT(ls_bufhdr_decode(p, &d), 0);
@@ -367,7 +386,7 @@ static void t_rec_max_value(void) {
       uint32_t seed = ls_rec_seed(seg_seq);
       uint8_t *rec = make_record(LS_REC_PUT, 3, klen, vlen, seg_seq, LS_RF_END, seed, klen, 0);
       uint8_t *segbuf = xmalloc(seg);
-      ls_bufhdr h = {LS_KIND_MIXED, 0, seg_seq, seg_seq, max, 1, 0, 0}, d;
+      ls_bufhdr h = {LS_KIND_MIXED, 0, seg_seq, seg_seq, max, 1, 0, 0, 0}, d;
       ls_bufhdr_encode(segbuf, &h);
       memcpy(segbuf + LS_BUF_HDR, rec, max);
       CHECK_INT(ls_bufhdr_decode(segbuf, &d), 1);
@@ -668,6 +687,163 @@ static void t_crc_incremental(void) {
   free(buf);
 }
 
+
+/* ------------------------------------------------------------------------
+** The segment walker (format.h): one walker for recovery, the cleaner and
+** the scrub; gaps reported, the walk resumed on the next header of the
+** incarnation.
+*/
+
+#define WSEG 32768u
+
+/* A buffer of n put records (keys "k<tag+i>") of incarnation seq at off of
+** img; returns its aligned length. */
+static uint32_t walk_buf(uint8_t *img, uint32_t off, uint64_t seq, uint32_t kind, int n, uint64_t tag) {
+  uint32_t seed = ls_rec_seed(seq), pos = off + LS_BUF_HDR;
+  for (int i = 0; i < n; i++) {
+    char key[16];
+    int kl = snprintf(key, sizeof key, "k%llu", (unsigned long long)(tag + (uint64_t)i));
+    ls_rec_encode(img + pos, LS_REC_PUT, 1, key, (uint32_t)kl, "value", 5);
+    ls_rec_seal(img + pos, tag + (uint64_t)i + 1, i == n - 1 ? LS_RF_END : 0, seed);
+    pos += ls_rec_size((uint32_t)kl, 5);
+  }
+  ls_bufhdr h = { .kind = kind, .seg_seq = seq, .max_seq = tag + (uint64_t)n, .data_size = pos - off - LS_BUF_HDR,
+                  .nrecords = (uint32_t)n, .table = kind == LS_KIND_GROUP ? 1 : 0 };
+  ls_bufhdr_encode(img + off, &h);
+  return (uint32_t)ls_align_up(pos - off, LS_BLOCK);
+}
+
+/* Walk img and describe what was found: "B<off>" per buffer, "R" per record,
+** "G<start>-<end>[t]" per gap (t: tail). */
+static void walk_describe(const uint8_t *img, uint32_t limit, uint64_t seq, uint32_t kind, char *out, size_t cap) {
+  ls_walk w;
+  ls_walk_init(&w, img, WSEG, limit, seq, kind);
+  ls_rec r;
+  uint32_t off;
+  int k;
+  size_t n = 0;
+  out[0] = 0;
+  int steps = 0;
+  while ((k = ls_walk_next(&w, &r, &off)) != LS_WALK_END && ++steps < 10000) {
+    if (k == LS_WALK_BUFFER) n += (size_t)snprintf(out + n, cap - n, "B%u ", w.buf_off);
+    else if (k == LS_WALK_RECORD) n += (size_t)snprintf(out + n, cap - n, "R");
+    else n += (size_t)snprintf(out + n, cap - n, " G%u-%u%s ", w.gap_start, w.gap_end, w.gap_tail ? "t" : "");
+    if (n >= cap) break;
+  }
+  CHECK(steps < 10000);
+}
+
+#define CHECK_WALK(img, limit, seq, kind, want) do { char got_[512]; \
+  walk_describe((img), (limit), (seq), (kind), got_, sizeof got_); \
+  if (strcmp(got_, (want))) unit_fail(__FILE__, __LINE__, "walk: expected \"%s\", got \"%s\"", (want), got_); \
+  } while (0)
+
+static void t_walk_gaps(void) {
+  uint8_t *img = xmalloc(WSEG);
+  memset(img, 0, WSEG);
+  uint32_t a = walk_buf(img, 0, 9, LS_KIND_MIXED, 3, 0);
+  uint32_t b = walk_buf(img, a, 9, LS_KIND_MIXED, 2, 10);
+  walk_buf(img, a + b, 9, LS_KIND_MIXED, 1, 20);
+  uint32_t end = a + b + LS_BLOCK;
+  char want[256];
+  /* Intact: the unwritten rest is a tail gap (zeros). */
+  snprintf(want, sizeof want, "B0 RRRB%u RRB%u R G%u-%ut ", a, a + b, end, WSEG);
+  CHECK_WALK(img, WSEG, 9, LS_KIND_MIXED, want);
+  /* Limited at the data's end (a sealed segment): nothing after. */
+  snprintf(want, sizeof want, "B0 RRRB%u RRB%u R", a, a + b);
+  CHECK_WALK(img, end, 9, LS_KIND_MIXED, want);
+  /* Another incarnation or kind reads nothing but a gap. */
+  snprintf(want, sizeof want, " G0-%ut ", WSEG);
+  CHECK_WALK(img, WSEG, 8, LS_KIND_MIXED, want);
+  CHECK_WALK(img, WSEG, 9, LS_KIND_GROUP, want);
+  /* A damaged middle buffer header: resynchronised on the third buffer. */
+  img[a + 10] ^= 0x40;
+  snprintf(want, sizeof want, "B0 RRR G%u-%u B%u R G%u-%ut ", a, a + b, a + b, end, WSEG);
+  CHECK_WALK(img, WSEG, 9, LS_KIND_MIXED, want);
+  img[a + 10] ^= 0x40;
+  /* A damaged record: the rest of its buffer is a gap. */
+  img[a + LS_BUF_HDR + 30] ^= 1;
+  snprintf(want, sizeof want, "B0 RRRB%u  G%u-%u B%u R G%u-%ut ", a, a + LS_BUF_HDR, a + b, a + b, end, WSEG);
+  CHECK_WALK(img, WSEG, 9, LS_KIND_MIXED, want);
+  img[a + LS_BUF_HDR + 30] ^= 1;
+  /* The first header gone: the walk still reads the later buffers. */
+  memset(img, 0, LS_BLOCK);
+  snprintf(want, sizeof want, " G0-%u B%u RRB%u R G%u-%ut ", a, a, a + b, end, WSEG);
+  CHECK_WALK(img, WSEG, 9, LS_KIND_MIXED, want);
+  ls_seghead hd;
+  ls_seg_head(img, WSEG, &hd);
+  CHECK_INT(hd.state, LS_HEAD_DAMAGED);
+  CHECK_U64(hd.seg_seq, 9);
+  free(img);
+}
+
+static void t_walk_cut_and_count(void) {
+  uint8_t *img = xmalloc(WSEG);
+  memset(img, 0, WSEG);
+  walk_buf(img, 0, 5, LS_KIND_GROUP, 4, 0);
+  /* A limit inside the buffer (a torn tail cut by recovery): the records
+  ** before it, no count check. */
+  ls_rec r;
+  uint32_t off, first2 = 0;
+  ls_walk w;
+  ls_walk_init(&w, img, WSEG, WSEG, 5, LS_KIND_GROUP);
+  int n = 0, k;
+  while ((k = ls_walk_next(&w, &r, &off)) != LS_WALK_END)
+    if (k == LS_WALK_RECORD && ++n == 3) first2 = off;      /* end of the second record */
+  CHECK(first2 > LS_BUF_HDR);
+  CHECK_WALK(img, first2, 5, LS_KIND_GROUP, "B0 RR");
+  /* A limit inside a record: that record is a gap. */
+  char want[128];
+  snprintf(want, sizeof want, "B0 RR G%u-%ut ", first2, first2 + 16);
+  CHECK_WALK(img, first2 + 16, 5, LS_KIND_GROUP, want);
+  /* A header whose count disagrees with its records: a certain gap. */
+  ls_bufhdr h;
+  CHECK(ls_bufhdr_decode(img, &h));
+  h.nrecords = 5;
+  ls_bufhdr_encode(img, &h);
+  ls_walk_init(&w, img, WSEG, WSEG, 5, LS_KIND_GROUP);
+  int certain = 0;
+  while ((k = ls_walk_next(&w, &r, &off)) != LS_WALK_END)
+    if (k == LS_WALK_GAP && w.gap_certain) certain++;
+  CHECK_INT(certain, 1);
+  free(img);
+}
+
+static void t_seg_head(void) {
+  uint8_t *img = xmalloc(WSEG);
+  memset(img, 0, WSEG);
+  ls_seghead hd;
+  ls_seg_head(img, WSEG, &hd);                     /* zeros: damage, nothing readable */
+  CHECK_INT(hd.state, LS_HEAD_DAMAGED);
+  CHECK_U64(hd.seg_seq, 0);
+  ls_free_marker(img, 0, 0);                       /* formatted */
+  ls_seg_head(img, WSEG, &hd);
+  CHECK_INT(hd.state, LS_HEAD_FREE);
+  uint32_t a = walk_buf(img, 0, 7, LS_KIND_MIXED, 2, 0);
+  ls_seg_head(img, WSEG, &hd);
+  CHECK_INT(hd.state, LS_HEAD_DATA);
+  CHECK_INT(hd.sealed, 0);
+  CHECK_U64(hd.limit, WSEG);
+  ls_bufhdr h;
+  CHECK(ls_bufhdr_decode(img, &h));
+  h.flags |= LS_BF_SEALED;
+  h.seg_end = a;
+  ls_bufhdr_encode(img, &h);
+  ls_seg_head(img, WSEG, &hd);
+  CHECK_INT(hd.sealed, 1);
+  CHECK_U64(hd.limit, a);
+  /* Older incarnations further on: the youngest is taken when offset 0
+  ** is gone. */
+  walk_buf(img, 2 * LS_BLOCK, 3, LS_KIND_MIXED, 1, 0);
+  walk_buf(img, 4 * LS_BLOCK, 6, LS_KIND_GROUP, 1, 0);
+  img[5] ^= 0xFF;
+  ls_seg_head(img, WSEG, &hd);
+  CHECK_INT(hd.state, LS_HEAD_DAMAGED);
+  CHECK_U64(hd.seg_seq, 6);
+  CHECK_INT(hd.kind, LS_KIND_GROUP);
+  free(img);
+}
+
 int main(void) {
   RUN(t_crc_known);
   RUN(t_crc_hw_sw);
@@ -680,5 +856,8 @@ int main(void) {
   RUN(t_rec_max_value);
   RUN(t_rec_bitflips);
   RUN(t_rec_structure);
+  RUN(t_walk_gaps);
+  RUN(t_walk_cut_and_count);
+  RUN(t_seg_head);
   return unit_finish();
 }

@@ -53,6 +53,12 @@ static ls_manifest make_manifest(uint32_t n, uint64_t *rng) {
   m.disk_size = unit_rand(rng) % 2 ? 0 : unit_rand(rng);
   m.seq_floor = unit_rand(rng) >> (unit_rand(rng) % 64);
   m.seg_seq_floor = unit_rand(rng) >> (unit_rand(rng) % 64);
+  m.files = (uint32_t)(unit_rand(rng) % 70000);
+  m.ndamaged = (uint32_t)(unit_rand(rng) % 4);
+  m.damaged = m.ndamaged ? calloc(m.ndamaged, sizeof *m.damaged) : NULL;
+  for (uint32_t i = 0; i < m.ndamaged; i++)
+    m.damaged[i] = (ls_mdamage){ (uint32_t)unit_rand(rng), unit_rand(rng) >> (unit_rand(rng) % 64),
+                                 (uint32_t)unit_rand(rng), (uint32_t)unit_rand(rng) };
   m.ntables = n;
   m.tables = n ? calloc(n, sizeof *m.tables) : NULL;
   uint32_t id = 0;
@@ -84,6 +90,13 @@ static void check_manifest_equal(const ls_manifest *got, const ls_manifest *want
   CHECK_U64(got->next_table, want->next_table);
   CHECK_U64(got->seq_floor, want->seq_floor);
   CHECK_U64(got->seg_seq_floor, want->seg_seq_floor);
+  CHECK_U64(got->files, want->files);
+  CHECK_U64(got->ndamaged, want->ndamaged);
+  for (uint32_t i = 0; got->ndamaged == want->ndamaged && i < want->ndamaged; i++) {
+    const ls_mdamage *g = &got->damaged[i], *w = &want->damaged[i];
+    if (g->segment != w->segment || g->seg_seq != w->seg_seq || g->offset != w->offset || g->length != w->length)
+      unit_fail(__FILE__, __LINE__, "damaged %u differs", i);
+  }
   CHECK_U64(got->ntables, want->ntables);
   if (got->ntables != want->ntables) return;
   for (uint32_t i = 0; i < got->ntables; i++) {
@@ -99,9 +112,14 @@ static void check_manifest_equal(const ls_manifest *got, const ls_manifest *want
 static int manifest_equal(const ls_manifest *a, const ls_manifest *b) {
   if (a->version != b->version || a->segment_size != b->segment_size || a->file_size != b->file_size ||
       a->disk_size != b->disk_size || a->next_table != b->next_table || a->seq_floor != b->seq_floor ||
-      a->seg_seq_floor != b->seg_seq_floor ||
+      a->seg_seq_floor != b->seg_seq_floor || a->files != b->files || a->ndamaged != b->ndamaged ||
       a->ntables != b->ntables)
     return 0;
+  for (uint32_t i = 0; i < a->ndamaged; i++) {
+    const ls_mdamage *x = &a->damaged[i], *y = &b->damaged[i];
+    if (x->segment != y->segment || x->seg_seq != y->seg_seq || x->offset != y->offset || x->length != y->length)
+      return 0;
+  }
   for (uint32_t i = 0; i < a->ntables; i++) {
     const ls_mtable *x = &a->tables[i], *y = &b->tables[i];
     if (x->id != y->id || x->groups != y->groups || x->trunc_seq != y->trunc_seq || strcmp(x->name, y->name))
@@ -156,8 +174,8 @@ static char *with_crc(const char *body, size_t *len) {
   else if (m_.tables != NULL || m_.ntables != 0) unit_fail(__FILE__, __LINE__, "failed parse left tables"); \
   free(t_); } while (0)
 
-#define HEAD "logstor-manifest 1\nsegment_size 131072\nfile_size 33554432\ndisk_size 0\nnext_table 3\nseq_floor 1027\n" \
-             "segment_seq_floor 2048\n"
+#define HEAD "logstor-manifest 2\nsegment_size 131072\nfile_size 33554432\ndisk_size 0\nnext_table 3\nseq_floor 1027\n" \
+             "segment_seq_floor 2048\nfiles 1\n"
 
 /* ------------------------------------------------------------------------
 ** Text round trips.
@@ -178,7 +196,7 @@ static void t_roundtrip_counts(void) {
   }
   /* FORMAT.md's example, byte for byte. */
   ls_mtable t[2] = {{1, 1, 0, "kv"}, {2, 4, 1003, "events log"}};
-  ls_manifest ex = {1, 131072, 33554432, 0, 3, 1027, 2048, 2, t};
+  ls_manifest ex = {LS_FORMAT_VERSION, 131072, 33554432, 0, 3, 1027, 2048, 1, 2, t, 0, NULL};
   size_t len;
   char *text = ls_manifest_format(&ex, &len);
   const char *want_body = HEAD "table 1 1 0 kv\ntable 2 4 1003 events%20log\n";
@@ -198,7 +216,7 @@ static void t_roundtrip_names(void) {
     "crc32c 1", "table 1 1 0 x", "#", "\\", "\"quoted\"", "/slash/",
   };
   size_t nn = sizeof names / sizeof names[0];
-  ls_manifest m = {LS_FORMAT_VERSION, 8192, 8192, 1u << 30, 0, 0, 0, 0, NULL};
+  ls_manifest m = {LS_FORMAT_VERSION, 8192, 8192, 1u << 30, 0, 0, 0, 0, 0, NULL, 0, NULL};
   m.tables = calloc(nn + 260, sizeof *m.tables);
   uint32_t n = 0;
   for (size_t i = 0; i < nn; i++, n++) {
@@ -308,7 +326,7 @@ static void t_reject_crc(void) {
 ** fails, or (a whitespace variant of the CRC line) gives the same result. */
 static void t_reject_changed_bytes(void) {
   ls_mtable tb[2] = {{1, 2, 5, "a b"}, {4, 1, 0, "kv"}};
-  ls_manifest m = {LS_FORMAT_VERSION, 131072, 1u << 25, 0, 7, 99, 123, 2, tb};
+  ls_manifest m = {LS_FORMAT_VERSION, 131072, 1u << 25, 0, 7, 99, 123, 3, 2, tb, 0, NULL};
   size_t len;
   char *text = ls_manifest_format(&m, &len);
   char *buf = xmalloc(len);
@@ -399,9 +417,9 @@ static void t_reject_structure(void) {
   CHECK_BODY(HEAD "segment_sizes 1\n", LS_CORRUPT);
   CHECK_BODY("# comment\n" HEAD, LS_CORRUPT);
   /* Each item missing in turn. */
-  static const char *items[] = {"logstor-manifest 1\n", "segment_size 131072\n", "file_size 33554432\n",
+  static const char *items[] = {"logstor-manifest 2\n", "segment_size 131072\n", "file_size 33554432\n",
                                 "disk_size 0\n", "next_table 3\n", "seq_floor 1027\n",
-                                "segment_seq_floor 2048\n"};
+                                "segment_seq_floor 2048\nfiles 1\n"};
   for (int skip = 0; skip < 6; skip++) {
     char body[512] = "";
     for (int i = 0; i < 6; i++)
@@ -410,9 +428,9 @@ static void t_reject_structure(void) {
     CHECK_BODY(body, LS_CORRUPT);
   }
   /* Items without their numbers. */
-  CHECK_BODY("logstor-manifest 1\nsegment_size\nfile_size 33554432\ndisk_size 0\nnext_table 3\nseq_floor 1\n",
+  CHECK_BODY("logstor-manifest 2\nsegment_size\nfile_size 33554432\ndisk_size 0\nnext_table 3\nseq_floor 1\n",
              LS_CORRUPT);
-  CHECK_BODY("logstor-manifest 1\nsegment_size 131072\nfile_size 33554432\ndisk_size 0\nnext_table x\nseq_floor 1\n",
+  CHECK_BODY("logstor-manifest 2\nsegment_size 131072\nfile_size 33554432\ndisk_size 0\nnext_table x\nseq_floor 1\n",
              LS_CORRUPT);
   /* Table ids: increasing, non-zero, below next_table. */
   CHECK_BODY(HEAD "table 2 1 0 a\ntable 1 1 0 b\n", LS_CORRUPT);
@@ -472,25 +490,25 @@ static void t_reject_structure(void) {
 ** prefix of it, wraps out-of-range numbers (next_table 4294967299 reads as
 ** 3, groups 4294967297 as 1, seq -5 as 2^64-5) and lets a repeated item
 ** override the first. */
-#define REST "file_size 33554432\ndisk_size 0\nnext_table 3\nseq_floor 5\nsegment_seq_floor 9\n"
+#define REST "file_size 33554432\ndisk_size 0\nnext_table 3\nseq_floor 5\nsegment_seq_floor 9\nfiles 0\n"
 static void t_reject_strict_grammar(void) {
-  CHECK_BODY("logstor-manifest 1\nsegment_size 131072\n" REST, LS_OK);
+  CHECK_BODY("logstor-manifest 2\nsegment_size 131072\n" REST, LS_OK);
   /* Trailing text after a number, no separator. */
-  CHECK_BODY("logstor-manifest 1\nsegment_size 131072 junk\n" REST, LS_CORRUPT);
-  CHECK_BODY("logstor-manifest 1\nsegment_size 131072x\n" REST, LS_CORRUPT);
-  CHECK_BODY("logstor-manifest 1\nsegment_size131072\n" REST, LS_CORRUPT);
-  CHECK_BODY("logstor-manifest 1x\nsegment_size 131072\n" REST, LS_CORRUPT);
+  CHECK_BODY("logstor-manifest 2\nsegment_size 131072 junk\n" REST, LS_CORRUPT);
+  CHECK_BODY("logstor-manifest 2\nsegment_size 131072x\n" REST, LS_CORRUPT);
+  CHECK_BODY("logstor-manifest 2\nsegment_size131072\n" REST, LS_CORRUPT);
+  CHECK_BODY("logstor-manifest 2x\nsegment_size 131072\n" REST, LS_CORRUPT);
   /* Negative and out-of-range numbers. */
-  CHECK_BODY("logstor-manifest 1\nsegment_size -1\n" REST, LS_CORRUPT);
-  CHECK_BODY("logstor-manifest 1\nsegment_size 99999999999999999999999\n" REST, LS_CORRUPT);
-  CHECK_BODY("logstor-manifest 1\nsegment_size 131072\nfile_size 33554432\ndisk_size 0\n"
+  CHECK_BODY("logstor-manifest 2\nsegment_size -1\n" REST, LS_CORRUPT);
+  CHECK_BODY("logstor-manifest 2\nsegment_size 99999999999999999999999\n" REST, LS_CORRUPT);
+  CHECK_BODY("logstor-manifest 2\nsegment_size 131072\nfile_size 33554432\ndisk_size 0\n"
              "next_table 4294967299\nseq_floor 5\n", LS_CORRUPT);
-  CHECK_BODY("logstor-manifest 1\nsegment_size 131072\n" REST "table 1 4294967297 0 kv\n", LS_CORRUPT);
-  CHECK_BODY("logstor-manifest 1\nsegment_size 131072\n" REST "table 1 1 -5 kv\n", LS_CORRUPT);
-  CHECK_BODY("logstor-manifest 1\nsegment_size 131072\n" REST "table -4294967295 1 0 kv\n", LS_CORRUPT);
+  CHECK_BODY("logstor-manifest 2\nsegment_size 131072\n" REST "table 1 4294967297 0 kv\n", LS_CORRUPT);
+  CHECK_BODY("logstor-manifest 2\nsegment_size 131072\n" REST "table 1 1 -5 kv\n", LS_CORRUPT);
+  CHECK_BODY("logstor-manifest 2\nsegment_size 131072\n" REST "table -4294967295 1 0 kv\n", LS_CORRUPT);
   /* An item given twice. */
-  CHECK_BODY("logstor-manifest 1\nsegment_size 131072\nsegment_size 8192\n" REST, LS_CORRUPT);
-  CHECK_BODY("logstor-manifest 1\nlogstor-manifest 1\nsegment_size 131072\n" REST, LS_CORRUPT);
+  CHECK_BODY("logstor-manifest 2\nsegment_size 131072\nsegment_size 8192\n" REST, LS_CORRUPT);
+  CHECK_BODY("logstor-manifest 2\nlogstor-manifest 2\nsegment_size 131072\n" REST, LS_CORRUPT);
 }
 #undef REST
 
@@ -513,12 +531,12 @@ static void t_reject_version(void) {
     }
     free(text);
   }
-  CHECK_BODY("logstor-manifest 2\nsegment_size 131072\nfile_size 33554432\ndisk_size 0\nnext_table 3\nseq_floor 1\n",
+  CHECK_BODY("logstor-manifest 3\nsegment_size 131072\nfile_size 33554432\ndisk_size 0\nnext_table 3\nseq_floor 1\n",
              LS_FORMAT);
   /* The version line is the format's magic: anywhere but first, the file
   ** is not a manifest at all. */
   CHECK_BODY("segment_size 131072\nfile_size 33554432\ndisk_size 0\nnext_table 3\nseq_floor 1\n"
-             "table 1 1 0 a\nlogstor-manifest 2\n", LS_CORRUPT);
+             "table 1 1 0 a\nlogstor-manifest 3\n", LS_CORRUPT);
   CHECK_BODY("logstor-manifest 4294967295\nsegment_size 131072\nfile_size 33554432\ndisk_size 0\n"
              "next_table 3\nseq_floor 1\n", LS_FORMAT);
   /* A bad CRC is reported as corruption even with another version. */
@@ -648,7 +666,7 @@ static void t_file_bad(void) {
   check_manifest_equal(&m, &a);
   ls_manifest_free(&m);
   free(text);
-  a.version = 2;
+  a.version = 3;
   text = ls_manifest_format(&a, &len);
   put_file(dir, "MANIFEST", text, len);
   CHECK_RC(ls_manifest_read(io, dfd, &m), LS_FORMAT);
