@@ -163,6 +163,12 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   if (kind == LS_IO_AUTO && env && !strcmp(env, "posix")) kind = LS_IO_POSIX;
   if (kind == LS_IO_AUTO && env && !strcmp(env, "io_uring")) kind = LS_IO_URING;
   rc = ls_io_create(kind, fault, &e->io);
+  if (!rc && o->record_io) {
+    ls_io *rec = NULL;
+    rc = ls_io_record_create(e->io, &rec);
+    if (rc) ls_io_destroy(e->io);
+    e->io = rc ? NULL : rec;
+  }
   if (rc) goto fail;
 
   rc = ls_manifest_read(e->io, dirfd, &e->man);

@@ -2,7 +2,7 @@
 ** io.h -- the I/O backend: a small table of functions chosen at open.
 **
 ** Every byte the engine reads or writes, and every file it creates, renames
-** or syncs, goes through an ls_io.  Three implementations exist:
+** or syncs, goes through an ls_io.  Four implementations exist:
 **
 **   io_uring.c  liburing; batches of requests go to the kernel in one call.
 **   io_posix.c  pread / pwrite / fdatasync; used automatically when io_uring
@@ -10,6 +10,8 @@
 **   io_fault.c  wraps another backend and injects failures for tests: the
 **               Nth operation of a kind fails with a chosen errno (once or
 **               from then on), short writes, torn writes and crash points.
+**   io_record.c wraps another backend and records every write and sync, so
+**               that tests can rebuild what a power cut could leave.
 **
 ** Rules every backend keeps (the writer relies on them):
 **   - write() and WRITE requests transfer all bytes or fail: a short write
@@ -131,5 +133,25 @@ int ls_io_fault_set(ls_io *io, const char *spec);
 uint64_t ls_io_fault_count(ls_io *io, const char *op);
 /* Number of faults injected since the last set. */
 uint64_t ls_io_fault_injected(ls_io *io);
+
+/* ---------------------------------------------------------------------------
+** Recording (io_record.c): the power-loss simulator's backend.  It wraps
+** another backend (owning it) and logs every write, sync, name operation
+** and hole; the log outlives the backend while referenced.  For a cut after
+** event `cut` (0 .. ls_iolog_events()), ls_iolog_variants() counts the disk
+** states a power cut there could leave (io_record.c states the model) and
+** ls_iolog_materialize() writes variant `variant` -- or, with rng non-NULL,
+** a random one -- as files into the empty directory dir (NULL: none), and
+** a fingerprint of the state into *hash (if non-NULL).
+*/
+typedef struct ls_iolog ls_iolog;
+int ls_io_record_create(ls_io *inner, ls_io **out);
+/* The log of a recording backend, referenced (NULL for another backend). */
+ls_iolog *ls_io_record_log(ls_io *io);
+void ls_iolog_release(ls_iolog *log);
+uint64_t ls_iolog_events(ls_iolog *log);
+uint64_t ls_iolog_variants(ls_iolog *log, uint64_t cut);
+int ls_iolog_materialize(ls_iolog *log, uint64_t cut, uint64_t variant, uint64_t *rng, const char *dir,
+                         uint64_t *hash);
 
 #endif /* LS_IO_H */

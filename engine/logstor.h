@@ -127,6 +127,8 @@ typedef struct ls_options {
                           ** runs only when a write needs room or when
                           ** called (ls_flush, ls_compact, ls_clean_step) */
   int on_damage;          /* LS_ON_DAMAGE_*: what damage found at open does */
+  int record_io;          /* tests: wrap the I/O backend in the recording
+                          ** one (io_record.c, the power-loss simulator) */
 } ls_options;
 
 /* Damage found at open (FORMAT.md, "Damage"; a torn tail left by a crash
