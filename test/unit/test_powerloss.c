@@ -235,7 +235,7 @@ static int check_state(const run *r, uint64_t cut, uint64_t variant, uint64_t *r
   if (rng) *rng = rngcopy;
   tl->recovered++;
   int ok = 1;
-  char why[400] = "";
+  char why[800] = "";
   for (int pass = 0; ok && pass < (tl->recovered % 8 == 0 ? 2 : 1); pass++) {
     ls_options o;
     ls_options_init(&o);
