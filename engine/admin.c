@@ -258,6 +258,7 @@ static void scrub_segment(ls_engine *e, uint32_t s, const uint8_t *img, int in_u
   }
   ls_walk w;
   ls_walk_init(&w, img, e->seg_size, limit, seq, kind);
+  w.durable = in_use || hd.sealed;
   ls_rec r;
   uint32_t off;
   int k;

@@ -127,12 +127,19 @@ static int walk_header_at(const ls_walk *w, uint32_t o, ls_bufhdr *h) {
          h->seg_seq == w->seg_seq && h->kind == w->kind;
 }
 
-/* A gap from start: find the first 4 KiB boundary at or after from that
-** holds a valid header of the incarnation; the walk resumes there. */
-static int walk_gap(ls_walk *w, uint32_t start, uint32_t from, const char *why, int certain) {
+/* The first 4 KiB boundary at or after from that holds a valid header of
+** the incarnation, or limit (or more) if none. */
+static uint32_t walk_next_header(const ls_walk *w, uint32_t from) {
   ls_bufhdr h;
   uint32_t o = (uint32_t)ls_align_up(from, LS_BLOCK);
   while (o < w->limit && !walk_header_at(w, o, &h)) o += LS_BLOCK;
+  return o;
+}
+
+/* A gap from start: the walk resumes at the next header of the
+** incarnation at or after from. */
+static int walk_gap(ls_walk *w, uint32_t start, uint32_t from, const char *why, int certain) {
+  uint32_t o = walk_next_header(w, from);
   w->in_buf = 0;
   w->gap_start = start;
   w->gap_certain = certain;
@@ -149,19 +156,51 @@ static int walk_gap(ls_walk *w, uint32_t start, uint32_t from, const char *why, 
   return LS_WALK_GAP;
 }
 
+/* The data is durable and the record at start bad: the first offset
+** after it (8-aligned, within the buffer) where a record decodes -- its
+** own length first, if that can be believed -- or 0. */
+static uint32_t walk_record_resync(ls_walk *w, uint32_t start) {
+  ls_rec r;
+  uint32_t avail = w->end - start;
+  if (avail >= LS_REC_HDR) {
+    uint32_t size = ls_rec_peek_size(w->img + start);
+    if (size >= LS_REC_HDR && size < avail && ls_rec_decode(w->img + start + size, avail - size, w->seed, &r))
+      return start + size;
+  }
+  for (uint32_t o = start + LS_REC_ALIGN; o < w->end && w->end - o >= LS_REC_HDR; o += LS_REC_ALIGN)
+    if (ls_rec_decode(w->img + o, w->end - o, w->seed, &r)) return o;
+  return 0;
+}
+
 int ls_walk_next(ls_walk *w, ls_rec *r, uint32_t *off) {
   if (w->done) return LS_WALK_END;
   if (w->in_buf) {
     if (w->pos >= w->end) {
       w->in_buf = 0;
-      if (!w->cut && w->nrec != w->hdr.nrecords) {
+      if (!w->cut && !w->skipped && w->nrec != w->hdr.nrecords) {
         /* The records decode but are not the ones the header counts. */
         uint32_t start = w->buf_off;
         return walk_gap(w, start, w->next, "the records do not match their buffer header", 1);
       }
     } else {
       if (!ls_rec_decode(w->img + w->pos, w->end - w->pos, w->seed, r)) {
-        uint32_t start = w->pos;
+        uint32_t start = w->pos, at = 0;
+        /* Durable data (the caller says so, or a later buffer of the
+        ** incarnation follows, which is written only after this one was
+        ** synced): the bad record is damage, not a torn write. */
+        if (w->durable || walk_next_header(w, w->next > start ? w->next : start) < w->limit)
+          at = walk_record_resync(w, start);
+        if (at) {
+          /* Damage, no torn write: the buffer's later records are kept. */
+          w->gap_start = start;
+          w->gap_end = at;
+          w->gap_tail = 0;
+          w->gap_certain = 1;
+          w->why = "a record fails its check";
+          w->pos = at;
+          w->skipped = 1;
+          return LS_WALK_GAP;
+        }
         /* Another buffer can start no earlier than this one's end. */
         return walk_gap(w, start, w->next > start ? w->next : start, "a record fails its check", 0);
       }
@@ -190,6 +229,7 @@ int ls_walk_next(ls_walk *w, ls_rec *r, uint32_t *off) {
   w->cut = w->hdr.data_size > w->limit - w->pos;
   w->end = w->cut ? w->limit : w->pos + w->hdr.data_size;
   w->nrec = 0;
+  w->skipped = 0;
   w->in_buf = 1;
   uint64_t next = (uint64_t)w->next + ls_align_up(LS_BUF_HDR + (uint64_t)w->hdr.data_size, LS_BLOCK);
   w->next = next > w->limit ? w->limit : (uint32_t)next;

@@ -139,7 +139,10 @@ static inline uint32_t ls_max_record(uint32_t segment_size) { return segment_siz
 ** is the caller's decision (FORMAT.md, "Recovery").  A buffer whose header
 ** claims more than limit is cut there: its records are walked up to limit
 ** and its record count is not checked; one that claims more than the
-** segment holds is a gap no crash can leave (gap_certain). */
+** segment holds is a gap no crash can leave (gap_certain).  In durable
+** data (durable set, or a later buffer of the incarnation follows) a bad
+** record whose buffer holds a good record further on is a gap up to it
+** (gap_certain), and the walk goes on in the buffer. */
 enum { LS_WALK_END = 0, LS_WALK_RECORD = 1, LS_WALK_BUFFER = 2, LS_WALK_GAP = 3 };
 
 typedef struct ls_walk {
@@ -153,6 +156,13 @@ typedef struct ls_walk {
   uint32_t pos, end;               /* records of the current buffer */
   uint32_t nrec;                   /* records seen in it */
   int in_buf, cut, done;
+  int skipped;                     /* a bad record of it was passed over */
+  int durable;                     /* set by the caller: the data up to limit
+                                   ** was durable (a sealed segment, or one
+                                   ** the engine wrote and synced), so a bad
+                                   ** record is damage and the walk goes on
+                                   ** at the next record of its buffer that
+                                   ** decodes */
   ls_bufhdr hdr;                   /* the current buffer's header */
   uint32_t buf_off;                /* its offset */
   uint32_t gap_start, gap_end;     /* LS_WALK_GAP */

@@ -344,6 +344,7 @@ static int scan_segment(rstate *rs, uint32_t id, const uint8_t *img) {
   if (hd.sealed) rs->sf[id] |= SF_SEALED;
   ls_walk w;
   ls_walk_init(&w, img, size, hd.limit, hd.seg_seq, hd.kind);
+  w.durable = hd.sealed;
   int settled = 0, tables = hd.state == LS_HEAD_DATA;
   rs->nlocal = 0;
   for (;;) {
@@ -366,13 +367,20 @@ static int scan_segment(rstate *rs, uint32_t id, const uint8_t *img) {
       continue;
     }
     if (k == LS_WALK_GAP) {
-      rs->nlocal = 0;
       /* Rule 3: only the tail of an unsealed segment can be a crash's. */
       int torn = w.gap_tail && !hd.sealed && !w.gap_certain;
       if (torn) {
+        rs->nlocal = 0;            /* a transaction the crash cut */
         d->used = w.gap_start;
         break;
       }
+      /* Damage in durable data: the transaction being read was committed
+      ** (its END is in the damaged range); its rows read so far count. */
+      for (uint32_t i = 0; i < rs->nlocal; i++) {
+        int rc = apply(rs, &rs->local[i]);
+        if (rc) return rc;
+      }
+      rs->nlocal = 0;
       seg_damage(rs, id, w.gap_start, w.gap_end, w.why);
       if (w.gap_tail) {
         d->used = hd.limit;

@@ -333,6 +333,7 @@ int cl_relocate_img(ls_cleaner *c, uint32_t s, uint32_t used, uint64_t sseq, uin
   c->nitems = 0;
   ls_walk w;
   ls_walk_init(&w, c->img, e->seg_size, used, sseq, kind);
+  w.durable = 1;
   ls_rec r;
   uint32_t off;
   int k;

@@ -25,6 +25,7 @@ static int adopt(ls_cleaner *c, uint32_t s, uint32_t used, uint64_t sseq) {
   if (e->disk_size && 2 * cat_live_bytes(e) > e->disk_size) return 0;
   ls_walk w;
   ls_walk_init(&w, c->img, e->seg_size, used, sseq, LS_KIND_MIXED);
+  w.durable = 1;
   ls_rec r;
   uint32_t off, table = 0, n = 0;
   int k;

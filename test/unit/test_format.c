@@ -715,9 +715,12 @@ static uint32_t walk_buf(uint8_t *img, uint32_t off, uint64_t seq, uint32_t kind
 
 /* Walk img and describe what was found: "B<off>" per buffer, "R" per record,
 ** "G<start>-<end>[t]" per gap (t: tail). */
+static int walk_durable;                          /* ls_walk.durable of walk_describe */
+
 static void walk_describe(const uint8_t *img, uint32_t limit, uint64_t seq, uint32_t kind, char *out, size_t cap) {
   ls_walk w;
   ls_walk_init(&w, img, WSEG, limit, seq, kind);
+  w.durable = walk_durable;
   ls_rec r;
   uint32_t off;
   int k;
@@ -761,9 +764,12 @@ static void t_walk_gaps(void) {
   snprintf(want, sizeof want, "B0 RRR G%u-%u B%u R G%u-%ut ", a, a + b, a + b, end, WSEG);
   CHECK_WALK(img, WSEG, 9, LS_KIND_MIXED, want);
   img[a + 10] ^= 0x40;
-  /* A damaged record: the rest of its buffer is a gap. */
+  /* A damaged record of a buffer another follows (so it was durable): the
+  ** walk goes on at the buffer's next record. */
   img[a + LS_BUF_HDR + 30] ^= 1;
-  snprintf(want, sizeof want, "B0 RRRB%u  G%u-%u B%u R G%u-%ut ", a, a + LS_BUF_HDR, a + b, a + b, end, WSEG);
+  uint32_t r1 = ls_rec_size(3, 5);                 /* "k10": the first record's size */
+  snprintf(want, sizeof want, "B0 RRRB%u  G%u-%u RB%u R G%u-%ut ", a, a + LS_BUF_HDR, a + LS_BUF_HDR + r1,
+           a + b, end, WSEG);
   CHECK_WALK(img, WSEG, 9, LS_KIND_MIXED, want);
   img[a + LS_BUF_HDR + 30] ^= 1;
   /* The first header gone: the walk still reads the later buffers. */
@@ -806,6 +812,37 @@ static void t_walk_cut_and_count(void) {
   while ((k = ls_walk_next(&w, &r, &off)) != LS_WALK_END)
     if (k == LS_WALK_GAP && w.gap_certain) certain++;
   CHECK_INT(certain, 1);
+  free(img);
+}
+
+/* In durable data a bad record is passed over: the walk goes on at the
+** next record of its buffer; in data that may be a torn tail it stops. */
+static void t_walk_record_resync(void) {
+  uint8_t *img = xmalloc(WSEG);
+  memset(img, 0, WSEG);
+  uint32_t a = walk_buf(img, 0, 9, LS_KIND_GROUP, 4, 0);
+  ls_walk w;
+  ls_rec r;
+  uint32_t off, offs[4], n = 0;
+  ls_walk_init(&w, img, WSEG, WSEG, 9, LS_KIND_GROUP);
+  int k;
+  while ((k = ls_walk_next(&w, &r, &off)) != LS_WALK_END)
+    if (k == LS_WALK_RECORD) offs[n++] = off;
+  CHECK_INT(n, 4);
+  img[offs[1] + LS_REC_HDR] ^= 0x20;             /* record 2's key */
+  char want[128];
+  walk_durable = 0;                                /* the last buffer: may be torn */
+  snprintf(want, sizeof want, "B0 R G%u-%ut ", offs[1], WSEG);
+  CHECK_WALK(img, WSEG, 9, LS_KIND_GROUP, want);
+  walk_durable = 1;                                /* sealed: damage, passed over */
+  snprintf(want, sizeof want, "B0 R G%u-%u RR", offs[1], offs[2]);
+  CHECK_WALK(img, a, 9, LS_KIND_GROUP, want);
+  ls_put16(img + offs[1] + 6, 60000);              /* its length too: found by scanning */
+  CHECK_WALK(img, a, 9, LS_KIND_GROUP, want);
+  img[offs[3] + 2] ^= 1;                           /* the last record too: to the end */
+  snprintf(want, sizeof want, "B0 R G%u-%u R G%u-%ut ", offs[1], offs[2], offs[3], a);
+  CHECK_WALK(img, a, 9, LS_KIND_GROUP, want);
+  walk_durable = 0;
   free(img);
 }
 
@@ -858,6 +895,7 @@ int main(void) {
   RUN(t_rec_structure);
   RUN(t_walk_gaps);
   RUN(t_walk_cut_and_count);
+  RUN(t_walk_record_resync);
   RUN(t_seg_head);
   return unit_finish();
 }
