@@ -86,6 +86,7 @@ typedef struct rstate {
   ls_engine *e;
   pend *batch;                     /* committed records not yet applied */
   pend *sorted;                    /* scratch for sorting the batch */
+  uint64_t capsorted;
   uint32_t *count;                 /* counting-sort table */
   uint64_t nbatch, capbatch;
   pend *local;                     /* records of the current one-buffer txn */
@@ -143,9 +144,12 @@ static int flush_batch(rstate *rs) {
   ls_engine *e = rs->e;
   uint64_t n = rs->nbatch;
   if (!n) return LS_OK;
-  if (!rs->sorted) {
-    rs->sorted = malloc(BATCH * sizeof(pend));
-    if (!rs->sorted) return ls_err(LS_NOMEM, "recovery: out of memory");
+  /* As large as the batch grew (a small directory never needs BATCH). */
+  if (rs->capsorted < rs->capbatch) {
+    free(rs->sorted);
+    rs->sorted = malloc(rs->capbatch * sizeof(pend));
+    if (!rs->sorted) { rs->capsorted = 0; return ls_err(LS_NOMEM, "recovery: out of memory"); }
+    rs->capsorted = rs->capbatch;
   }
   if (!rs->count) {
     rs->count = malloc(65537 * sizeof(uint32_t));
