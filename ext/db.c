@@ -219,6 +219,14 @@ int lsx_db_get(ls_conn *conn, const char *schema, ls_db **out, const ls_options 
   ls_options o;
   if (opt) o = *opt; else ls_options_init(&o);
   o.create = 1;
+  /* The URI parameter logstor_on_damage wins over the table option. */
+  const char *file = sqlite3_db_filename(conn->db, schema);
+  const char *od = file && *file ? sqlite3_uri_parameter(file, "logstor_on_damage") : NULL;
+  if (od && lsx_on_damage_parse(od, &o.on_damage)) {
+    *pzErr = sqlite3_mprintf("URI parameter logstor_on_damage: %s is not error or salvage", od);
+    db_free(d);
+    return SQLITE_ERROR;
+  }
   struct stat st;
   int fresh = stat(d->dir, &st) != 0;
   int erc = ls_open(d->dir, &o, &d->eng);

@@ -97,6 +97,9 @@ int lsx_sqlite_code(int rc);
 ** sizes of opt, NULL for the directory's) if needed.  *err gets a message
 ** (sqlite3_malloc'ed) on failure. */
 int lsx_db_get(ls_conn *conn, const char *schema, ls_db **out, const ls_options *opt, char **err);
+/* "error" or "salvage" (quoted or not) as LS_ON_DAMAGE_* into *out; 1 if
+** it is neither (vtab.c). */
+int lsx_on_damage_parse(const char *value, int *out);
 /* Find without opening (NULL if the schema has no engine open here). */
 ls_db *lsx_db_find(ls_conn *conn, const char *schema);
 void lsx_conn_free(void *p);

@@ -17,8 +17,8 @@
 ** data directory and are fixed when it is created; groups (compaction groups,
 ** token ranges) is per table.  on_damage says what damage found when the
 ** data directory is opened does (the engine's LS_ON_DAMAGE_*); the URI
-** parameter logstor_on_damage overrides it, so a database can be opened
-** with salvage once without changing its schema.
+** parameter logstor_on_damage overrides it (db.c), so a database can be
+** opened with salvage once without changing its schema.
 **
 ** Identity.  The engine keys a table's data by a numeric id that never
 ** changes.  The id lives in the shadow table "<name>_logstor" (one row),
@@ -136,7 +136,7 @@ static int is_option(const char *arg, char *name, size_t cap, const char **value
 }
 
 /* on_damage=error|salvage (quoted or not) into *out; 1 if malformed. */
-static int parse_on_damage(const char *value, int *out) {
+int lsx_on_damage_parse(const char *value, int *out) {
   const char *s = skip_space(value);
   char q = *s == '\'' || *s == '"' ? *s++ : 0;
   size_t n = 0;
@@ -161,7 +161,7 @@ static int parse_option(tabdef *d, const char *name, const char *value, char **e
     return SQLITE_ERROR;
   }
   if (k == 4) {
-    if (parse_on_damage(value, &d->opt.on_damage)) {
+    if (lsx_on_damage_parse(value, &d->opt.on_damage)) {
       *err = sqlite3_mprintf("option on_damage: %s is not error or salvage", skip_space(value));
       return SQLITE_ERROR;
     }
@@ -473,14 +473,6 @@ static int init(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlit
   ls_vtab *t = NULL;
   ls_db *ldb = NULL;
   int rc = parse_args(argc, argv, &d, &err);
-  if (!rc) {
-    const char *file = sqlite3_db_filename(db, schema);
-    const char *od = file && *file ? sqlite3_uri_parameter(file, "logstor_on_damage") : NULL;
-    if (od && parse_on_damage(od, &d.opt.on_damage)) {
-      err = sqlite3_mprintf("URI parameter logstor_on_damage: %s is not error or salvage", od);
-      rc = SQLITE_ERROR;
-    }
-  }
   if (!rc) rc = lsx_db_get(conn, schema, &ldb, &d.opt, &err);
   if (!rc) rc = check_sizes(ldb, &d.opt, &err);
   if (!rc) rc = declare(db, &d);

@@ -146,29 +146,41 @@ static int dump_segment(const char *dir, uint32_t id) {
     rc = 1;
     goto out;
   }
-  ls_bufhdr h;
-  uint64_t sseq = 0;
-  for (uint32_t off = 0; off + LS_BUF_HDR <= seg; off += LS_BLOCK) {
-    if (!ls_bufhdr_decode(img + off, &h)) continue;
-    if (!sseq) sseq = h.seg_seq;
-    printf("buffer @%-7u kind %u seq %-8" PRIu64 "%s max_seq %-10" PRIu64 " data %-6u records %u\n", off,
-           h.kind, h.seg_seq, h.seg_seq == sseq ? "" : " (stale)", h.max_seq, h.data_size, h.nrecords);
-    const uint8_t *p = img + off + LS_BUF_HDR;
-    uint32_t left = h.data_size;
-    while (left) {
-      ls_rec r;
-      if (!ls_rec_decode(p, left, ls_rec_seed(h.seg_seq), &r)) {
-        printf("    @%-7u (invalid record: end of valid data)\n", (uint32_t)(p - img));
-        break;
-      }
-      static const char *types[] = { "?", "put", "delete", "commit" };
-      printf("    @%-7u %-6s table %-4u seq %-10" PRIu64 " key %u bytes value %u bytes%s%s\n",
-             (uint32_t)(p - img), types[r.type], r.table, r.seq, r.key_len, r.val_len,
+  /* The walk recovery does (format.h): buffers, records, gaps. */
+  ls_seghead hd;
+  ls_seg_head(img, seg, &hd);
+  if (hd.state == LS_HEAD_FREE) {
+    printf("free (a free marker at offset 0, incarnation %" PRIu64 ")\n", hd.hdr.seg_seq);
+    goto out;
+  }
+  if (hd.state == LS_HEAD_DAMAGED)
+    printf("damaged: no valid header at offset 0%s\n", hd.seg_seq ? "; read as the youngest incarnation found" : "");
+  if (!hd.seg_seq) goto out;
+  printf("incarnation %" PRIu64 ", %s, %s", hd.seg_seq, hd.kind == LS_KIND_MIXED ? "mixed" : "group",
+         hd.sealed ? "sealed" : "not sealed");
+  if (hd.sealed) printf(" at %u", hd.limit);
+  printf("\n");
+  ls_walk w;
+  ls_walk_init(&w, img, seg, hd.limit, hd.seg_seq, hd.kind);
+  w.durable = hd.sealed;
+  static const char *types[] = { "?", "put", "delete", "commit", "abort" };
+  ls_rec r;
+  uint32_t off;
+  int k;
+  while ((k = ls_walk_next(&w, &r, &off)) != LS_WALK_END) {
+    if (k == LS_WALK_BUFFER) {
+      printf("buffer @%-7u max_seq %-10" PRIu64 " data %-6u records %u", w.buf_off, w.hdr.max_seq,
+             w.hdr.data_size, w.hdr.nrecords);
+      if (w.hdr.kind == LS_KIND_GROUP) printf(" table %u group %u", w.hdr.table, w.hdr.group);
+      printf("%s\n", w.hdr.flags & LS_BF_SETTLED ? " SETTLED" : "");
+    } else if (k == LS_WALK_RECORD) {
+      printf("    @%-7u %-6s table %-4u seq %-10" PRIu64 " key %u bytes value %u bytes%s%s\n", off,
+             types[r.type <= 4 ? r.type : 0], r.table, r.seq, r.key_len, r.val_len,
              r.flags & LS_RF_END ? " END" : "", r.flags & LS_RF_CONT ? " CONT" : "");
-      p += r.size;
-      left -= r.size;
+    } else {
+      printf("gap    @%-7u..%-7u %s%s\n", w.gap_start, w.gap_end, w.why,
+             w.gap_tail && !hd.sealed && !w.gap_certain ? " (where the data ends)" : " (damage)");
     }
-    off += (uint32_t)ls_align_up(LS_BUF_HDR + h.data_size, LS_BLOCK) - LS_BLOCK;
   }
 out:
   free(img);

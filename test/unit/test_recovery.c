@@ -881,6 +881,65 @@ static void test_valid_buffer_after_corrupt(void) {
   }
 }
 
+/* The life of accepted damage: refused by the default open; the salvage
+** open keeps what is readable and records the range in the manifest; the
+** default open then works and lists it as accepted; once the cleaner has
+** copied the segment's rows elsewhere and freed it (a free marker over its
+** start), the damage is gone from disk, and from the next open's report
+** and the manifest. */
+static void test_accepted_damage_life(void) {
+  const char *dir = new_dir(1);
+  trec a[] = { PUT(1, "a0", "va0", 1, 0), PUT(1, "a1", "va1", 2, END) };
+  trec b[] = { PUT(1, "b0", "vb0", 3, END) };
+  trec c[] = { PUT(2, "c0", "vc0", 4, END) };
+  uint8_t *img = calloc(1, SEG);
+  build_buf(img, 4, a, NREC(a), NULL);
+  build_buf(img + BLK, 4, b, NREC(b), NULL);
+  build_buf(img + 2 * BLK, 4, c, NREC(c), NULL);
+  img[BLK + 20] ^= 0x40;                        /* b's header */
+  put_bytes(dir, 0, 0, img, SEG);
+  free(img);
+  ls_engine *e = OPEN_DAMAGED(dir, "offset 4096 length 4096, segment 0");
+  if (!e) return;
+  ROW(e, 1, "a0", "va0");
+  ROW(e, 1, "a1", "va1");
+  ABSENT(e, 1, "b0");
+  ROW(e, 2, "c0", "vc0");
+  CHECK_U64(unit_stats(e).damaged_ranges, 1);
+  ls_close(e);
+  char path[4200];
+  path_of(path, sizeof path, dir, "MANIFEST");
+  FILE *f = fopen(path, "r");
+  char text[2048] = "";
+  size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+  text[n] = 0;
+  if (f) fclose(f);
+  CHECK(strstr(text, "\ndamaged 0 4 4096 4096\n") != NULL);
+
+  e = open_still(__LINE__, dir);                /* accepted: the default opens */
+  if (!e) return;
+  CHECK_DAMAGE(e, "accepted by an earlier open with on_damage=salvage");
+  CHECK_U64(unit_stats(e).damaged_ranges, 1);
+  uint64_t freed = 0;
+  CHECK_RC(ls_flush(e, 0, &freed), LS_OK);      /* the rows move, segment 0 is freed */
+  CHECK(freed >= 1);
+  ls_close(e);
+
+  e = open_still(__LINE__, dir);
+  if (!e) return;
+  ROW(e, 1, "a0", "va0");
+  ROW(e, 1, "a1", "va1");
+  ROW(e, 2, "c0", "vc0");
+  CHECK_OK(e);
+  CHECK_U64(unit_stats(e).damaged_ranges, 0);
+  ls_close(e);
+  f = fopen(path, "r");
+  n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+  text[n] = 0;
+  if (f) fclose(f);
+  CHECK(strstr(text, "damaged") == NULL);
+}
+
 /* Records with a good CRC but an impossible structure (type, flags, seq
 ** 0, table 0, a delete with a value, a commit that is not key_len 0,
 ** val_len 8, table 0): each is rejected and ends the segment; the record
@@ -1862,6 +1921,7 @@ int main(void) {
   RUN(test_open_buffer_rewrite);
   RUN(test_old_incarnation_after_tail);
   RUN(test_valid_buffer_after_corrupt);
+  RUN(test_accepted_damage_life);
   RUN(test_malformed_records);
   RUN(test_kind_change_ends_segment);
   RUN(test_lengths_past_end);
