@@ -424,19 +424,15 @@ void writer_hand_off(ls_writer *w) {
   ls_engine *e = w->e;
   /* (W10) Everything written so far is durable: the mixed segments sealed
   ** meanwhile get their end in their first header (FORMAT.md, "Sealing").
-  ** The seal becomes durable with a later sync of its file; until then
-  ** the segment only counts as unsealed.  A failed write fails the engine
-  ** (W4), though the group, durable already, is acknowledged. */
+  ** The seal becomes durable whenever its file is synced next (it is not
+  ** among the writes W1 waits for); until then the segment only counts as
+  ** unsealed.  A failed write fails the engine (W4), though the group,
+  ** durable already, is acknowledged. */
   for (uint32_t i = 0; i < w->sealed.n && !atomic_load(&e->failed); i++) {
     ls_seg *d = seg_get(&e->sm, w->sealed.v[i]);
-    int fd, rc = LS_OK;
-    if (d->used < LS_BUF_HDR) continue;
-    rc = seg_seal_header(&e->sm, w->sealed.v[i], d->seq, d->used, &fd);
-    if (!rc && seg_sync_note(&w->syncs, fd)) {
-      rc = writer_sync_files(w, 0);        /* more files than slots: sync these now */
-      seg_sync_note(&w->syncs, fd);
-    }
-    if (rc) cat_fail(e, ls_errmsg());
+    int fd;
+    if (d->used >= LS_BUF_HDR && seg_seal_header(&e->sm, w->sealed.v[i], d->seq, d->used, &fd))
+      cat_fail(e, ls_errmsg());
   }
   for (uint32_t i = 0; i < w->sealed.n; i++) seg_flags(&e->sm, w->sealed.v[i], 0, SEGF_INFLIGHT);
   for (uint32_t i = 0; i < w->direct.n; i++) {
