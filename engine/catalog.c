@@ -84,20 +84,61 @@ void cat_problem(ls_engine *e, const char *fmt, ...) {
   va_end(ap);
 }
 
+static uint32_t damage_slot(const ls_damage *d, uint32_t cap) {
+  uint64_t h = ((uint64_t)d->file * 0x9e3779b97f4a7c15ull) ^ (d->offset * 0xc2b2ae3d27d4eb4full) ^
+               (d->length * 0x165667b19e3779f9ull) ^ d->seg_seq;
+  return (uint32_t)((h ^ (h >> 29)) & (cap - 1));
+}
+
+static int damage_same(const ls_damage *x, const ls_damage *d) {
+  return x->file == d->file && x->offset == d->offset && x->length == d->length && x->seg_seq == d->seg_seq;
+}
+
+/* Rebuild the hash of the damage list at cap slots (a power of two).
+** Caller holds problems_lock. */
+static int damage_rehash(ls_engine *e, uint32_t cap) {
+  uint32_t *h = calloc(cap, sizeof *h);
+  if (!h) return LS_NOMEM;
+  for (uint32_t i = 0; i < e->ndamage; i++) {
+    uint32_t s = damage_slot(&e->damage[i], cap);
+    while (h[s]) s = (s + 1) & (cap - 1);
+    h[s] = i + 1;
+  }
+  free(e->damage_hash);
+  e->damage_hash = h;
+  e->capdamage_hash = cap;
+  return LS_OK;
+}
+
 int cat_damage_add(ls_engine *e, const ls_damage *d) {
   pthread_mutex_lock(&e->problems_lock);
   int added = 0;
-  uint32_t i;
-  for (i = 0; i < e->ndamage; i++) {
-    const ls_damage *x = &e->damage[i];
-    if (x->file == d->file && x->offset == d->offset && x->length == d->length && x->seg_seq == d->seg_seq) break;
-  }
-  if (i == e->ndamage && !LS_GROW(e->damage, e->capdamage, e->ndamage + 1, 16)) {
-    e->damage[e->ndamage++] = *d;
-    added = 1;
-  }
+  if (2 * (e->ndamage + 1) > e->capdamage_hash &&
+      damage_rehash(e, e->capdamage_hash ? 2 * e->capdamage_hash : 64)) goto out;
+  uint32_t s = damage_slot(d, e->capdamage_hash);
+  for (; e->damage_hash[s]; s = (s + 1) & (e->capdamage_hash - 1))
+    if (damage_same(&e->damage[e->damage_hash[s] - 1], d)) goto out;
+  if (LS_GROW(e->damage, e->capdamage, e->ndamage + 1, 16)) goto out;
+  e->damage[e->ndamage++] = *d;
+  e->damage_hash[s] = e->ndamage;
+  added = 1;
+out:
   pthread_mutex_unlock(&e->problems_lock);
   return added;
+}
+
+void cat_damage_forget_segments(ls_engine *e) {
+  pthread_mutex_lock(&e->problems_lock);
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < e->ndamage; i++)
+    if (e->damage[i].segment == SEG_NONE) e->damage[k++] = e->damage[i];
+  e->ndamage = k;
+  if (e->capdamage_hash && damage_rehash(e, e->capdamage_hash)) {
+    free(e->damage_hash);                  /* rebuilt by the next add */
+    e->damage_hash = NULL;
+    e->capdamage_hash = 0;
+  }
+  pthread_mutex_unlock(&e->problems_lock);
 }
 
 void cat_damage_count(ls_engine *e, uint32_t table, uint64_t *ranges, uint64_t *bytes) {

@@ -135,6 +135,8 @@ struct ls_engine {
   pthread_mutex_t problems_lock;   /* problems and the damage list */
   ls_damage *damage;               /* damaged ranges (problems_lock) */
   uint32_t ndamage, capdamage;
+  uint32_t *damage_hash;           /* open addressing: 1 + index, 0 empty */
+  uint32_t capdamage_hash;
   int on_damage;                   /* LS_ON_DAMAGE_* the engine was opened with */
 };
 
@@ -202,6 +204,9 @@ void cat_problem(ls_engine *e, const char *fmt, ...) LS_PRINTF(2, 3);
 /* Add a damaged range to the list unless an equal one is there (1 if
 ** added).  Out of memory loses the entry, never the open. */
 int cat_damage_add(ls_engine *e, const ls_damage *d);
+/* Drop the ranges found in segments, keeping whole-file ones (recovery's
+** second pass finds them again). */
+void cat_damage_forget_segments(ls_engine *e);
 /* One line describing d ("data-000001.ls offset ... Rows in this range are
 ** lost or may read as an older version."), into buf. */
 void cat_damage_line(ls_engine *e, const ls_damage *d, char *buf, size_t cap);

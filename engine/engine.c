@@ -123,6 +123,7 @@ static void engine_destroy(ls_engine *e) {
   pthread_mutex_destroy(&e->problems_lock);
   free(e->problems);
   free(e->damage);
+  free(e->damage_hash);
   free(e->path);
   free(h);
   free(e);

@@ -422,6 +422,11 @@ static int list_files(ls_engine *e, rstate *rs) {
   uint64_t cap = 0;
   uint32_t n = e->man.files;
   int rc = LS_OK;
+  if (n > e->sm.max_files) {
+    closedir(d);
+    return ls_corrupt("data directory %s: the manifest counts %u data files, more than disk_size allows (%u)",
+                      e->path, n, e->sm.max_files);
+  }
   struct dirent *de;
   while (!rc && (de = readdir(d)) != NULL) {
     unsigned i;
@@ -562,13 +567,7 @@ static void reset_pass(rstate *rs) {
   rs->problems = NULL;
   rs->problems_len = 0;
   /* The damage of segments is found again; that of files stays. */
-  ls_engine *e = rs->e;
-  pthread_mutex_lock(&e->problems_lock);
-  uint32_t k = 0;
-  for (uint32_t i = 0; i < e->ndamage; i++)
-    if (e->damage[i].segment == SEG_NONE) e->damage[k++] = e->damage[i];
-  e->ndamage = k;
-  pthread_mutex_unlock(&e->problems_lock);
+  cat_damage_forget_segments(rs->e);
   for (uint32_t s = 0; s < nseg; s++) rs->sf[s] &= SF_LOST;
 }
 

@@ -129,6 +129,8 @@ static void path_of(char *out, size_t cap, const char *dir, const char *name) {
 }
 
 /* Write dir/MANIFEST with the standard sizes and the given catalog. */
+static uint32_t manifest_files;               /* the `files` count write_manifest writes */
+
 static void write_manifest(const char *dir, uint64_t seq_floor, uint32_t next_table,
                            const ls_mtable *tables, uint32_t ntables) {
   ls_io *io = NULL;
@@ -148,6 +150,7 @@ static void write_manifest(const char *dir, uint64_t seq_floor, uint32_t next_ta
   ** the manifest; hand-built images use sequences below 1000, so their
   ** manifests carry the floor the engine would have leased. */
   m.seg_seq_floor = 1000;
+  m.files = manifest_files;
   m.ntables = ntables;
   m.tables = (ls_mtable *)tables;
   CHECK_RC(ls_manifest_write(io, dirfd, &m), LS_OK);
@@ -1688,6 +1691,28 @@ static void test_data_file_problems(void) {
     CHECK(strstr(ls_errmsg(), "data-000001.ls") != NULL);
     if (e) ls_close(e);
   }
+
+  /* The manifest counts the files: the last one missing is as visible as
+  ** one in the middle; a count beyond what any disk_size allows is refused
+  ** at once (no memory or time spent on it). */
+  dir = unit_tmpdir();
+  manifest_files = 3;
+  write_manifest(dir, 0, 3, std_tables, 2);
+  make_file(dir, 0, FILE_SIZE);
+  make_file(dir, 1, FILE_SIZE);
+  e = NULL;
+  CHECK_RC(ls_open(dir, NULL, &e), LS_CORRUPT);
+  CHECK(strstr(ls_errmsg(), "data-000002.ls offset 0 length 65536") != NULL);
+  CHECK(strstr(ls_errmsg(), "the data file is missing") != NULL);
+  if (e) ls_close(e);
+  dir = unit_tmpdir();
+  manifest_files = 4000000000u;
+  write_manifest(dir, 0, 3, std_tables, 2);
+  make_file(dir, 0, FILE_SIZE);
+  CHECK_RC(ls_open(dir, NULL, &e), LS_CORRUPT);
+  CHECK(strstr(ls_errmsg(), "more than disk_size allows") != NULL);
+  if (e) ls_close(e);
+  manifest_files = 0;
 
   /* Data files without a manifest. */
   dir = unit_tmpdir();
