@@ -43,6 +43,10 @@ struct eng_host {
   int lockfd;                      /* holds the flock on LOCK */
   pthread_t bg_thread;             /* formats data files ahead of need */
   int bg_started;
+  uint32_t *open_tables;           /* tables that existed when this instance
+                                   ** opened the directory, until claimed
+                                   ** (ls_open_tables; registry lock) */
+  uint32_t nopen_tables;
 };
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -121,6 +125,7 @@ static void engine_destroy(ls_engine *e) {
   pthread_mutex_destroy(&e->problems_lock);
   free(e->problems);
   free(e->path);
+  free(h->open_tables);
   free(h);
   free(e);
 }
@@ -194,6 +199,12 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   if (rc) goto fail;
   rc = recover(e, &mixed, &settle, &empties);
   if (rc) goto fail;
+  if (e->man.ntables) {
+    h->open_tables = malloc(e->man.ntables * sizeof *h->open_tables);
+    if (!h->open_tables) { rc = ls_err(LS_NOMEM, "out of memory"); goto fail; }
+    for (uint32_t i = 0; i < e->man.ntables; i++) h->open_tables[i] = e->man.tables[i].id;
+    h->nopen_tables = e->man.ntables;
+  }
   rc = writer_start(e);
   if (rc) goto fail;
   rc = cleaner_start(e, &mixed, &settle, &empties);
@@ -264,6 +275,16 @@ int ls_refs(ls_engine *e) {
   int n = e->host->refs;
   pthread_mutex_unlock(&reg_lock);
   return n;
+}
+
+int ls_open_tables(ls_engine *e, uint32_t **ids, uint32_t *n) {
+  pthread_mutex_lock(&reg_lock);
+  *ids = e->host->open_tables;
+  *n = e->host->nopen_tables;
+  e->host->open_tables = NULL;
+  e->host->nopen_tables = 0;
+  pthread_mutex_unlock(&reg_lock);
+  return LS_OK;
 }
 
 void ls_close(ls_engine *e) {

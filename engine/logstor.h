@@ -158,6 +158,13 @@ void ls_close(ls_engine *e);
 /* Opens currently sharing e (1: the caller is its only user). */
 int ls_refs(ls_engine *e);
 
+/* The ids of the tables that existed when this engine instance opened the
+** directory, handed out once: the first call gets them (*ids malloc'ed, to
+** free with free()), every later call none.  A host that keeps its own
+** catalog (the SQLite module's shadow tables) checks these for orphans --
+** tables created later may belong to a creation still in flight. */
+int ls_open_tables(ls_engine *e, uint32_t **ids, uint32_t *n);
+
 /* Largest value that fits one record for a key of key_len bytes. */
 uint32_t ls_max_value(ls_engine *e, uint32_t key_len);
 
@@ -282,6 +289,9 @@ int ls_cursor_next(ls_cursor *c);
 /* The current row: valid until the next call on the cursor. */
 const ls_value *ls_cursor_row(ls_cursor *c);
 void ls_cursor_close(ls_cursor *c);
+/* Stop merging a transaction's writes into c (the transaction is ending
+** while the cursor stays open); it goes on with committed rows only. */
+void ls_cursor_detach(ls_cursor *c);
 
 /* ------------------------------------------------------------------------
 ** Statistics and maintenance.

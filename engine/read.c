@@ -289,6 +289,12 @@ int ls_cursor_open(ls_engine *e, ls_txn *txn, uint32_t table, ls_cursor **out) {
   return LS_OK;
 }
 
+void ls_cursor_detach(ls_cursor *c) {
+  c->txn = NULL;
+  c->tdone = 1;
+  c->ntb = c->tpos = 0;
+}
+
 void ls_cursor_close(ls_cursor *c) {
   if (!c) return;
   free(c->rbuf);

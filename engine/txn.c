@@ -222,7 +222,12 @@ int ls_txn_rollback_to(ls_txn *t, int mark) {
 ** every read after it is validated only if the table changed since. */
 static void note_first_read(ls_txn *t, txn_map *m);
 
+/* A prepared transaction is frozen: the writer reads its maps (prepared
+** conflicts) while the owner may still read through it (SQLite's COMMIT
+** failed after xSync and the transaction goes on), so nothing is recorded
+** until it is open again. */
 int txn_before_read(ls_txn *t, uint32_t table) {
+  if (t->state != TXN_OPEN) return LS_OK;
   txn_map *m = find_map(t, table, 1);
   if (!m) return ls_err(LS_NOMEM, "out of memory");
   note_first_read(t, m);
@@ -294,6 +299,7 @@ int txn_seen(ls_txn *t, uint32_t table, const idx_key *key) {
 }
 
 void txn_observe_seq(ls_txn *t, uint32_t table, const idx_key *key, uint64_t word, uint64_t seq) {
+  if (t->state != TXN_OPEN) return;              /* frozen (txn_before_read) */
   txn_map *m = find_map(t, table, 0);
   uint64_t w = 0;
   if (!m || !idx_get(m->idx, key, &w) || !map_obs(w)) return;
@@ -303,6 +309,7 @@ void txn_observe_seq(ls_txn *t, uint32_t table, const idx_key *key, uint64_t wor
 
 int txn_observe(ls_txn *t, uint32_t table, const idx_key *key, uint64_t word, uint64_t seq, uint64_t segseq,
                 int present) {
+  if (t->state != TXN_OPEN) return LS_OK;        /* frozen (txn_before_read) */
   txn_map *m = find_map(t, table, 1);
   if (!m) return ls_err(LS_NOMEM, "out of memory");
   uint64_t w = 0;

@@ -90,6 +90,7 @@ int sqlite3_logstor_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routine
   int rc = lsx_register_vtab(db, conn);
   if (rc == SQLITE_OK) rc = lsx_register_stats(db, conn);
   if (rc == SQLITE_OK) rc = lsx_register_functions(db, conn);
+  if (rc == SQLITE_OK) rc = lsx_register_sentinel(db, conn);
   if (rc != SQLITE_OK) *pzErrMsg = sqlite3_mprintf("logstor: registration failed: %s", sqlite3_errmsg(db));
   return rc;
 }
