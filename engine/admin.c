@@ -80,6 +80,10 @@ void ls_stats_get(ls_engine *e, ls_stats *s) {
   s->segments_freed = atomic_load(&e->segments_freed);
   s->format_bytes_written = atomic_load(&e->sm.format_bytes);
   s->meta_bytes_written = atomic_load(&e->marker_bytes);
+  s->snapshots_active = atomic_load(&e->snaps.nactive);
+  s->snapshot_versions = atomic_load(&e->snaps.nversions);
+  s->snapshot_bytes = atomic_load(&e->snaps.bytes);
+  s->snapshots_expired = atomic_load(&e->snaps.expired);
   uint32_t n = seg_count(&e->sm);
   pthread_mutex_lock(&e->sm.lock);
   for (uint32_t i = 0; i < n; i++) {

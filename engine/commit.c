@@ -66,7 +66,7 @@ static int obs_holds(ls_engine *e, const txn_obs *o) {
   idx_key k = { o->hi, o->lo };
   unsigned g = ls_guard_enter(&e->guard);
   uint64_t word = 0;
-  int rc = cat_lookup(e, o->table, &k, &word);
+  int rc = cat_lookup(e, o->table, &k, NULL, &word);
   int ok;
   if (rc) {
     ok = rc;
@@ -158,7 +158,11 @@ commit_req *writer_validate(ls_writer *w, commit_req *group) {
     g = ls_guard_enter(&e->guard);
     for (uint32_t i = 0; i < t->nmaps && !rc; i++) {
       ls_table *tb = cat_table(e, t->maps[i].table);
-      if (!t->maps[i].observed || !tb || atomic_load(&tb->changes) == t->maps[i].changes) continue;
+      /* Unchanged: no install since its snapshot (the reads saw that state)
+      ** nor since its first read. */
+      if (!t->maps[i].observed || !tb ||
+          (atomic_load(&tb->changes) == t->maps[i].changes && atomic_load(&tb->last_install) <= t->snap->stamp))
+        continue;
       if (nstale < 16) stale[nstale++] = t->maps[i].table; else all_stale = 1;
     }
     ls_guard_leave(&e->guard, g);
@@ -198,6 +202,8 @@ commit_req *writer_validate(ls_writer *w, commit_req *group) {
 void writer_install(ls_writer *w, ls_txn *t) {
   ls_engine *e = w->e;
   assert(w->syncs.n == 0);         /* W1: everything written was synced */
+  int record;
+  uint64_t stamp = snap_install_begin(&e->snaps, t->snap, &record);
   unsigned g = ls_guard_enter(&e->guard);
   ls_table *tb = NULL;
   for (uint32_t i = 0; i < t->nrec; i++) {
@@ -213,6 +219,7 @@ void writer_install(ls_writer *w, ls_txn *t) {
       if (!tb) { writer_note_empty(w, loc_seg(r->word)); continue; }
       pthread_rwlock_wrlock(&tb->lock);
       atomic_fetch_add(&tb->changes, 1);
+      atomic_store(&tb->last_install, stamp);
     }
     /* The keys are in no order: fetch the lookups ahead. */
     const txn_rec *far = i + IDX_PF_FAR < t->nrec ? &t->recs[i + IDX_PF_FAR] : NULL;
@@ -220,6 +227,12 @@ void writer_install(ls_writer *w, ls_txn *t) {
     if (far && far->table == r->table) idx_prefetch(tb->idx, &(idx_key){ far->hi, far->lo }, 0);
     if (near && near->table == r->table) idx_prefetch(tb->idx, &(idx_key){ near->hi, near->lo }, 1);
     idx_key k = { r->hi, r->lo };
+    if (record) {
+      /* The version it replaces, for the snapshots before it (S1). */
+      uint64_t cur;
+      if (!idx_get(tb->idx, &k, &cur)) cur = 0;
+      if (cur || !loc_tomb(r->word)) snap_record(&e->snaps, tb->id, &k, cur, stamp);
+    }
     uint64_t old = 0;
     int how = cat_install(e, tb, &k, r->word, &old);
     /* A segment left without live records goes to the cleaner (W6). */
@@ -227,6 +240,7 @@ void writer_install(ls_writer *w, ls_txn *t) {
     if (gone) writer_note_empty(w, loc_seg(gone));
   }
   if (tb) pthread_rwlock_unlock(&tb->lock);
+  snap_install_end(&e->snaps, stamp);
   /* Segments written for one group join its set; their buffers can be
   ** settled now that the transaction counts (W7). */
   for (uint32_t i = 0; i < t->ndirect; i++) {

@@ -106,6 +106,9 @@ static int dir_has_data(int dirfd) {
   return 0;
 }
 
+/* Segments no snapshot retains any more may be empty: the cleaner checks. */
+static void snap_released(void *arg, const uint32_t *segs, uint32_t n) { cleaner_note_empty(arg, segs, n); }
+
 static void engine_destroy(ls_engine *e) {
   eng_host *h = e->host;
   if (h && h->bg_started) {
@@ -115,6 +118,7 @@ static void engine_destroy(ls_engine *e) {
   writer_stop(e);                  /* no more hand-offs */
   cleaner_stop(e);
   cat_free(e);
+  if (e->snaps.sm) snap_destroy(&e->snaps);
   if (e->sm.files) seg_shutdown(&e->sm);
   ls_io_destroy(e->io);
   ls_manifest_free(&e->man);
@@ -195,6 +199,11 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   if (rc) goto fail;
   e->sm.lease = cat_lease;
   e->sm.lease_arg = e;
+  uint64_t snap_mem = o->snapshot_memory ? o->snapshot_memory : LS_DEFAULT_SNAPSHOT_MEMORY;
+  snap_init(&e->snaps, &e->sm, snap_mem / SNAP_VERSION_BYTES + 1,
+            e->disk_size ? e->disk_size / 4 : LS_DEFAULT_SNAPSHOT_DISK);
+  e->snaps.released = snap_released;
+  e->snaps.released_arg = e;
   rc = cat_load(e);
   if (rc) goto fail;
   rc = recover(e, &mixed, &settle, &empties);

@@ -44,6 +44,7 @@ extern "C" {
 #define LS_READONLY  (-10)  /* a write or sync failed earlier; reopen to write again */
 #define LS_NOTABLE   (-11)  /* no table with that id */
 #define LS_FORMAT    (-12)  /* directory written by an incompatible format version */
+#define LS_EXPIRED   (-13)  /* the transaction's snapshot was released (its bounds) */
 
 const char *ls_strerror(int rc);
 const char *ls_errmsg(void);       /* detail of the last failure on this thread */
@@ -123,6 +124,10 @@ typedef struct ls_options {
   uint64_t separator_memory;  /* bytes of relocation buffers (one segment
                               ** each); 0 = default (16 MiB) */
   int compaction_policy;  /* LS_POLICY_*; 0 = default (cost-benefit) */
+  uint64_t snapshot_memory;   /* bytes of memory for the old versions that
+                              ** running snapshots need; beyond it the oldest
+                              ** snapshot expires (LS_EXPIRED); 0 = default
+                              ** (64 MiB, about 800,000 versions) */
   int manual_cleaning;    /* tests: no background cleaning; the cleaner
                           ** runs only when a write needs room or when
                           ** called (ls_flush, ls_compact, ls_clean_step) */
@@ -136,6 +141,10 @@ typedef struct ls_options {
 #define LS_POLICY_LFS          3   /* LFS's (1-u) * age / (1+u), for comparison */
 
 #define LS_DEFAULT_SEPARATOR_MEMORY (16u * 1024 * 1024)
+#define LS_DEFAULT_SNAPSHOT_MEMORY  (64u * 1024 * 1024)
+/* Bytes of old records running snapshots may keep from being freed: a
+** quarter of disk_size, or this on an unlimited disk. */
+#define LS_DEFAULT_SNAPSHOT_DISK    (1024ull * 1024 * 1024)
 
 #define LS_DEFAULT_SEGMENT_SIZE (128u * 1024)
 #define LS_DEFAULT_FILE_SIZE    (32u * 1024 * 1024)
@@ -220,6 +229,13 @@ int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n,
 ** writer, which makes it durable and visible atomically (also across a
 ** crash) before returning.
 **
+** Snapshot: a transaction's reads of committed rows (gets, batches,
+** cursors) see the state committed when it began, whatever commits
+** afterwards; a row it reads again reads the same.  Old versions are kept
+** for it within bounds (ls_options.snapshot_memory, and a quarter of
+** disk_size); beyond them the oldest transaction's reads fail with
+** LS_EXPIRED.  Reads without a transaction see the newest rows.
+**
 ** Write conflicts: the first read of a key through a transaction records
 ** the version it saw.  At commit the writer checks that each such key is
 ** still at that version; if another transaction changed it, the commit
@@ -227,6 +243,9 @@ int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n,
 ** delete of a key not read before) are never in conflict.
 */
 int ls_txn_begin(ls_engine *e, ls_txn **out);
+/* A transaction that only reads: its reads see its snapshot and are not
+** remembered for a commit check; it takes no writes. */
+int ls_txn_begin_read(ls_engine *e, ls_txn **out);
 int ls_txn_put(ls_txn *t, uint32_t table, const ls_key *k, const void *val, uint32_t vlen);
 int ls_txn_delete(ls_txn *t, uint32_t table, const ls_key *k);
 
@@ -338,6 +357,10 @@ typedef struct ls_stats {
   uint64_t mixed_segments;         /* mixed segments waiting for the separator */
   uint64_t format_bytes_written;   /* zeros written to prepare data files */
   uint64_t meta_bytes_written;     /* free markers and settled headers */
+  uint64_t snapshots_active;       /* transactions' snapshots now */
+  uint64_t snapshot_versions;      /* old versions kept for them */
+  uint64_t snapshot_bytes;         /* bytes of old records they keep */
+  uint64_t snapshots_expired;      /* snapshots released by the bounds */
   double write_amplification;      /* data bytes written / user bytes */
   double space_amplification;      /* bytes of segments in use / live bytes */
 } ls_stats;

@@ -35,6 +35,7 @@ int lsx_sqlite_code(int rc) {
     case LS_BUSY: return SQLITE_BUSY;
     case LS_READONLY: return SQLITE_READONLY;
     case LS_FORMAT: return SQLITE_CANTOPEN;
+    case LS_EXPIRED: return SQLITE_BUSY_SNAPSHOT;
     default: return SQLITE_ERROR;
   }
 }

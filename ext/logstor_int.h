@@ -60,6 +60,8 @@ struct ls_db {
                                    ** SQL transaction; NULL: none */
   int in_write;                    /* between xBegin and the end of the SQL
                                    ** transaction */
+  int readonly;                    /* txn is a statement snapshot (autocommit
+                                   ** mode, ls_txn_begin_read) */
   char *wname;                     /* the first table written (messages) */
   int sql_scope;                   /* txn ends with SQLite's transaction (we
                                    ** get its xCommit or xRollback) */

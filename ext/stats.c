@@ -257,6 +257,8 @@ static int stats_filter(sqlite3_vtab_cursor *cur, int idxNum, const char *idxStr
     { "segments_freed_by_separator", s.segments_freed_by_separator }, { "segments_freed", s.segments_freed },
     { "mixed_segments", s.mixed_segments }, { "format_bytes_written", s.format_bytes_written },
     { "meta_bytes_written", s.meta_bytes_written },
+    { "snapshots_active", s.snapshots_active }, { "snapshot_versions", s.snapshot_versions },
+    { "snapshot_bytes", s.snapshot_bytes }, { "snapshots_expired", s.snapshots_expired },
   };
   for (size_t i = 0; !rc && i < sizeof v / sizeof v[0]; i++) rc = add_int(c, g, v[i].n, v[i].v);
   if (!rc) rc = add_real(c, g, "write_amplification", s.write_amplification);

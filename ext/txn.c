@@ -23,8 +23,18 @@
 ** (PRAGMA query_only), an explicit transaction's reads fall back to one
 ** snapshot per statement.
 **
+** Snapshots.  Every engine transaction reads one committed state (its
+** snapshot, engine/snapshot.h).  In autocommit mode a read statement gets
+** a read-only transaction, shared by the statements running at once (as
+** SQLite shares its read transaction) and ended with the last of their
+** cursors; a write statement gets a fresh write transaction at xBegin.  In
+** an explicit transaction the first read or write starts the transaction
+** that every later statement reads through, until SQLite's transaction
+** ends.
+**
 ** State machine of one ls_db (its tables share the transaction):
 **
+**   NONE --read in autocommit--> STATEMENT --last cursor closed--> NONE
 **   NONE --read in BEGIN (sentinel joins)--> READ --xBegin--> WRITE
 **   NONE --xBegin--> WRITE --xSync: prepare--> PREPARED
 **   PREPARED --a write or ROLLBACK TO (COMMIT failed and the transaction
@@ -60,26 +70,39 @@ static void txn_drop(ls_db *d) {
   sqlite3_free(d->wname);
   d->wname = NULL;
   d->in_write = 0;
+  d->readonly = 0;
   d->sql_scope = 0;
   d->nmarks = 0;
 }
 
 int lsx_txn_read(ls_db *d, sqlite3_vtab *vtab, const char *table, ls_txn **out) {
   ls_conn *conn = d->conn;
+  int erc = LS_OK;
   *out = NULL;
   if (sqlite3_get_autocommit(conn->db)) {
-    /* Only a write of this statement's transaction is read through. */
-    if (d->txn && !d->in_write && !d->ncursors) txn_drop(d);
-    *out = d->in_write ? d->txn : NULL;
-    return SQLITE_OK;
-  }
-  if (!d->txn) {
-    int erc = ls_txn_begin(d->eng, &d->txn);
-    if (erc) return lsx_error(vtab, table, erc);
+    /* A statement's snapshot, shared by the statements running at once
+    ** (SQLite's read transaction), ending with the last of their cursors;
+    ** or the write of this statement's transaction. */
+    if (!d->txn) {
+      erc = ls_txn_begin_read(d->eng, &d->txn);
+      d->readonly = 1;
+    }
+  } else if (!d->txn || d->readonly) {
+    /* The first read of an explicit transaction: its snapshot lasts until
+    ** the transaction ends. */
+    if (d->txn) txn_drop(d);
+    erc = ls_txn_begin(d->eng, &d->txn);
     d->nmarks = 0;
-    char *err = NULL;
-    d->sql_scope = lsx_txn_join(conn, &err) == SQLITE_OK;
-    sqlite3_free(err);             /* without it: one snapshot per statement */
+    if (!erc) {
+      char *err = NULL;
+      d->sql_scope = lsx_txn_join(conn, &err) == SQLITE_OK;
+      sqlite3_free(err);           /* without it: one snapshot per statement */
+    }
+  }
+  if (erc) {
+    d->txn = NULL;
+    d->readonly = 0;
+    return lsx_error(vtab, table, erc);
   }
   *out = d->txn;
   return SQLITE_OK;
@@ -87,9 +110,9 @@ int lsx_txn_read(ls_db *d, sqlite3_vtab *vtab, const char *table, ls_txn **out) 
 
 int lsx_txn_write(ls_db *d, sqlite3_vtab *vtab, const char *table, ls_txn **out) {
   int erc = LS_OK;
-  /* In autocommit mode a transaction that is not writing was left by an
-  ** SQL transaction that has ended. */
-  if (d->txn && !d->in_write && sqlite3_get_autocommit(d->conn->db)) txn_drop(d);
+  /* A statement snapshot (autocommit mode) takes no writes: a write
+  ** transaction starts from the newest state. */
+  if (d->txn && (d->readonly || (!d->in_write && sqlite3_get_autocommit(d->conn->db)))) txn_drop(d);
   if (!d->txn) {
     erc = ls_txn_begin(d->eng, &d->txn);
     d->nmarks = 0;
