@@ -96,13 +96,10 @@ static void drop_upto(snap_store *st, uint64_t bound, seg_ids *rel) {
   }
 }
 
-/* The stamp below which no version is needed: the oldest active snapshot's,
-** or, during an install, the stamp before it (its versions are kept for
-** snapshots that start while it runs).  Store lock held. */
+/* The stamp below which no version is needed: the oldest active
+** snapshot's.  Store lock held. */
 static uint64_t bound_locked(const snap_store *st) {
-  uint64_t b = st->oldest ? st->oldest->stamp : UINT64_MAX;
-  if (st->installing && st->recording && st->stamp < b) b = st->stamp;
-  return b;
+  return st->oldest ? st->oldest->stamp : UINT64_MAX;
 }
 
 static void release(snap_store *st, seg_ids *rel) {
@@ -127,7 +124,7 @@ int snap_begin(snap_store *st, ls_snapshot **out) {
   ls_snapshot *s = calloc(1, sizeof *s);
   if (!s) return ls_err(LS_NOMEM, "out of memory");
   pthread_mutex_lock(&st->lock);
-  while (st->installing && !st->recording) pthread_cond_wait(&st->cond, &st->lock);   /* S2 */
+  while (st->installing) pthread_cond_wait(&st->cond, &st->lock);   /* S2 */
   s->stamp = st->stamp;
   s->older = st->newest;
   if (st->newest) st->newest->newer = s; else st->oldest = s;
@@ -160,8 +157,10 @@ uint64_t snap_install_begin(snap_store *st, const ls_snapshot *own, int *record)
   assert(!st->installing);         /* installs run on the writer thread */
   st->installing = 1;
   /* The transaction's own snapshot needs no versions of its own writes. */
-  uint32_t others = atomic_load(&st->nactive) - (own && !atomic_load(&own->expired) ? 1 : 0);
-  st->recording = others > 0;
+  st->newest_stamp = 0;
+  for (ls_snapshot *s = st->oldest; s; s = s->newer)
+    if (s != own && s->stamp > st->newest_stamp) st->newest_stamp = s->stamp;
+  st->recording = st->oldest && (st->oldest != own || st->oldest->newer);
   *record = st->recording;
   uint64_t s = st->stamp + 1;
   pthread_mutex_unlock(&st->lock);
@@ -188,8 +187,8 @@ static uint32_t expire_locked(snap_store *st, int all, seg_ids *rel) {
     atomic_store(&s->expired, 1);  /* freed by its owner's snap_end */
     n++;
   }
-  /* None left: a running install records no more, and snapshots wait for
-  ** its end (S2), so nothing it recorded is needed. */
+  /* None left: a running install records no more (S2: none can start
+  ** before it ends). */
   if (!st->oldest) st->recording = 0;
   uint64_t bound = bound_locked(st);
   pthread_mutex_unlock(&st->lock);
@@ -202,6 +201,13 @@ void snap_record(snap_store *st, uint32_t table, const idx_key *key, uint64_t wo
   if (!atomic_load(&st->recording)) return;        /* every snapshot expired meanwhile */
   seg_ids rel = { 0 };
   pthread_rwlock_wrlock(&st->vlock);
+  /* S4: the version being replaced was installed when the key's newest
+  ** recorded version was superseded; after every snapshot, none sees it. */
+  for (snap_ver *o = st->nbuckets ? st->buckets[bucket_of(st, table, key->hi, key->lo)] : NULL; o; o = o->hnext)
+    if (o->hi == key->hi && o->lo == key->lo && o->table == table && o->until > st->newest_stamp) {
+      pthread_rwlock_unlock(&st->vlock);
+      return;
+    }
   snap_ver *v = grow(st) == LS_OK ? malloc(sizeof *v) : NULL;
   if (!v) {
     /* The snapshots can not be served: they end (LS_EXPIRED). */

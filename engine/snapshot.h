@@ -27,10 +27,14 @@
 **       index entry, both under the table's write lock; a reader looks up
 **       the index and the versions under the table's read lock.  So a
 **       reader never sees a new entry without the record of the old one.
-**  (S2) A snapshot does not start while an install that records nothing is
-**       running (it waits for it): that install's keys would look current
-**       to it.  An install records when a snapshot other than its own
-**       transaction's existed as it started.
+**  (S2) A snapshot does not start while an install runs (it waits for it):
+**       the snapshots an install records for are fixed when it starts (those
+**       other than its own transaction's), and can only end meanwhile.
+**  (S4) A version is recorded only if an active snapshot may see it: not
+**       when the key's newest recorded version was superseded after the
+**       newest snapshot began (then the version being replaced was
+**       installed after every snapshot).  So a key keeps at most one
+**       version per snapshot, however often it is rewritten.
 **  (S3) Nothing removes an index entry while versions are recorded: the
 **       cleaner drops tombstones only when none are (snap_any).  A dropped
 **       or truncated table is not snapshot-isolated.
@@ -73,7 +77,8 @@ typedef struct snap_store {
   pthread_cond_t cond;             /* an install ended */
   uint64_t stamp;                  /* installs so far */
   int installing;                  /* an install is running ... */
-  _Atomic int recording;           /* ... and records versions */
+  _Atomic int recording;           /* ... and records versions ... */
+  uint64_t newest_stamp;           /* ... for snapshots up to this stamp */
   ls_snapshot *oldest, *newest;
   _Atomic uint32_t nactive;
 

@@ -17,6 +17,8 @@
 **                (LS_EXPIRED) and its versions are dropped
 **   retained     a segment holding a version a snapshot reads is not freed;
 **                it is once the snapshot ends
+**   full disk    retained versions never make writes fail with LS_FULL: the
+**                snapshots holding them expire
 */
 #include "unit.h"
 #include "catalog.h"
@@ -354,11 +356,54 @@ static void test_retained(void) {
   ls_close(e);
 }
 
+/* Snapshots do not make the disk full: when the cleaner finds no room
+** because old versions are retained, the snapshots expire instead.  A new
+** snapshot before each round of overwrites keeps that round's versions;
+** the byte bound is lifted so that only the disk can stop them. */
+#define FULL_ROUNDS 40
+static void test_full_disk(void) {
+  const char *dir = unit_tmpdir();
+  ls_engine *e = unit_open(dir, 8 * KB, 128 * KB, 256 * KB, 1, 0);
+  if (!e) return;
+  e->snaps.max_bytes = UINT64_MAX;
+  uint32_t t;
+  CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
+  char val[1000];
+  memset(val, 'x', sizeof val);
+  ls_txn *snap[FULL_ROUNDS];
+  int failed = 0;
+  for (int r = 0; r < FULL_ROUNDS && !failed; r++) {
+    for (int i = 0; i < 20 && !failed; i++) {
+      char kb[16];
+      snprintf(kb, sizeof kb, "k%d", i);
+      val[0] = (char)('a' + r % 26);
+      failed = unit_put(e, t, kb, val, sizeof val) != LS_OK;
+    }
+    CHECK_RC(ls_txn_begin_read(e, &snap[r]), LS_OK);
+  }
+  CHECK_INT(failed, 0);
+  ls_key k;
+  ls_key_set(&k, "k0", 2);
+  ls_value v = {0};
+  /* The oldest expired; the newest still reads its round. */
+  CHECK_RC(ls_txn_get(snap[0], t, &k, &v), LS_EXPIRED);
+  CHECK_RC(ls_txn_get(snap[FULL_ROUNDS - 1], t, &k, &v), LS_OK);
+  CHECK(v.len == sizeof val && v.data[0] == 'a' + (FULL_ROUNDS - 1) % 26);
+  ls_value_free(&v);
+  for (int r = 0; r < FULL_ROUNDS; r++) ls_txn_free(snap[r]);
+  ls_stats s = unit_stats(e);
+  CHECK(s.snapshots_expired >= 1);
+  CHECK_U64(s.snapshot_versions, 0);
+  unit_check_ok(e);
+  ls_close(e);
+}
+
 int main(void) {
   RUN(test_transfers);
   RUN(test_deleted);
   RUN(test_published);
   RUN(test_expiry);
   RUN(test_retained);
+  RUN(test_full_disk);
   return unit_finish();
 }
