@@ -58,8 +58,18 @@ int cat_install(ls_engine *e, ls_table *t, const idx_key *key, uint64_t word, ui
     had = 1;
   } else {
     had = idx_put(t->idx, key, word, &prev);
-    /* Out of memory after the data is durable: the row is on disk and a
-    ** restart finds it.  Leave the old entry; count the new record dead. */
+    if (had < 0 && e->reserve) {
+      /* Out of memory after the data is durable and acknowledged: give
+      ** back the memory kept for this and try again, and refuse writes
+      ** from now on (the next failure would have no reserve). */
+      free(e->reserve);
+      e->reserve = NULL;
+      cat_fail(e, "out of memory installing a committed transaction");
+      had = idx_put(t->idx, key, word, &prev);
+    }
+    /* Still out of memory: the row is on disk and a restart finds it.
+    ** Leave the old entry; count the new record dead (the engine refuses
+    ** writes already). */
     if (had < 0) return INSTALL_DEAD;
   }
   seg_account(&e->sm, word, +1);

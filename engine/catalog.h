@@ -36,6 +36,9 @@ typedef struct ls_writer ls_writer;      /* writer.c */
 typedef struct ls_cleaner ls_cleaner;    /* cleaner.c */
 typedef struct eng_host eng_host;        /* engine.c: registry, lock file, threads */
 
+/* Memory kept aside for an install that runs out (cat_install). */
+#define LS_INSTALL_RESERVE (1u << 20)
+
 /* A table: its catalog entry and its index. */
 typedef struct ls_table {
   uint32_t id;
@@ -89,6 +92,8 @@ struct ls_engine {
   void (*hook)(void *arg, const char *point);   /* test sync points */
   void *hook_arg;
 
+  void *reserve;                   /* memory given back when an install of a
+                                   ** durable transaction runs out (catalog.c) */
   /* Failure state: after a failed write or sync every write is refused. */
   _Atomic int failed;
   char fail_msg[256];
@@ -149,7 +154,9 @@ uint64_t cat_live_bytes(ls_engine *e);
 ** INSTALL_REPLACED (*old = the replaced word, now dead) or INSTALL_DEAD: a
 ** tombstone for an absent key is not inserted -- with no entry no older
 ** version of the key exists, so the delete is a no-op and its record is
-** dead at once. */
+** dead at once.  If the index runs out of memory the reserve is given back
+** and the engine fails (refuses writes): the acknowledged row stays
+** visible. */
 #define INSTALL_NEW      0
 #define INSTALL_REPLACED 1
 #define INSTALL_DEAD     2

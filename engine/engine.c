@@ -129,6 +129,7 @@ static void engine_destroy(ls_engine *e) {
   pthread_mutex_destroy(&e->problems_lock);
   free(e->problems);
   free(e->path);
+  free(e->reserve);
   free(h->open_tables);
   free(h);
   free(e);
@@ -148,6 +149,8 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   e->policy = o->compaction_policy ? o->compaction_policy : LS_POLICY_COST_BENEFIT;
   e->manual_cleaning = o->manual_cleaning;
   e->separator_memory = o->separator_memory;
+  /* Kept for an install that runs out of memory (cat_install). */
+  e->reserve = malloc(LS_INSTALL_RESERVE);
   seg_ids mixed = {0}, settle = {0}, empties = {0};
   int rc = LS_OK;
   e->path = strdup(dir);

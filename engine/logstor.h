@@ -269,8 +269,13 @@ uint64_t ls_txn_size(ls_txn *t);
 int ls_txn_forget_table(ls_txn *t, uint32_t table);
 
 /* Make the transaction durable and visible.  On LS_OK every write is on
-** disk and in the index.  On failure nothing of it is visible, now or after
-** a restart.  The transaction can not be used afterwards except for free. */
+** disk and in the index.  On failure nothing of it is visible now.  After
+** a restart it is absent too -- except when the failure was an I/O error of
+** the write or the sync itself (LS_IOERR, and the engine then refuses
+** writes): the bytes may have reached the disk anyway, so the outcome is
+** unknown, as for SQLite after an I/O error during COMMIT; it is whole or
+** absent, never partial.  The transaction can not be used afterwards
+** except for free. */
 int ls_txn_commit(ls_txn *t);
 
 /* Commit in two phases, for a host that decides the outcome after the
@@ -278,7 +283,8 @@ int ls_txn_commit(ls_txn *t);
 **   ls_txn_prepare   validate and make the writes durable, not yet visible;
 **                    until the transaction is published or unprepared, any
 **                    other transaction that reads or writes one of its keys
-**                    fails to commit with LS_CONFLICT.  Fails like commit.
+**                    fails to commit with LS_CONFLICT.  Fails like commit
+**                    (an I/O error: the outcome after a restart is unknown).
 **   ls_txn_publish   make a prepared transaction visible.  No I/O; can not
 **                    fail.  The transaction is then done.
 **   ls_txn_unprepare undo a prepare: an ABORT record makes it never count,

@@ -389,9 +389,13 @@ int lsx_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col) {
     ** key column: SQLite passes it back as the old key). */
     if (col != t->pk && sqlite3_vtab_nochange(ctx)) return SQLITE_OK;
     int erc = ls_get_at(t->ldb->eng, c->txn, t->id, &c->lk, c->where, &c->one);
-    if (erc == LS_NOTFOUND) {      /* deleted since it was located */
-      sqlite3_result_null(ctx);
-      return SQLITE_OK;
+    if (erc == LS_NOTFOUND) {
+      /* Deleted since it was located: only when the statement's transaction
+      ** ended under it (a snapshot keeps a located row readable).  An error,
+      ** not a row of NULLs. */
+      sqlite3_free(cur->pVtab->zErrMsg);
+      cur->pVtab->zErrMsg = sqlite3_mprintf("logstor: %s: the row was deleted while the statement read it", t->name);
+      return SQLITE_ABORT;
     }
     if (erc) return lsx_error(cur->pVtab, t->name, erc);
     c->one.token = ls_key_token(&c->lk);

@@ -13,6 +13,10 @@
 #include "unit.h"
 #include "catalog.h"
 #include "txn.h"
+#include "writer_int.h"
+#include "index.h"
+
+#include <semaphore.h>
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -345,6 +349,146 @@ static void test_prepared_frozen(void) {
   ls_close(e);
 }
 
+/* Two transactions in one commit group: T1 writes k, T2 read k before
+** that and writes another key.  T2 must conflict, also when the group's
+** key set can not be sized (out of memory: the overlays are checked). */
+typedef struct group_arg { ls_txn *t; int rc; } group_arg;
+static sem_t release_writer;
+
+static int hold_writer(ls_engine *e, void *arg) {
+  (void)e; (void)arg;
+  while (sem_wait(&release_writer)) {}
+  return LS_OK;
+}
+static void *call_hold(void *p) { (void)writer_call(p, hold_writer, NULL); return NULL; }
+static void *commit_thread(void *p) {
+  group_arg *a = p;
+  a->rc = ls_txn_commit(a->t);
+  ls_thread_cleanup();
+  return NULL;
+}
+/* Wait until the writer's queue holds n commits (it is held). */
+static void queued(ls_engine *e, int n) {
+  for (;;) {
+    pthread_mutex_lock(&e->writer->lock);
+    int k = 0;
+    for (commit_req *q = e->writer->head; q; q = q->next) k++;
+    int held = e->writer->calls == NULL;       /* the hold call was taken */
+    pthread_mutex_unlock(&e->writer->lock);
+    if (k >= n && held) return;
+    sched_yield();
+  }
+}
+
+static void group_conflict(int nomem) {
+  const char *dir = unit_tmpdir();
+  ls_engine *e = unit_open(dir, 0, 0, 0, 1, 0);
+  uint32_t tb;
+  CHECK_RC(ls_table_create(e, "t", 1, &tb), LS_OK);
+  CHECK_RC(unit_puts(e, tb, "k", "0"), LS_OK);
+  ls_key k, j;
+  ls_key_set(&k, "k", 1);
+  ls_key_set(&j, "j", 1);
+  group_arg a1 = { 0 }, a2 = { 0 };
+  CHECK_RC(ls_txn_begin(e, &a1.t), LS_OK);
+  CHECK_RC(ls_txn_begin(e, &a2.t), LS_OK);
+  CHECK_INT(ls_txn_exists(a2.t, tb, &k), 1);          /* T2 reads k */
+  CHECK_RC(ls_txn_put(a1.t, tb, &k, "1", 1), LS_OK);
+  CHECK_RC(ls_txn_put(a2.t, tb, &j, "x", 1), LS_OK);
+  sem_init(&release_writer, 0, 0);
+  commit_test_keyset_nomem = nomem;
+  pthread_t h, t1, t2;
+  pthread_create(&h, NULL, call_hold, e);
+  queued(e, 0);
+  pthread_create(&t1, NULL, commit_thread, &a1);
+  queued(e, 1);
+  pthread_create(&t2, NULL, commit_thread, &a2);
+  queued(e, 2);
+  sem_post(&release_writer);
+  pthread_join(h, NULL);
+  pthread_join(t1, NULL);
+  pthread_join(t2, NULL);
+  commit_test_keyset_nomem = 0;
+  sem_destroy(&release_writer);
+  CHECK_RC(a1.rc, LS_OK);
+  CHECK_RC(a2.rc, LS_CONFLICT);
+  CHECK(!strcmp(unit_gets(e, tb, "j"), ""));
+  ls_txn_free(a1.t);
+  ls_txn_free(a2.t);
+  ls_close(e);
+}
+static void test_group_conflict(void) { group_conflict(0); }
+static void test_group_conflict_nomem(void) { group_conflict(1); }
+
+/* The index runs out of memory while installing a durable commit: the
+** commit stays visible (the reserve is given back), the engine then
+** refuses writes, and a reopen has every row. */
+static void test_install_nomem(void) {
+  const char *dir = unit_tmpdir();
+  ls_engine *e = unit_open(dir, 0, 0, 0, 1, 0);
+  uint32_t tb;
+  CHECK_RC(ls_table_create(e, "t", 1, &tb), LS_OK);
+  ls_txn *t;
+  CHECK_RC(ls_txn_begin(e, &t), LS_OK);
+  char kb[32];
+  for (int i = 0; i < 2000; i++) {
+    int n = snprintf(kb, sizeof kb, "r%d", i);
+    ls_key k;
+    ls_key_set(&k, kb, (uint32_t)n);
+    CHECK_RC(ls_txn_put(t, tb, &k, kb, (uint32_t)n), LS_OK);
+  }
+  idx_test_fail_growths(1);
+  CHECK_RC(ls_txn_commit(t), LS_OK);
+  idx_test_fail_growths(0);
+  ls_txn_free(t);
+  int missing = 0;
+  for (int i = 0; i < 2000; i++) {
+    snprintf(kb, sizeof kb, "r%d", i);
+    missing += strcmp(unit_gets(e, tb, kb), kb) != 0;
+  }
+  CHECK_INT(missing, 0);
+  CHECK_RC(unit_puts(e, tb, "after", "x"), LS_READONLY);
+  ls_close(e);
+  e = unit_open(dir, 0, 0, 0, 1, 0);
+  missing = 0;
+  for (int i = 0; i < 2000; i++) {
+    snprintf(kb, sizeof kb, "r%d", i);
+    missing += strcmp(unit_gets(e, tb, kb), kb) != 0;
+  }
+  CHECK_INT(missing, 0);
+  CHECK_RC(unit_puts(e, tb, "after", "x"), LS_OK);
+  ls_close(e);
+}
+
+/* A table truncated between a transaction's prepare and its publish: the
+** prepared rows are below the truncation point, so they are not visible,
+** now or after a reopen. */
+static void test_truncate_before_publish(void) {
+  const char *dir = unit_tmpdir();
+  ls_engine *e = unit_open(dir, 0, 0, 0, 1, 0);
+  uint32_t tb;
+  CHECK_RC(ls_table_create(e, "t", 1, &tb), LS_OK);
+  ls_txn *t;
+  ls_key k;
+  ls_key_set(&k, "k", 1);
+  CHECK_RC(ls_txn_begin(e, &t), LS_OK);
+  CHECK_RC(ls_txn_put(t, tb, &k, "v", 1), LS_OK);
+  CHECK_RC(ls_txn_prepare(t), LS_OK);
+  CHECK_RC(ls_table_truncate(e, tb), LS_OK);
+  ls_txn_publish(t);
+  ls_txn_free(t);
+  CHECK(!strcmp(unit_gets(e, tb, "k"), ""));
+  ls_table_info ti;
+  CHECK_RC(ls_table_info_get(e, tb, &ti), LS_OK);
+  CHECK_U64(ti.rows, 0);
+  unit_check_ok(e);
+  ls_close(e);
+  e = unit_open(dir, 0, 0, 0, 1, 0);
+  CHECK(!strcmp(unit_gets(e, tb, "k"), ""));
+  unit_check_ok(e);
+  ls_close(e);
+}
+
 int main(void) {
   RUN(test_write_eio_once);
   RUN(test_write_eio_persist);
@@ -355,5 +499,9 @@ int main(void) {
   RUN(test_format_failure);
   RUN(test_group_commit);
   RUN(test_prepared_frozen);
+  RUN(test_group_conflict);
+  RUN(test_group_conflict_nomem);
+  RUN(test_install_nomem);
+  RUN(test_truncate_before_publish);
   return unit_finish();
 }
