@@ -24,12 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static uint64_t table_index_bytes(ls_table *t) {
-  pthread_rwlock_rdlock(&t->lock);
-  uint64_t b = idx_memory(t->idx);
-  pthread_rwlock_unlock(&t->lock);
-  return b;
-}
 
 void ls_stats_get(ls_engine *e, ls_stats *s) {
   memset(s, 0, sizeof *s);
@@ -45,6 +39,7 @@ void ls_stats_get(ls_engine *e, ls_stats *s) {
     s->index_bytes += idx_memory(t->idx);
     pthread_rwlock_unlock(&t->lock);
     s->bytes_live += (uint64_t)atomic_load(&t->live_bytes);
+    s->rows += (uint64_t)atomic_load(&t->rows);
   }
   ls_guard_leave(&e->guard, g);
   s->segments_total = seg_count(&e->sm);
@@ -103,7 +98,10 @@ static void fill_info(ls_table *t, ls_table_info *info) {
   snprintf(info->name, sizeof info->name, "%s", t->name);
   info->rows = (uint64_t)atomic_load(&t->rows);
   info->live_bytes = (uint64_t)atomic_load(&t->live_bytes);
-  info->index_bytes = table_index_bytes(t);
+  pthread_rwlock_rdlock(&t->lock);
+  info->records_live = idx_count(t->idx);
+  info->index_bytes = idx_memory(t->idx);
+  pthread_rwlock_unlock(&t->lock);
 }
 
 int ls_table_info_get(ls_engine *e, uint32_t id, ls_table_info *info) {

@@ -193,6 +193,7 @@ typedef struct ls_table_info {
   uint32_t groups;
   char name[128];
   uint64_t rows;                   /* live rows */
+  uint64_t records_live;           /* index entries: rows and tombstones */
   uint64_t live_bytes;             /* bytes of live records (headers included) */
   uint64_t index_bytes;            /* memory of the table's index */
 } ls_table_info;
@@ -326,6 +327,7 @@ typedef struct ls_stats {
                                    ** (commits, cleaning, formatting) */
   uint64_t user_bytes_written;     /* record bytes of committed user writes */
   uint64_t records_live;           /* index entries (rows and tombstones) */
+  uint64_t rows;                   /* live rows of every table */
   uint64_t bytes_live;             /* bytes of live records */
   uint64_t index_bytes;            /* memory of all indexes */
   uint64_t segments_total;         /* segments in data files */

@@ -310,28 +310,68 @@ void lsx_db_reconcile(ls_db *d) {
   sqlite3_free(ids);
 }
 
-int lsx_resolve_table(ls_conn *conn, const char *arg, ls_db **out, uint32_t *id, char **err) {
-  char *schema = NULL;
-  const char *name = arg;
+/* The id of table name in schema if it is a logstor table: SQLITE_OK,
+** SQLITE_NOTFOUND, or an error. */
+static int table_id(sqlite3 *db, const char *schema, const char *name, uint32_t *id) {
+  char *sql = sqlite3_mprintf("SELECT id FROM \"%w\".sqlite_schema AS s, \"%w\".\"%w_logstor\" "
+                              "WHERE s.type = 'table' AND s.name = %Q AND s.sql LIKE 'CREATE VIRTUAL TABLE%%'",
+                              schema, schema, name, name);
+  sqlite3_stmt *st = NULL;
+  int rc = sql ? sqlite3_prepare_v2(db, sql, -1, &st, NULL) : SQLITE_NOMEM;
+  sqlite3_free(sql);
+  if (rc == SQLITE_ERROR) return SQLITE_NOTFOUND;    /* no such shadow table */
+  if (rc) return rc;
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) *id = (uint32_t)sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return rc == SQLITE_ROW ? SQLITE_OK : rc == SQLITE_DONE ? SQLITE_NOTFOUND : rc;
+}
+
+int lsx_resolve_table(ls_conn *conn, const char *arg, ls_db **out, uint32_t *id, char **table, char **err) {
+  sqlite3 *db = conn->db;
+  char *schema = NULL, *name = NULL;
+  int rc = SQLITE_NOTFOUND;
+  /* "schema.table" with an attached schema of that name ... */
   const char *dot = strchr(arg, '.');
   if (dot) {
     schema = sqlite3_mprintf("%.*s", (int)(dot - arg), arg);
-    name = dot + 1;
+    name = sqlite3_mprintf("%s", dot + 1);
+    rc = schema && name ? (sqlite3_db_filename(db, schema) ? table_id(db, schema, name, id) : SQLITE_NOTFOUND)
+                        : SQLITE_NOMEM;
   }
-  const char *sch = schema ? schema : "main";
-  char *sql = sqlite3_mprintf("SELECT id FROM \"%w\".\"%w_logstor\"", sch, name);
-  sqlite3_stmt *st = NULL;
-  int rc = sql ? sqlite3_prepare_v2(conn->db, sql, -1, &st, NULL) : SQLITE_NOMEM;
-  sqlite3_free(sql);
-  if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-    *id = (uint32_t)sqlite3_column_int64(st, 0);
-    rc = lsx_db_get(conn, sch, out, NULL, err);
+  /* ... else the whole argument is a table name (it may hold dots),
+  ** found as SQLite finds an unqualified name: temp, main, attached. */
+  if (rc == SQLITE_NOTFOUND) {
+    sqlite3_free(schema);
+    sqlite3_free(name);
+    schema = name = NULL;
+    sqlite3_stmt *st = NULL;
+    rc = sqlite3_prepare_v2(db, "SELECT name FROM pragma_database_list ORDER BY seq <> 1, seq", -1, &st, NULL);
+    while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+      const char *sch = (const char *)sqlite3_column_text(st, 0);
+      rc = table_id(db, sch, arg, id);
+      if (rc == SQLITE_OK) {
+        schema = sqlite3_mprintf("%s", sch);
+        name = sqlite3_mprintf("%s", arg);
+        if (!schema || !name) rc = SQLITE_NOMEM;
+        break;
+      }
+      if (rc == SQLITE_NOTFOUND) rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_OK && !schema) rc = SQLITE_NOTFOUND;
+  }
+  if (rc == SQLITE_OK) {
+    rc = lsx_db_get(conn, schema, out, NULL, err);
     if (!rc) lsx_db_reconcile(*out);
-  } else if (rc != SQLITE_NOMEM) {
+  } else if (rc == SQLITE_NOTFOUND) {
     *err = sqlite3_mprintf("logstor: no logstor table %s", arg);
     rc = SQLITE_ERROR;
+  } else if (!*err) {
+    *err = sqlite3_mprintf("logstor: %s: %s", arg, sqlite3_errmsg(db));
   }
-  sqlite3_finalize(st);
+  if (!rc && table) { *table = name; name = NULL; }
   sqlite3_free(schema);
+  sqlite3_free(name);
   return rc;
 }

@@ -129,8 +129,10 @@ void lsx_conn_free(void *p);
 ** shadow tables (create: adopt or record it).  SQLITE_OK or an error with
 ** *err set. */
 int lsx_db_owner(ls_db *ldb, const char *claimed, int create, char **err);
-/* Resolve "table" or "schema.table" to its ls_db and engine id. */
-int lsx_resolve_table(ls_conn *conn, const char *arg, ls_db **ldb, uint32_t *id, char **err);
+/* Resolve "schema.table", or "table" (it may hold dots) searched as SQLite
+** searches an unqualified name, to its ls_db, engine id and (when table
+** is not NULL) its name, sqlite3_malloc'ed. */
+int lsx_resolve_table(ls_conn *conn, const char *arg, ls_db **ldb, uint32_t *id, char **table, char **err);
 /* In autocommit mode only: drop the engine tables no committed shadow
 ** table names -- orphans of a crash (checked once per engine instance) and
 ** drops that failed before. */

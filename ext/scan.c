@@ -27,7 +27,9 @@
 **   PLAN_TEQ    64   token = ?       argv: the token
 **
 ** argv holds, in this order, the key (EQ or IN), the lower bound, the upper
-** bound (or the token for TEQ).  No bit: a full scan.  idxStr is unused.
+** bound (or the token for TEQ).  No bit: a full scan.  idxStr names the
+** plan for EXPLAIN QUERY PLAN ("pk=?", "pk IN (...)", "token=?", "token
+** range", "full scan"); xFilter does not read it.
 */
 #define PLAN_EQ 1
 #define PLAN_IN 2
@@ -152,6 +154,10 @@ int lsx_best_index(sqlite3_vtab *vtab, sqlite3_index_info *info) {
     info->estimatedRows = (sqlite3_int64)rows;
   }
   info->idxNum = plan;
+  /* What EXPLAIN QUERY PLAN shows ("SCAN t VIRTUAL TABLE INDEX 5:token range"). */
+  info->idxStr = (char *)(plan & PLAN_EQ ? "pk=?" : plan & PLAN_IN ? "pk IN (...)" : plan & PLAN_TEQ ? "token=?"
+                          : plan & (PLAN_LO | PLAN_HI) ? "token range" : "full scan");
+  info->needToFreeIdxStr = 0;
   /* Every plan yields rows in ascending token order. */
   if (info->nOrderBy == 1 && info->aOrderBy[0].iColumn == tokcol && !info->aOrderBy[0].desc)
     info->orderByConsumed = 1;

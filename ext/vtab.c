@@ -41,6 +41,7 @@ typedef struct tabdef {
   int pk;                          /* key column, -1 until known */
   ls_options opt;
   uint32_t groups;
+  uint32_t given;                  /* options seen (bit per known option) */
 } tabdef;
 
 static void tabdef_free(tabdef *d) {
@@ -140,11 +141,20 @@ static int parse_option(tabdef *d, const char *name, const char *value, char **e
     *err = sqlite3_mprintf("unknown option '%s' (known: segment_size, file_size, disk_size, groups)", name);
     return SQLITE_ERROR;
   }
+  if (d->given & (1u << k)) {
+    *err = sqlite3_mprintf("option %s given twice", known[k]);
+    return SQLITE_ERROR;
+  }
+  d->given |= 1u << k;
   if (parse_size(value, &v)) {
     const char *text = skip_space(value);
     int quoted = *text == '\'' || *text == '"';
-    *err = sqlite3_mprintf("option %s: %s%s%s is not a size (a byte count, or a quoted count with K, M or G)",
-                           name, quoted ? "" : "'", text, quoted ? "" : "'");
+    if (k == 3)
+      *err = sqlite3_mprintf("groups must be a whole number between 1 and 4096, not %s%s%s", quoted ? "" : "'", text,
+                             quoted ? "" : "'");
+    else
+      *err = sqlite3_mprintf("option %s: %s%s%s is not a size (a byte count, or a quoted count with K, M or G)",
+                             name, quoted ? "" : "'", text, quoted ? "" : "'");
     return SQLITE_ERROR;
   }
   /* Zero is not "the default": a size given must be a size. */
