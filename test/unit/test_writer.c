@@ -266,7 +266,7 @@ static void test_group_commit(void) {
   }
   ls_stats_get(e, &s1);
   CHECK_U64(s1.commits - s0.commits, 1200);
-  CHECK(s1.commit_groups - s0.commit_groups <= 1200);
+  CHECK(s1.commit_groups - s0.commit_groups < 1200);   /* some shared a sync */
   printf("     1200 commits from 6 threads in %llu groups\n",
          (unsigned long long)(s1.commit_groups - s0.commit_groups));
   ls_close(e);
