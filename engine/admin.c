@@ -28,12 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static uint64_t table_index_bytes(ls_table *t) {
-  pthread_rwlock_rdlock(&t->lock);
-  uint64_t b = idx_memory(t->idx);
-  pthread_rwlock_unlock(&t->lock);
-  return b;
-}
 
 void ls_stats_get(ls_engine *e, ls_stats *s) {
   memset(s, 0, sizeof *s);
@@ -49,6 +43,7 @@ void ls_stats_get(ls_engine *e, ls_stats *s) {
     s->index_bytes += idx_memory(t->idx);
     pthread_rwlock_unlock(&t->lock);
     s->bytes_live += (uint64_t)atomic_load(&t->live_bytes);
+    s->rows += (uint64_t)atomic_load(&t->rows);
   }
   ls_guard_leave(&e->guard, g);
   s->segments_total = seg_count(&e->sm);
@@ -85,6 +80,10 @@ void ls_stats_get(ls_engine *e, ls_stats *s) {
   s->format_bytes_written = atomic_load(&e->sm.format_bytes);
   s->meta_bytes_written = atomic_load(&e->marker_bytes);
   cat_damage_count(e, 0, &s->damaged_ranges, &s->damaged_bytes);
+  s->snapshots_active = atomic_load(&e->snaps.nactive);
+  s->snapshot_versions = atomic_load(&e->snaps.nversions);
+  s->snapshot_bytes = atomic_load(&e->snaps.bytes);
+  s->snapshots_expired = atomic_load(&e->snaps.expired);
   uint32_t n = seg_count(&e->sm);
   pthread_mutex_lock(&e->sm.lock);
   for (uint32_t i = 0; i < n; i++) {
@@ -104,7 +103,10 @@ static void fill_info(ls_table *t, ls_table_info *info) {
   snprintf(info->name, sizeof info->name, "%s", t->name);
   info->rows = (uint64_t)atomic_load(&t->rows);
   info->live_bytes = (uint64_t)atomic_load(&t->live_bytes);
-  info->index_bytes = table_index_bytes(t);
+  pthread_rwlock_rdlock(&t->lock);
+  info->records_live = idx_count(t->idx);
+  info->index_bytes = idx_memory(t->idx);
+  pthread_rwlock_unlock(&t->lock);
 }
 
 int ls_table_info_get(ls_engine *e, uint32_t id, ls_table_info *info) {

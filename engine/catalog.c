@@ -28,13 +28,14 @@ ls_table *cat_table(ls_engine *e, uint32_t id) {
   return id < c->cap ? c->t[id] : NULL;
 }
 
-int cat_lookup(ls_engine *e, uint32_t table, const idx_key *key, uint64_t *word) {
+int cat_lookup(ls_engine *e, uint32_t table, const idx_key *key, const ls_snapshot *snap, uint64_t *word) {
   ls_table *t = cat_table(e, table);
   if (!t) return ls_err(LS_NOTABLE, "no table with id %u", table);
   pthread_rwlock_rdlock(&t->lock);
   if (!idx_get(t->idx, key, word)) *word = 0;
+  int rc = snap ? snap_lookup(&e->snaps, snap, table, key, word) : LS_OK;
   pthread_rwlock_unlock(&t->lock);
-  return LS_OK;
+  return rc;
 }
 
 uint64_t cat_live_bytes(ls_engine *e) {
@@ -57,8 +58,18 @@ int cat_install(ls_engine *e, ls_table *t, const idx_key *key, uint64_t word, ui
     had = 1;
   } else {
     had = idx_put(t->idx, key, word, &prev);
-    /* Out of memory after the data is durable: the row is on disk and a
-    ** restart finds it.  Leave the old entry; count the new record dead. */
+    if (had < 0 && e->reserve) {
+      /* Out of memory after the data is durable and acknowledged: give
+      ** back the memory kept for this and try again, and refuse writes
+      ** from now on (the next failure would have no reserve). */
+      free(e->reserve);
+      e->reserve = NULL;
+      cat_fail(e, "out of memory installing a committed transaction");
+      had = idx_put(t->idx, key, word, &prev);
+    }
+    /* Still out of memory: the row is on disk and a restart finds it.
+    ** Leave the old entry; count the new record dead (the engine refuses
+    ** writes already). */
     if (had < 0) return INSTALL_DEAD;
   }
   seg_account(&e->sm, word, +1);
@@ -419,6 +430,7 @@ int cat_truncate(ls_engine *e, uint32_t id, uint64_t cut, void (*dead)(void *arg
   assert(cut >= t->trunc_seq);
   t->trunc_seq = cut;
   atomic_fetch_add(&t->changes, 1);
+  atomic_store(&t->last_install, UINT64_MAX);   /* no snapshot sees this */
   unaccount_arg u = { e, dead, arg };
   idx_foreach(t->idx, unaccount_entry, &u);
   idx_clear(t->idx);

@@ -4,7 +4,7 @@
 ** with its accounting, and the failure state.
 **
 ** Layer: segment -> catalog -> recovery (engine/README.md has the order).
-** Calls: manifest, segment, index, guard.  Never calls txn, read, the
+** Calls: manifest, snapshot, segment, index, guard.  Never calls txn, read, the
 ** cleaner or the writer: they call it.
 **
 ** struct ls_engine holds what every module shares (the segment manager,
@@ -30,10 +30,14 @@
 #include "loc.h"
 #include "manifest.h"
 #include "segment.h"
+#include "snapshot.h"
 
 typedef struct ls_writer ls_writer;      /* writer.c */
 typedef struct ls_cleaner ls_cleaner;    /* cleaner.c */
 typedef struct eng_host eng_host;        /* engine.c: registry, lock file, threads */
+
+/* Memory kept aside for an install that runs out (cat_install). */
+#define LS_INSTALL_RESERVE (1u << 20)
 
 /* A table: its catalog entry and its index. */
 typedef struct ls_table {
@@ -49,6 +53,8 @@ typedef struct ls_table {
                                    ** all came after the last change needs
                                    ** no validation of them */
   _Atomic int64_t live_bytes;      /* bytes of records the index points at */
+  _Atomic uint64_t last_install;   /* stamp of the last install into it
+                                   ** (snapshot.h; truncation: the maximum) */
   uint32_t *gsets;                 /* [groups] group set handles (segment.h) */
 } ls_table;
 
@@ -88,6 +94,7 @@ struct ls_engine {
 
   ls_segmgr sm;
   ls_guard guard;
+  snap_store snaps;                /* snapshots and old versions */
 
   pthread_mutex_t cat_lock;        /* catalog changes and the manifest */
   ls_manifest man;                 /* as on disk (cat_lock) */
@@ -101,6 +108,8 @@ struct ls_engine {
   void (*hook)(void *arg, const char *point);   /* test sync points */
   void *hook_arg;
 
+  void *reserve;                   /* memory given back when an install of a
+                                   ** durable transaction runs out (catalog.c) */
   /* Failure state: after a failed write or sync every write is refused. */
   _Atomic int failed;
   char fail_msg[256];
@@ -153,9 +162,10 @@ void cat_free(ls_engine *e);
 /* Table with id, or NULL.  The caller is inside the guard. */
 ls_table *cat_table(ls_engine *e, uint32_t id);
 
-/* Committed lookup of key in table: *word (0 if absent).  Guard held.
-** LS_OK or LS_NOTABLE. */
-int cat_lookup(ls_engine *e, uint32_t table, const idx_key *key, uint64_t *word);
+/* Committed lookup of key in table: *word (0 if absent), the version
+** snapshot snap sees (NULL: the newest).  Guard held.  LS_OK, LS_NOTABLE
+** or LS_EXPIRED. */
+int cat_lookup(ls_engine *e, uint32_t table, const idx_key *key, const ls_snapshot *snap, uint64_t *word);
 
 /* Bytes of live records of all tables. */
 uint64_t cat_live_bytes(ls_engine *e);
@@ -165,7 +175,9 @@ uint64_t cat_live_bytes(ls_engine *e);
 ** INSTALL_REPLACED (*old = the replaced word, now dead) or INSTALL_DEAD: a
 ** tombstone for an absent key is not inserted -- with no entry no older
 ** version of the key exists, so the delete is a no-op and its record is
-** dead at once. */
+** dead at once.  If the index runs out of memory the reserve is given back
+** and the engine fails (refuses writes): the acknowledged row stays
+** visible. */
 #define INSTALL_NEW      0
 #define INSTALL_REPLACED 1
 #define INSTALL_DEAD     2

@@ -231,7 +231,11 @@ int cleaner_alloc(ls_engine *e, int kind, uint32_t table, uint32_t group, int pu
       cl_flush_set(c, gs);
       freed += cl_reclaim(c);
     }
-    if (!freed && !done && !taken) break;
+    if (!freed && !done && !taken) {
+      /* Old versions kept for snapshots are in the way: those snapshots
+      ** expire (snapshot.h, bounds), and the segments they retained can go. */
+      if (!snap_expire_all(&e->snaps)) break;
+    }
   }
   /* Taken before the lock goes: the background cleaner's own copies can
   ** not use up the room first. */

@@ -23,7 +23,10 @@
 
 /* ---- key set ------------------------------------------------------------ */
 
+int commit_test_keyset_nomem;      /* tests: the key set can not be sized */
+
 static int ks_reset(keyset *s, uint32_t want) {
+  if (commit_test_keyset_nomem) return LS_NOMEM;
   uint32_t cap = 64;
   while (cap < want * 2) cap *= 2;
   if (cap > s->cap) {
@@ -66,7 +69,7 @@ static int obs_holds(ls_engine *e, const txn_obs *o) {
   idx_key k = { o->hi, o->lo };
   unsigned g = ls_guard_enter(&e->guard);
   uint64_t word = 0;
-  int rc = cat_lookup(e, o->table, &k, &word);
+  int rc = cat_lookup(e, o->table, &k, NULL, &word);
   int ok;
   if (rc) {
     ok = rc;
@@ -129,6 +132,18 @@ static int prepared_conflict(ls_writer *w, ls_txn *t, commit_req *acc) {
   return 0;
 }
 
+/* Did a transaction accepted earlier in this group (acc) write the key of
+** o?  Without the key set (it could not be sized): their overlays. */
+static int group_wrote(commit_req *acc, const txn_obs *o) {
+  idx_key k = { o->hi, o->lo };
+  for (commit_req *a = acc; a; a = a->next) {
+    ls_index *ov = txn_overlay(a->t, o->table);
+    uint64_t w2;
+    if (ov && idx_get(ov, &k, &w2) && (uint32_t)w2) return 1;
+  }
+  return 0;
+}
+
 /* Check every transaction of the group; returns the accepted list. */
 commit_req *writer_validate(ls_writer *w, commit_req *group) {
   ls_engine *e = w->e;
@@ -158,17 +173,24 @@ commit_req *writer_validate(ls_writer *w, commit_req *group) {
     g = ls_guard_enter(&e->guard);
     for (uint32_t i = 0; i < t->nmaps && !rc; i++) {
       ls_table *tb = cat_table(e, t->maps[i].table);
-      if (!t->maps[i].observed || !tb || atomic_load(&tb->changes) == t->maps[i].changes) continue;
+      /* Unchanged: no install since its snapshot (the reads saw that state)
+      ** nor since its first read. */
+      if (!t->maps[i].observed || !tb ||
+          (atomic_load(&tb->changes) == t->maps[i].changes && atomic_load(&tb->last_install) <= t->snap->stamp))
+        continue;
       if (nstale < 16) stale[nstale++] = t->maps[i].table; else all_stale = 1;
     }
     ls_guard_leave(&e->guard, g);
-    for (uint32_t i = 0; i < t->nobs && !rc && (nstale || use_set); i++) {
+    for (uint32_t i = 0; i < t->nobs && !rc && (nstale || acc); i++) {
       const txn_obs *o = &t->obs[i];
       if (!o->table) continue;                     /* forgotten */
-      int check = all_stale || (use_set && ks_has(&w->ks, o->table, o->hi, o->lo));
+      /* Written by a transaction accepted before it in this group: it read
+      ** the version before that one. */
+      int in_group = acc && (use_set ? ks_has(&w->ks, o->table, o->hi, o->lo) : group_wrote(acc, o));
+      int check = all_stale || in_group;
       for (int s = 0; s < nstale && !check; s++) check = stale[s] == o->table;
       if (!check) continue;
-      int ok = (use_set && ks_has(&w->ks, o->table, o->hi, o->lo)) ? 0 : obs_holds(e, o);
+      int ok = in_group ? 0 : obs_holds(e, o);
       if (ok < 0) { rc = ok; msg = NULL; }        /* this thread's error */
       else if (!ok) {
         rc = LS_CONFLICT;
@@ -198,6 +220,8 @@ commit_req *writer_validate(ls_writer *w, commit_req *group) {
 void writer_install(ls_writer *w, ls_txn *t) {
   ls_engine *e = w->e;
   assert(w->syncs.n == 0);         /* W1: everything written was synced */
+  int record;
+  uint64_t stamp = snap_install_begin(&e->snaps, t->snap, &record);
   unsigned g = ls_guard_enter(&e->guard);
   ls_table *tb = NULL;
   for (uint32_t i = 0; i < t->nrec; i++) {
@@ -206,13 +230,18 @@ void writer_install(ls_writer *w, ls_txn *t) {
     assert(r->word != 0);          /* W1: installed only once durable */
     if (!tb || tb->id != r->table) {
       if (tb) pthread_rwlock_unlock(&tb->lock);
-      /* Present for a commit (drops run on this thread); a prepared
-      ** transaction's table may have been dropped before its publish: its
-      ** records are dead. */
+      /* Present for a commit (drops and truncations run on this thread); a
+      ** prepared transaction's table may have been dropped before its
+      ** publish: its records are dead. */
       tb = cat_table(e, r->table);
+      /* A prepared transaction's records are dead if its table was
+      ** truncated since: recovery ignores them (below the truncation
+      ** point), so they must not be visible now either. */
+      if (tb && t->first_seq < tb->trunc_seq) tb = NULL;
       if (!tb) { writer_note_empty(w, loc_seg(r->word)); continue; }
       pthread_rwlock_wrlock(&tb->lock);
       atomic_fetch_add(&tb->changes, 1);
+      atomic_store(&tb->last_install, stamp);
     }
     /* The keys are in no order: fetch the lookups ahead. */
     const txn_rec *far = i + IDX_PF_FAR < t->nrec ? &t->recs[i + IDX_PF_FAR] : NULL;
@@ -220,6 +249,12 @@ void writer_install(ls_writer *w, ls_txn *t) {
     if (far && far->table == r->table) idx_prefetch(tb->idx, &(idx_key){ far->hi, far->lo }, 0);
     if (near && near->table == r->table) idx_prefetch(tb->idx, &(idx_key){ near->hi, near->lo }, 1);
     idx_key k = { r->hi, r->lo };
+    if (record) {
+      /* The version it replaces, for the snapshots before it (S1). */
+      uint64_t cur;
+      if (!idx_get(tb->idx, &k, &cur)) cur = 0;
+      if (cur || !loc_tomb(r->word)) snap_record(&e->snaps, tb->id, &k, cur, stamp);
+    }
     uint64_t old = 0;
     int how = cat_install(e, tb, &k, r->word, &old);
     /* A segment left without live records goes to the cleaner (W6). */
@@ -227,6 +262,7 @@ void writer_install(ls_writer *w, ls_txn *t) {
     if (gone) writer_note_empty(w, loc_seg(gone));
   }
   if (tb) pthread_rwlock_unlock(&tb->lock);
+  snap_install_end(&e->snaps, stamp);
   /* Segments written for one group join its set; their buffers can be
   ** settled now that the transaction counts (W7). */
   for (uint32_t i = 0; i < t->ndirect; i++) {

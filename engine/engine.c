@@ -43,6 +43,10 @@ struct eng_host {
   int lockfd;                      /* holds the flock on LOCK */
   pthread_t bg_thread;             /* formats data files ahead of need */
   int bg_started;
+  uint32_t *open_tables;           /* tables that existed when this instance
+                                   ** opened the directory, until claimed
+                                   ** (ls_open_tables; registry lock) */
+  uint32_t nopen_tables;
 };
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -104,6 +108,9 @@ static int dir_has_data(int dirfd) {
   return 0;
 }
 
+/* Segments no snapshot retains any more may be empty: the cleaner checks. */
+static void snap_released(void *arg, const uint32_t *segs, uint32_t n) { cleaner_note_empty(arg, segs, n); }
+
 static void engine_destroy(ls_engine *e) {
   eng_host *h = e->host;
   if (h && h->bg_started) {
@@ -113,6 +120,7 @@ static void engine_destroy(ls_engine *e) {
   writer_stop(e);                  /* no more hand-offs */
   cleaner_stop(e);
   cat_free(e);
+  if (e->snaps.sm) snap_destroy(&e->snaps);
   if (e->sm.files) seg_shutdown(&e->sm);
   ls_io_destroy(e->io);
   ls_manifest_free(&e->man);
@@ -125,6 +133,8 @@ static void engine_destroy(ls_engine *e) {
   free(e->damage);
   free(e->damage_hash);
   free(e->path);
+  free(e->reserve);
+  free(h->open_tables);
   free(h);
   free(e);
 }
@@ -144,6 +154,8 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   e->manual_cleaning = o->manual_cleaning;
   e->separator_memory = o->separator_memory;
   e->on_damage = o->on_damage;
+  /* Kept for an install that runs out of memory (cat_install). */
+  e->reserve = malloc(LS_INSTALL_RESERVE);
   seg_ids mixed = {0}, settle = {0}, empties = {0};
   int rc = LS_OK;
   e->path = strdup(dir);
@@ -202,6 +214,11 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   e->sm.lease = cat_lease;
   e->sm.files_changed = cat_files;
   e->sm.lease_arg = e;
+  uint64_t snap_mem = o->snapshot_memory ? o->snapshot_memory : LS_DEFAULT_SNAPSHOT_MEMORY;
+  snap_init(&e->snaps, &e->sm, snap_mem / SNAP_VERSION_BYTES + 1,
+            e->disk_size ? e->disk_size / 4 : LS_DEFAULT_SNAPSHOT_DISK);
+  e->snaps.released = snap_released;
+  e->snaps.released_arg = e;
   rc = cat_load(e);
   if (rc) goto fail;
   rc = recover(e, &mixed, &settle, &empties);
@@ -211,6 +228,12 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
     snprintf(e->fail_msg, sizeof e->fail_msg, "the data directory %s was opened to report damage only "
              "(on_damage=report): it is read-only", dir);
     atomic_store(&e->failed, 1);
+  }
+  if (e->man.ntables) {
+    h->open_tables = malloc(e->man.ntables * sizeof *h->open_tables);
+    if (!h->open_tables) { rc = ls_err(LS_NOMEM, "out of memory"); goto fail; }
+    for (uint32_t i = 0; i < e->man.ntables; i++) h->open_tables[i] = e->man.tables[i].id;
+    h->nopen_tables = e->man.ntables;
   }
   rc = writer_start(e);
   if (rc) goto fail;
@@ -259,7 +282,14 @@ int ls_open(const char *dir, const ls_options *opt, ls_engine **out) {
     eng_host *h = e->host;
     if (h->dev == st.st_dev && h->ino == st.st_ino && h->pid == getpid()) {
       close(dirfd);
-      rc = check_match(&e->man, opt, dir);
+      /* The sizes, not e->man: another thread may be replacing the
+      ** manifest (a lease, a new data file) under the catalog lock. */
+      ls_manifest sizes;
+      memset(&sizes, 0, sizeof sizes);
+      sizes.segment_size = e->seg_size;
+      sizes.file_size = e->file_size;
+      sizes.disk_size = e->disk_size;
+      rc = check_match(&sizes, opt, dir);
       if (!rc) { h->refs++; *out = e; }
       pthread_mutex_unlock(&reg_lock);
       return rc;
@@ -284,6 +314,16 @@ int ls_refs(ls_engine *e) {
   int n = e->host->refs;
   pthread_mutex_unlock(&reg_lock);
   return n;
+}
+
+int ls_open_tables(ls_engine *e, uint32_t **ids, uint32_t *n) {
+  pthread_mutex_lock(&reg_lock);
+  *ids = e->host->open_tables;
+  *n = e->host->nopen_tables;
+  e->host->open_tables = NULL;
+  e->host->nopen_tables = 0;
+  pthread_mutex_unlock(&reg_lock);
+  return LS_OK;
 }
 
 void ls_close(ls_engine *e) {

@@ -24,6 +24,7 @@
 #include "index.h"
 #include "ls_int.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #define SPLIT 128u                 /* entries that make a bucket split */
@@ -113,8 +114,17 @@ void idx_key_from_digest(idx_key *k, const uint8_t digest[20]) {
 
 static size_t bucket_bytes(uint32_t cap) { return sizeof(idx_bucket) + cap * sizeof(idx_entry); }
 
+/* Tests: the next n growths of any index fail as if out of memory. */
+static _Atomic int fail_growths;
+void idx_test_fail_growths(int n) { atomic_store(&fail_growths, n); }
+static int growth_fails(void) {
+  int n = atomic_load(&fail_growths);
+  while (n > 0 && !atomic_compare_exchange_weak(&fail_growths, &n, n - 1)) {}
+  return n > 0;
+}
+
 static idx_bucket *bucket_new(ls_index *ix, uint32_t depth, uint32_t cap) {
-  idx_bucket *b = malloc(bucket_bytes(cap));
+  idx_bucket *b = growth_fails() ? NULL : malloc(bucket_bytes(cap));
   if (!b) return NULL;
   b->n = 0;
   b->cap = cap;
@@ -150,6 +160,7 @@ static void dir_repoint(ls_index *ix, size_t s, idx_bucket *b) {
 static int bucket_resize(ls_index *ix, size_t s, uint32_t cap) {
   idx_bucket *b = ix->dir[s];
   if (cap == b->cap) return LS_OK;
+  if (cap > b->cap && growth_fails()) return LS_NOMEM;
   uint32_t oldcap = b->cap;
   if (ix->track) {
     uint64_t *q = cap ? realloc(b->seq, cap * sizeof(uint64_t)) : NULL;

@@ -45,6 +45,9 @@ static inline uint64_t idx_hi_of_token(int64_t token) { return (uint64_t)token ^
 
 ls_index *idx_new(void);
 void idx_free(ls_index *ix);
+/* Tests: the next n growths of any index (bucket allocations and
+** enlargements) fail as if out of memory. */
+void idx_test_fail_growths(int n);
 /* Remove every entry (memory returned). */
 void idx_clear(ls_index *ix);
 uint64_t idx_count(const ls_index *ix);

@@ -44,6 +44,7 @@ extern "C" {
 #define LS_READONLY  (-10)  /* a write or sync failed earlier; reopen to write again */
 #define LS_NOTABLE   (-11)  /* no table with that id */
 #define LS_FORMAT    (-12)  /* directory written by an incompatible format version */
+#define LS_EXPIRED   (-13)  /* the transaction's snapshot was released (its bounds) */
 
 const char *ls_strerror(int rc);
 const char *ls_errmsg(void);       /* detail of the last failure on this thread */
@@ -123,6 +124,10 @@ typedef struct ls_options {
   uint64_t separator_memory;  /* bytes of relocation buffers (one segment
                               ** each); 0 = default (16 MiB) */
   int compaction_policy;  /* LS_POLICY_*; 0 = default (cost-benefit) */
+  uint64_t snapshot_memory;   /* bytes of memory for the old versions that
+                              ** running snapshots need; beyond it the oldest
+                              ** snapshot expires (LS_EXPIRED); 0 = default
+                              ** (64 MiB, about 800,000 versions) */
   int manual_cleaning;    /* tests: no background cleaning; the cleaner
                           ** runs only when a write needs room or when
                           ** called (ls_flush, ls_compact, ls_clean_step) */
@@ -154,6 +159,10 @@ typedef struct ls_options {
 #define LS_POLICY_LFS          3   /* LFS's (1-u) * age / (1+u), for comparison */
 
 #define LS_DEFAULT_SEPARATOR_MEMORY (16u * 1024 * 1024)
+#define LS_DEFAULT_SNAPSHOT_MEMORY  (64u * 1024 * 1024)
+/* Bytes of old records running snapshots may keep from being freed: a
+** quarter of disk_size, or this on an unlimited disk. */
+#define LS_DEFAULT_SNAPSHOT_DISK    (1024ull * 1024 * 1024)
 
 #define LS_DEFAULT_SEGMENT_SIZE (128u * 1024)
 #define LS_DEFAULT_FILE_SIZE    (32u * 1024 * 1024)
@@ -176,6 +185,13 @@ void ls_close(ls_engine *e);
 /* Opens currently sharing e (1: the caller is its only user). */
 int ls_refs(ls_engine *e);
 
+/* The ids of the tables that existed when this engine instance opened the
+** directory, handed out once: the first call gets them (*ids malloc'ed, to
+** free with free()), every later call none.  A host that keeps its own
+** catalog (the SQLite module's shadow tables) checks these for orphans --
+** tables created later may belong to a creation still in flight. */
+int ls_open_tables(ls_engine *e, uint32_t **ids, uint32_t *n);
+
 /* Largest value that fits one record for a key of key_len bytes. */
 uint32_t ls_max_value(ls_engine *e, uint32_t key_len);
 
@@ -195,6 +211,7 @@ typedef struct ls_table_info {
   uint32_t groups;
   char name[128];
   uint64_t rows;                   /* live rows */
+  uint64_t records_live;           /* index entries: rows and tombstones */
   uint64_t live_bytes;             /* bytes of live records (headers included) */
   uint64_t index_bytes;            /* memory of the table's index */
 } ls_table_info;
@@ -231,6 +248,13 @@ int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n,
 ** writer, which makes it durable and visible atomically (also across a
 ** crash) before returning.
 **
+** Snapshot: a transaction's reads of committed rows (gets, batches,
+** cursors) see the state committed when it began, whatever commits
+** afterwards; a row it reads again reads the same.  Old versions are kept
+** for it within bounds (ls_options.snapshot_memory, and a quarter of
+** disk_size); beyond them the oldest transaction's reads fail with
+** LS_EXPIRED.  Reads without a transaction see the newest rows.
+**
 ** Write conflicts: the first read of a key through a transaction records
 ** the version it saw.  At commit the writer checks that each such key is
 ** still at that version; if another transaction changed it, the commit
@@ -238,6 +262,9 @@ int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n,
 ** delete of a key not read before) are never in conflict.
 */
 int ls_txn_begin(ls_engine *e, ls_txn **out);
+/* A transaction that only reads: its reads see its snapshot and are not
+** remembered for a commit check; it takes no writes. */
+int ls_txn_begin_read(ls_engine *e, ls_txn **out);
 int ls_txn_put(ls_txn *t, uint32_t table, const ls_key *k, const void *val, uint32_t vlen);
 int ls_txn_delete(ls_txn *t, uint32_t table, const ls_key *k);
 
@@ -261,8 +288,13 @@ uint64_t ls_txn_size(ls_txn *t);
 int ls_txn_forget_table(ls_txn *t, uint32_t table);
 
 /* Make the transaction durable and visible.  On LS_OK every write is on
-** disk and in the index.  On failure nothing of it is visible, now or after
-** a restart.  The transaction can not be used afterwards except for free. */
+** disk and in the index.  On failure nothing of it is visible now.  After
+** a restart it is absent too -- except when the failure was an I/O error of
+** the write or the sync itself (LS_IOERR, and the engine then refuses
+** writes): the bytes may have reached the disk anyway, so the outcome is
+** unknown, as for SQLite after an I/O error during COMMIT; it is whole or
+** absent, never partial.  The transaction can not be used afterwards
+** except for free. */
 int ls_txn_commit(ls_txn *t);
 
 /* Commit in two phases, for a host that decides the outcome after the
@@ -270,7 +302,8 @@ int ls_txn_commit(ls_txn *t);
 **   ls_txn_prepare   validate and make the writes durable, not yet visible;
 **                    until the transaction is published or unprepared, any
 **                    other transaction that reads or writes one of its keys
-**                    fails to commit with LS_CONFLICT.  Fails like commit.
+**                    fails to commit with LS_CONFLICT.  Fails like commit
+**                    (an I/O error: the outcome after a restart is unknown).
 **   ls_txn_publish   make a prepared transaction visible.  No I/O; can not
 **                    fail.  The transaction is then done.
 **   ls_txn_unprepare undo a prepare: an ABORT record makes it never count,
@@ -300,6 +333,9 @@ int ls_cursor_next(ls_cursor *c);
 /* The current row: valid until the next call on the cursor. */
 const ls_value *ls_cursor_row(ls_cursor *c);
 void ls_cursor_close(ls_cursor *c);
+/* Stop merging a transaction's writes into c (the transaction is ending
+** while the cursor stays open); it goes on with committed rows only. */
+void ls_cursor_detach(ls_cursor *c);
 
 /* ------------------------------------------------------------------------
 ** Statistics and maintenance.
@@ -309,6 +345,7 @@ typedef struct ls_stats {
                                    ** (commits, cleaning, formatting) */
   uint64_t user_bytes_written;     /* record bytes of committed user writes */
   uint64_t records_live;           /* index entries (rows and tombstones) */
+  uint64_t rows;                   /* live rows of every table */
   uint64_t bytes_live;             /* bytes of live records */
   uint64_t index_bytes;            /* memory of all indexes */
   uint64_t segments_total;         /* segments in data files */
@@ -348,6 +385,10 @@ typedef struct ls_stats {
   uint64_t meta_bytes_written;     /* free markers and settled headers */
   uint64_t damaged_ranges;         /* damaged ranges found (ls_check lists them) */
   uint64_t damaged_bytes;          /* their bytes */
+  uint64_t snapshots_active;       /* transactions' snapshots now */
+  uint64_t snapshot_versions;      /* old versions kept for them */
+  uint64_t snapshot_bytes;         /* bytes of old records they keep */
+  uint64_t snapshots_expired;      /* snapshots released by the bounds */
   double write_amplification;      /* data bytes written / user bytes */
   double space_amplification;      /* bytes of segments in use / live bytes */
 } ls_stats;

@@ -81,7 +81,7 @@ int ls_get(ls_engine *e, uint32_t table, const ls_key *k, ls_value *v) {
   idx_key_from_digest(&key, k->digest);
   unsigned g = ls_guard_enter(&e->guard);
   uint64_t word = 0;
-  int rc = cat_lookup(e, table, &key, &word);
+  int rc = cat_lookup(e, table, &key, NULL, &word);
   if (!rc) rc = (!word || loc_tomb(word)) ? LS_NOTFOUND : read_record(e, word, table, k, v);
   ls_guard_leave(&e->guard, g);
   return rc;
@@ -100,7 +100,7 @@ int ls_locate(ls_engine *e, ls_txn *txn, uint32_t table, const ls_key *k, uint64
   }
   unsigned g = ls_guard_enter(&e->guard);
   uint64_t word = 0;
-  int rc = cat_lookup(e, table, &key, &word);
+  int rc = cat_lookup(e, table, &key, txn ? txn->snap : NULL, &word);
   uint64_t segseq = rc ? 0 : seg_seq_of_word(&e->sm, word);
   ls_guard_leave(&e->guard, g);
   if (rc) return rc;
@@ -146,7 +146,7 @@ static int txn_read(ls_txn *t, uint32_t table, const ls_key *k, ls_value *v, int
   if (rc) return rc;
   unsigned g = ls_guard_enter(&e->guard);
   uint64_t word = 0;
-  rc = cat_lookup(e, table, &key, &word);
+  rc = cat_lookup(e, table, &key, t->snap, &word);
   int present = 0;
   uint64_t seq = 0, segseq = 0;
   if (!rc && word && !loc_tomb(word)) {
@@ -205,7 +205,9 @@ int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_key *
       int own = txn_own(txn, table, &key, &vals[i]);
       if (own <= 0) { rcs[i] = own; continue; }
     }
-    if (!idx_get(t->idx, &key, &words[i]) || loc_tomb(words[i])) {
+    if (!idx_get(t->idx, &key, &words[i])) words[i] = 0;
+    if (txn && (rc = snap_lookup(&e->snaps, txn->snap, table, &key, &words[i]))) break;
+    if (!words[i] || loc_tomb(words[i])) {
       rcs[i] = LS_NOTFOUND;
       continue;
     }
@@ -289,6 +291,12 @@ int ls_cursor_open(ls_engine *e, ls_txn *txn, uint32_t table, ls_cursor **out) {
   return LS_OK;
 }
 
+void ls_cursor_detach(ls_cursor *c) {
+  c->txn = NULL;
+  c->tdone = 1;
+  c->ntb = c->tpos = 0;
+}
+
 void ls_cursor_close(ls_cursor *c) {
   if (!c) return;
   free(c->rbuf);
@@ -308,9 +316,17 @@ static int fill_committed(ls_cursor *c) {
       return ls_err(LS_NOTABLE, "table %u was dropped during the scan", c->table);
     }
     idx_entry got[CURSOR_BATCH];
+    int rc = LS_OK;
     pthread_rwlock_rdlock(&t->lock);
     size_t n = idx_range(t->idx, &c->from, c->after, got, CURSOR_BATCH);
+    /* The versions its snapshot sees (keys absent then become 0). */
+    for (size_t i = 0; c->txn && !rc && i < n; i++)
+      rc = snap_lookup(&e->snaps, c->txn->snap, c->table, &(idx_key){ got[i].hi, got[i].lo }, &got[i].word);
     pthread_rwlock_unlock(&t->lock);
+    if (rc) {
+      ls_guard_leave(&e->guard, g);
+      return rc;
+    }
     if (n < CURSOR_BATCH) c->done = 1;
     if (n) {
       c->from.hi = got[n - 1].hi;
@@ -319,13 +335,12 @@ static int fill_committed(ls_cursor *c) {
     }
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
-      if (!loc_tomb(got[i].word)) {
+      if (got[i].word && !loc_tomb(got[i].word)) {
         c->batch[c->nbatch] = got[i];
         c->seed[c->nbatch] = seg_get(&e->sm, loc_seg(got[i].word))->seed;
         c->roff[c->nbatch++] = (uint32_t)total;
         total += loc_size(got[i].word);
       }
-    int rc = LS_OK;
     if (c->nbatch) {
       if (c->rcap < total) {
         uint8_t *p = realloc(c->rbuf, total);

@@ -393,9 +393,10 @@ int cl_relocate_img(ls_cleaner *c, uint32_t s, uint32_t used, uint64_t sseq, uin
   }
   ls_guard_leave(&e->guard, g);
 
-  /* Tombstones nothing older can be found for (C3). */
+  /* Tombstones nothing older can be found for (C3), while no snapshot may
+  ** still see an older version through them (snapshot.h, S3). */
   uint64_t dropped = 0;
-  if (ntomb) {
+  if (ntomb && !snap_any(&e->snaps)) {
     uint64_t floor = cl_tomb_floor(c, s);
     g = ls_guard_enter(&e->guard);
     for (uint32_t i = 0; i < c->nitems; i++) {

@@ -413,7 +413,7 @@ int seg_alloc(ls_segmgr *m, int kind, uint32_t table, uint32_t group, int purpos
   seg_fifo_pop(&m->free, &x);
   uint32_t s = x.id;
   ls_seg *d = seg_get(m, s);
-  assert(d->state == SEG_FREE && d->seq == 0 && d->pins == 0 && d->holds == 0 && d->ndeps == 0);
+  assert(d->state == SEG_FREE && d->seq == 0 && d->pins == 0 && d->holds == 0 && d->retains == 0 && d->ndeps == 0);
   assert(atomic_load(&d->live_records) == 0 && !atomic_load(&d->gset));
   d->seq = m->next_seq++;
   atomic_store(&d->born, 0);
@@ -496,10 +496,19 @@ void seg_hold(ls_segmgr *m, uint32_t s, int delta) {
   pthread_mutex_unlock(&m->lock);
 }
 
+void seg_retain(ls_segmgr *m, uint32_t s, int delta) {
+  pthread_mutex_lock(&m->lock);
+  ls_seg *d = seg_get(m, s);
+  assert(delta > 0 || d->retains > 0);
+  assert(d->state != SEG_FREE);
+  d->retains += (uint32_t)delta;
+  pthread_mutex_unlock(&m->lock);
+}
+
 int seg_is_empty(ls_segmgr *m, uint32_t s) {
   ls_seg *d = seg_get(m, s);
   pthread_mutex_lock(&m->lock);
-  int r = (d->state == SEG_SEALED || d->state == SEG_CLEANING) && d->pins == 0 && d->holds == 0 &&
+  int r = (d->state == SEG_SEALED || d->state == SEG_CLEANING) && d->pins == 0 && d->holds == 0 && d->retains == 0 &&
           !(d->flags & SEGF_INFLIGHT) && atomic_load(&d->live_records) == 0;
   pthread_mutex_unlock(&m->lock);
   return r;
@@ -636,7 +645,7 @@ int seg_free_many(ls_segmgr *m, const uint32_t *ids, int n, seg_ids *released) {
     ** holds it, it is not in flight. */
     assert(d->state == SEG_SEALED || d->state == SEG_CLEANING);
     assert(atomic_load(&d->live_records) == 0 && atomic_load(&d->live_bytes) == 0);
-    assert(d->pins == 0 && d->holds == 0 && !(d->flags & SEGF_INFLIGHT));
+    assert(d->pins == 0 && d->holds == 0 && d->retains == 0 && !(d->flags & SEGF_INFLIGHT));
     pthread_mutex_lock(&m->hist_lock);
     set_remove(m, ids[i]);
     pthread_mutex_unlock(&m->hist_lock);

@@ -122,6 +122,8 @@ typedef struct ls_seg {
                                    ** record in this one (lock) */
   uint32_t holds;                  /* prepared transactions with records
                                    ** here, not yet installed (lock) */
+  uint32_t retains;                /* old versions snapshots may still read
+                                   ** here (snapshot.h; lock) */
   uint32_t ndeps, capdeps;         /* segments holding the COMMIT records */
   uint32_t *deps;                  /* this one's CONT records need (lock) */
 } ls_seg;
@@ -317,8 +319,13 @@ void seg_drop_deps(ls_segmgr *m, uint32_t x, seg_ids *released);
 ** the index: keep s (delta +1), or let it go (-1). */
 void seg_hold(ls_segmgr *m, uint32_t s, int delta);
 
+/* A snapshot may still read an old (dead) record in s: keep s (delta +1),
+** or let it go (-1).  Unlike a hold, a retain does not keep the separator
+** from taking s: it only keeps s from being freed. */
+void seg_retain(ls_segmgr *m, uint32_t s, int delta);
+
 /* May segment s be freed: sealed or cleaning, no live record, not pinned,
-** held or in flight?  (Under the lock; callers recheck after waiting.) */
+** held, retained or in flight?  (Under the lock; callers recheck after waiting.) */
 int seg_is_empty(ls_segmgr *m, uint32_t s);
 
 /* Set or clear flag bits of s (under the lock). */

@@ -24,17 +24,24 @@
 #define CHUNK_MIN (16u << 10)
 #define CHUNK_MAX (1u << 20)
 
-int ls_txn_begin(ls_engine *e, ls_txn **out) {
+static int begin(ls_engine *e, int readonly, ls_txn **out) {
   ls_txn *t = calloc(1, sizeof *t);
   if (!t) return ls_err(LS_NOMEM, "out of memory");
   t->e = e;
+  t->readonly = readonly;
+  int rc = snap_begin(&e->snaps, &t->snap);
+  if (rc) { free(t); return rc; }
   *out = t;
   return LS_OK;
 }
 
+int ls_txn_begin(ls_engine *e, ls_txn **out) { return begin(e, 0, out); }
+int ls_txn_begin_read(ls_engine *e, ls_txn **out) { return begin(e, 1, out); }
+
 void txn_destroy(ls_txn *t) {
   if (!t) return;
   assert(t->state != TXN_PREPARED);
+  snap_end(&t->e->snaps, t->snap);
   for (uint32_t i = 0; i < t->nchunks; i++) free(t->chunks[i]);
   for (uint32_t i = 0; i < t->nmaps; i++) idx_free(t->maps[i].idx);
   free(t->chunks);
@@ -106,6 +113,7 @@ static int write_rec(ls_txn *t, uint32_t type, uint32_t table, const ls_key *k,
   if (t->state != TXN_OPEN)
     return ls_err(LS_INVALID, t->state == TXN_PREPARED ? "transaction is prepared: unprepare it to write"
                                                        : "transaction already committed");
+  if (t->readonly) return ls_err(LS_INVALID, "a read transaction takes no writes");
   if (k->len > LS_MAX_KEY)
     return ls_err(LS_TOOBIG, "key of %u bytes is larger than the limit of %u bytes", k->len, LS_MAX_KEY);
   if (ls_max_value(e, k->len) == 0 && ls_rec_size(k->len, 0) > ls_max_record(e->seg_size))
@@ -222,7 +230,12 @@ int ls_txn_rollback_to(ls_txn *t, int mark) {
 ** every read after it is validated only if the table changed since. */
 static void note_first_read(ls_txn *t, txn_map *m);
 
+/* A prepared transaction is frozen: the writer reads its maps (prepared
+** conflicts) while the owner may still read through it (SQLite's COMMIT
+** failed after xSync and the transaction goes on), so nothing is recorded
+** until it is open again. */
 int txn_before_read(ls_txn *t, uint32_t table) {
+  if (t->state != TXN_OPEN || t->readonly) return LS_OK;
   txn_map *m = find_map(t, table, 1);
   if (!m) return ls_err(LS_NOMEM, "out of memory");
   note_first_read(t, m);
@@ -294,6 +307,7 @@ int txn_seen(ls_txn *t, uint32_t table, const idx_key *key) {
 }
 
 void txn_observe_seq(ls_txn *t, uint32_t table, const idx_key *key, uint64_t word, uint64_t seq) {
+  if (t->state != TXN_OPEN || t->readonly) return;   /* frozen (txn_before_read) */
   txn_map *m = find_map(t, table, 0);
   uint64_t w = 0;
   if (!m || !idx_get(m->idx, key, &w) || !map_obs(w)) return;
@@ -303,6 +317,7 @@ void txn_observe_seq(ls_txn *t, uint32_t table, const idx_key *key, uint64_t wor
 
 int txn_observe(ls_txn *t, uint32_t table, const idx_key *key, uint64_t word, uint64_t seq, uint64_t segseq,
                 int present) {
+  if (t->state != TXN_OPEN || t->readonly) return LS_OK;   /* frozen (txn_before_read) */
   txn_map *m = find_map(t, table, 1);
   if (!m) return ls_err(LS_NOMEM, "out of memory");
   uint64_t w = 0;

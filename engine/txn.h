@@ -60,6 +60,9 @@ typedef struct txn_map {
 
 struct ls_txn {
   ls_engine *e;
+  ls_snapshot *snap;               /* what its reads of committed rows see */
+  int readonly;                    /* ls_txn_begin_read: no writes, and its
+                                   ** reads are not recorded */
   txn_rec *recs;
   uint32_t nrec, caprec;
   uint8_t **chunks;                /* encoded records */

@@ -42,6 +42,7 @@ const char *ls_strerror(int rc) {
     case LS_READONLY: return "engine is read-only after a write failure";
     case LS_NOTABLE: return "no such table";
     case LS_FORMAT: return "unsupported on-disk format";
+    case LS_EXPIRED: return "snapshot expired";
     default: return "unknown error";
   }
 }

@@ -104,6 +104,9 @@ void writer_hand_off(ls_writer *w);
 /* Check every request of the group (write conflicts, dropped tables);
 ** the failing ones are finished; returns the accepted ones, in order. */
 commit_req *writer_validate(ls_writer *w, commit_req *group);
+/* Tests: non-zero makes the group's key set fail to size (out of memory),
+** so validation falls back to the accepted transactions' overlays. */
+extern int commit_test_keyset_nomem;
 /* Tell a request's caller its outcome (err: with rc != LS_OK). */
 void writer_finish(commit_req *q, int rc, const ls_error *err);
 /* Install a durable t in the indexes (W1). */

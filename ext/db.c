@@ -12,16 +12,18 @@
 ** engine (the engine's registry); another process gets SQLITE_BUSY.
 **
 ** Transactions.  All logstor tables of one database share the connection's
-** write transaction on that database's engine, so a SQLite transaction that
-** writes several of them commits them as one engine transaction.
+** transaction on that database's engine (txn.c), so a SQLite transaction
+** that writes several of them commits them as one engine transaction.
 **
-** Dropped tables.  DROP TABLE inside an explicit transaction can still be
-** rolled back, so the engine table is only removed once the drop committed:
-** its id is remembered, and at the next statement that runs in autocommit
-** mode the shadow tables are consulted; an id no shadow table holds any
-** more is dropped from the engine.  Engine tables that no shadow table
-** names (left by a crash between CREATE and its commit) are removed when the
-** directory is first opened.
+** Orphans.  A crash between creating an engine table and SQLite's commit of
+** the CREATE, or between SQLite's commit of a DROP and the engine drop,
+** leaves an engine table that no shadow table names.  The tables that
+** existed when the engine instance opened the directory (ls_open_tables:
+** handed to one connection only, before any connection of this process can
+** have a CREATE in flight) are checked against the committed shadow tables
+** at the first statement in autocommit mode, and those no shadow table
+** names are dropped.  A shadow table that can not be read stops the check:
+** an error is never taken for absence.
 */
 #include "logstor_int.h"
 
@@ -50,12 +52,13 @@ static void rm_tree(const char *path) {
 
 static void db_free(ls_db *d) {
   if (d->txn) ls_txn_free(d->txn);
+  free(d->orphans);
+  sqlite3_free(d->changes);
   if (d->eng) ls_close(d->eng);
   if (d->tmpdir && d->dir) rm_tree(d->dir);
   sqlite3_free(d->schema);
   sqlite3_free(d->dir);
   sqlite3_free(d->marks);
-  sqlite3_free(d->created);
   sqlite3_free(d->dropped);
   sqlite3_free(d);
 }
@@ -102,7 +105,9 @@ static int data_dir(sqlite3 *db, const char *schema, char **dir, int *tmp, char 
   return SQLITE_OK;
 }
 
-/* Ids named by the shadow tables of schema, in a sorted malloc'ed array. */
+/* Ids named by the shadow tables of schema, in a malloc'ed array.  Any
+** error (a shadow table that can not be read) is returned, never taken for
+** an absent id. */
 static int shadow_ids(sqlite3 *db, const char *schema, uint32_t **ids, int *n) {
   *ids = NULL;
   *n = 0;
@@ -114,47 +119,34 @@ static int shadow_ids(sqlite3 *db, const char *schema, uint32_t **ids, int *n) {
   sqlite3_free(sql);
   if (rc) return rc;
   int cap = 0;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    const char *name = (const char *)sqlite3_column_text(st, 0);
-    char *q = sqlite3_mprintf("SELECT id FROM \"%w\".\"%w\"", schema, name);
+  while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    rc = SQLITE_OK;
+    char *q = sqlite3_mprintf("SELECT id FROM \"%w\".\"%w\"", schema, (const char *)sqlite3_column_text(st, 0));
     sqlite3_stmt *s2 = NULL;
-    if (q && sqlite3_prepare_v2(db, q, -1, &s2, NULL) == SQLITE_OK) {
-      while (sqlite3_step(s2) == SQLITE_ROW) {
-        if (*n == cap) {
-          cap = cap ? 2 * cap : 16;
-          uint32_t *p = sqlite3_realloc(*ids, cap * (int)sizeof *p);
-          if (!p) { rc = SQLITE_NOMEM; break; }
-          *ids = p;
-        }
-        (*ids)[(*n)++] = (uint32_t)sqlite3_column_int64(s2, 0);
-      }
-    }
-    sqlite3_finalize(s2);
+    rc = q ? sqlite3_prepare_v2(db, q, -1, &s2, NULL) : SQLITE_NOMEM;
     sqlite3_free(q);
-    if (rc == SQLITE_NOMEM) break;
+    while (rc == SQLITE_OK && (rc = sqlite3_step(s2)) == SQLITE_ROW) {
+      rc = SQLITE_OK;
+      if (*n == cap) {
+        cap = cap ? 2 * cap : 16;
+        uint32_t *p = sqlite3_realloc(*ids, cap * (int)sizeof *p);
+        if (!p) { rc = SQLITE_NOMEM; break; }
+        *ids = p;
+      }
+      (*ids)[(*n)++] = (uint32_t)sqlite3_column_int64(s2, 0);
+    }
+    if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    sqlite3_finalize(s2);
   }
   sqlite3_finalize(st);
-  return rc == SQLITE_DONE ? SQLITE_OK : rc;
+  if (rc == SQLITE_DONE) rc = SQLITE_OK;
+  if (rc) { sqlite3_free(*ids); *ids = NULL; *n = 0; }
+  return rc;
 }
 
 static int has_id(const uint32_t *ids, int n, uint32_t id) {
   for (int i = 0; i < n; i++)
     if (ids[i] == id) return 1;
-  return 0;
-}
-
-typedef struct orphan_ctx { uint32_t *ids; int n; uint32_t *orphans; int norph, cap; } orphan_ctx;
-
-static int find_orphan(void *arg, const ls_table_info *t) {
-  orphan_ctx *x = arg;
-  if (has_id(x->ids, x->n, t->id)) return 0;
-  if (x->norph == x->cap) {
-    x->cap = x->cap ? 2 * x->cap : 8;
-    uint32_t *p = sqlite3_realloc(x->orphans, x->cap * (int)sizeof *p);
-    if (!p) return 1;
-    x->orphans = p;
-  }
-  x->orphans[x->norph++] = t->id;
   return 0;
 }
 
@@ -192,20 +184,6 @@ static int owned_here(ls_db *d, sqlite3 *db) {
   return mine;
 }
 
-/* First open of a directory: drop engine tables that no shadow table names. */
-static void drop_orphans(ls_db *d, sqlite3 *db) {
-  orphan_ctx x = {0};
-  if (shadow_ids(db, d->schema, &x.ids, &x.n) != SQLITE_OK) goto out;
-  ls_table_foreach(d->eng, find_orphan, &x);
-  for (int i = 0; i < x.norph; i++) {
-    int erc = ls_table_drop(d->eng, x.orphans[i]);
-    if (erc && erc != LS_NOTABLE) break;            /* the rest wait for the next open */
-  }
-out:
-  sqlite3_free(x.ids);
-  sqlite3_free(x.orphans);
-}
-
 int lsx_db_get(ls_conn *conn, const char *schema, ls_db **out, const ls_options *opt, char **pzErr) {
   ls_db *d = lsx_db_find(conn, schema);
   if (d) { *out = d; return SQLITE_OK; }
@@ -227,8 +205,6 @@ int lsx_db_get(ls_conn *conn, const char *schema, ls_db **out, const ls_options 
     db_free(d);
     return SQLITE_ERROR;
   }
-  struct stat st;
-  int fresh = stat(d->dir, &st) != 0;
   int erc = ls_open(d->dir, &o, &d->eng);
   if (erc) {
     *pzErr = sqlite3_mprintf("%s", ls_errmsg());
@@ -237,11 +213,7 @@ int lsx_db_get(ls_conn *conn, const char *schema, ls_db **out, const ls_options 
     db_free(d);
     return rc;
   }
-  /* Orphans are reclaimed by the first user of the directory in the
-  ** process (no other connection can have a CREATE in flight), and only by
-  ** the directory's owner. */
-  if (!fresh && sqlite3_get_autocommit(conn->db) && ls_refs(d->eng) == 1 && owned_here(d, conn->db))
-    drop_orphans(d, conn->db);
+  if (ls_open_tables(d->eng, &d->orphans, &d->norphans)) d->norphans = 0;
   d->next = conn->dbs;
   conn->dbs = d;
   *out = d;
@@ -311,34 +283,6 @@ ioerr:
   return SQLITE_IOERR;
 }
 
-ls_txn *lsx_db_read_txn(ls_db *d) {
-  if (sqlite3_get_autocommit(d->conn->db)) {
-    if (d->txn && !d->in_write && !ls_txn_prepared(d->txn)) lsx_db_txn_end(d);
-  } else if (!d->txn) {
-    ls_txn *t;
-    if (lsx_db_txn(d, &t)) return NULL;
-  }
-  return d->txn;
-}
-
-int lsx_db_txn(ls_db *d, ls_txn **out) {
-  if (!d->txn) {
-    int rc = ls_txn_begin(d->eng, &d->txn);
-    if (rc) return rc;
-    d->nmarks = 0;
-  }
-  *out = d->txn;
-  return LS_OK;
-}
-
-void lsx_db_txn_end(ls_db *d) {
-  if (d->txn) ls_txn_free(d->txn);
-  d->txn = NULL;
-  d->in_write = 0;
-  d->nmarks = 0;
-  d->ncreated = 0;
-}
-
 int lsx_db_drop(ls_db *d, uint32_t id) {
   int erc = ls_table_drop(d->eng, id);
   if (erc == LS_OK || erc == LS_NOTABLE) return erc;
@@ -348,45 +292,94 @@ int lsx_db_drop(ls_db *d, uint32_t id) {
 }
 
 void lsx_db_reconcile(ls_db *d) {
-  if (!d->ndropped) return;
+  if ((!d->ndropped && !d->norphans) || !sqlite3_get_autocommit(d->conn->db)) return;
   uint32_t *ids = NULL;
   int n = 0;
-  if (sqlite3_get_autocommit(d->conn->db) && shadow_ids(d->conn->db, d->schema, &ids, &n) == SQLITE_OK) {
-    int keep = 0;
-    for (int i = 0; i < d->ndropped; i++) {
-      if (has_id(ids, n, d->dropped[i])) continue;       /* rolled back, or not yet committed */
-      int erc = ls_table_drop(d->eng, d->dropped[i]);
-      if (erc == LS_OK || erc == LS_NOTABLE) d->dropped[i] = 0;   /* else tried again later */
-    }
-    for (int i = 0; i < d->ndropped; i++)
-      if (d->dropped[i] && ls_table_exists(d->eng, d->dropped[i])) d->dropped[keep++] = d->dropped[i];
-    d->ndropped = keep;
+  if (shadow_ids(d->conn->db, d->schema, &ids, &n) != SQLITE_OK) return;   /* next time */
+  /* Orphans only in a directory this database owns (another database's
+  ** tables are not ours to drop). */
+  if (d->norphans && owned_here(d, d->conn->db)) {
+    for (uint32_t i = 0; i < d->norphans; i++)
+      if (!has_id(ids, n, d->orphans[i])) {
+        int erc = ls_table_drop(d->eng, d->orphans[i]);
+        if (erc && erc != LS_NOTABLE) break;       /* the rest wait for the next open */
+      }
   }
+  free(d->orphans);
+  d->orphans = NULL;
+  d->norphans = 0;
+  int keep = 0;
+  for (int i = 0; i < d->ndropped; i++) {
+    if (has_id(ids, n, d->dropped[i])) continue;   /* named again: not ours to drop */
+    int erc = ls_table_drop(d->eng, d->dropped[i]);
+    if (erc && erc != LS_NOTABLE) d->dropped[keep++] = d->dropped[i];   /* tried again later */
+  }
+  d->ndropped = keep;
   sqlite3_free(ids);
 }
 
-int lsx_resolve_table(ls_conn *conn, const char *arg, ls_db **out, uint32_t *id, char **err) {
-  char *schema = NULL;
-  const char *name = arg;
+/* The id of table name in schema if it is a logstor table: SQLITE_OK,
+** SQLITE_NOTFOUND, or an error. */
+static int table_id(sqlite3 *db, const char *schema, const char *name, uint32_t *id) {
+  char *sql = sqlite3_mprintf("SELECT id FROM \"%w\".sqlite_schema AS s, \"%w\".\"%w_logstor\" "
+                              "WHERE s.type = 'table' AND s.name = %Q AND s.sql LIKE 'CREATE VIRTUAL TABLE%%'",
+                              schema, schema, name, name);
+  sqlite3_stmt *st = NULL;
+  int rc = sql ? sqlite3_prepare_v2(db, sql, -1, &st, NULL) : SQLITE_NOMEM;
+  sqlite3_free(sql);
+  if (rc == SQLITE_ERROR) return SQLITE_NOTFOUND;    /* no such shadow table */
+  if (rc) return rc;
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) *id = (uint32_t)sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return rc == SQLITE_ROW ? SQLITE_OK : rc == SQLITE_DONE ? SQLITE_NOTFOUND : rc;
+}
+
+int lsx_resolve_table(ls_conn *conn, const char *arg, ls_db **out, uint32_t *id, char **table, char **err) {
+  sqlite3 *db = conn->db;
+  char *schema = NULL, *name = NULL;
+  int rc = SQLITE_NOTFOUND;
+  /* "schema.table" with an attached schema of that name ... */
   const char *dot = strchr(arg, '.');
   if (dot) {
     schema = sqlite3_mprintf("%.*s", (int)(dot - arg), arg);
-    name = dot + 1;
+    name = sqlite3_mprintf("%s", dot + 1);
+    rc = schema && name ? (sqlite3_db_filename(db, schema) ? table_id(db, schema, name, id) : SQLITE_NOTFOUND)
+                        : SQLITE_NOMEM;
   }
-  const char *sch = schema ? schema : "main";
-  char *sql = sqlite3_mprintf("SELECT id FROM \"%w\".\"%w_logstor\"", sch, name);
-  sqlite3_stmt *st = NULL;
-  int rc = sql ? sqlite3_prepare_v2(conn->db, sql, -1, &st, NULL) : SQLITE_NOMEM;
-  sqlite3_free(sql);
-  if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-    *id = (uint32_t)sqlite3_column_int64(st, 0);
-    rc = lsx_db_get(conn, sch, out, NULL, err);
+  /* ... else the whole argument is a table name (it may hold dots),
+  ** found as SQLite finds an unqualified name: temp, main, attached. */
+  if (rc == SQLITE_NOTFOUND) {
+    sqlite3_free(schema);
+    sqlite3_free(name);
+    schema = name = NULL;
+    sqlite3_stmt *st = NULL;
+    rc = sqlite3_prepare_v2(db, "SELECT name FROM pragma_database_list ORDER BY seq <> 1, seq", -1, &st, NULL);
+    while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+      const char *sch = (const char *)sqlite3_column_text(st, 0);
+      rc = table_id(db, sch, arg, id);
+      if (rc == SQLITE_OK) {
+        schema = sqlite3_mprintf("%s", sch);
+        name = sqlite3_mprintf("%s", arg);
+        if (!schema || !name) rc = SQLITE_NOMEM;
+        break;
+      }
+      if (rc == SQLITE_NOTFOUND) rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_OK && !schema) rc = SQLITE_NOTFOUND;
+  }
+  if (rc == SQLITE_OK) {
+    rc = lsx_db_get(conn, schema, out, NULL, err);
     if (!rc) lsx_db_reconcile(*out);
-  } else if (rc != SQLITE_NOMEM) {
+  } else if (rc == SQLITE_NOTFOUND) {
     *err = sqlite3_mprintf("logstor: no logstor table %s", arg);
     rc = SQLITE_ERROR;
+  } else if (!*err) {
+    *err = sqlite3_mprintf("logstor: %s: %s", arg, sqlite3_errmsg(db));
   }
-  sqlite3_finalize(st);
+  if (!rc && table) { *table = name; name = NULL; }
   sqlite3_free(schema);
+  sqlite3_free(name);
   return rc;
 }

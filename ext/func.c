@@ -3,7 +3,10 @@
 **
 **   logstor_token(value)    the token of a key value (the signed 64-bit
 **                           number scans are ordered by); the value is
-**                           encoded as it is, without a column's affinity
+**                           encoded as it is, so it must be given after
+**                           the key column's affinity ('42' and 42 differ)
+**   logstor_token(table, value)  the same after applying the affinity of
+**                           table's key column, as the table stores it
 **   logstor_version()       the module's version
 **   logstor_check(table)    'ok', or one line per problem: every segment on
 **                           disk is read (damage anywhere, found now or at
@@ -30,10 +33,43 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The affinity of the key column of "table" or "schema.table" (a logstor
+** table), or -1 with an error set on ctx. */
+static int key_affinity(sqlite3_context *ctx, sqlite3_value *table) {
+  const char *arg = (const char *)sqlite3_value_text(table);
+  if (!arg) {
+    sqlite3_result_error(ctx, "logstor_token: a table name is required", -1);
+    return -1;
+  }
+  ls_db *ldb;
+  uint32_t id;
+  char *err = NULL, *name = NULL;
+  int rc = lsx_resolve_table(sqlite3_user_data(ctx), arg, &ldb, &id, &name, &err);
+  sqlite3_stmt *st = NULL;
+  if (!rc) rc = sqlite3_prepare_v2(sqlite3_context_db_handle(ctx), "SELECT type FROM pragma_table_info(?1, ?2) WHERE pk",
+                                   -1, &st, NULL);
+  if (!rc) {
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, ldb->schema, -1, SQLITE_STATIC);
+  }
+  int aff = -1;
+  if (!rc && sqlite3_step(st) == SQLITE_ROW) aff = lsx_affinity((const char *)sqlite3_column_text(st, 0));
+  else if (!rc) rc = SQLITE_ERROR;
+  sqlite3_finalize(st);
+  sqlite3_free(name);
+  if (rc) {
+    sqlite3_result_error(ctx, err ? err : "logstor_token: cannot read the table's key column", -1);
+    sqlite3_result_error_code(ctx, rc);
+  }
+  sqlite3_free(err);
+  return rc ? -1 : aff;
+}
+
 static void fn_token(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
-  (void)argc;
+  int aff = AFF_BLOB;
+  if (argc == 2 && (aff = key_affinity(ctx, argv[0])) < 0) return;
   lsx_buf b = {0};
-  int rc = lsx_key_encode(argv[0], AFF_BLOB, &b);
+  int rc = lsx_key_encode(argv[argc - 1], aff, &b);
   if (rc == SQLITE_OK) sqlite3_result_int64(ctx, ls_token_of(b.p, (uint32_t)b.n));
   else if (rc == SQLITE_CONSTRAINT_NOTNULL) sqlite3_result_null(ctx);
   else sqlite3_result_error_code(ctx, rc);
@@ -53,7 +89,7 @@ static int table_arg(sqlite3_context *ctx, sqlite3_value *v, ls_db **ldb, uint32
     return 0;
   }
   char *err = NULL;
-  int rc = lsx_resolve_table(sqlite3_user_data(ctx), name, ldb, id, &err);
+  int rc = lsx_resolve_table(sqlite3_user_data(ctx), name, ldb, id, NULL, &err);
   if (rc) {
     sqlite3_result_error(ctx, err ? err : "logstor: cannot open the table", -1);
     sqlite3_result_error_code(ctx, rc);
@@ -139,6 +175,9 @@ int lsx_register_functions(sqlite3 *db, ls_conn *conn) {
   int pure = SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS;
   int effects = SQLITE_UTF8 | SQLITE_DIRECTONLY;
   int rc = sqlite3_create_function_v2(db, "logstor_token", 1, pure, conn, fn_token, 0, 0, 0);
+  /* Reads the schema: deterministic within a statement, not innocuous. */
+  if (!rc) rc = sqlite3_create_function_v2(db, "logstor_token", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, conn, fn_token,
+                                           0, 0, 0);
   if (!rc) rc = sqlite3_create_function_v2(db, "logstor_version", 0, pure, conn, fn_version, 0, 0, 0);
   if (!rc) rc = sqlite3_create_function_v2(db, "logstor_check", 1, effects, conn, fn_check, 0, 0, 0);
   if (!rc) rc = sqlite3_create_function_v2(db, "logstor_check", 0, effects, conn, fn_check, 0, 0, 0);

@@ -35,6 +35,7 @@ int lsx_sqlite_code(int rc) {
     case LS_BUSY: return SQLITE_BUSY;
     case LS_READONLY: return SQLITE_READONLY;
     case LS_FORMAT: return SQLITE_CANTOPEN;
+    case LS_EXPIRED: return SQLITE_BUSY_SNAPSHOT;
     default: return SQLITE_ERROR;
   }
 }
@@ -90,6 +91,7 @@ int sqlite3_logstor_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routine
   int rc = lsx_register_vtab(db, conn);
   if (rc == SQLITE_OK) rc = lsx_register_stats(db, conn);
   if (rc == SQLITE_OK) rc = lsx_register_functions(db, conn);
+  if (rc == SQLITE_OK) rc = lsx_register_sentinel(db, conn);
   if (rc != SQLITE_OK) *pzErrMsg = sqlite3_mprintf("logstor: registration failed: %s", sqlite3_errmsg(db));
   return rc;
 }

@@ -37,6 +37,16 @@ typedef struct ls_conn ls_conn;
 typedef struct ls_db ls_db;
 typedef struct ls_vtab ls_vtab;
 
+/* A table created or dropped in the open SQL transaction (txn.c). */
+typedef struct lsx_change {
+  uint32_t id;                     /* engine table id */
+  int drop;                        /* 1: DROP TABLE, 0: CREATE */
+  int level;                       /* savepoints open when it was made */
+  int undone;                      /* a CREATE rolled back to a savepoint */
+} lsx_change;
+
+typedef struct lsx_cursor lsx_cursor;
+
 struct ls_db {
   ls_conn *conn;
   ls_db *next;
@@ -44,22 +54,36 @@ struct ls_db {
   char *dir;                       /* data directory */
   int tmpdir;                      /* a private directory removed at close */
   ls_engine *eng;
-  ls_txn *txn;                     /* the connection's transaction, or NULL */
-  int in_write;                    /* between xBegin and xCommit/xRollback */
   char owner[40];                  /* identity of the database owning dir */
+  /* The connection's transaction on this database (txn.c). */
+  ls_txn *txn;                     /* writes, or the reads of an explicit
+                                   ** SQL transaction; NULL: none */
+  int in_write;                    /* between xBegin and the end of the SQL
+                                   ** transaction */
+  int readonly;                    /* txn is a statement snapshot (autocommit
+                                   ** mode, ls_txn_begin_read) */
+  char *wname;                     /* the first table written (messages) */
+  int sql_scope;                   /* txn ends with SQLite's transaction (we
+                                   ** get its xCommit or xRollback) */
+  int ncursors;                    /* open cursors on tables of this schema */
+  lsx_cursor *cursors;             /* ... listed (scan.c) */
   int *marks;                      /* savepoint i -> ls_txn_savepoint mark */
   int nmarks, capmarks;
-  uint32_t *created;               /* tables created in the open transaction */
-  int ncreated;
-  uint32_t *dropped;               /* tables dropped in a transaction, to be
-                                   ** removed once the drop is committed,
-                                   ** and tables whose drop failed */
+  lsx_change *changes;             /* CREATEs and DROPs of the transaction */
+  int nchanges, capchanges;
+  uint32_t *orphans;               /* tables to check against the shadow
+                                   ** tables (ls_open_tables), then drop */
+  uint32_t norphans;
+  uint32_t *dropped;               /* engine drops that failed, retried */
   int ndropped;
 };
 
 struct ls_conn {
   sqlite3 *db;
   ls_db *dbs;
+  int joined;                      /* the sentinel (txn.c) is in SQLite's
+                                   ** open transaction */
+  int depth;                       /* savepoints open in it */
 };
 
 struct ls_vtab {
@@ -67,7 +91,8 @@ struct ls_vtab {
   sqlite3 *db;
   ls_db *ldb;
   char *name;                      /* table name (for messages) */
-  uint32_t id;                     /* engine table id */
+  uint32_t id;                     /* engine table id (0: not read yet from
+                                   ** the shadow table; lsx_vtab_ready) */
   int ncol;                        /* declared columns (token not counted) */
   int pk;                          /* index of the key column */
   char **cols;                     /* column names */
@@ -103,27 +128,40 @@ int lsx_on_damage_parse(const char *value, int *out);
 /* Find without opening (NULL if the schema has no engine open here). */
 ls_db *lsx_db_find(ls_conn *conn, const char *schema);
 void lsx_conn_free(void *p);
-/* The transaction of ldb, created on first use. */
-int lsx_db_txn(ls_db *ldb, ls_txn **out);
-/* The transaction reads of ldb go through: inside an explicit SQLite
-** transaction one is created (so that reads are checked at commit);
-** in autocommit mode a transaction left over from reads is ended. */
-ls_txn *lsx_db_read_txn(ls_db *ldb);
 /* Identity of the database that owns ldb's directory, checked against the
 ** shadow tables (create: adopt or record it).  SQLITE_OK or an error with
 ** *err set. */
 int lsx_db_owner(ls_db *ldb, const char *claimed, int create, char **err);
-/* Forget the transaction (after commit or rollback). */
-void lsx_db_txn_end(ls_db *ldb);
-/* Resolve "table" or "schema.table" to its ls_db and engine id. */
-int lsx_resolve_table(ls_conn *conn, const char *arg, ls_db **ldb, uint32_t *id, char **err);
-/* Drop engine tables whose DROP TABLE has committed.  Call only in
-** autocommit mode. */
+/* Resolve "schema.table", or "table" (it may hold dots) searched as SQLite
+** searches an unqualified name, to its ls_db, engine id and (when table
+** is not NULL) its name, sqlite3_malloc'ed. */
+int lsx_resolve_table(ls_conn *conn, const char *arg, ls_db **ldb, uint32_t *id, char **table, char **err);
+/* In autocommit mode only: drop the engine tables no committed shadow
+** table names -- orphans of a crash (checked once per engine instance) and
+** drops that failed before. */
 void lsx_db_reconcile(ls_db *ldb);
-/* Drop engine table id now; if that fails, remember it for
-** lsx_db_reconcile to drop later (no shadow table names it).  Returns the
-** engine's code. */
+/* Drop engine table id now; a failure is remembered and retried by
+** lsx_db_reconcile.  Returns the engine code. */
 int lsx_db_drop(ls_db *ldb, uint32_t id);
+
+/* ---- txn.c -------------------------------------------------------------- */
+/* The transaction a read of ldb goes through (NULL: committed data).  In
+** an explicit SQL transaction one is started, ending with SQLite's
+** transaction.  SQLITE_OK or an error (message in vtab). */
+int lsx_txn_read(ls_db *ldb, sqlite3_vtab *vtab, const char *table, ls_txn **out);
+/* The transaction writes of ldb go into, started if needed. */
+int lsx_txn_write(ls_db *ldb, sqlite3_vtab *vtab, const char *table, ls_txn **out);
+/* The last cursor of ldb closed: a transaction that only served this
+** statement ends. */
+void lsx_txn_idle(ls_db *ldb);
+/* Make sure the connection hears of the end of its SQL transaction (the
+** sentinel joins it).  SQLITE_OK or an error with *err set. */
+int lsx_txn_join(ls_conn *conn, char **err);
+/* Note a table created (drop = 0) or dropped (1) in the open SQL
+** transaction: undone or carried out when it ends.  Call lsx_txn_join
+** first (it tells the savepoint level). */
+int lsx_txn_change(ls_db *ldb, uint32_t id, int drop);
+int lsx_register_sentinel(sqlite3 *db, ls_conn *conn);
 
 /* ---- record.c ---------------------------------------------------------- */
 int lsx_buf_reserve(lsx_buf *b, size_t more);
@@ -151,6 +189,9 @@ int lsx_row_column(ls_vtab *t, const uint8_t *row, uint32_t len, const uint8_t *
 
 /* ---- vtab.c / scan.c / update.c / stats.c / func.c ----------------------- */
 int lsx_register_vtab(sqlite3 *db, ls_conn *conn);
+/* The transaction t is ending while cursors of ldb may still use it: they
+** go on without it (scan.c). */
+void lsx_cursors_detach(ls_db *ldb, ls_txn *t);
 int lsx_register_stats(sqlite3 *db, ls_conn *conn);
 int lsx_register_functions(sqlite3 *db, ls_conn *conn);
 
@@ -171,5 +212,10 @@ int lsx_rollback(sqlite3_vtab *vtab);
 int lsx_savepoint(sqlite3_vtab *vtab, int n);
 int lsx_release(sqlite3_vtab *vtab, int n);
 int lsx_rollback_to(sqlite3_vtab *vtab, int n);
+/* The table's engine id and owner checked, read from its shadow table at
+** the first use (xConnect reads no table: inside BEGIN that would leave a
+** read transaction open, and SQLite could then not wait for a lock when
+** the statement needs to write).  SQLITE_OK or an error in t's message. */
+int lsx_vtab_ready(ls_vtab *t);
 
 #endif

@@ -27,7 +27,9 @@
 **   PLAN_TEQ    64   token = ?       argv: the token
 **
 ** argv holds, in this order, the key (EQ or IN), the lower bound, the upper
-** bound (or the token for TEQ).  No bit: a full scan.  idxStr is unused.
+** bound (or the token for TEQ).  No bit: a full scan.  idxStr names the
+** plan for EXPLAIN QUERY PLAN ("pk=?", "pk IN (...)", "token=?", "token
+** range", "full scan"); xFilter does not read it.
 */
 #define PLAN_EQ 1
 #define PLAN_IN 2
@@ -37,14 +39,15 @@
 #define PLAN_HI_LT 32
 #define PLAN_TEQ 64
 
-typedef struct lsx_cursor {
+struct lsx_cursor {
   sqlite3_vtab_cursor base;
+  lsx_cursor *next, *prev;         /* the open cursors of the table's ls_db */
   int eof;
   /* A point lookup locates the row; the record is read only when a column
   ** needs it (an UPDATE that sets every other column never reads it). */
   int lazy;                        /* located, not read yet */
   uint64_t where;                  /* from ls_locate */
-  ls_txn *txn;                     /* the transaction it was located through */
+  ls_txn *txn;                     /* the transaction it reads through */
   lsx_buf kb;                      /* its key */
   ls_key lk;
   ls_cursor *scan;                 /* range and full scans */
@@ -53,7 +56,7 @@ typedef struct lsx_cursor {
   ls_value *list;                  /* rows of an IN lookup, token order */
   int nlist, ilist;
   const ls_value *row;             /* the current row */
-} lsx_cursor;
+};
 
 static double table_rows(ls_vtab *t) {
   ls_table_info ti;
@@ -151,6 +154,10 @@ int lsx_best_index(sqlite3_vtab *vtab, sqlite3_index_info *info) {
     info->estimatedRows = (sqlite3_int64)rows;
   }
   info->idxNum = plan;
+  /* What EXPLAIN QUERY PLAN shows ("SCAN t VIRTUAL TABLE INDEX 5:token range"). */
+  info->idxStr = (char *)(plan & PLAN_EQ ? "pk=?" : plan & PLAN_IN ? "pk IN (...)" : plan & PLAN_TEQ ? "token=?"
+                          : plan & (PLAN_LO | PLAN_HI) ? "token range" : "full scan");
+  info->needToFreeIdxStr = 0;
   /* Every plan yields rows in ascending token order. */
   if (info->nOrderBy == 1 && info->aOrderBy[0].iColumn == tokcol && !info->aOrderBy[0].desc)
     info->orderByConsumed = 1;
@@ -165,7 +172,12 @@ int lsx_open(sqlite3_vtab *vtab, sqlite3_vtab_cursor **out) {
   c->eof = 1;
   c->one = t->spare;                 /* reuse a read buffer */
   memset(&t->spare, 0, sizeof t->spare);
-  if (t->ldb->ndropped && sqlite3_get_autocommit(t->db)) lsx_db_reconcile(t->ldb);
+  ls_db *d = t->ldb;
+  lsx_db_reconcile(d);
+  c->next = d->cursors;
+  if (d->cursors) d->cursors->prev = c;
+  d->cursors = c;
+  d->ncursors++;
   *out = &c->base;
   return SQLITE_OK;
 }
@@ -185,7 +197,11 @@ static void reset(lsx_cursor *c) {
 int lsx_close(sqlite3_vtab_cursor *cur) {
   lsx_cursor *c = (lsx_cursor *)cur;
   ls_vtab *t = (ls_vtab *)cur->pVtab;
+  ls_db *d = t->ldb;
   reset(c);
+  if (c->prev) c->prev->next = c->next; else d->cursors = c->next;
+  if (c->next) c->next->prev = c->prev;
+  if (--d->ncursors == 0) lsx_txn_idle(d);
   if (!t->spare.mem && c->one.cap <= 65536) { t->spare = c->one; memset(&c->one, 0, sizeof c->one); }
   ls_value_free(&c->one);
   lsx_buf_free(&c->kb);
@@ -240,11 +256,15 @@ static int cmp_token(const void *a, const void *b) {
 int lsx_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr, int argc, sqlite3_value **argv) {
   lsx_cursor *c = (lsx_cursor *)cur;
   ls_vtab *t = (ls_vtab *)cur->pVtab;
-  ls_txn *txn = lsx_db_read_txn(t->ldb);
+  ls_txn *txn;
   (void)idxStr;
   (void)argc;
   reset(c);
-  int rc = SQLITE_OK, erc = LS_OK;
+  int rc = lsx_vtab_ready(t);
+  if (!rc) rc = lsx_txn_read(t->ldb, cur->pVtab, t->name, &txn);
+  if (rc) return rc;
+  c->txn = txn;
+  int erc = LS_OK;
   if (plan & PLAN_EQ) {
     rc = lsx_key_encode(argv[0], t->aff[t->pk], &c->kb);
     if (rc) {                      /* NULL or unencodable: no row equals it */
@@ -255,7 +275,6 @@ int lsx_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr, int argc,
     erc = ls_locate(t->ldb->eng, txn, t->id, &c->lk, &c->where);
     if (erc == LS_OK) {
       c->lazy = 1;
-      c->txn = txn;
       c->eof = 0;
       c->one.token = ls_key_token(&c->lk);
     }
@@ -376,9 +395,13 @@ int lsx_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col) {
     ** key column: SQLite passes it back as the old key). */
     if (col != t->pk && sqlite3_vtab_nochange(ctx)) return SQLITE_OK;
     int erc = ls_get_at(t->ldb->eng, c->txn, t->id, &c->lk, c->where, &c->one);
-    if (erc == LS_NOTFOUND) {      /* deleted since it was located */
-      sqlite3_result_null(ctx);
-      return SQLITE_OK;
+    if (erc == LS_NOTFOUND) {
+      /* Deleted since it was located: only when the statement's transaction
+      ** ended under it (a snapshot keeps a located row readable).  An error,
+      ** not a row of NULLs. */
+      sqlite3_free(cur->pVtab->zErrMsg);
+      cur->pVtab->zErrMsg = sqlite3_mprintf("logstor: %s: the row was deleted while the statement read it", t->name);
+      return SQLITE_ABORT;
     }
     if (erc) return lsx_error(cur->pVtab, t->name, erc);
     c->one.token = ls_key_token(&c->lk);
@@ -397,6 +420,14 @@ int lsx_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col) {
     cur->pVtab->zErrMsg = sqlite3_mprintf("logstor: %s: malformed row record", t->name);
   }
   return rc;
+}
+
+void lsx_cursors_detach(ls_db *d, ls_txn *t) {
+  for (lsx_cursor *c = d->cursors; c; c = c->next) {
+    if (c->txn != t) continue;
+    c->txn = NULL;
+    if (c->scan) ls_cursor_detach(c->scan);
+  }
 }
 
 int lsx_rowid(sqlite3_vtab_cursor *cur, sqlite3_int64 *rowid) {

@@ -152,7 +152,9 @@ static int add_text(scur *c, const char *scope, const char *name, const char *v)
 static int table_rows(void *arg, const ls_table_info *t) {
   scur *c = arg;
   const char *s = t->name;
-  return add_int(c, s, "id", t->id) || add_int(c, s, "rows", t->rows) || add_int(c, s, "live_bytes", t->live_bytes) ||
+  /* The names engine counters use for the same quantities. */
+  return add_int(c, s, "id", t->id) || add_int(c, s, "rows", t->rows) ||
+         add_int(c, s, "records_live", t->records_live) || add_int(c, s, "bytes_live", t->live_bytes) ||
          add_int(c, s, "index_bytes", t->index_bytes) || add_int(c, s, "groups", t->groups);
 }
 
@@ -190,21 +192,32 @@ static int segment_row(void *arg, const ls_segment_info *s) {
   return 0;
 }
 
-/* The engine of schema if its data directory exists (never creates it). */
-static ls_engine *engine_of(ls_conn *conn, const char *schema, char **err) {
+/* The engine of schema in *out if its data directory exists (never creates
+** it; NULL when it does not).  SQLITE_OK, or an error with *err set: no
+** such schema, or the engine can not be opened (SQLITE_BUSY: another
+** process has it). */
+static int engine_of(ls_conn *conn, const char *schema, ls_engine **out, char **err) {
+  *out = NULL;
   ls_db *d = lsx_db_find(conn, schema);
   if (!d) {
     const char *file = sqlite3_db_filename(conn->db, schema);
-    if (!file || !*file) return NULL;             /* temp/memory: nothing until used */
+    if (!file) {
+      *err = sqlite3_mprintf("no such database: %s", schema);
+      return SQLITE_ERROR;
+    }
+    if (!*file) return SQLITE_OK;                  /* temp/memory: nothing until used */
     const char *over = sqlite3_uri_parameter(file, "logstor_dir");
     char *dir = over && *over ? sqlite3_mprintf("%s", over) : sqlite3_mprintf("%s-logstor", file);
     struct stat st;
     int exists = dir && stat(dir, &st) == 0;
     sqlite3_free(dir);
-    if (!exists || lsx_db_get(conn, schema, &d, NULL, err)) return NULL;
+    if (!exists) return SQLITE_OK;
+    int rc = lsx_db_get(conn, schema, &d, NULL, err);
+    if (rc) return rc;
   }
-  lsx_db_reconcile(d);                /* committed DROPs, in autocommit mode */
-  return d->eng;
+  lsx_db_reconcile(d);                /* orphans and failed drops, in autocommit mode */
+  *out = d->eng;
+  return SQLITE_OK;
 }
 
 static int stats_filter(sqlite3_vtab_cursor *cur, int idxNum, const char *idxStr, int argc, sqlite3_value **argv) {
@@ -215,12 +228,13 @@ static int stats_filter(sqlite3_vtab_cursor *cur, int idxNum, const char *idxStr
   const char *schema = idxNum ? (const char *)sqlite3_value_text(argv[0]) : "main";
   if (!schema) return SQLITE_OK;
   char *err = NULL;
-  ls_engine *e = engine_of(t->conn, schema, &err);
-  if (err) {
+  ls_engine *e;
+  int erc = engine_of(t->conn, schema, &e, &err);
+  if (erc) {
     sqlite3_free(t->base.zErrMsg);
-    t->base.zErrMsg = sqlite3_mprintf("logstor: %s", err);
+    t->base.zErrMsg = sqlite3_mprintf("logstor: %s", err ? err : sqlite3_errstr(erc));
     sqlite3_free(err);
-    return SQLITE_ERROR;
+    return erc;
   }
   if (!e) return SQLITE_OK;
   int rc = SQLITE_OK;
@@ -239,7 +253,8 @@ static int stats_filter(sqlite3_vtab_cursor *cur, int idxNum, const char *idxStr
   const char *g = "engine";
   struct { const char *n; uint64_t v; } v[] = {
     { "bytes_written", s.bytes_written }, { "user_bytes_written", s.user_bytes_written },
-    { "records_live", s.records_live }, { "bytes_live", s.bytes_live }, { "index_bytes", s.index_bytes },
+    { "records_live", s.records_live }, { "rows", s.rows }, { "bytes_live", s.bytes_live },
+    { "index_bytes", s.index_bytes },
     { "segments_total", s.segments_total }, { "segments_free", s.segments_free },
     { "segments_used", s.segments_used }, { "data_file_bytes", s.data_file_bytes },
     { "commits", s.commits }, { "commit_groups", s.commit_groups }, { "syncs", s.syncs },
@@ -258,6 +273,8 @@ static int stats_filter(sqlite3_vtab_cursor *cur, int idxNum, const char *idxStr
     { "mixed_segments", s.mixed_segments }, { "format_bytes_written", s.format_bytes_written },
     { "meta_bytes_written", s.meta_bytes_written },
     { "damaged_ranges", s.damaged_ranges }, { "damaged_bytes", s.damaged_bytes },
+    { "snapshots_active", s.snapshots_active }, { "snapshot_versions", s.snapshot_versions },
+    { "snapshot_bytes", s.snapshot_bytes }, { "snapshots_expired", s.snapshots_expired },
   };
   for (size_t i = 0; !rc && i < sizeof v / sizeof v[0]; i++) rc = add_int(c, g, v[i].n, v[i].v);
   if (!rc) rc = add_real(c, g, "write_amplification", s.write_amplification);

@@ -1,8 +1,8 @@
 /*
-** update.c -- writes and transactions of logstor tables.
+** update.c -- writes of logstor tables (xUpdate).
 **
 ** Writes go into the connection's engine transaction for the database
-** (db.c): they are visible to this connection at once and to others after
+** (txn.c): they are visible to this connection at once and to others after
 ** the commit.  Conflicts follow SQLite (the module declares
 ** SQLITE_VTAB_CONSTRAINT_SUPPORT): a plain INSERT of an existing key fails
 ** with "UNIQUE constraint failed: t.pk" before anything is changed, and
@@ -10,26 +10,7 @@
 ** row, FAIL keeps earlier rows, ROLLBACK rolls the transaction back, ABORT
 ** the statement); with REPLACE the row is overwritten here.
 **
-** Transaction state machine of one ls_db (all its tables share it):
-**
-**   (none) --first read in BEGIN / xBegin--> OPEN --xSync: prepare--> PREPARED
-**   PREPARED --xCommit: publish--> (none)
-**   PREPARED --xRollback: unprepare--> (none)
-**   PREPARED --a write or savepoint (COMMIT failed, the transaction goes on):
-**            unprepare--> OPEN
-**   OPEN --xRollback--> (none)
-**
-** Everything that can fail happens in xSync: the engine prepares the
-** transaction there (checks conflicts, makes it durable, keeps it
-** invisible).  xCommit only publishes it, which can not fail.  If SQLite
-** fails after xSync (SQLITE_BUSY taking its own locks, or another virtual
-** table's xSync), xRollback unprepares it: an ABORT record makes sure it
-** never counts, also after a crash.  A crash between a successful xSync and
-** xCommit leaves the transaction committed.
-**
-** xSavepoint(N) records the transaction's mark for N the first time any
-** table of the database asks; xRollbackTo(N) discards the writes after it;
-** xRelease(N) forgets marks >= N.
+** Transactions: txn.c.
 */
 #include "logstor_int.h"
 
@@ -60,17 +41,6 @@ static int key_of(ls_vtab *t, sqlite3_value *v, lsx_buf *b, ls_key *k) {
   return rc;
 }
 
-/* The transaction to write through: created if needed; a prepared one
-** (its COMMIT failed and the transaction goes on) is unprepared first. */
-static int writable(ls_vtab *t, ls_txn **out) {
-  ls_db *d = t->ldb;
-  int erc = lsx_db_txn(d, out);
-  if (!erc && ls_txn_prepared(*out)) erc = ls_txn_unprepare(*out);
-  if (erc) return lsx_error(&t->base, t->name, erc);
-  d->in_write = 1;
-  return SQLITE_OK;
-}
-
 /* xUpdate.  argc == 1: DELETE argv[0]; argv[0] NULL: INSERT of argv[2..];
 ** else UPDATE of the row with key argv[0] to argv[2..] (argv[2+ncol] is
 ** the hidden token column).  The key, old key and row are encoded into the
@@ -79,7 +49,8 @@ int lsx_update(sqlite3_vtab *vtab, int argc, sqlite3_value **argv, sqlite3_int64
   ls_vtab *t = (ls_vtab *)vtab;
   (void)rowid;
   ls_txn *txn;
-  int rc = writable(t, &txn), erc = LS_OK;
+  int rc = lsx_vtab_ready(t), erc = LS_OK;
+  if (!rc) rc = lsx_txn_write(t->ldb, vtab, t->name, &txn);
   if (rc) return rc;
   lsx_buf *kb = &t->kbuf, *ob = &t->obuf, *row = &t->rbuf;
   ls_key k, old;
@@ -152,71 +123,3 @@ out:
   return rc;
 }
 
-int lsx_begin(sqlite3_vtab *vtab) {
-  ls_txn *txn;
-  return writable((ls_vtab *)vtab, &txn);
-}
-
-int lsx_sync(sqlite3_vtab *vtab) {
-  ls_vtab *t = (ls_vtab *)vtab;
-  ls_db *d = t->ldb;
-  if (!d->txn || ls_txn_prepared(d->txn)) return SQLITE_OK;   /* nothing, or a retried COMMIT */
-  int erc = ls_txn_prepare(d->txn);
-  return erc ? lsx_error(vtab, t->name, erc) : SQLITE_OK;
-}
-
-int lsx_commit(sqlite3_vtab *vtab) {
-  ls_db *d = ((ls_vtab *)vtab)->ldb;
-  if (d->txn) ls_txn_publish(d->txn);
-  lsx_db_txn_end(d);
-  return SQLITE_OK;
-}
-
-int lsx_rollback(sqlite3_vtab *vtab) {
-  ls_db *d = ((ls_vtab *)vtab)->ldb;
-  /* An error here can not be reported (SQLite ignores it); the engine is
-  ** then read-only and the prepared writes would count after a restart. */
-  if (d->txn && ls_txn_prepared(d->txn)) (void)ls_txn_unprepare(d->txn);
-  /* Tables created in this transaction disappear with it. */
-  for (int i = 0; i < d->ncreated; i++) (void)lsx_db_drop(d, d->created[i]);
-  lsx_db_txn_end(d);
-  return SQLITE_OK;
-}
-
-int lsx_savepoint(sqlite3_vtab *vtab, int n) {
-  ls_vtab *t = (ls_vtab *)vtab;
-  ls_db *d = t->ldb;
-  ls_txn *txn;
-  int rc = writable(t, &txn);
-  if (rc) return rc;
-  if (n < d->nmarks) return SQLITE_OK;              /* another table of the database set it */
-  if (n >= d->capmarks) {
-    int cap = n + 8;
-    int *m = sqlite3_realloc(d->marks, cap * (int)sizeof *m);
-    if (!m) return SQLITE_NOMEM;
-    d->marks = m;
-    d->capmarks = cap;
-  }
-  int mark = ls_txn_savepoint(txn);
-  while (d->nmarks <= n) d->marks[d->nmarks++] = mark;
-  return SQLITE_OK;
-}
-
-int lsx_release(sqlite3_vtab *vtab, int n) {
-  ls_db *d = ((ls_vtab *)vtab)->ldb;
-  if (n < d->nmarks) d->nmarks = n;
-  return SQLITE_OK;
-}
-
-int lsx_rollback_to(sqlite3_vtab *vtab, int n) {
-  ls_vtab *t = (ls_vtab *)vtab;
-  ls_db *d = t->ldb;
-  if (!d->txn || n >= d->nmarks) return SQLITE_OK;
-  ls_txn *txn;
-  int rc = writable(t, &txn);
-  if (rc) return rc;
-  int erc = ls_txn_rollback_to(txn, d->marks[n]);
-  if (erc) return lsx_error(vtab, t->name, erc);
-  d->nmarks = n + 1;
-  return SQLITE_OK;
-}

@@ -45,6 +45,7 @@ typedef struct tabdef {
   int pk;                          /* key column, -1 until known */
   ls_options opt;
   uint32_t groups;
+  uint32_t given;                  /* options seen (bit per known option) */
 } tabdef;
 
 static void tabdef_free(tabdef *d) {
@@ -160,6 +161,11 @@ static int parse_option(tabdef *d, const char *name, const char *value, char **e
                            name);
     return SQLITE_ERROR;
   }
+  if (d->given & (1u << k)) {
+    *err = sqlite3_mprintf("option %s given twice", known[k]);
+    return SQLITE_ERROR;
+  }
+  d->given |= 1u << k;
   if (k == 4) {
     if (lsx_on_damage_parse(value, &d->opt.on_damage)) {
       *err = sqlite3_mprintf("option on_damage: %s is not error or salvage", skip_space(value));
@@ -170,8 +176,12 @@ static int parse_option(tabdef *d, const char *name, const char *value, char **e
   if (parse_size(value, &v)) {
     const char *text = skip_space(value);
     int quoted = *text == '\'' || *text == '"';
-    *err = sqlite3_mprintf("option %s: %s%s%s is not a size (a byte count, or a quoted count with K, M or G)",
-                           name, quoted ? "" : "'", text, quoted ? "" : "'");
+    if (k == 3)
+      *err = sqlite3_mprintf("groups must be a whole number between 1 and 4096, not %s%s%s", quoted ? "" : "'", text,
+                             quoted ? "" : "'");
+    else
+      *err = sqlite3_mprintf("option %s: %s%s%s is not a size (a byte count, or a quoted count with K, M or G)",
+                             name, quoted ? "" : "'", text, quoted ? "" : "'");
     return SQLITE_ERROR;
   }
   /* Zero is not "the default": a size given must be a size. */
@@ -464,6 +474,88 @@ static int check_sizes(ls_db *ldb, const ls_options *o, char **err) {
   return SQLITE_OK;
 }
 
+/* Read the table's id and owner from its shadow table and check them
+** against the data directory.  SQLITE_OK, or an error with *err set. */
+static int read_shadow(ls_vtab *t, char **err) {
+  ls_db *ldb = t->ldb;
+  char *sql = sqlite3_mprintf("SELECT id, owner FROM \"%w\".\"%w_logstor\"", ldb->schema, t->name);
+  sqlite3_stmt *st = NULL;
+  int rc = sql ? sqlite3_prepare_v2(t->db, sql, -1, &st, NULL) : SQLITE_NOMEM;
+  sqlite3_free(sql);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    uint32_t id = (uint32_t)sqlite3_column_int64(st, 0);
+    const char *owner = (const char *)sqlite3_column_text(st, 1);
+    rc = lsx_db_owner(ldb, owner ? owner : "", 0, err);
+    if (rc) {
+      /* err is set */
+    } else if (!ls_table_exists(ldb->eng, id)) {
+      *err = sqlite3_mprintf("the data directory %s has no table with id %u (was it removed or replaced?)",
+                             ldb->dir, id);
+      rc = SQLITE_CORRUPT_VTAB;
+    } else {
+      t->id = id;
+      /* Keep the engine's label current (a RENAME inside a transaction
+      ** that committed since). */
+      if (sqlite3_get_autocommit(t->db)) (void)ls_table_rename(ldb->eng, id, t->name);
+    }
+  } else if (rc == SQLITE_DONE || rc == SQLITE_ERROR) {
+    *err = sqlite3_mprintf("the shadow table %s_logstor that holds the table's id is %s", t->name,
+                           rc == SQLITE_DONE ? "empty" : "missing");
+    rc = SQLITE_CORRUPT_VTAB;
+  } else if (!*err) {
+    *err = sqlite3_mprintf("cannot read the shadow table %s_logstor: %s", t->name, sqlite3_errmsg(t->db));
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+int lsx_vtab_ready(ls_vtab *t) {
+  if (t->id) return SQLITE_OK;
+  char *err = NULL;
+  int rc = read_shadow(t, &err);
+  if (rc) {
+    sqlite3_free(t->base.zErrMsg);
+    t->base.zErrMsg = sqlite3_mprintf("logstor: %s: %s", t->name, err ? err : sqlite3_errstr(rc));
+  }
+  sqlite3_free(err);
+  return rc;
+}
+
+/* Create the engine table and the shadow table of a new table t. */
+static int create_table(sqlite3 *db, ls_vtab *t, const char *schema, const char *name, uint32_t groups,
+                        char **err) {
+  ls_db *ldb = t->ldb;
+  /* Every shadow table of a database names the same owner. */
+  char claimed[40] = "";
+  database_owner(db, schema, claimed, sizeof claimed);
+  int rc = lsx_db_owner(ldb, claimed, 1, err);
+  /* Inside BEGIN the CREATE can be rolled back to a savepoint, which only
+  ** the sentinel hears of (txn.c). */
+  if (!rc && !sqlite3_get_autocommit(db)) rc = lsx_txn_join(ldb->conn, err);
+  if (rc) return rc;
+  int erc = ls_table_create(ldb->eng, name, groups, &t->id);
+  if (erc) {
+    *err = sqlite3_mprintf("%s", ls_errmsg());
+    return lsx_sqlite_code(erc);
+  }
+  char *sql = sqlite3_mprintf("CREATE TABLE \"%w\".\"%w_logstor\"(id INTEGER, owner TEXT)", schema, name);
+  char *ins = sqlite3_mprintf("INSERT INTO \"%w\".\"%w_logstor\"(id, owner) VALUES(?, %Q)", schema, name,
+                              ldb->owner);
+  rc = sql && ins ? exec1(db, sql, -1) : SQLITE_NOMEM;
+  if (!rc) rc = exec1(db, ins, t->id);
+  sqlite3_free(sql);
+  sqlite3_free(ins);
+  /* Undone if the transaction (or savepoint) that creates it rolls back. */
+  if (!rc) rc = lsx_txn_change(ldb, t->id, 0);
+  if (rc) {
+    if (!*err) *err = sqlite3_mprintf("cannot create the shadow table %s_logstor: %s", name, sqlite3_errmsg(db));
+    (void)lsx_db_drop(ldb, t->id);   /* the create failed either way */
+    t->id = 0;
+  }
+  return rc;
+}
+
 static int init(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlite3_vtab **out,
                 char **pzErr, int create) {
   ls_conn *conn = aux;
@@ -480,61 +572,12 @@ static int init(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlit
     t = vtab_new(db, ldb, name, &d);
     if (!t) rc = SQLITE_NOMEM;
   }
-  if (!rc && create) {
-    /* Every shadow table of a database names the same owner. */
-    char claimed[40] = "";
-    database_owner(db, schema, claimed, sizeof claimed);
-    rc = lsx_db_owner(ldb, claimed, 1, &err);
-    int erc = rc ? LS_OK : ls_table_create(ldb->eng, name, d.groups, &t->id);
-    if (rc) {
-      /* err is set */
-    } else if (erc) {
-      err = sqlite3_mprintf("%s", ls_errmsg());   /* prefixed below */
-      rc = lsx_sqlite_code(erc);
-    } else {
-      char *sql = sqlite3_mprintf("CREATE TABLE \"%w\".\"%w_logstor\"(id INTEGER, owner TEXT)", schema, name);
-      char *ins = sqlite3_mprintf("INSERT INTO \"%w\".\"%w_logstor\"(id, owner) VALUES(?, %Q)", schema, name,
-                                  ldb->owner);
-      rc = sql && ins ? exec1(db, sql, -1) : SQLITE_NOMEM;
-      if (!rc) rc = exec1(db, ins, t->id);
-      sqlite3_free(sql);
-      sqlite3_free(ins);
-      if (rc) {
-        if (!err) err = sqlite3_mprintf("cannot create the shadow table %s_logstor: %s", name, sqlite3_errmsg(db));
-        (void)lsx_db_drop(ldb, t->id);   /* the create failed either way */
-      } else {
-        /* Undone if the transaction that creates the table rolls back. */
-        uint32_t *c = sqlite3_realloc(ldb->created, (ldb->ncreated + 1) * (int)sizeof *c);
-        if (c) { ldb->created = c; c[ldb->ncreated++] = t->id; }
-      }
-    }
-  } else if (!rc) {
-    char *sql = sqlite3_mprintf("SELECT id, owner FROM \"%w\".\"%w_logstor\"", schema, name);
-    sqlite3_stmt *st = NULL;
-    rc = sql ? sqlite3_prepare_v2(db, sql, -1, &st, NULL) : SQLITE_NOMEM;
-    sqlite3_free(sql);
-    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-      t->id = (uint32_t)sqlite3_column_int64(st, 0);
-      const char *owner = (const char *)sqlite3_column_text(st, 1);
-      rc = lsx_db_owner(ldb, owner ? owner : "", 0, &err);
-      if (rc) {
-        /* err is set */
-      } else if (!ls_table_exists(ldb->eng, t->id)) {
-        err = sqlite3_mprintf("the data directory %s has no table with id %u (was it removed or replaced?)",
-                              ldb->dir, t->id);
-        rc = SQLITE_CORRUPT_VTAB;
-      } else if (sqlite3_get_autocommit(db)) {
-        ls_table_rename(ldb->eng, t->id, name);   /* keep the label current */
-      }
-    } else if (rc != SQLITE_NOMEM) {
-      err = sqlite3_mprintf("the shadow table %s_logstor that holds the table's id is missing", name);
-      rc = SQLITE_CORRUPT_VTAB;
-    }
-    sqlite3_finalize(st);
-  }
+  /* A new table is made now; an existing one is read at its first use
+  ** (lsx_vtab_ready). */
+  if (!rc && create) rc = create_table(db, t, schema, name, d.groups, &err);
   if (!rc) {
     sqlite3_vtab_config(db, SQLITE_VTAB_CONSTRAINT_SUPPORT, 1);
-    if (sqlite3_get_autocommit(db)) lsx_db_reconcile(ldb);
+    lsx_db_reconcile(ldb);
   }
   tabdef_free(&d);
   if (rc) {
@@ -566,38 +609,31 @@ static int lsx_disconnect(sqlite3_vtab *vtab) {
 }
 
 /* DROP TABLE.  The shadow table goes with the user's transaction; the
-** engine data goes now in autocommit mode, else once the drop committed. */
+** engine table goes once SQLite's commit is certain (txn.c: the sentinel
+** hears of it), so a DROP that fails to commit or is rolled back, also to
+** a savepoint, keeps the data.  Writes to the table earlier in the
+** transaction stay in it: they are committed with it (and die with the
+** table) or restored with it. */
 static int lsx_destroy(sqlite3_vtab *vtab) {
   ls_vtab *t = (ls_vtab *)vtab;
   ls_db *ldb = t->ldb;
-  char *sql = sqlite3_mprintf("DROP TABLE IF EXISTS \"%w\".\"%w_logstor\"", ldb->schema, t->name);
-  int rc = sql ? exec1(t->db, sql, -1) : SQLITE_NOMEM;
-  sqlite3_free(sql);
+  char *err = NULL;
+  int rc = lsx_vtab_ready(t);
+  if (!rc) rc = lsx_txn_join(ldb->conn, &err);
+  if (!rc) {
+    char *sql = sqlite3_mprintf("DROP TABLE IF EXISTS \"%w\".\"%w_logstor\"", ldb->schema, t->name);
+    rc = sql ? exec1(t->db, sql, -1) : SQLITE_NOMEM;
+    sqlite3_free(sql);
+    if (rc) err = sqlite3_mprintf("cannot drop the shadow table: %s", sqlite3_errmsg(t->db));
+  }
+  if (!rc) rc = lsx_txn_change(ldb, t->id, 1);
   if (rc) {
-    sqlite3_free(vtab->zErrMsg);
-    vtab->zErrMsg = sqlite3_mprintf("logstor: %s: cannot drop the shadow table: %s", t->name,
-                                    sqlite3_errmsg(t->db));
+    if (err) {
+      sqlite3_free(vtab->zErrMsg);
+      vtab->zErrMsg = sqlite3_mprintf("logstor: %s: %s", t->name, err);
+      sqlite3_free(err);
+    }
     return rc;
-  }
-  /* Writes to the table in the open transaction go with it, committed or
-  ** not (rolling back restores nothing of a dropped table's writes, and a
-  ** commit must not write rows of a table being dropped). */
-  if (ldb->txn) {
-    if (ls_txn_prepared(ldb->txn)) (void)ls_txn_unprepare(ldb->txn);
-    (void)ls_txn_forget_table(ldb->txn, t->id);
-    if (ls_txn_size(ldb->txn) == 0 && !ldb->ncreated) lsx_db_txn_end(ldb);
-  }
-  int created_here = 0;
-  for (int i = 0; i < ldb->ncreated; i++)
-    if (ldb->created[i] == t->id) { ldb->created[i] = ldb->created[--ldb->ncreated]; created_here = 1; break; }
-  if (sqlite3_get_autocommit(t->db) || created_here) {
-    int erc = ls_table_drop(ldb->eng, t->id);
-    if (erc && erc != LS_NOTABLE) return lsx_error(vtab, t->name, erc);
-  } else {
-    uint32_t *p = sqlite3_realloc(ldb->dropped, (ldb->ndropped + 1) * (int)sizeof *p);
-    if (!p) return SQLITE_NOMEM;
-    ldb->dropped = p;
-    p[ldb->ndropped++] = t->id;
   }
   vtab_free(t);
   return SQLITE_OK;
@@ -605,9 +641,11 @@ static int lsx_destroy(sqlite3_vtab *vtab) {
 
 static int lsx_rename(sqlite3_vtab *vtab, const char *zNew) {
   ls_vtab *t = (ls_vtab *)vtab;
+  int rc = lsx_vtab_ready(t);
+  if (rc) return rc;
   char *sql = sqlite3_mprintf("ALTER TABLE \"%w\".\"%w_logstor\" RENAME TO \"%w_logstor\"", t->ldb->schema,
                               t->name, zNew);
-  int rc = sql ? exec1(t->db, sql, -1) : SQLITE_NOMEM;
+  rc = sql ? exec1(t->db, sql, -1) : SQLITE_NOMEM;
   sqlite3_free(sql);
   if (rc) {
     sqlite3_free(vtab->zErrMsg);
@@ -616,8 +654,8 @@ static int lsx_rename(sqlite3_vtab *vtab, const char *zNew) {
     return rc;
   }
   /* The label follows at once in autocommit mode; inside a transaction
-  ** (which may roll back) the next connect sets it. */
-  if (sqlite3_get_autocommit(t->db)) ls_table_rename(t->ldb->eng, t->id, zNew);
+  ** (which may roll back) the next first use in autocommit mode sets it. */
+  if (sqlite3_get_autocommit(t->db)) (void)ls_table_rename(t->ldb->eng, t->id, zNew);
   char *n = sqlite3_mprintf("%s", zNew);
   if (n) { sqlite3_free(t->name); t->name = n; }
   return SQLITE_OK;

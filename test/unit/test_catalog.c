@@ -97,9 +97,9 @@ static void test_install_and_drop(void) {
   CHECK_INT(atomic_load(&seg_get(&e->sm, s)->live_bytes), 96);
   CHECK_U64(cat_live_bytes(e), 96);
   uint64_t w = 0;
-  CHECK_RC(cat_lookup(e, id, &k1, &w), LS_OK);
+  CHECK_RC(cat_lookup(e, id, &k1, NULL, &w), LS_OK);
   CHECK_U64(w, w2);
-  CHECK_RC(cat_lookup(e, id + 1, &k1, &w), LS_NOTABLE);
+  CHECK_RC(cat_lookup(e, id + 1, &k1, NULL, &w), LS_NOTABLE);
   /* Truncate, then drop: every entry leaves the accounting. */
   int dead = 0;
   CHECK_RC(cat_truncate(e, id, 100, count_dead, &dead), LS_OK);

@@ -1,0 +1,438 @@
+/*
+** txn.c -- how logstor follows SQLite's transactions.
+**
+** SQLite tells a virtual table about a transaction only if the table was
+** written in it (xBegin ... xSync, xCommit or xRollback, with xSavepoint,
+** xRelease and xRollbackTo in between); a table that is only read hears
+** nothing, not even the COMMIT.  logstor needs the end of every SQL
+** transaction that used it: the reads of an explicit transaction see one
+** snapshot and are checked at commit, and must not outlive it; a DROP TABLE
+** may only destroy data once SQLite's commit is certain; a CREATE or DROP
+** rolled back to a savepoint must be undone.
+**
+** The sentinel.  A tiny module, logstor_txn, with one table in the temp
+** schema (temp.logstor_txn, created when first needed; it stays).  Running
+** "DELETE FROM temp.logstor_txn WHERE 0" makes SQLite call its xBegin and
+** enlist it in the open transaction, so from then on it receives every
+** savepoint call, xSync and the final xCommit or xRollback -- without a
+** lock on any database file (temp is private to the connection) and
+** without changing a row.  It is joined by the first read of an explicit
+** transaction that is not writing yet, by DROP TABLE and by a CREATE
+** inside BEGIN.  (Side effect: the statement resets sqlite3_changes() to
+** 0 when that first read is a SELECT.)  Where the sentinel can not join
+** (PRAGMA query_only), an explicit transaction's reads fall back to one
+** snapshot per statement.
+**
+** Snapshots.  Every engine transaction reads one committed state (its
+** snapshot, engine/snapshot.h).  In autocommit mode a read statement gets
+** a read-only transaction, shared by the statements running at once (as
+** SQLite shares its read transaction) and ended with the last of their
+** cursors; a write statement gets a fresh write transaction at xBegin.  In
+** an explicit transaction the first read or write starts the transaction
+** that every later statement reads through, until SQLite's transaction
+** ends.
+**
+** State machine of one ls_db (its tables share the transaction):
+**
+**   NONE --read in autocommit--> STATEMENT --last cursor closed--> NONE
+**   NONE --read in BEGIN (sentinel joins)--> READ --xBegin--> WRITE
+**   NONE --xBegin--> WRITE --xSync: prepare--> PREPARED
+**   PREPARED --a write or ROLLBACK TO (COMMIT failed and the transaction
+**            goes on): unprepare--> WRITE
+**   READ, WRITE, PREPARED --end of the SQL transaction--> NONE
+**       (xCommit of any of our tables or the sentinel: publish what is
+**        prepared; xRollback: unprepare and discard)
+**
+** Callbacks are per connection, not per table: whichever of our tables (or
+** the sentinel) gets xSync, xCommit, xRollback or a savepoint call first
+** acts for every database of the connection; the repeats find nothing left
+** to do.  That also covers a database whose only written table was dropped
+** in the transaction and then restored by ROLLBACK TO (SQLite forgets the
+** dropped table's place in the transaction; the sentinel still has one).
+**
+** Savepoint levels.  conn->depth counts the savepoints open (statement
+** savepoints included); a CREATE or DROP made at depth d is undone by
+** xRollbackTo(n) for n < d, and releasing savepoint n makes it depth
+** min(d, n).  xRollbackTo(-1) (ROLLBACK TO the savepoint that opened the
+** transaction) undoes everything.
+*/
+#include "logstor_int.h"
+
+#include <string.h>
+
+/* Discard ldb's transaction (after publishing it, or not). */
+static void txn_drop(ls_db *d) {
+  if (d->txn) {
+    lsx_cursors_detach(d, d->txn);
+    ls_txn_free(d->txn);           /* unprepares a prepared one */
+  }
+  d->txn = NULL;
+  sqlite3_free(d->wname);
+  d->wname = NULL;
+  d->in_write = 0;
+  d->readonly = 0;
+  d->sql_scope = 0;
+  d->nmarks = 0;
+}
+
+int lsx_txn_read(ls_db *d, sqlite3_vtab *vtab, const char *table, ls_txn **out) {
+  ls_conn *conn = d->conn;
+  int erc = LS_OK;
+  *out = NULL;
+  if (sqlite3_get_autocommit(conn->db)) {
+    /* A statement's snapshot, shared by the statements running at once
+    ** (SQLite's read transaction), ending with the last of their cursors;
+    ** or the write of this statement's transaction. */
+    if (!d->txn) {
+      erc = ls_txn_begin_read(d->eng, &d->txn);
+      d->readonly = 1;
+    }
+  } else if (!d->txn || d->readonly) {
+    /* The first read of an explicit transaction: its snapshot lasts until
+    ** the transaction ends. */
+    if (d->txn) txn_drop(d);
+    erc = ls_txn_begin(d->eng, &d->txn);
+    d->nmarks = 0;
+    if (!erc) {
+      char *err = NULL;
+      d->sql_scope = lsx_txn_join(conn, &err) == SQLITE_OK;
+      sqlite3_free(err);           /* without it: one snapshot per statement */
+    }
+  }
+  if (erc) {
+    d->txn = NULL;
+    d->readonly = 0;
+    return lsx_error(vtab, table, erc);
+  }
+  *out = d->txn;
+  return SQLITE_OK;
+}
+
+int lsx_txn_write(ls_db *d, sqlite3_vtab *vtab, const char *table, ls_txn **out) {
+  int erc = LS_OK;
+  /* A statement snapshot (autocommit mode) takes no writes: a write
+  ** transaction starts from the newest state. */
+  if (d->txn && (d->readonly || (!d->in_write && sqlite3_get_autocommit(d->conn->db)))) txn_drop(d);
+  if (!d->txn) {
+    erc = ls_txn_begin(d->eng, &d->txn);
+    d->nmarks = 0;
+  }
+  if (!erc && ls_txn_prepared(d->txn)) erc = ls_txn_unprepare(d->txn);
+  if (erc) return lsx_error(vtab, table, erc);
+  if (!d->wname) d->wname = sqlite3_mprintf("%s", table);
+  d->in_write = 1;
+  d->sql_scope = 1;                /* our own xCommit / xRollback will come */
+  *out = d->txn;
+  return SQLITE_OK;
+}
+
+void lsx_txn_idle(ls_db *d) {
+  if (d->txn && !d->in_write && !d->sql_scope) txn_drop(d);
+}
+
+int lsx_txn_change(ls_db *d, uint32_t id, int drop) {
+  if (d->nchanges == d->capchanges) {
+    int cap = d->capchanges ? 2 * d->capchanges : 4;
+    lsx_change *p = sqlite3_realloc(d->changes, cap * (int)sizeof *p);
+    if (!p) return SQLITE_NOMEM;
+    d->changes = p;
+    d->capchanges = cap;
+  }
+  d->changes[d->nchanges++] = (lsx_change){ id, drop, d->conn->depth, 0 };
+  return SQLITE_OK;
+}
+
+/* ROLLBACK TO savepoint n: forget the DROPs made inside it (the tables
+** stay) and mark its CREATEs undone (their tables go when the transaction
+** ends: until then its writes may still name them). */
+static void changes_rollback_to(ls_db *d, int n) {
+  int keep = 0;
+  for (int i = 0; i < d->nchanges; i++) {
+    lsx_change *c = &d->changes[i];
+    if (c->level > n && c->drop) continue;
+    if (c->level > n) c->undone = 1;
+    d->changes[keep++] = *c;
+  }
+  d->nchanges = keep;
+}
+
+/* The transaction ended: carry out its DROPs if it committed, undo its
+** CREATEs if not (and those undone by a savepoint either way). */
+static void changes_end(ls_db *d, int commit) {
+  for (int i = 0; i < d->nchanges; i++) {
+    lsx_change *c = &d->changes[i];
+    if (c->drop ? commit : !commit || c->undone) (void)lsx_db_drop(d, c->id);
+  }
+  d->nchanges = 0;
+}
+
+/* xSync: prepare every database's writes (validated, durable, not yet
+** visible).  An error goes into vtab's message, named after the first
+** table the transaction wrote in that database. */
+static int conn_sync(ls_conn *conn, sqlite3_vtab *vtab) {
+  for (ls_db *d = conn->dbs; d; d = d->next) {
+    if (!d->txn || !d->in_write || ls_txn_prepared(d->txn)) continue;
+    int erc = ls_txn_prepare(d->txn);
+    if (erc) return lsx_error(vtab, d->wname ? d->wname : d->schema, erc);
+  }
+  return SQLITE_OK;
+}
+
+/* The SQL transaction ended: xCommit (commit set) or xRollback. */
+static void conn_end(ls_conn *conn, int commit) {
+  for (ls_db *d = conn->dbs; d; d = d->next) {
+    if (d->txn && ls_txn_prepared(d->txn)) {
+      if (commit) ls_txn_publish(d->txn);
+      /* An unprepare that fails leaves the engine read-only (and the
+      ** writes would count after a restart); SQLite ignores errors here. */
+      else (void)ls_txn_unprepare(d->txn);
+    }
+    txn_drop(d);
+    changes_end(d, commit);
+  }
+  conn->joined = 0;
+  conn->depth = 0;
+}
+
+enum { SP_BEGIN, SP_RELEASE, SP_ROLLBACK };
+
+/* A savepoint call for savepoint n (-1: the one that opened the
+** transaction). */
+static int conn_savepoint(ls_conn *conn, int op, int n, sqlite3_vtab *vtab) {
+  for (ls_db *d = conn->dbs; d; d = d->next) {
+    if (op == SP_BEGIN) {
+      if (!d->txn || !d->in_write || n < d->nmarks) continue;
+      if (n >= d->capmarks) {
+        int cap = n + 8;
+        int *m = sqlite3_realloc(d->marks, cap * (int)sizeof *m);
+        if (!m) return SQLITE_NOMEM;
+        d->marks = m;
+        d->capmarks = cap;
+      }
+      int mark = ls_txn_savepoint(d->txn);
+      while (d->nmarks <= n) d->marks[d->nmarks++] = mark;
+    } else if (op == SP_RELEASE) {
+      if (n >= 0 && n < d->nmarks) d->nmarks = n;
+      for (int i = 0; i < d->nchanges; i++)
+        if (d->changes[i].level > n) d->changes[i].level = n < 0 ? 0 : n;
+    } else {
+      changes_rollback_to(d, n);
+      if (!d->txn || !d->in_write) continue;
+      int mark = n < 0 ? 0 : n < d->nmarks ? d->marks[n] : -1;
+      if (mark < 0 || (uint64_t)mark == (uint64_t)ls_txn_savepoint(d->txn)) {
+        if (n < 0) d->nmarks = 0;
+        continue;                  /* nothing written since */
+      }
+      int erc = ls_txn_prepared(d->txn) ? ls_txn_unprepare(d->txn) : LS_OK;
+      if (!erc) erc = ls_txn_rollback_to(d->txn, mark);
+      if (erc) return lsx_error(vtab, d->wname ? d->wname : d->schema, erc);
+      d->nmarks = n < 0 ? 0 : n + 1;
+    }
+  }
+  conn->depth = op == SP_RELEASE ? (n < 0 ? 0 : n) : n + 1;
+  return SQLITE_OK;
+}
+
+/* ---- the methods of logstor tables --------------------------------------- */
+
+int lsx_begin(sqlite3_vtab *vtab) {
+  ls_vtab *t = (ls_vtab *)vtab;
+  ls_txn *txn;
+  int rc = lsx_vtab_ready(t);
+  if (!rc) rc = lsx_txn_write(t->ldb, vtab, t->name, &txn);
+  /* SQLite follows a successful xBegin with xSavepoint(k) when k + 1
+  ** savepoints are open; without one, none is. */
+  if (!rc) t->ldb->conn->depth = 0;
+  return rc;
+}
+
+int lsx_sync(sqlite3_vtab *vtab) {
+  ls_vtab *t = (ls_vtab *)vtab;
+  return conn_sync(t->ldb->conn, vtab);
+}
+
+int lsx_commit(sqlite3_vtab *vtab) {
+  conn_end(((ls_vtab *)vtab)->ldb->conn, 1);
+  return SQLITE_OK;
+}
+
+int lsx_rollback(sqlite3_vtab *vtab) {
+  conn_end(((ls_vtab *)vtab)->ldb->conn, 0);
+  return SQLITE_OK;
+}
+
+int lsx_savepoint(sqlite3_vtab *vtab, int n) {
+  ls_vtab *t = (ls_vtab *)vtab;
+  return conn_savepoint(t->ldb->conn, SP_BEGIN, n, vtab);
+}
+
+int lsx_release(sqlite3_vtab *vtab, int n) {
+  ls_vtab *t = (ls_vtab *)vtab;
+  return conn_savepoint(t->ldb->conn, SP_RELEASE, n, vtab);
+}
+
+int lsx_rollback_to(sqlite3_vtab *vtab, int n) {
+  ls_vtab *t = (ls_vtab *)vtab;
+  return conn_savepoint(t->ldb->conn, SP_ROLLBACK, n, vtab);
+}
+
+/* ---- the sentinel ---------------------------------------------------------- */
+
+typedef struct sentinel {
+  sqlite3_vtab base;
+  ls_conn *conn;
+} sentinel;
+
+static int sen_init(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlite3_vtab **out,
+                    char **pzErr) {
+  (void)argc; (void)argv; (void)pzErr;
+  int rc = sqlite3_declare_vtab(db, "CREATE TABLE x(x)");
+  if (rc) return rc;
+  sentinel *s = sqlite3_malloc(sizeof *s);
+  if (!s) return SQLITE_NOMEM;
+  memset(s, 0, sizeof *s);
+  s->conn = aux;
+  *out = &s->base;
+  return SQLITE_OK;
+}
+
+/* Created inside a transaction, SQLite enlists the table at once (without
+** xBegin), so it hears of the end from now on. */
+static int sen_create(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlite3_vtab **out,
+                      char **pzErr) {
+  int rc = sen_init(db, aux, argc, argv, out, pzErr);
+  if (!rc) ((ls_conn *)aux)->joined = 1;
+  return rc;
+}
+
+static int sen_disconnect(sqlite3_vtab *vtab) {
+  sqlite3_free(vtab->zErrMsg);
+  sqlite3_free(vtab);
+  return SQLITE_OK;
+}
+
+static int sen_best_index(sqlite3_vtab *vtab, sqlite3_index_info *info) {
+  (void)vtab;
+  info->estimatedCost = 1;
+  info->estimatedRows = 0;
+  return SQLITE_OK;
+}
+
+static int sen_open(sqlite3_vtab *vtab, sqlite3_vtab_cursor **out) {
+  (void)vtab;
+  sqlite3_vtab_cursor *c = sqlite3_malloc(sizeof *c);
+  if (!c) return SQLITE_NOMEM;
+  memset(c, 0, sizeof *c);
+  *out = c;
+  return SQLITE_OK;
+}
+
+static int sen_close(sqlite3_vtab_cursor *c) {
+  sqlite3_free(c);
+  return SQLITE_OK;
+}
+
+static int sen_filter(sqlite3_vtab_cursor *c, int n, const char *s, int argc, sqlite3_value **argv) {
+  (void)c; (void)n; (void)s; (void)argc; (void)argv;
+  return SQLITE_OK;
+}
+
+static int sen_next(sqlite3_vtab_cursor *c) { (void)c; return SQLITE_OK; }
+static int sen_eof(sqlite3_vtab_cursor *c) { (void)c; return 1; }
+
+static int sen_column(sqlite3_vtab_cursor *c, sqlite3_context *ctx, int i) {
+  (void)c; (void)ctx; (void)i;
+  return SQLITE_OK;
+}
+
+static int sen_rowid(sqlite3_vtab_cursor *c, sqlite3_int64 *r) {
+  (void)c;
+  *r = 0;
+  return SQLITE_OK;
+}
+
+/* The table holds no row; the only statement run on it deletes none. */
+static int sen_update(sqlite3_vtab *vtab, int argc, sqlite3_value **argv, sqlite3_int64 *r) {
+  (void)vtab; (void)argc; (void)argv; (void)r;
+  return SQLITE_OK;
+}
+
+static int sen_begin(sqlite3_vtab *vtab) {
+  ls_conn *conn = ((sentinel *)vtab)->conn;
+  conn->joined = 1;
+  conn->depth = 0;                 /* an xSavepoint follows if any are open */
+  return SQLITE_OK;
+}
+
+static int sen_sync(sqlite3_vtab *vtab) { return conn_sync(((sentinel *)vtab)->conn, vtab); }
+
+static int sen_commit(sqlite3_vtab *vtab) {
+  conn_end(((sentinel *)vtab)->conn, 1);
+  return SQLITE_OK;
+}
+
+static int sen_rollback(sqlite3_vtab *vtab) {
+  conn_end(((sentinel *)vtab)->conn, 0);
+  return SQLITE_OK;
+}
+
+static int sen_savepoint(sqlite3_vtab *vtab, int n) {
+  return conn_savepoint(((sentinel *)vtab)->conn, SP_BEGIN, n, vtab);
+}
+
+static int sen_release(sqlite3_vtab *vtab, int n) {
+  return conn_savepoint(((sentinel *)vtab)->conn, SP_RELEASE, n, vtab);
+}
+
+static int sen_rollback_to(sqlite3_vtab *vtab, int n) {
+  return conn_savepoint(((sentinel *)vtab)->conn, SP_ROLLBACK, n, vtab);
+}
+
+static sqlite3_module sentinel_module = {
+  /* iVersion    */ 2,
+  /* xCreate     */ sen_create,
+  /* xConnect    */ sen_init,
+  /* xBestIndex  */ sen_best_index,
+  /* xDisconnect */ sen_disconnect,
+  /* xDestroy    */ sen_disconnect,
+  /* xOpen       */ sen_open,
+  /* xClose      */ sen_close,
+  /* xFilter     */ sen_filter,
+  /* xNext       */ sen_next,
+  /* xEof        */ sen_eof,
+  /* xColumn     */ sen_column,
+  /* xRowid      */ sen_rowid,
+  /* xUpdate     */ sen_update,
+  /* xBegin      */ sen_begin,
+  /* xSync       */ sen_sync,
+  /* xCommit     */ sen_commit,
+  /* xRollback   */ sen_rollback,
+  /* xFindFunction */ 0,
+  /* xRename     */ 0,
+  /* xSavepoint  */ sen_savepoint,
+  /* xRelease    */ sen_release,
+  /* xRollbackTo */ sen_rollback_to,
+  /* xShadowName */ 0,
+#if SQLITE_VERSION_NUMBER >= 3044000
+  /* xIntegrity  */ 0,
+#endif
+};
+
+#define SENTINEL_CREATE "CREATE VIRTUAL TABLE IF NOT EXISTS temp.logstor_txn USING logstor_txn"
+
+int lsx_register_sentinel(sqlite3 *db, ls_conn *conn) {
+  /* The table is made when first needed, not here: touching the schema at
+  ** load time would fix the database's text encoding before the user's
+  ** PRAGMA encoding. */
+  return sqlite3_create_module_v2(db, "logstor_txn", &sentinel_module, conn, NULL);
+}
+
+int lsx_txn_join(ls_conn *conn, char **err) {
+  if (conn->joined) return SQLITE_OK;
+  sqlite3 *db = conn->db;
+  int rc = sqlite3_exec(db, SENTINEL_CREATE, 0, 0, 0);
+  if (!rc && !conn->joined) rc = sqlite3_exec(db, "DELETE FROM temp.logstor_txn WHERE 0", 0, 0, 0);
+  if (!rc && !conn->joined) rc = SQLITE_INTERNAL;
+  if (rc) *err = sqlite3_mprintf("cannot follow the SQL transaction (temp.logstor_txn): %s", sqlite3_errmsg(db));
+  return rc;
+}
