@@ -298,21 +298,27 @@ static int manifest_update(ls_engine *e, uint32_t id, int remove, uint64_t trunc
   return manifest_commit(e, &m);
 }
 
-int cat_lease(void *arg, uint64_t end) {
-  ls_engine *e = arg;
+/* Raise the manifest's segment sequence floor (FLOOR) or count of data
+** files (FILES) to v if it is below, durably. */
+enum { RAISE_FLOOR, RAISE_FILES };
+static int manifest_raise(ls_engine *e, int which, uint64_t v) {
   pthread_mutex_lock(&e->cat_lock);
   int rc = LS_OK;
-  if (e->man.seg_seq_floor < end) {
+  if ((which == RAISE_FLOOR ? e->man.seg_seq_floor : e->man.files) < v) {
     ls_manifest m;
     rc = ls_manifest_copy(&m, &e->man);
     if (!rc) {
-      m.seg_seq_floor = end;
+      if (which == RAISE_FLOOR) m.seg_seq_floor = v;
+      else m.files = (uint32_t)v;
       rc = manifest_commit(e, &m);
     }
   }
   pthread_mutex_unlock(&e->cat_lock);
   return rc;
 }
+
+int cat_lease(void *arg, uint64_t end) { return manifest_raise(arg, RAISE_FLOOR, end); }
+int cat_files(void *arg, uint32_t n) { return manifest_raise(arg, RAISE_FILES, n); }
 
 int cat_set_files(ls_engine *e, uint32_t files, const ls_mdamage *dm, uint32_t n) {
   pthread_mutex_lock(&e->cat_lock);
@@ -330,22 +336,6 @@ int cat_set_files(ls_engine *e, uint32_t files, const ls_mdamage *dm, uint32_t n
     }
     if (!rc) rc = manifest_commit(e, &m);
     else ls_manifest_free(&m);
-  }
-  pthread_mutex_unlock(&e->cat_lock);
-  return rc;
-}
-
-int cat_files(void *arg, uint32_t n) {
-  ls_engine *e = arg;
-  pthread_mutex_lock(&e->cat_lock);
-  int rc = LS_OK;
-  if (e->man.files < n) {
-    ls_manifest m;
-    rc = ls_manifest_copy(&m, &e->man);
-    if (!rc) {
-      m.files = n;
-      rc = manifest_commit(e, &m);
-    }
   }
   pthread_mutex_unlock(&e->cat_lock);
   return rc;

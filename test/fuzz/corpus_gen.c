@@ -15,6 +15,7 @@
 #include "format.h"
 #include "ls_int.h"
 #include "logstor.h"
+#include "unit.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -129,25 +130,6 @@ static void big_txn(ls_engine *e, uint32_t t, int first, int n, size_t len) {
   free(v);
 }
 
-static void copy_dir(const char *from, const char *to) {
-  mkdir(to, 0700);
-  DIR *d = opendir(from);
-  struct dirent *de;
-  while (d && (de = readdir(d)) != NULL) {
-    if (de->d_name[0] == '.' || !strcmp(de->d_name, "LOCK")) continue;
-    char a[4200], b[4200];
-    snprintf(a, sizeof a, "%s/%s", from, de->d_name);
-    snprintf(b, sizeof b, "%s/%s", to, de->d_name);
-    size_t n;
-    uint8_t *p = slurp(a, &n);
-    FILE *f = fopen(b, "wb");
-    if (f && p) fwrite(p, 1, n, f);
-    if (f) fclose(f);
-    free(p);
-  }
-  if (d) closedir(d);
-}
-
 int main(int argc, char **argv) {
   if (argc != 3) { fprintf(stderr, "usage: corpus_gen OUTDIR WORKDIR\n"); return 2; }
   out = argv[1];
@@ -156,23 +138,15 @@ int main(int argc, char **argv) {
   snprintf(d1, sizeof d1, "%s/simple", argv[2]);
   snprintf(d2, sizeof d2, "%s/cleaned", argv[2]);
   snprintf(d3, sizeof d3, "%s/open", argv[2]);
-  ls_options o;
-  ls_options_init(&o);
-  o.create = 1;
-  o.segment_size = SEG;
-  o.file_size = FILE_SZ;
-  o.manual_cleaning = 1;
-  o.io = LS_IO_POSIX;
-
-  ls_engine *e;
-  if (ls_open(d1, &o, &e)) { fprintf(stderr, "%s\n", ls_errmsg()); return 1; }
+  ls_engine *e = unit_open(d1, SEG, FILE_SZ, 0, 1, 0);
+  if (!e) return 1;
   uint32_t t1, t2;
   ls_table_create(e, "plain", 1, &t1);
   for (int i = 0; i < 20; i++) put(e, t1, i, "a simple value");
   ls_close(e);
   seeds_of(d1, "simple", 0);
 
-  if (ls_open(d2, &o, &e)) { fprintf(stderr, "%s\n", ls_errmsg()); return 1; }
+  if (!(e = unit_open(d2, SEG, FILE_SZ, 0, 1, 0))) return 1;
   ls_table_create(e, "kv", 2, &t1);
   ls_table_create(e, "events log", 1, &t2);
   for (int i = 0; i < 40; i++) put(e, i % 2 ? t1 : t2, i % 13, i % 5 ? "value of some length" : NULL);
@@ -183,7 +157,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < 30; i++) put(e, t1, i % 7, "overwritten");
   ls_compact(e, t1, &freed);
   for (int i = 0; i < 10; i++) put(e, t2, i, "after compaction");
-  copy_dir(d2, d3);                               /* as a crash leaves it: not sealed */
+  unit_copy_dir(d2, d3);                          /* as a crash leaves it: not sealed */
   ls_close(e);
   seeds_of(d2, "cleaned", 0);
   seeds_of(d3, "open", 1);

@@ -107,15 +107,7 @@ static void commit_rows(ls_engine *e, uint64_t *rng, int n, int t, size_t minlen
 static void build_template(void) {
   snprintf(template_dir, sizeof template_dir, "%s", unit_tmpdir());
   uint64_t rng = 0x5eed0fdaaa9eull;
-  ls_options o;
-  ls_options_init(&o);
-  o.create = 1;
-  o.segment_size = SEG;
-  o.file_size = FILE_SZ;
-  o.manual_cleaning = 1;
-  o.io = LS_IO_POSIX;
-  ls_engine *e = NULL;
-  CHECK_RC(ls_open(template_dir, &o, &e), LS_OK);
+  ls_engine *e = unit_open(template_dir, SEG, FILE_SZ, 0, 1, 0);
   if (!e) return;
   CHECK_RC(ls_table_create(e, "alpha", 2, &tid[0]), LS_OK);
   CHECK_RC(ls_table_create(e, "beta", 1, &tid[1]), LS_OK);
@@ -143,31 +135,6 @@ static void build_template(void) {
 
 /* ---- copying and damaging ------------------------------------------------------ */
 
-static int copy_file(const char *from, const char *to) {
-  int in = open(from, O_RDONLY | O_CLOEXEC), out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  int ok = in >= 0 && out >= 0;
-  char buf[65536];
-  ssize_t n;
-  while (ok && (n = read(in, buf, sizeof buf)) > 0) ok = write(out, buf, (size_t)n) == n;
-  if (in >= 0) close(in);
-  if (out >= 0) close(out);
-  return ok;
-}
-
-static void copy_dir(const char *from, const char *to) {
-  mkdir(to, 0700);
-  DIR *d = opendir(from);
-  struct dirent *de;
-  while (d && (de = readdir(d)) != NULL) {
-    if (de->d_name[0] == '.' || !strcmp(de->d_name, "LOCK")) continue;
-    char a[8400], b[8400];
-    snprintf(a, sizeof a, "%s/%s", from, de->d_name);
-    snprintf(b, sizeof b, "%s/%s", to, de->d_name);
-    CHECK(copy_file(a, b));
-  }
-  if (d) closedir(d);
-}
-
 static int nfiles_in(const char *dir) {
   int n = 0;
   char p[8400];
@@ -193,6 +160,16 @@ static void pick_sector(const char *dir, uint64_t *rng, int *file, uint64_t *off
     for (ssize_t i = 0; i < n; i++)
       if (buf[i]) return;
   }
+}
+
+/* Flip a random bit of the byte at off of file path. */
+static void flip_bit(const char *path, uint64_t off, uint64_t *rng) {
+  int fd = open(path, O_RDWR | O_CLOEXEC);
+  uint8_t b = 0;
+  CHECK(fd >= 0 && pread(fd, &b, 1, (off_t)off) == 1);
+  b ^= (uint8_t)(1u << (unit_rand(rng) % 8));
+  CHECK(pwrite(fd, &b, 1, (off_t)off) == 1);
+  if (fd >= 0) close(fd);
 }
 
 static void write_at(const char *dir, int file, uint64_t off, const void *p, size_t len) {
@@ -227,12 +204,7 @@ static void damage(const char *dir, int kind, uint64_t *rng, char *what, size_t 
       pick_sector(dir, rng, &f, &off);
       off += unit_rand(rng) % LS_SECTOR;
       snprintf(path, sizeof path, "%s/data-%06d.ls", dir, f);
-      int fd = open(path, O_RDWR | O_CLOEXEC);
-      uint8_t b = 0;
-      CHECK(fd >= 0 && pread(fd, &b, 1, (off_t)off) == 1);
-      b ^= (uint8_t)(1u << (unit_rand(rng) % 8));
-      CHECK(pwrite(fd, &b, 1, (off_t)off) == 1);
-      if (fd >= 0) close(fd);
+      flip_bit(path, off, rng);
       w += (size_t)snprintf(what + w, cap - w, "%sdata-%06d.ls@%llu", i ? " " : "", f, (unsigned long long)off);
       if (w >= cap) break;
     }
@@ -288,12 +260,7 @@ static void damage(const char *dir, int kind, uint64_t *rng, char *what, size_t 
       CHECK(truncate(path, (off_t)off) == 0);
       snprintf(what, cap, "MANIFEST cut to %llu", (unsigned long long)off);
     } else {
-      int fd = open(path, O_RDWR | O_CLOEXEC);
-      uint8_t b = 0;
-      CHECK(fd >= 0 && pread(fd, &b, 1, (off_t)off) == 1);
-      b ^= (uint8_t)(1u << (unit_rand(rng) % 8));
-      CHECK(pwrite(fd, &b, 1, (off_t)off) == 1);
-      if (fd >= 0) close(fd);
+      flip_bit(path, off, rng);
       snprintf(what, cap, "MANIFEST@%llu", (unsigned long long)off);
     }
     break;
@@ -314,26 +281,13 @@ enum { J_OK, J_CORRUPT, J_LOST, J_OLDER, J_WRONG };
 static int judge_key(ls_engine *e, int t, int k) {
   char kb[16];
   key_of(k, kb, sizeof kb);
-  ls_key key;
-  ls_key_set(&key, kb, (uint32_t)strlen(kb));
-  ls_value v;
-  memset(&v, 0, sizeof v);
-  int rc = ls_get(e, tid[t], &key, &v);
-  const char *want = last_value(t, k);
-  int r;
-  if (rc == LS_CORRUPT) r = J_CORRUPT;
-  else if (rc != LS_OK && rc != LS_NOTFOUND) r = J_CORRUPT;
-  else if (rc == LS_NOTFOUND) r = want ? J_LOST : J_OK;
-  else if (want && v.len == strlen(want) && !memcmp(v.data, want, v.len)) r = J_OK;
-  else {
-    r = J_WRONG;
-    for (int i = 0; i < oracle[t][k].n - 1; i++) {
-      const char *o = oracle[t][k].v[i];
-      if (o && v.len == strlen(o) && !memcmp(v.data, o, v.len)) r = J_OLDER;
-    }
-  }
-  ls_value_free(&v);
-  return r;
+  const char *got = unit_gets(e, tid[t], kb), *want = last_value(t, k);
+  if (!strncmp(got, "ERROR ", 6)) return J_CORRUPT;
+  if (!*got) return want ? J_LOST : J_OK;
+  if (want && !strcmp(got, want)) return J_OK;
+  for (int i = 0; i < oracle[t][k].n - 1; i++)
+    if (oracle[t][k].v[i] && !strcmp(got, oracle[t][k].v[i])) return J_OLDER;
+  return J_WRONG;
 }
 
 /* Judge every key; counts[J_*]. */
@@ -438,7 +392,7 @@ static void test_damage_matrix(void) {
     char dir[4300], what[300] = "";
     snprintf(dir, sizeof dir, "%s/trial", base);
     unit_rmtree(dir);
-    copy_dir(template_dir, dir);
+    unit_copy_dir(template_dir, dir);
     damage(dir, kind, &rng, what, sizeof what);
     int before = unit_failed_checks;
     int out = run_trial(dir, kind, what);

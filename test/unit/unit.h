@@ -28,6 +28,9 @@ int unit_finish(void);
 const char *unit_tmpdir(void);
 /* rm -rf path (no symlink following). */
 void unit_rmtree(const char *path);
+/* Copy the files of directory from into directory to (made if needed),
+** except LOCK; a failed CHECK if one can not be copied. */
+void unit_copy_dir(const char *from, const char *to);
 
 /* Engine helpers shared by the test programs. */
 #include "logstor.h"
