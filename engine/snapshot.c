@@ -170,7 +170,8 @@ uint64_t snap_install_begin(snap_store *st, const ls_snapshot *own, int *record)
 void snap_install_end(snap_store *st, uint64_t stamp) {
   pthread_mutex_lock(&st->lock);
   st->stamp = stamp;
-  st->installing = st->recording = 0;
+  st->installing = 0;
+  st->recording = 0;
   pthread_cond_broadcast(&st->cond);
   pthread_mutex_unlock(&st->lock);
   collect(st);
