@@ -32,9 +32,10 @@
 **       found.  So a transaction is atomic at recovery either way, and
 **       streaming needs no second copy of its bytes in memory.  Writes to
 **       different segments reach the disk in any order when power fails,
-**       so every CONT record is made durable (written and synced) before
-**       the COMMIT record is appended: a COMMIT record found at recovery
-**       means all of its transaction is there.
+**       so the CONT records outside the open buffer are synced before the
+**       COMMIT record is appended to it (those in it precede it in its
+**       write): a COMMIT record found at recovery means all of its
+**       transaction is there.
 **  (W3) Small commits share blocks: a group is appended to the open buffer
 **       when the buffer then still fits one block, and that block is
 **       rewritten (header and earlier records byte-identical, plus the new
@@ -402,9 +403,13 @@ static int serialize(ls_writer *w, ls_txn *t) {
       rc = writer_switch_segment(w, purpose);
       if (rc) return rc;
     }
-    /* W2: the CONT records are durable before the COMMIT record exists. */
-    rc = writer_buf_write(w);
-    if (!rc) rc = writer_sync_files(w, 0);
+    /* W2: every CONT record written so far (direct segments, segments
+    ** switched away from) is durable before the COMMIT record can be.
+    ** Those in the open buffer reach the disk in the COMMIT record's own
+    ** write, before it: recovery reads a buffer's records in order and
+    ** stops at the first a crash cut, so it never sees the COMMIT record
+    ** without them. */
+    rc = writer_sync_files(w, 0);
     if (rc) return rc;
     /* Every segment holding CONT records of t needs the COMMIT record in
     ** this one.  Pin first: if that fails, no COMMIT is written. */
