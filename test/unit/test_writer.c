@@ -354,9 +354,11 @@ static void test_prepared_frozen(void) {
 ** key set can not be sized (out of memory: the overlays are checked). */
 typedef struct group_arg { ls_txn *t; int rc; } group_arg;
 static sem_t release_writer;
+static _Atomic int writer_held;            /* hold_writer runs on the writer thread */
 
 static int hold_writer(ls_engine *e, void *arg) {
   (void)e; (void)arg;
+  atomic_store(&writer_held, 1);
   while (sem_wait(&release_writer)) {}
   return LS_OK;
 }
@@ -373,7 +375,9 @@ static void queued(ls_engine *e, int n) {
     pthread_mutex_lock(&e->writer->lock);
     int k = 0;
     for (commit_req *q = e->writer->head; q; q = q->next) k++;
-    int held = e->writer->calls == NULL;       /* the hold call was taken */
+    /* The hold call was taken (not merely not queued yet: then a commit
+    ** queued now could be processed before it, and never be seen). */
+    int held = atomic_load(&writer_held);
     pthread_mutex_unlock(&e->writer->lock);
     if (k >= n && held) return;
     sched_yield();
@@ -396,6 +400,7 @@ static void group_conflict(int nomem) {
   CHECK_RC(ls_txn_put(a1.t, tb, &k, "1", 1), LS_OK);
   CHECK_RC(ls_txn_put(a2.t, tb, &j, "x", 1), LS_OK);
   sem_init(&release_writer, 0, 0);
+  atomic_store(&writer_held, 0);
   commit_test_keyset_nomem = nomem;
   pthread_t h, t1, t2;
   pthread_create(&h, NULL, call_hold, e);
