@@ -261,11 +261,14 @@ int lsx_db_owner(ls_db *d, const char *claimed, int create, char **err) {
     snprintf(d->owner, sizeof d->owner, "%s", claimed);
     return SQLITE_OK;
   }
-  /* The database has no logstor table yet. */
+  /* The database has no logstor table yet -- or none left in the schema
+  ** this connection sees: its transaction dropped them all, and their data
+  ** goes only when it commits.  A directory this connection already found
+  ** named by the database's shadow tables (d->owner) is the database's own. */
   if (!create) return SQLITE_OK;
   if (owner[0]) {
     int n = 0;
-    ls_table_foreach(d->eng, count_table, &n);
+    if (strcmp(owner, d->owner)) ls_table_foreach(d->eng, count_table, &n);
     if (n) {
       *err = sqlite3_mprintf("the data directory %s holds the tables of another database", d->dir);
       return SQLITE_ERROR;
