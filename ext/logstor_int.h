@@ -178,9 +178,9 @@ int lsx_key_result(sqlite3_context *ctx, const uint8_t *key, uint32_t len, int a
 ** "no change" (sqlite3_value_nochange, an UPDATE) is copied from the old
 ** row record old (NULL when there is none). */
 int lsx_row_encode(ls_vtab *t, sqlite3_value **argv, const uint8_t *old, uint32_t oldlen, lsx_buf *out);
-/* Does decoding a key give back the key column's value exactly, for every
-** value (so the key column needs no read of the row)? */
-int lsx_key_exact(int aff);
+/* Does decoding key (of a column of affinity aff) give back the key column's
+** value exactly (so the key column needs no read of the row)? */
+int lsx_key_exact(int aff, const uint8_t *key, uint32_t len);
 /* ls_key_set with a one-entry cache of the last key hashed for table t. */
 void lsx_key_set(ls_vtab *t, const uint8_t *key, uint32_t len, ls_key *k);
 /* Set the result of ctx to column col of a row. */

@@ -178,7 +178,14 @@ int lsx_key_encode(sqlite3_value *v, int aff, lsx_buf *out) {
   return rc;
 }
 
-int lsx_key_exact(int aff) { return aff == AFF_INTEGER || aff == AFF_NUMERIC || aff == AFF_TEXT; }
+int lsx_key_exact(int aff, const uint8_t *key, uint32_t len) {
+  if (aff == AFF_TEXT) return 1;
+  if (aff != AFF_INTEGER && aff != AFF_NUMERIC) return 0;
+  /* The integer key -2^63 is also the key of the REAL -9223372036854775808.0,
+  ** which the column keeps as a REAL (SQLite converts only reals strictly
+  ** inside the 64-bit range): only the row knows which one was stored. */
+  return !(len == 9 && key[0] == TAG_INT && key[1] == 0x80 && !memcmp(key + 2, "\0\0\0\0\0\0\0", 7));
+}
 
 void lsx_key_set(ls_vtab *t, const uint8_t *key, uint32_t len, ls_key *k) {
   if (len && len == t->last_len && !memcmp(key, t->last_key, len)) {

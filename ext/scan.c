@@ -389,7 +389,7 @@ int lsx_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col) {
       sqlite3_result_int64(ctx, c->one.token);
       return SQLITE_OK;
     }
-    if (col == t->pk && lsx_key_exact(t->aff[col]))
+    if (col == t->pk && lsx_key_exact(t->aff[col], c->kb.p, (uint32_t)c->kb.n))
       return lsx_key_result(ctx, c->kb.p, (uint32_t)c->kb.n, t->aff[col]);
     /* An UPDATE that leaves the column alone needs no value (never for the
     ** key column: SQLite passes it back as the old key). */
