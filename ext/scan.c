@@ -210,8 +210,11 @@ int lsx_close(sqlite3_vtab_cursor *cur) {
 }
 
 /* A token bound from a constraint value, compared as SQLite compares the
-** untyped column token with it: 1 and *tok, 0 when the bound excludes every
-** row, 2 when it excludes none. */
+** column token with it: 1 and *tok, 0 when the bound excludes every row, 2
+** when it excludes none.  The column's declared type "HIDDEN" gives it
+** NUMERIC affinity, so SQLite compares a text that looks like a number
+** ('42', ' 1e3 ') as that number (token_operand converts it first); other
+** text and blobs sort after every integer. */
 static int token_bound(sqlite3_value *v, int lower, int strict, int64_t *tok) {
   const double two63 = 9223372036854775808.0;
   switch (sqlite3_value_type(v)) {
@@ -246,6 +249,17 @@ static int token_bound(sqlite3_value *v, int lower, int strict, int64_t *tok) {
     default:                        /* TEXT and BLOB sort after every integer */
       return lower ? 0 : 2;
   }
+}
+
+/* A constraint value on token as SQLite compares it with the column: a text
+** that looks like a number becomes that number (in a copy, *conv, which the
+** caller frees).  Returns the value to use, NULL when out of memory. */
+static sqlite3_value *token_operand(sqlite3_value *v, sqlite3_value **conv) {
+  *conv = NULL;
+  if (sqlite3_value_type(v) != SQLITE_TEXT) return v;
+  if (!(*conv = sqlite3_value_dup(v))) return NULL;
+  (void)sqlite3_value_numeric_type(*conv);
+  return *conv;
 }
 
 static int cmp_token(const void *a, const void *b) {
@@ -332,22 +346,29 @@ int lsx_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr, int argc,
   } else {
     int64_t lo = INT64_MIN, hi = INT64_MAX;
     int a = 0, ok = 1;
-    if (plan & PLAN_TEQ) {
-      int r = token_bound(argv[a], 1, 0, &lo);
-      ok = r == 1 && (sqlite3_value_type(argv[a]) == SQLITE_INTEGER || sqlite3_value_double(argv[a]) == (double)lo);
+    sqlite3_value *conv[2] = { NULL, NULL }, *v[2] = { NULL, NULL };
+    for (int i = 0; i < argc && i < 2; i++)
+      if (!(v[i] = token_operand(argv[i], &conv[i]))) erc = LS_NOMEM;
+    if (erc) {
+      ok = 0;
+    } else if (plan & PLAN_TEQ) {
+      int r = token_bound(v[a], 1, 0, &lo);
+      ok = r == 1 && (sqlite3_value_type(v[a]) == SQLITE_INTEGER || sqlite3_value_double(v[a]) == (double)lo);
       hi = lo;
     } else {
       if (plan & PLAN_LO) {
-        int r = token_bound(argv[a++], 1, !!(plan & PLAN_LO_GT), &lo);
+        int r = token_bound(v[a++], 1, !!(plan & PLAN_LO_GT), &lo);
         ok = r != 0;
         if (r == 2) lo = INT64_MIN;
       }
       if (ok && (plan & PLAN_HI)) {
-        int r = token_bound(argv[a], 0, !!(plan & PLAN_HI_LT), &hi);
+        int r = token_bound(v[a], 0, !!(plan & PLAN_HI_LT), &hi);
         ok = r != 0;
         if (r == 2) hi = INT64_MAX;
       }
     }
+    sqlite3_value_free(conv[0]);
+    sqlite3_value_free(conv[1]);
     if (ok && lo <= hi) {
       c->hi = hi;
       erc = ls_cursor_open(t->ldb->eng, txn, t->id, &c->scan);
