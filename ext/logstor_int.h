@@ -69,6 +69,8 @@ struct ls_db {
   lsx_cursor *cursors;             /* ... listed (scan.c) */
   int *marks;                      /* savepoint i -> ls_txn_savepoint mark */
   int nmarks, capmarks;
+  int premarks;                    /* savepoints opened in this SQL transaction before
+                                      the write transaction began (their marks: its start) */
   lsx_change *changes;             /* CREATEs and DROPs of the transaction */
   int nchanges, capchanges;
   uint32_t *orphans;               /* tables to check against the shadow

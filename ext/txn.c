@@ -108,6 +108,20 @@ int lsx_txn_read(ls_db *d, sqlite3_vtab *vtab, const char *table, ls_txn **out) 
   return SQLITE_OK;
 }
 
+/* Savepoints up to n begin at the transaction's current position. */
+static int marks_fill(ls_db *d, int n) {
+  if (n >= d->capmarks) {
+    int cap = n + 8;
+    int *m = sqlite3_realloc(d->marks, cap * (int)sizeof *m);
+    if (!m) return LS_NOMEM;
+    d->marks = m;
+    d->capmarks = cap;
+  }
+  int mark = ls_txn_savepoint(d->txn);
+  while (d->nmarks <= n) d->marks[d->nmarks++] = mark;
+  return LS_OK;
+}
+
 int lsx_txn_write(ls_db *d, sqlite3_vtab *vtab, const char *table, ls_txn **out) {
   int erc = LS_OK;
   /* A statement snapshot (autocommit mode) takes no writes: a write
@@ -118,6 +132,12 @@ int lsx_txn_write(ls_db *d, sqlite3_vtab *vtab, const char *table, ls_txn **out)
     d->nmarks = 0;
   }
   if (!erc && ls_txn_prepared(d->txn)) erc = ls_txn_unprepare(d->txn);
+  /* Savepoints opened before the first write (a statement's own included)
+  ** begin where the write transaction begins.  SQLite follows xBegin with
+  ** the savepoint calls itself, but a table created in this transaction
+  ** gets no xBegin: only these marks let its failing statement undo
+  ** itself. */
+  if (!erc && !d->in_write && d->nmarks < d->premarks) erc = marks_fill(d, d->premarks - 1);
   if (erc) return lsx_error(vtab, table, erc);
   if (!d->wname) d->wname = sqlite3_mprintf("%s", table);
   d->in_write = 1;
@@ -189,6 +209,7 @@ static void conn_end(ls_conn *conn, int commit) {
     }
     txn_drop(d);
     changes_end(d, commit);
+    d->premarks = 0;
   }
   conn->joined = 0;
   conn->depth = 0;
@@ -201,21 +222,19 @@ enum { SP_BEGIN, SP_RELEASE, SP_ROLLBACK };
 static int conn_savepoint(ls_conn *conn, int op, int n, sqlite3_vtab *vtab) {
   for (ls_db *d = conn->dbs; d; d = d->next) {
     if (op == SP_BEGIN) {
-      if (!d->txn || !d->in_write || n < d->nmarks) continue;
-      if (n >= d->capmarks) {
-        int cap = n + 8;
-        int *m = sqlite3_realloc(d->marks, cap * (int)sizeof *m);
-        if (!m) return SQLITE_NOMEM;
-        d->marks = m;
-        d->capmarks = cap;
+      if (!d->txn || !d->in_write) {
+        if (n + 1 > d->premarks) d->premarks = n + 1;
+        continue;
       }
-      int mark = ls_txn_savepoint(d->txn);
-      while (d->nmarks <= n) d->marks[d->nmarks++] = mark;
+      if (n < d->nmarks) continue;
+      if (marks_fill(d, n)) return SQLITE_NOMEM;
     } else if (op == SP_RELEASE) {
+      if (d->premarks > n) d->premarks = n < 0 ? 0 : n;
       if (n >= 0 && n < d->nmarks) d->nmarks = n;
       for (int i = 0; i < d->nchanges; i++)
         if (d->changes[i].level > n) d->changes[i].level = n < 0 ? 0 : n;
     } else {
+      if (d->premarks > n + 1) d->premarks = n + 1;
       changes_rollback_to(d, n);
       if (!d->txn || !d->in_write) continue;
       int mark = n < 0 ? 0 : n < d->nmarks ? d->marks[n] : -1;
