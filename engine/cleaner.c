@@ -288,16 +288,21 @@ int cleaner_compact(ls_engine *e, const uint32_t *sets, uint32_t n, uint64_t bef
     for (int tombs = 0; tombs < 2 && !rc; tombs++) {
       uint32_t taken;
       uint64_t net;
+      uint64_t dropped;
       do {
         uint64_t w0 = atomic_load(&e->cleaner_segments), f0 = atomic_load(&e->segments_freed);
+        uint64_t d0 = atomic_load(&e->tombstones_dropped);
         rc = cl_compact_step(c, sets[i], e->policy, tombs, &taken);
         if (!rc) rc = cl_flush_set(c, sets[i]);
         cl_reclaim(c);
         /* A step that frees no more than it writes ends it (the estimate
-        ** can be wrong; never loop on it). */
+        ** can be wrong; never loop on it); in the tombstone pass, so does a
+        ** step that drops no tombstone either (a snapshot may keep every
+        ** tombstone and old version it takes: it would take them forever). */
         uint64_t fr = atomic_load(&e->segments_freed) - f0, wr = atomic_load(&e->cleaner_segments) - w0;
         net = fr > wr ? fr - wr : 0;
-      } while (!rc && taken && (net || tombs));
+        dropped = atomic_load(&e->tombstones_dropped) - d0;
+      } while (!rc && taken && (net || (tombs && dropped)));
     }
   }
   cl_reclaim(c);
