@@ -147,6 +147,8 @@ struct ls_engine {
   uint32_t *damage_hash;           /* open addressing: 1 + index, 0 empty */
   uint32_t capdamage_hash;
   int on_damage;                   /* LS_ON_DAMAGE_* the engine was opened with */
+  _Atomic int sync_mode;           /* LS_SYNC_FULL / _NORMAL / _OFF */
+  _Atomic uint64_t sync_interval_ns;   /* synchronous normal: sync within this */
 };
 
 /* Compaction group of a key in a table of n groups: the token range split
