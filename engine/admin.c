@@ -65,6 +65,7 @@ void ls_stats_get(ls_engine *e, ls_stats *s) {
   s->io_backend = ls_io_name(e->io);
   s->failed = atomic_load(&e->failed);
   s->synchronous = atomic_load(&e->sync_mode);
+  s->space_target = atomic_load(&e->space_target) / 1000.0;
   s->segments_compacted = atomic_load(&e->segments_compacted);
   s->compaction_bytes_written = atomic_load(&e->compaction_bytes);
   s->compaction_records_relocated = atomic_load(&e->compaction_relocated);
@@ -478,5 +479,12 @@ int ls_synchronous(ls_engine *e, int mode, uint32_t interval_ms) {
                   interval_ms);
   if (mode) atomic_store(&e->sync_mode, mode);
   if (interval_ms) atomic_store(&e->sync_interval_ns, (uint64_t)interval_ms * 1000000);
+  return LS_OK;
+}
+
+int ls_space_target(ls_engine *e, double target) {
+  if (target != 0 && !(target >= 1.1 && target <= 100))
+    return ls_err(LS_INVALID, "space_target must be between 1.1 and 100, not %g", target);
+  if (target != 0) atomic_store(&e->space_target, (uint32_t)(target * 1000 + 0.5));
   return LS_OK;
 }

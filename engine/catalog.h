@@ -147,6 +147,7 @@ struct ls_engine {
   uint32_t *damage_hash;           /* open addressing: 1 + index, 0 empty */
   uint32_t capdamage_hash;
   int on_damage;                   /* LS_ON_DAMAGE_* the engine was opened with */
+  _Atomic uint32_t space_target;   /* per mille (1300: 1.3), cleaner.c */
   _Atomic int sync_mode;           /* LS_SYNC_FULL / _NORMAL / _OFF */
   _Atomic uint64_t sync_interval_ns;   /* synchronous normal: sync within this */
 };

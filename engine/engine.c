@@ -85,6 +85,8 @@ static int check_options(const ls_options *o) {
     return ls_err(LS_INVALID, "unknown compaction policy %d", o->compaction_policy);
   if (o->on_damage < LS_ON_DAMAGE_ERROR || o->on_damage > LS_ON_DAMAGE_REPORT)
     return ls_err(LS_INVALID, "unknown on_damage choice %d", o->on_damage);
+  if (o->space_target != 0 && !(o->space_target >= 1.1 && o->space_target <= 100))
+    return ls_err(LS_INVALID, "space_target must be between 1.1 and 100, not %g", o->space_target);
   if (o->synchronous < LS_SYNC_DEFAULT || o->synchronous > LS_SYNC_OFF)
     return ls_err(LS_INVALID, "unknown synchronous choice %d", o->synchronous);
   if (o->sync_interval_ms > LS_MAX_SYNC_INTERVAL_MS)
@@ -159,6 +161,7 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   e->manual_cleaning = o->manual_cleaning;
   e->separator_memory = o->separator_memory;
   e->on_damage = o->on_damage;
+  atomic_init(&e->space_target, (uint32_t)((o->space_target ? o->space_target : LS_DEFAULT_SPACE_TARGET) * 1000 + 0.5));
   atomic_init(&e->sync_mode, o->synchronous ? o->synchronous : LS_SYNC_FULL);
   atomic_init(&e->sync_interval_ns,
               (uint64_t)(o->sync_interval_ms ? o->sync_interval_ms : LS_DEFAULT_SYNC_INTERVAL_MS) * 1000000);

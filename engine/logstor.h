@@ -135,6 +135,10 @@ typedef struct ls_options {
   int record_io;          /* tests: wrap the I/O backend in the recording
                           ** one (io_record.c, the power-loss simulator) */
   int synchronous;        /* LS_SYNC_*: when a commit is durable; 0 = full */
+  double space_target;    /* unbounded disk: compaction starts when the
+                          ** segments in use hold more than this times the
+                          ** live bytes; 0 = default (LS_DEFAULT_SPACE_TARGET),
+                          ** else 1.1 .. 100 */
   uint32_t sync_interval_ms;  /* synchronous normal: the writer syncs at
                               ** most this long after a commit returned;
                               ** 0 = default (100 ms) */
@@ -158,6 +162,10 @@ typedef struct ls_options {
 #define LS_SYNC_NORMAL  2
 #define LS_SYNC_OFF     3
 #define LS_DEFAULT_SYNC_INTERVAL_MS 100
+#define LS_DEFAULT_SPACE_TARGET 1.3
+/* Change the unbounded disk's space target (as ls_options.space_target;
+** 0: unchanged). */
+int ls_space_target(ls_engine *e, double target);
 /* Change the engine's choice for later commits: mode LS_SYNC_* (DEFAULT:
 ** unchanged), interval_ms 1 .. LS_MAX_SYNC_INTERVAL_MS (0: unchanged). */
 int ls_synchronous(ls_engine *e, int mode, uint32_t interval_ms);
@@ -397,7 +405,8 @@ typedef struct ls_stats {
   uint64_t disk_size;              /* 0 = unlimited */
   const char *io_backend;          /* "io_uring" or "posix" (+ "+fault") */
   int failed;                      /* 1 after a write or sync failure */
-  int synchronous;                 /* LS_SYNC_* the engine was opened with */
+  int synchronous;                 /* LS_SYNC_* of the engine (its default) */
+  double space_target;             /* compaction starts above it (unbounded disk) */
   /* Cleaning. */
   uint64_t segments_compacted;     /* group segments taken by compaction */
   uint64_t compaction_bytes_written;

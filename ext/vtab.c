@@ -6,6 +6,7 @@
 **                                          [, segment_size=N] [, file_size=N]
 **                                          [, disk_size=N] [, groups=N]
 **                                          [, on_damage=error|salvage]
+**                                          [, space_target=X]
 **                                          [, synchronous=full|normal|off]
 **                                          [, sync_interval=MS]);
 **
@@ -37,6 +38,7 @@
 
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct coldef {
@@ -186,12 +188,12 @@ const char *lsx_synchronous_name(int mode) {
 static int parse_option(tabdef *d, const char *name, const char *value, char **err) {
   uint64_t v;
   static const char *known[] = { "segment_size", "file_size", "disk_size", "groups", "on_damage", "synchronous",
-                                 "sync_interval", NULL };
+                                 "sync_interval", "space_target", NULL };
   int k = 0;
   while (known[k] && sqlite3_stricmp(name, known[k])) k++;
   if (!known[k]) {
     *err = sqlite3_mprintf("unknown option '%s' (known: segment_size, file_size, disk_size, groups, on_damage, "
-                           "synchronous, sync_interval)", name);
+                           "synchronous, sync_interval, space_target)", name);
     return SQLITE_ERROR;
   }
   if (d->given & (1u << k)) {
@@ -223,6 +225,19 @@ static int parse_option(tabdef *d, const char *name, const char *value, char **e
       return SQLITE_ERROR;
     }
     d->opt.sync_interval_ms = (uint32_t)v;
+    return SQLITE_OK;
+  }
+  if (k == 7) {
+    const char *p = skip_space(value);
+    char q = *p == '\'' || *p == '"' ? *p++ : 0;
+    char *end = NULL;
+    double x = isdigit((unsigned char)*p) ? strtod(p, &end) : 0;
+    if (end && q && *end == q) end++;
+    if (!end || *skip_space(end) || !(x >= 1.1 && x <= 100)) {
+      *err = sqlite3_mprintf("option space_target: %s is not a number between 1.1 and 100", skip_space(value));
+      return SQLITE_ERROR;
+    }
+    d->opt.space_target = x;
     return SQLITE_OK;
   }
   if (parse_size(value, &v)) {
@@ -619,6 +634,7 @@ static int init(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlit
   int rc = parse_args(argc, argv, &d, &err);
   if (!rc) rc = lsx_db_get(conn, schema, &ldb, &d.opt, &err);
   if (!rc) rc = check_sizes(ldb, &d.opt, &err);
+  if (!rc && (d.given & (1u << 7))) (void)ls_space_target(ldb->eng, d.opt.space_target);
   if (!rc && (d.given & (3u << 5))) {
     /* synchronous and sync_interval: the data directory's, as its tables
     ** say when they open (the URI parameter wins). */

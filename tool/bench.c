@@ -1,7 +1,8 @@
 /*
 ** bench.c -- tool/bench: measured speed, never asserted.
 **
-**   tool/bench [sql] [--n N] [--quick] [--so PATH] [--dir D]
+**   tool/bench [sql] [--n N] [--quick] [--so PATH] [--dir D] [--space-target X]
+**              [--overwrites N]
 **       The same SQL workloads, in one run, on a logstor table and on the
 **       table a user would otherwise pick: a native WITHOUT ROWID table in
 **       WAL mode with synchronous=FULL (both make every commit durable);
@@ -246,6 +247,7 @@ typedef struct sqlrun {
   wa_delta wa[8];                  /* logstor: the engine's counters per workload */
   double reopen_ms;
   uint64_t disk_bytes;
+  uint64_t alloc_bytes;            /* disk_bytes without holes */
   uint64_t index_bytes;
 } sqlrun;
 
@@ -308,9 +310,10 @@ static void count_vfs_register(void) {
   sqlite3_vfs_register(&count_vfs, 0);
 }
 
-static uint64_t du(const char *path) {
+/* Bytes of path: apparent (file sizes), or allocated (holes not counted). */
+static uint64_t du_as(const char *path, int allocated) {
   char cmd[4200];
-  snprintf(cmd, sizeof cmd, "du -sb --apparent-size '%s' 2>/dev/null", path);
+  snprintf(cmd, sizeof cmd, "du -s %s '%s' 2>/dev/null", allocated ? "--block-size=1" : "-b --apparent-size", path);
   FILE *p = popen(cmd, "r");
   if (!p) return 0;
   unsigned long long v = 0;
@@ -318,6 +321,8 @@ static uint64_t du(const char *path) {
   pclose(p);
   return v;
 }
+
+static uint64_t du(const char *path) { return du_as(path, 0); }
 
 static void sql_ok(sqlite3 *db, int rc, const char *what) {
   if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
@@ -496,12 +501,16 @@ static double sql_workload(sqlrun *r, int w, long n, long ops) {
 static int bench_sql(int argc, char **argv, const char *argv0) {
   long n = 1000000;
   const char *dir = NULL, *so = NULL, *only = NULL;   /* --only logstor|sqlite: for profiling */
+  const char *space_target = NULL;
+  long over_arg = 0;
   for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "--n") && i + 1 < argc) n = atol(argv[++i]);
     else if (!strcmp(argv[i], "--quick")) n = 20000;
     else if (!strcmp(argv[i], "--so") && i + 1 < argc) so = argv[++i];
     else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
     else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+    else if (!strcmp(argv[i], "--space-target") && i + 1 < argc) space_target = argv[++i];
+    else if (!strcmp(argv[i], "--overwrites") && i + 1 < argc) over_arg = atol(argv[++i]);
     else { fprintf(stderr, "bench: unknown option %s\n", argv[i]); return 2; }
   }
   char tmpl[] = "/tmp/logstor-bench-XXXXXX";
@@ -516,7 +525,7 @@ static int bench_sql(int argc, char **argv, const char *argv0) {
     snprintf(sopath, sizeof sopath, "%.*s/../logstor.so", slash ? (int)(slash - argv0) : 1, slash ? argv0 : ".");
     so = sopath;
   }
-  long over = n / 5 < 1000 ? 1000 : n / 5;      /* overwrites */
+  long over = over_arg > 0 ? over_arg : n / 5 < 1000 ? 1000 : n / 5;      /* overwrites */
   long gets = n / 5 < 1000 ? 1000 : n / 5;
   long auto_n = n >= 100000 ? 10000 : 1000;
   printf("SQL bench: %ld rows of 116 bytes (random 63-bit keys), %ld overwrites, %ld point reads, "
@@ -540,8 +549,10 @@ static int bench_sql(int argc, char **argv, const char *argv0) {
   int first = only && !strcmp(only, "sqlite") ? 1 : 0, last = only && !strcmp(only, "logstor") ? 0 : 1;
   for (int r = first; r <= last; r++) {
     sql_open(&runs[r]);
-    exec(runs[r].db, runs[r].logstor ? "CREATE VIRTUAL TABLE t USING logstor(pk INTEGER PRIMARY KEY, a INT, v BLOB)"
-                                     : "CREATE TABLE t(pk INTEGER PRIMARY KEY, a INT, v BLOB) WITHOUT ROWID");
+    char create[256];
+    snprintf(create, sizeof create, "CREATE VIRTUAL TABLE t USING logstor(pk INTEGER PRIMARY KEY, a INT, v BLOB%s%s)",
+             space_target ? ", space_target=" : "", space_target ? space_target : "");
+    exec(runs[r].db, runs[r].logstor ? create : "CREATE TABLE t(pk INTEGER PRIMARY KEY, a INT, v BLOB) WITHOUT ROWID");
   }
   for (int w = 0; w < W_N; w++) {
     for (int r = first; r <= last; r++) {
@@ -576,6 +587,7 @@ static int bench_sql(int argc, char **argv, const char *argv0) {
     char p[4200];
     snprintf(p, sizeof p, "%s-logstor", runs[r].path);
     runs[r].disk_bytes = du(runs[r].path) + (runs[r].logstor ? du(p) : 0);
+    runs[r].alloc_bytes = du_as(runs[r].path, 1) + (runs[r].logstor ? du_as(p, 1) : 0);
     double t0 = now();
     sql_open(&runs[r]);
     sqlite3_stmt *st;
@@ -610,6 +622,8 @@ static int bench_sql(int argc, char **argv, const char *argv0) {
          (double)runs[1].wbytes[W_AUTONORMAL] / auto_n);
   printf("%-28s %14.2f %14.2f\n", "disk bytes / live byte", runs[0].disk_bytes / logical,
          runs[1].disk_bytes / logical);
+  printf("%-28s %14.2f %14.2f\n", "  ... allocated (no holes)", runs[0].alloc_bytes / logical,
+         runs[1].alloc_bytes / logical);
   printf("%-28s %14.1f %14s\n", "index bytes / key", (double)runs[0].index_bytes / (double)rows, "-");
   printf("%-28s %14.0f %14.0f\n", "reopen + first read, ms", runs[0].reopen_ms, runs[1].reopen_ms);
   print_sql_wa(&runs[0]);
