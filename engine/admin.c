@@ -58,6 +58,7 @@ void ls_stats_get(ls_engine *e, ls_stats *s) {
   s->recovery_ms = e->recovery_ms;
   s->recovery_records = e->recovery_records;
   s->recovery_segments = e->recovery_segments;
+  s->recovery_checkpoint = (uint64_t)e->recovery_checkpoint;
   s->write_seq = atomic_load(&e->next_seq);
   s->segment_size = e->seg_size;
   s->file_size = e->file_size;

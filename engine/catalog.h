@@ -140,6 +140,7 @@ struct ls_engine {
   uint64_t recovery_ms;
   uint64_t recovery_records;
   uint64_t recovery_segments;
+  int recovery_checkpoint;         /* the last open loaded a checkpoint */
   char *problems;                  /* other problems found, reported by ls_check */
   pthread_mutex_t problems_lock;   /* problems and the damage list */
   ls_damage *damage;               /* damaged ranges (problems_lock) */

@@ -21,6 +21,7 @@
 #include "catalog.h"
 #include "cleaner.h"
 #include "recovery.h"
+#include "checkpoint.h"
 #include "writer.h"
 
 #include <errno.h>
@@ -126,6 +127,9 @@ static void engine_destroy(ls_engine *e) {
   }
   writer_stop(e);                  /* no more hand-offs */
   cleaner_stop(e);
+  /* A clean close of a writable engine leaves a checkpoint for the next
+  ** open (checkpoint.h); without one that open scans everything. */
+  if (h && h->bg_started) (void)ckpt_write(e);
   cat_free(e);
   if (e->snaps.sm) snap_destroy(&e->snaps);
   if (e->sm.files) seg_shutdown(&e->sm);

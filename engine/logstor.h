@@ -399,6 +399,8 @@ typedef struct ls_stats {
   uint64_t recovery_ms;            /* time of the last open's recovery */
   uint64_t recovery_records;       /* records scanned by recovery */
   uint64_t recovery_segments;      /* segments scanned by recovery */
+  uint64_t recovery_checkpoint;    /* 1: the last open loaded a checkpoint
+                                   ** instead of scanning (recovery_records 0) */
   uint64_t write_seq;              /* next write sequence */
   uint64_t segment_size;           /* sizes fixed when the directory was created */
   uint64_t file_size;
