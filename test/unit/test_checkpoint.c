@@ -42,15 +42,18 @@ static int find_table(void *arg, const ls_table_info *ti) {
   return 0;
 }
 
-static ls_engine *open_dir(const char *dir, int on_damage, int *rc) {
+static ls_engine *open_dir_manual(const char *dir, int on_damage, int manual, int *rc) {
   ls_options o;
   ls_options_init(&o);
   o.on_damage = on_damage;
+  o.manual_cleaning = manual;
   ls_engine *e = NULL;
   *rc = ls_open(dir, &o, &e);
   if (!*rc) ls_table_foreach(e, find_table, NULL);
   return e;
 }
+
+static ls_engine *open_dir(const char *dir, int on_damage, int *rc) { return open_dir_manual(dir, on_damage, 0, rc); }
 
 /* Every key of m reads as in m, and scans count no more rows. */
 static int rows_equal(ls_engine *e, const model *m) {
@@ -198,7 +201,9 @@ static int seg_row(void *arg, const ls_segment_info *si) {
 static void segs_of(const char *dir, const model *m, int want_ckpt, segstate *st) {
   int rc;
   memset(st, 0, sizeof *st);
-  ls_engine *e = open_dir(dir, LS_ON_DAMAGE_ERROR, &rc);
+  /* No background cleaning: what the open built, not what the separator
+  ** did after it. */
+  ls_engine *e = open_dir_manual(dir, LS_ON_DAMAGE_ERROR, 1, &rc);
   CHECK_RC(rc, LS_OK);
   if (!e) return;
   st->stats = unit_stats(e);
