@@ -58,12 +58,15 @@ void ls_stats_get(ls_engine *e, ls_stats *s) {
   s->recovery_ms = e->recovery_ms;
   s->recovery_records = e->recovery_records;
   s->recovery_segments = e->recovery_segments;
+  s->recovery_checkpoint = (uint64_t)e->recovery_checkpoint;
   s->write_seq = atomic_load(&e->next_seq);
   s->segment_size = e->seg_size;
   s->file_size = e->file_size;
   s->disk_size = e->disk_size;
   s->io_backend = ls_io_name(e->io);
   s->failed = atomic_load(&e->failed);
+  s->synchronous = atomic_load(&e->sync_mode);
+  s->space_target = atomic_load(&e->space_target) / 1000.0;
   s->segments_compacted = atomic_load(&e->segments_compacted);
   s->compaction_bytes_written = atomic_load(&e->compaction_bytes);
   s->compaction_records_relocated = atomic_load(&e->compaction_relocated);
@@ -468,4 +471,21 @@ int ls_compact(ls_engine *e, uint32_t table, uint64_t *freed) {
   free(sets);
   if (!rc) rc = cat_check_failed(e);
   return rc;
+}
+
+int ls_synchronous(ls_engine *e, int mode, uint32_t interval_ms) {
+  if (mode < LS_SYNC_DEFAULT || mode > LS_SYNC_OFF) return ls_err(LS_INVALID, "unknown synchronous choice %d", mode);
+  if (interval_ms > LS_MAX_SYNC_INTERVAL_MS)
+    return ls_err(LS_INVALID, "sync_interval must be between 1 and %u ms, not %u", LS_MAX_SYNC_INTERVAL_MS,
+                  interval_ms);
+  if (mode) atomic_store(&e->sync_mode, mode);
+  if (interval_ms) atomic_store(&e->sync_interval_ns, (uint64_t)interval_ms * 1000000);
+  return LS_OK;
+}
+
+int ls_space_target(ls_engine *e, double target) {
+  if (target != 0 && !(target >= 1.1 && target <= 100))
+    return ls_err(LS_INVALID, "space_target must be between 1.1 and 100, not %g", target);
+  if (target != 0) atomic_store(&e->space_target, (uint32_t)(target * 1000 + 0.5));
+  return LS_OK;
 }

@@ -140,6 +140,7 @@ struct ls_engine {
   uint64_t recovery_ms;
   uint64_t recovery_records;
   uint64_t recovery_segments;
+  int recovery_checkpoint;         /* the last open loaded a checkpoint */
   char *problems;                  /* other problems found, reported by ls_check */
   pthread_mutex_t problems_lock;   /* problems and the damage list */
   ls_damage *damage;               /* damaged ranges (problems_lock) */
@@ -147,6 +148,9 @@ struct ls_engine {
   uint32_t *damage_hash;           /* open addressing: 1 + index, 0 empty */
   uint32_t capdamage_hash;
   int on_damage;                   /* LS_ON_DAMAGE_* the engine was opened with */
+  _Atomic uint32_t space_target;   /* per mille (1300: 1.3), cleaner.c */
+  _Atomic int sync_mode;           /* LS_SYNC_FULL / _NORMAL / _OFF */
+  _Atomic uint64_t sync_interval_ns;   /* synchronous normal: sync within this */
 };
 
 /* Compaction group of a key in a table of n groups: the token range split

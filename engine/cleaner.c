@@ -109,7 +109,8 @@ void cleaner_settle(ls_engine *e, const uint32_t *segs, uint32_t n) {
 
 /* Is space short enough to compact?  Bounded disks: when the free segments
 ** (and those more files would give) fall near the user reserve; unbounded
-** ones: when the data files hold more than twice the live bytes. */
+** ones: when the segments in use hold more than space_target times the
+** live bytes (and more than 64 segments: tiny stores are left alone). */
 int cl_want_compaction(ls_cleaner *c, int *urgent) {
   ls_engine *e = c->e;
   ls_segmgr *m = &e->sm;
@@ -123,7 +124,7 @@ int cl_want_compaction(ls_cleaner *c, int *urgent) {
   }
   uint64_t live = cat_live_bytes(e);
   uint64_t used = (uint64_t)(total - nfree) * e->seg_size;
-  return total - nfree > 64 && used > 2 * live;
+  return total - nfree > 64 && used * 1000 > (uint64_t)atomic_load(&e->space_target) * live;
 }
 
 /* Compact while space is short and steps free segments.  Returns the

@@ -409,6 +409,12 @@ int ls_txn_unprepare(ls_txn *t) {
   return rc;
 }
 
+int ls_txn_synchronous(ls_txn *t, int mode) {
+  if (mode < LS_SYNC_DEFAULT || mode > LS_SYNC_OFF) return ls_err(LS_INVALID, "unknown synchronous choice %d", mode);
+  t->sync_mode = mode;
+  return LS_OK;
+}
+
 void ls_txn_free(ls_txn *t) {
   if (!t) return;
   if (t->state == TXN_PREPARED) (void)ls_txn_unprepare(t);

@@ -21,6 +21,7 @@
 #include "catalog.h"
 #include "cleaner.h"
 #include "recovery.h"
+#include "checkpoint.h"
 #include "writer.h"
 
 #include <errno.h>
@@ -85,6 +86,13 @@ static int check_options(const ls_options *o) {
     return ls_err(LS_INVALID, "unknown compaction policy %d", o->compaction_policy);
   if (o->on_damage < LS_ON_DAMAGE_ERROR || o->on_damage > LS_ON_DAMAGE_REPORT)
     return ls_err(LS_INVALID, "unknown on_damage choice %d", o->on_damage);
+  if (o->space_target != 0 && !(o->space_target >= 1.1 && o->space_target <= 100))
+    return ls_err(LS_INVALID, "space_target must be between 1.1 and 100, not %g", o->space_target);
+  if (o->synchronous < LS_SYNC_DEFAULT || o->synchronous > LS_SYNC_OFF)
+    return ls_err(LS_INVALID, "unknown synchronous choice %d", o->synchronous);
+  if (o->sync_interval_ms > LS_MAX_SYNC_INTERVAL_MS)
+    return ls_err(LS_INVALID, "sync_interval must be between 1 and %u ms, not %u", LS_MAX_SYNC_INTERVAL_MS,
+                  o->sync_interval_ms);
   return LS_OK;
 }
 
@@ -119,6 +127,9 @@ static void engine_destroy(ls_engine *e) {
   }
   writer_stop(e);                  /* no more hand-offs */
   cleaner_stop(e);
+  /* A clean close of a writable engine leaves a checkpoint for the next
+  ** open (checkpoint.h); without one that open scans everything. */
+  if (h && h->bg_started) (void)ckpt_write(e);
   cat_free(e);
   if (e->snaps.sm) snap_destroy(&e->snaps);
   if (e->sm.files) seg_shutdown(&e->sm);
@@ -154,6 +165,10 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   e->manual_cleaning = o->manual_cleaning;
   e->separator_memory = o->separator_memory;
   e->on_damage = o->on_damage;
+  atomic_init(&e->space_target, (uint32_t)((o->space_target ? o->space_target : LS_DEFAULT_SPACE_TARGET) * 1000 + 0.5));
+  atomic_init(&e->sync_mode, o->synchronous ? o->synchronous : LS_SYNC_FULL);
+  atomic_init(&e->sync_interval_ns,
+              (uint64_t)(o->sync_interval_ms ? o->sync_interval_ms : LS_DEFAULT_SYNC_INTERVAL_MS) * 1000000);
   /* Kept for an install that runs out of memory (cat_install). */
   e->reserve = malloc(LS_INSTALL_RESERVE);
   seg_ids mixed = {0}, settle = {0}, empties = {0};

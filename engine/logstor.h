@@ -134,7 +134,42 @@ typedef struct ls_options {
   int on_damage;          /* LS_ON_DAMAGE_*: what damage found at open does */
   int record_io;          /* tests: wrap the I/O backend in the recording
                           ** one (io_record.c, the power-loss simulator) */
+  int synchronous;        /* LS_SYNC_*: when a commit is durable; 0 = full */
+  double space_target;    /* unbounded disk: compaction starts when the
+                          ** segments in use hold more than this times the
+                          ** live bytes; 0 = default (LS_DEFAULT_SPACE_TARGET),
+                          ** else 1.1 .. 100 */
+  uint32_t sync_interval_ms;  /* synchronous normal: the writer syncs at
+                              ** most this long after a commit returned;
+                              ** 0 = default (100 ms) */
 } ls_options;
+
+/* Durability of a commit (SQLite's PRAGMA synchronous; writer.c, N1-N3):
+**   LS_SYNC_FULL    the default: durable when the commit returns
+**   LS_SYNC_NORMAL  written to the data file when the commit returns;
+**                   synced in the background within sync_interval_ms, at
+**                   close, and whenever the log's structure needs it.  A
+**                   power cut may lose the last commits, never part of
+**                   one: recovery finds a prefix of the commits, each whole,
+**                   and no damage.  A process crash (kill -9) loses nothing.
+**   LS_SYNC_OFF     the writer never syncs for a commit (bulk loads); a
+**                   process crash loses nothing, a power cut may lose or
+**                   damage anything written since the last sync.
+** ls_options.synchronous sets the engine's choice, ls_txn_synchronous one
+** transaction's; a commit group syncs as its strictest transaction asks. */
+#define LS_SYNC_DEFAULT 0                /* a transaction: the engine's */
+#define LS_SYNC_FULL    1
+#define LS_SYNC_NORMAL  2
+#define LS_SYNC_OFF     3
+#define LS_DEFAULT_SYNC_INTERVAL_MS 100
+#define LS_DEFAULT_SPACE_TARGET 1.3
+/* Change the unbounded disk's space target (as ls_options.space_target;
+** 0: unchanged). */
+int ls_space_target(ls_engine *e, double target);
+/* Change the engine's choice for later commits: mode LS_SYNC_* (DEFAULT:
+** unchanged), interval_ms 1 .. LS_MAX_SYNC_INTERVAL_MS (0: unchanged). */
+int ls_synchronous(ls_engine *e, int mode, uint32_t interval_ms);
+#define LS_MAX_SYNC_INTERVAL_MS     60000
 
 /* Damage found at open (FORMAT.md, "Damage"; a torn tail left by a crash
 ** is never damage):
@@ -319,6 +354,10 @@ int ls_txn_prepared(ls_txn *t);          /* 1 if prepared */
 /* Free a transaction; uncommitted writes are discarded. */
 void ls_txn_free(ls_txn *t);
 
+/* How durable t's commit (or prepare) is: LS_SYNC_* (LS_SYNC_DEFAULT: the
+** engine's choice).  LS_INVALID for another value. */
+int ls_txn_synchronous(ls_txn *t, int mode);
+
 /* ------------------------------------------------------------------------
 ** Cursors: rows of one table in ascending token order, from a starting
 ** token.  Safe while writes continue: a row committed during the scan may
@@ -360,12 +399,16 @@ typedef struct ls_stats {
   uint64_t recovery_ms;            /* time of the last open's recovery */
   uint64_t recovery_records;       /* records scanned by recovery */
   uint64_t recovery_segments;      /* segments scanned by recovery */
+  uint64_t recovery_checkpoint;    /* 1: the last open loaded a checkpoint
+                                   ** instead of scanning (recovery_records 0) */
   uint64_t write_seq;              /* next write sequence */
   uint64_t segment_size;           /* sizes fixed when the directory was created */
   uint64_t file_size;
   uint64_t disk_size;              /* 0 = unlimited */
   const char *io_backend;          /* "io_uring" or "posix" (+ "+fault") */
   int failed;                      /* 1 after a write or sync failure */
+  int synchronous;                 /* LS_SYNC_* of the engine (its default) */
+  double space_target;             /* compaction starts above it (unbounded disk) */
   /* Cleaning. */
   uint64_t segments_compacted;     /* group segments taken by compaction */
   uint64_t compaction_bytes_written;

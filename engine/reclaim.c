@@ -69,7 +69,11 @@ uint64_t cl_reclaim(ls_cleaner *c) {
     ** their last record died, which was before this wait. */
     cat_hook(e, "free:before-wait");
     ls_guard_wait(&e->guard);
-    int rc = write_markers(c, c->ids.v, c->ids.n);
+    /* N1 (writer.c): the writes that killed these segments' records are
+    ** durable before the records become unreadable. */
+    int rc = seg_pending_sync(&e->sm, &e->syncs);
+    if (rc) rc = ls_err_io(rc, LS_CAUSE_SYNC, "fdatasync of a data file before freeing segments");
+    if (!rc) rc = write_markers(c, c->ids.v, c->ids.n);
     if (rc) {
       cat_fail(e, ls_errmsg());
       break;

@@ -62,6 +62,7 @@
 ** a later open can tell damage in it from a torn tail.
 */
 #include "recovery.h"
+#include "checkpoint.h"
 
 #include <dirent.h>
 #include <stdarg.h>
@@ -717,8 +718,25 @@ int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle, seg_ids *empties) {
   int rc = list_files(e, &rs);
   if (!rc) rc = seg_open_files(&e->sm, rs.nfiles, rs.missing);
   if (!rc) rc = check_sizes(e, &rs);
-  if (!rc) rc = set_tracking(e, 1);
   uint32_t nseg = rs.nfiles * e->sm.segs_per_file;
+  /* A checkpoint (checkpoint.h) stands for the scan when the files are all
+  ** there and nothing asks to look for damage; a writable open consumes it
+  ** either way. */
+  int from_ckpt = 0;
+  if (!rc && writable) {
+    pthread_mutex_lock(&e->problems_lock);
+    int files_ok = e->ndamage == 0;
+    pthread_mutex_unlock(&e->problems_lock);
+    int use = files_ok && e->on_damage == LS_ON_DAMAGE_ERROR && rs.nfiles == e->man.files;
+    rc = use ? ckpt_load(e, nseg, mixed, empties, &from_ckpt) : ckpt_discard(e);
+  }
+  if (!rc && from_ckpt) {
+    e->recovery_checkpoint = 1;
+    e->recovery_records = 0;
+    e->recovery_segments = nseg;
+    goto out;
+  }
+  if (!rc) rc = set_tracking(e, 1);
   if (!rc && nseg) {
     bufs = ls_alloc_aligned((size_t)READ_BATCH * e->seg_size);
     if (!bufs) rc = ls_err(LS_NOMEM, "recovery: out of memory");
@@ -816,6 +834,7 @@ int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle, seg_ids *empties) {
   }
   if (!rc && writable) rc = record_files_and_damage(e, &rs, e->on_damage == LS_ON_DAMAGE_SALVAGE);
   if (!rc && writable) rc = finish_disk(e, &rs, nseg);
+out:
   free(rs.deps);
   free(rs.aborts);
   free(rs.batch);

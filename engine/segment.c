@@ -65,6 +65,36 @@ int seg_sync_all(ls_segmgr *m, seg_syncset *s, _Atomic uint64_t *syncs) {
   return r;
 }
 
+/* Sync the pending files; the caller holds sync_lock. */
+static int pending_sync_locked(ls_segmgr *m, _Atomic uint64_t *syncs) {
+  int r = m->sync_err;
+  for (int i = 0; i < m->pending.n && !r; i++) {
+    r = m->io->m->sync(m->io, m->pending.fd[i]);
+    atomic_fetch_add(syncs, 1);
+  }
+  if (r && !m->sync_err) m->sync_err = r;
+  m->pending.n = 0;
+  return r;
+}
+
+int seg_pending_add(ls_segmgr *m, seg_syncset *s, _Atomic uint64_t *syncs) {
+  int r = 0;
+  pthread_mutex_lock(&m->sync_lock);
+  for (int i = 0; i < s->n && !r; i++)
+    if (seg_sync_note(&m->pending, s->fd[i]) && !(r = pending_sync_locked(m, syncs)))
+      seg_sync_note(&m->pending, s->fd[i]);
+  pthread_mutex_unlock(&m->sync_lock);
+  s->n = 0;
+  return r;
+}
+
+int seg_pending_sync(ls_segmgr *m, _Atomic uint64_t *syncs) {
+  pthread_mutex_lock(&m->sync_lock);
+  int r = m->pending.n ? pending_sync_locked(m, syncs) : 0;
+  pthread_mutex_unlock(&m->sync_lock);
+  return r;
+}
+
 /* ---- FIFOs of segments --------------------------------------------------- */
 
 int seg_fifo_push(seg_fifo *q, seg_ref x) {

@@ -206,6 +206,9 @@ typedef struct ls_segmgr {
   pthread_mutex_t sync_lock;       /* one data-file sync at a time */
   int sync_err;                    /* a sync of a data file failed (-errno):
                                    ** every later one fails too */
+  seg_syncset pending;             /* files the writer wrote and left
+                                   ** unsynced (synchronous normal / off;
+                                   ** sync_lock) */
 
   pthread_mutex_t hist_lock;       /* group sets and their lists */
   ls_gset **gsets;
@@ -245,6 +248,14 @@ int seg_sync_note(seg_syncset *s, int fd);
 /* fdatasync each file of s once (seg_sync), counting each in *syncs; s is
 ** emptied.  0 or the -errno of the first failure (the rest not synced). */
 int seg_sync_all(ls_segmgr *m, seg_syncset *s, _Atomic uint64_t *syncs);
+
+/* The log's writes left unsynced (synchronous normal / off, writer.c
+** N1-N3): seg_pending_add moves the files of s into the pending set
+** (syncing the set first if it is full); seg_pending_sync syncs every
+** pending file (from any thread: the cleaner before it frees a segment).
+** 0 or -errno as seg_sync_all. */
+int seg_pending_add(ls_segmgr *m, seg_syncset *s, _Atomic uint64_t *syncs);
+int seg_pending_sync(ls_segmgr *m, _Atomic uint64_t *syncs);
 
 /* Name of data file n ("data-000012.ls"), into buf of at least 32 bytes. */
 void seg_file_name(uint32_t n, char *buf);

@@ -76,6 +76,7 @@ struct ls_txn {
   uint64_t live_bytes;             /* encoded bytes of records not dead */
   uint32_t live_recs;
   int state;                       /* TXN_OPEN, TXN_PREPARED, TXN_DONE */
+  int sync_mode;                   /* LS_SYNC_*; LS_SYNC_DEFAULT: the engine's */
 
   /* Where the writer put it (kept while it is prepared). */
   uint64_t first_seq, last_seq;    /* sequences its records got */

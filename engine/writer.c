@@ -71,12 +71,37 @@
 ** (W10) A mixed segment is sealed (its first header rewritten with its end)
 **       only after the group that wrote its last buffer is durable; the
 **       active segment is sealed when the engine closes.
+**
+** Durability modes (ls_options.synchronous, ls_txn_synchronous; a group
+** syncs as its strictest transaction asks).  W1's "durable" is full's;
+** the rules below keep the crash argument of FORMAT.md true for the
+** others.
+**  (N1) synchronous=normal: a group's transactions are acknowledged once
+**       written; their files join the pending set (segment.h) and are
+**       synced by the writer at most sync_interval after the first
+**       unsynced group, and at close.  Before the writer writes any buffer
+**       other than the one it wrote last, it syncs: so, as in full mode,
+**       only the open buffer's block is ever unsynced, each rewrite of it
+**       extends the one before byte for byte, and a power cut leaves a
+**       prefix of its records -- a prefix of the commits, each whole, and
+**       a torn tail, not damage.  The cleaner syncs the pending set before
+**       it frees a segment (reclaim.c), so no record dies on disk before
+**       what replaced it is durable.
+**  (N2) A normal group that seals a segment (W10 needs its data durable
+**       first), writes group segments directly or streams a transaction
+**       (its COMMIT record is installed, so the separator may copy its CONT
+**       records as committed) syncs at its end, as in full mode.
+**  (N3) synchronous=off: the group never syncs (not even W2's sync before
+**       a COMMIT record); its files join the pending set for the next sync
+**       of anyone.  Only a process crash is covered: the page cache keeps
+**       every write, in order.
 */
 #include "writer_int.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 /* ---- buffer and segment handling ---------------------------------------- */
 
@@ -100,7 +125,14 @@ static void first_durable(ls_engine *e, uint32_t s) {
 ** durable, so the segments written have their first buffers on disk. */
 int writer_sync_files(ls_writer *w, int final) {
   ls_engine *e = w->e;
-  int r = seg_sync_all(&e->sm, &w->syncs, &e->syncs);
+  int r;
+  if (w->nosync) {
+    r = seg_pending_add(&e->sm, &w->syncs, &e->syncs);    /* N3 */
+  } else {
+    r = seg_sync_all(&e->sm, &w->syncs, &e->syncs);
+    if (!r) r = seg_pending_sync(&e->sm, &e->syncs);
+    if (!r) w->deferred = 0;
+  }
   if (r) {
     w->io_error = 1;
     return ls_err_io(r, LS_CAUSE_SYNC, "fdatasync of a data file");
@@ -123,6 +155,14 @@ int writer_sync_files(ls_writer *w, int final) {
 int writer_buf_write(ls_writer *w) {
   ls_engine *e = w->e;
   if (w->seg == SEG_NONE || w->buf_len == w->buf_written || w->buf_nrec == 0) return LS_OK;
+  if (w->deferred && (w->seg != w->last_seg || w->buf_start != w->last_start)) {
+    /* N1: the buffer written last is durable before another one is written. */
+    int ns = w->nosync;
+    w->nosync = 0;
+    int rc = writer_sync_files(w, 1);
+    w->nosync = ns;
+    if (rc) return rc;
+  }
   ls_seg *d = seg_get(&e->sm, w->seg);
   ls_bufhdr h = {
     .kind = LS_KIND_MIXED, .flags = 0, .seg_seq = d->seq,
@@ -139,6 +179,8 @@ int writer_buf_write(ls_writer *w) {
   }
   atomic_fetch_add(&e->bytes_written, len);
   w->buf_written = w->buf_len;
+  w->last_seg = w->seg;
+  w->last_start = w->buf_start;
   d->used = w->buf_start + len;
   if (seg_sync_note(&w->syncs, fd)) {
     /* More files than slots in one group: sync what we have now. */
@@ -395,6 +437,7 @@ static int serialize(ls_writer *w, ls_txn *t) {
     r->word = writer_append(w, txn_rec_ptr(t, r), r->size, flags, r->type == LS_REC_DELETE);
   }
   if (multi) {
+    w->structural = 1;             /* N2 */
     uint8_t rec[LS_REC_HDR + 8];
     uint8_t first[8];
     ls_put64(first, t->first_seq);
@@ -481,6 +524,34 @@ static void fail_list(commit_req *list, int rc, const ls_error *err) {
   }
 }
 
+/* The end of a group: sync as its strictest transaction asks (N1-N3). */
+static int group_sync(ls_writer *w, int mode) {
+  ls_engine *e = w->e;
+  if (mode == LS_SYNC_NORMAL && !w->sealed.n && !w->direct.n && !w->structural) {
+    int r = seg_pending_add(&e->sm, &w->syncs, &e->syncs);
+    if (r) {
+      w->io_error = 1;
+      return ls_err_io(r, LS_CAUSE_SYNC, "fdatasync of a data file");
+    }
+    uint64_t now = ls_now_ns();
+    if (!w->deferred) {
+      w->deferred = 1;
+      w->sync_due = now + atomic_load(&e->sync_interval_ns);
+    }
+    if (now < w->sync_due) return LS_OK;
+  }
+  return writer_sync_files(w, 1);
+}
+
+/* N1: the background sync of normal groups (on the writer thread, between
+** groups; at close).  A failure fails the engine (W4). */
+static void deferred_sync(ls_writer *w) {
+  ls_engine *e = w->e;
+  w->nosync = 0;
+  if (!atomic_load(&e->failed) && writer_sync_files(w, 1)) cat_fail(e, ls_errmsg());
+  w->deferred = 0;
+}
+
 static void process_group(ls_writer *w, commit_req *group) {
   ls_engine *e = w->e;
   ls_error err;
@@ -493,7 +564,14 @@ static void process_group(ls_writer *w, commit_req *group) {
   commit_req *acc = writer_validate(w, group);
   if (!acc) return;
   uint64_t group_bytes = 0;
-  for (commit_req *q = acc; q; q = q->next) group_bytes += q->t->live_bytes;
+  int mode = LS_SYNC_OFF;          /* the strictest asked for */
+  for (commit_req *q = acc; q; q = q->next) {
+    group_bytes += q->t->live_bytes;
+    int m = q->t->sync_mode ? q->t->sync_mode : atomic_load(&e->sync_mode);
+    if (m < mode) mode = m;
+  }
+  w->nosync = mode == LS_SYNC_OFF;
+  w->structural = 0;
   writer_group_start(w, group_bytes);
   commit_req *ok = NULL, **okp = &ok;
   int rc = LS_OK;
@@ -521,7 +599,8 @@ static void process_group(ls_writer *w, commit_req *group) {
     okp = &q->next;
   }
   if (!rc) rc = writer_buf_write(w);
-  if (!rc) rc = writer_sync_files(w, 1);   /* with any earlier ones: all of the group */
+  if (!rc) rc = group_sync(w, mode);       /* with any earlier ones: all of the group */
+  w->nosync = 0;
   if (rc) {
     ls_err_save(&err);
     cat_fail(e, err.msg);          /* (W4) */
@@ -572,8 +651,19 @@ static void *writer_main(void *arg) {
       pthread_mutex_lock(&w->lock);
       continue;
     }
+    if (w->deferred && ls_now_ns() >= w->sync_due) {
+      pthread_mutex_unlock(&w->lock);
+      deferred_sync(w);
+      pthread_mutex_lock(&w->lock);
+      continue;
+    }
     if (w->stop) break;
-    pthread_cond_wait(&w->cond, &w->lock);
+    if (w->deferred) {
+      struct timespec ts = { (time_t)(w->sync_due / 1000000000u), (long)(w->sync_due % 1000000000u) };
+      pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+    } else {
+      pthread_cond_wait(&w->cond, &w->lock);
+    }
   }
   pthread_mutex_unlock(&w->lock);
   ls_thread_cleanup();
@@ -589,7 +679,12 @@ int writer_start(ls_engine *e) {
   if (!w->buf) { free(w); return ls_err(LS_NOMEM, "writer: out of memory"); }
   memset(w->buf, 0, e->seg_size);
   pthread_mutex_init(&w->lock, NULL);
-  pthread_cond_init(&w->cond, NULL);
+  pthread_condattr_t ca;          /* sync_due is on the monotonic clock */
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&w->cond, &ca);
+  pthread_condattr_destroy(&ca);
+  w->last_seg = SEG_NONE;
   e->writer = w;
   if (pthread_create(&w->thread, NULL, writer_main, w)) {
     writer_stop(e);
@@ -609,6 +704,9 @@ void writer_stop(ls_engine *e) {
     pthread_mutex_unlock(&w->lock);
     pthread_join(w->thread, NULL);
   }
+  /* N1, N3: what normal and off groups wrote is synced at close, before
+  ** the seal (W10). */
+  if (w->started) deferred_sync(w);
   /* W10: the active segment, durable up to its end, is sealed; if the
   ** engine failed, the next open's recovery finds where it ends. */
   if (w->seg != SEG_NONE && !atomic_load(&e->failed)) {

@@ -66,6 +66,12 @@ struct ls_writer {
   uint32_t buf_written;            /* buf_len as last written (0: never) */
 
   int io_error;                    /* a write or sync of this group failed */
+  int nosync;                      /* this group is synchronous off (N3) */
+  int structural;                  /* this group streamed a transaction (N2) */
+  int deferred;                    /* writes of synchronous-normal groups
+                                   ** not yet synced (N1) */
+  uint64_t sync_due;               /* ls_now_ns() when they are synced */
+  uint32_t last_seg, last_start;   /* the buffer written last (N1) */
   seg_syncset syncs;               /* files written in this group */
   seg_ids empties;                 /* segments that may have no live record */
   seg_ids sealed;                  /* mixed segments sealed in this group */

@@ -205,6 +205,12 @@ int lsx_db_get(ls_conn *conn, const char *schema, ls_db **out, const ls_options 
     db_free(d);
     return SQLITE_ERROR;
   }
+  const char *sy = file && *file ? sqlite3_uri_parameter(file, "logstor_synchronous") : NULL;
+  if (sy && lsx_synchronous_parse(sy, &o.synchronous)) {
+    *pzErr = sqlite3_mprintf("URI parameter logstor_synchronous: %s is not off, normal or full", sy);
+    db_free(d);
+    return SQLITE_ERROR;
+  }
   int erc = ls_open(d->dir, &o, &d->eng);
   if (erc) {
     *pzErr = sqlite3_mprintf("%s", ls_errmsg());

@@ -25,6 +25,14 @@
 **                           deletes that nothing older survives; returns
 **                           the number of segments freed (segments whose
 **                           rows all died are freed at once, without it)
+**   logstor_synchronous(mode)  this connection's commits are durable as
+**                           mode says: 'full', 'normal' or 'off' (or
+**                           SQLite's 0, 1, 2), whatever the data
+**                           directory's synchronous option; returns the
+**                           mode
+**   logstor_synchronous()   the mode of this connection's commits (of the
+**                           main database's data directory, when the
+**                           connection chose none)
 ** A table argument is "name" or "schema.name".  The functions with effects
 ** are SQLITE_DIRECTONLY (not callable from triggers and views).
 */
@@ -171,6 +179,31 @@ static void fn_clean(sqlite3_context *ctx, int argc, sqlite3_value **argv, int c
 static void fn_flush(sqlite3_context *ctx, int argc, sqlite3_value **argv) { fn_clean(ctx, argc, argv, 0); }
 static void fn_compact(sqlite3_context *ctx, int argc, sqlite3_value **argv) { fn_clean(ctx, argc, argv, 1); }
 
+static void fn_synchronous(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  ls_conn *conn = sqlite3_user_data(ctx);
+  if (argc == 1) {
+    const char *v = (const char *)sqlite3_value_text(argv[0]);
+    int mode;
+    if (!v || lsx_synchronous_parse(v, &mode)) {
+      char *m = sqlite3_mprintf("logstor_synchronous: %s is not off, normal or full", v ? v : "NULL");
+      sqlite3_result_error(ctx, m ? m : "logstor: out of memory", -1);
+      sqlite3_free(m);
+      return;
+    }
+    conn->sync = mode;
+  }
+  int mode = conn->sync;
+  if (!mode) {
+    ls_db *ldb = lsx_db_find(conn, "main");
+    ls_stats s;
+    if (ldb && ldb->eng) {
+      ls_stats_get(ldb->eng, &s);
+      mode = s.synchronous;
+    }
+  }
+  sqlite3_result_text(ctx, lsx_synchronous_name(mode), -1, SQLITE_STATIC);
+}
+
 int lsx_register_functions(sqlite3 *db, ls_conn *conn) {
   int pure = SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS;
   int effects = SQLITE_UTF8 | SQLITE_DIRECTONLY;
@@ -183,5 +216,7 @@ int lsx_register_functions(sqlite3 *db, ls_conn *conn) {
   if (!rc) rc = sqlite3_create_function_v2(db, "logstor_check", 0, effects, conn, fn_check, 0, 0, 0);
   if (!rc) rc = sqlite3_create_function_v2(db, "logstor_flush", 1, effects, conn, fn_flush, 0, 0, 0);
   if (!rc) rc = sqlite3_create_function_v2(db, "logstor_compact", 1, effects, conn, fn_compact, 0, 0, 0);
+  if (!rc) rc = sqlite3_create_function_v2(db, "logstor_synchronous", 1, effects, conn, fn_synchronous, 0, 0, 0);
+  if (!rc) rc = sqlite3_create_function_v2(db, "logstor_synchronous", 0, effects, conn, fn_synchronous, 0, 0, 0);
   return rc;
 }

@@ -86,6 +86,8 @@ struct ls_conn {
   int joined;                      /* the sentinel (txn.c) is in SQLite's
                                    ** open transaction */
   int depth;                       /* savepoints open in it */
+  int sync;                        /* LS_SYNC_* of its commits (0: each data
+                                   ** directory's; logstor_synchronous()) */
 };
 
 struct ls_vtab {
@@ -127,6 +129,10 @@ int lsx_db_get(ls_conn *conn, const char *schema, ls_db **out, const ls_options 
 /* "error" or "salvage" (quoted or not) as LS_ON_DAMAGE_* into *out; 1 if
 ** it is neither (vtab.c). */
 int lsx_on_damage_parse(const char *value, int *out);
+/* synchronous=off|normal|full (or 0|1|2) into *out (LS_SYNC_*); 1 if
+** malformed.  The name of a mode. */
+int lsx_synchronous_parse(const char *value, int *out);
+const char *lsx_synchronous_name(int mode);
 /* Find without opening (NULL if the schema has no engine open here). */
 ls_db *lsx_db_find(ls_conn *conn, const char *schema);
 void lsx_conn_free(void *p);

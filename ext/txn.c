@@ -192,7 +192,8 @@ static void changes_end(ls_db *d, int commit) {
 static int conn_sync(ls_conn *conn, sqlite3_vtab *vtab) {
   for (ls_db *d = conn->dbs; d; d = d->next) {
     if (!d->txn || !d->in_write || ls_txn_prepared(d->txn)) continue;
-    int erc = ls_txn_prepare(d->txn);
+    int erc = ls_txn_synchronous(d->txn, conn->sync);
+    if (!erc) erc = ls_txn_prepare(d->txn);
     if (erc) return lsx_error(vtab, d->wname ? d->wname : d->schema, erc);
   }
   return SQLITE_OK;

@@ -5,7 +5,10 @@
 **   CREATE VIRTUAL TABLE kv USING logstor(pk INTEGER PRIMARY KEY, a INT, v TEXT
 **                                          [, segment_size=N] [, file_size=N]
 **                                          [, disk_size=N] [, groups=N]
-**                                          [, on_damage=error|salvage]);
+**                                          [, on_damage=error|salvage]
+**                                          [, space_target=X]
+**                                          [, synchronous=full|normal|off]
+**                                          [, sync_interval=MS]);
 **
 ** Arguments are column definitions (name, optional type, optional PRIMARY
 ** KEY and NOT NULL) or options NAME=VALUE.  Without PRIMARY KEY the first
@@ -18,7 +21,11 @@
 ** token ranges) is per table.  on_damage says what damage found when the
 ** data directory is opened does (the engine's LS_ON_DAMAGE_*); the URI
 ** parameter logstor_on_damage overrides it (db.c), so a database can be
-** opened with salvage once without changing its schema.
+** opened with salvage once without changing its schema.  synchronous (and
+** sync_interval, in milliseconds) say when a commit is durable (the
+** engine's LS_SYNC_*), for the data directory from when a table giving
+** them opens; the URI parameter logstor_synchronous wins, and the function
+** logstor_synchronous() sets one connection's choice (func.c).
 **
 ** Identity.  The engine keys a table's data by a numeric id that never
 ** changes.  The id lives in the shadow table "<name>_logstor" (one row),
@@ -31,6 +38,7 @@
 
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct coldef {
@@ -151,14 +159,41 @@ int lsx_on_damage_parse(const char *value, int *out) {
   return 0;
 }
 
+/* synchronous=off|normal|full, or SQLite's 0|1|2 (quoted or not), into
+** *out (LS_SYNC_*); 1 if malformed. */
+int lsx_synchronous_parse(const char *value, int *out) {
+  static const struct { const char *name; int mode; } names[] = {
+    { "off", LS_SYNC_OFF }, { "normal", LS_SYNC_NORMAL }, { "full", LS_SYNC_FULL },
+    { "0", LS_SYNC_OFF }, { "1", LS_SYNC_NORMAL }, { "2", LS_SYNC_FULL },
+  };
+  const char *s = skip_space(value);
+  char q = *s == '\'' || *s == '"' ? *s++ : 0;
+  size_t n = 0;
+  while (isalnum((unsigned char)s[n])) n++;
+  const char *e = s + n;
+  if (q && *e++ != q) return 1;
+  if (*skip_space(e)) return 1;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strlen(names[i].name) == n && !sqlite3_strnicmp(s, names[i].name, (int)n)) {
+      *out = names[i].mode;
+      return 0;
+    }
+  return 1;
+}
+
+const char *lsx_synchronous_name(int mode) {
+  return mode == LS_SYNC_OFF ? "off" : mode == LS_SYNC_NORMAL ? "normal" : "full";
+}
+
 static int parse_option(tabdef *d, const char *name, const char *value, char **err) {
   uint64_t v;
-  static const char *known[] = { "segment_size", "file_size", "disk_size", "groups", "on_damage", NULL };
+  static const char *known[] = { "segment_size", "file_size", "disk_size", "groups", "on_damage", "synchronous",
+                                 "sync_interval", "space_target", NULL };
   int k = 0;
   while (known[k] && sqlite3_stricmp(name, known[k])) k++;
   if (!known[k]) {
-    *err = sqlite3_mprintf("unknown option '%s' (known: segment_size, file_size, disk_size, groups, on_damage)",
-                           name);
+    *err = sqlite3_mprintf("unknown option '%s' (known: segment_size, file_size, disk_size, groups, on_damage, "
+                           "synchronous, sync_interval, space_target)", name);
     return SQLITE_ERROR;
   }
   if (d->given & (1u << k)) {
@@ -171,6 +206,38 @@ static int parse_option(tabdef *d, const char *name, const char *value, char **e
       *err = sqlite3_mprintf("option on_damage: %s is not error or salvage", skip_space(value));
       return SQLITE_ERROR;
     }
+    return SQLITE_OK;
+  }
+  if (k == 5) {
+    if (lsx_synchronous_parse(value, &d->opt.synchronous)) {
+      *err = sqlite3_mprintf("option synchronous: %s is not off, normal or full", skip_space(value));
+      return SQLITE_ERROR;
+    }
+    return SQLITE_OK;
+  }
+  if (k == 6) {
+    const char *p = skip_space(value);
+    v = 0;
+    while (isdigit((unsigned char)*p) && v <= LS_MAX_SYNC_INTERVAL_MS) v = v * 10 + (uint64_t)(*p++ - '0');
+    if (p == skip_space(value) || *skip_space(p) || v < 1 || v > LS_MAX_SYNC_INTERVAL_MS) {
+      *err = sqlite3_mprintf("option sync_interval: %s is not a number of milliseconds between 1 and %u",
+                             skip_space(value), LS_MAX_SYNC_INTERVAL_MS);
+      return SQLITE_ERROR;
+    }
+    d->opt.sync_interval_ms = (uint32_t)v;
+    return SQLITE_OK;
+  }
+  if (k == 7) {
+    const char *p = skip_space(value);
+    char q = *p == '\'' || *p == '"' ? *p++ : 0;
+    char *end = NULL;
+    double x = isdigit((unsigned char)*p) ? strtod(p, &end) : 0;
+    if (end && q && *end == q) end++;
+    if (!end || *skip_space(end) || !(x >= 1.1 && x <= 100)) {
+      *err = sqlite3_mprintf("option space_target: %s is not a number between 1.1 and 100", skip_space(value));
+      return SQLITE_ERROR;
+    }
+    d->opt.space_target = x;
     return SQLITE_OK;
   }
   if (parse_size(value, &v)) {
@@ -567,6 +634,15 @@ static int init(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlit
   int rc = parse_args(argc, argv, &d, &err);
   if (!rc) rc = lsx_db_get(conn, schema, &ldb, &d.opt, &err);
   if (!rc) rc = check_sizes(ldb, &d.opt, &err);
+  if (!rc && (d.given & (1u << 7))) (void)ls_space_target(ldb->eng, d.opt.space_target);
+  if (!rc && (d.given & (3u << 5))) {
+    /* synchronous and sync_interval: the data directory's, as its tables
+    ** say when they open (the URI parameter wins). */
+    const char *file = sqlite3_db_filename(db, schema);
+    int mode = file && *file && sqlite3_uri_parameter(file, "logstor_synchronous") ? LS_SYNC_DEFAULT
+                                                                                  : d.opt.synchronous;
+    (void)ls_synchronous(ldb->eng, mode, d.opt.sync_interval_ms);
+  }
   if (!rc) rc = declare(db, &d);
   if (!rc) {
     t = vtab_new(db, ldb, name, &d);

@@ -1,12 +1,16 @@
 /*
 ** bench.c -- tool/bench: measured speed, never asserted.
 **
-**   tool/bench [sql] [--n N] [--quick] [--so PATH] [--dir D]
+**   tool/bench [sql] [--n N] [--quick] [--so PATH] [--dir D] [--space-target X]
+**              [--overwrites N]
 **       The same SQL workloads, in one run, on a logstor table and on the
 **       table a user would otherwise pick: a native WITHOUT ROWID table in
-**       WAL mode with synchronous=FULL (both make every commit durable).
+**       WAL mode with synchronous=FULL (both make every commit durable);
+**       the autocommit inserts run again with synchronous=normal on both
+**       (logstor_synchronous('normal'); PRAGMA synchronous=NORMAL).
 **       Prints ops/s of each, the ratio, bytes written per user byte, disk
-**       bytes per live byte, index bytes per key and the reopen time.
+**       bytes per live byte, index bytes per key and the reopen time (with
+**       the checkpoint a clean close leaves, and without: as after a crash).
 **   tool/bench engine [--n N] [--value B] [--batch K] [--dir D]
 **       The engine alone, without SQLite.
 **   tool/bench clean [--quick] [--util PCT] [--csv FILE] [--png FILE] [--dir D]
@@ -243,15 +247,17 @@ typedef struct sqlrun {
   uint64_t wbytes[8];              /* bytes written to the device per workload */
   wa_delta wa[8];                  /* logstor: the engine's counters per workload */
   double reopen_ms;
+  double rescan_ms;                /* logstor: reopen without a checkpoint */
   uint64_t disk_bytes;
+  uint64_t alloc_bytes;            /* disk_bytes without holes */
   uint64_t index_bytes;
 } sqlrun;
 
-enum { W_LOAD, W_OVERWRITE, W_GET, W_IN, W_SCAN, W_AUTOCOMMIT, W_N };
+enum { W_LOAD, W_OVERWRITE, W_GET, W_IN, W_SCAN, W_AUTOCOMMIT, W_AUTONORMAL, W_N };
 static const char *wname[W_N] = { "bulk load, 1000 rows/txn", "random overwrite, 1000/txn",
                                   "point read by key (warm)", "IN-batch read, 100 keys",
-                                  "full scan", "autocommit insert" };
-static const char *wtarget[W_N] = { ">= 15x", ">= 10x", ">= 1.5x", ">= 2x", ">= 0.5x", ">= 1x" };
+                                  "full scan", "autocommit insert", "  ... synchronous=normal" };
+static const char *wtarget[W_N] = { ">= 15x", ">= 10x", ">= 1.5x", ">= 2x", ">= 0.5x", ">= 1x", ">= 2x" };
 
 /* A VFS that counts the bytes SQLite writes (database, WAL and journal
 ** files), so that both systems report bytes written by the same measure:
@@ -306,9 +312,10 @@ static void count_vfs_register(void) {
   sqlite3_vfs_register(&count_vfs, 0);
 }
 
-static uint64_t du(const char *path) {
+/* Bytes of path: apparent (file sizes), or allocated (holes not counted). */
+static uint64_t du_as(const char *path, int allocated) {
   char cmd[4200];
-  snprintf(cmd, sizeof cmd, "du -sb --apparent-size '%s' 2>/dev/null", path);
+  snprintf(cmd, sizeof cmd, "du -s %s '%s' 2>/dev/null", allocated ? "--block-size=1" : "-b --apparent-size", path);
   FILE *p = popen(cmd, "r");
   if (!p) return 0;
   unsigned long long v = 0;
@@ -316,6 +323,8 @@ static uint64_t du(const char *path) {
   pclose(p);
   return v;
 }
+
+static uint64_t du(const char *path) { return du_as(path, 0); }
 
 static void sql_ok(sqlite3 *db, int rc, const char *what) {
   if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
@@ -465,10 +474,17 @@ static double sql_workload(sqlrun *r, int w, long n, long ops) {
       }
       break;
     case W_AUTOCOMMIT:
+    case W_AUTONORMAL:
+      /* Both durable at COMMIT, or both synced in the background: the
+      ** last commits may be lost on power failure, never part of one. */
+      if (w == W_AUTONORMAL) {
+        exec(db, r->logstor ? "SELECT logstor_synchronous('normal')" : "PRAGMA synchronous=NORMAL");
+        t0 = now();
+      }
       sql_ok(db, sqlite3_prepare_v2(db, "INSERT INTO t(pk, a, v) VALUES(?1, ?2, ?3)", -1, &st, NULL), "prepare");
       for (long i = 0; i < ops; i++) {
         fill_value(val, (uint64_t)i);
-        sqlite3_bind_int64(st, 1, (sqlite3_int64)key_at((uint64_t)(n + i)));
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)key_at((uint64_t)(n + i + (w == W_AUTONORMAL ? ops : 0))));
         sqlite3_bind_int64(st, 2, i);
         sqlite3_bind_blob(st, 3, val, 100, SQLITE_STATIC);
         sql_ok(db, sqlite3_step(st), "insert");
@@ -479,6 +495,7 @@ static double sql_workload(sqlrun *r, int w, long n, long ops) {
   }
   sqlite3_finalize(st);
   double dt = now() - t0;
+  if (w == W_AUTONORMAL) exec(db, r->logstor ? "SELECT logstor_synchronous('full')" : "PRAGMA synchronous=FULL");
   if (done == 0) { fprintf(stderr, "bench: %s did nothing on %s\n", wname[w], r->label); exit(1); }
   return (double)done / dt;
 }
@@ -486,12 +503,16 @@ static double sql_workload(sqlrun *r, int w, long n, long ops) {
 static int bench_sql(int argc, char **argv, const char *argv0) {
   long n = 1000000;
   const char *dir = NULL, *so = NULL, *only = NULL;   /* --only logstor|sqlite: for profiling */
+  const char *space_target = NULL;
+  long over_arg = 0;
   for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "--n") && i + 1 < argc) n = atol(argv[++i]);
     else if (!strcmp(argv[i], "--quick")) n = 20000;
     else if (!strcmp(argv[i], "--so") && i + 1 < argc) so = argv[++i];
     else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
     else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+    else if (!strcmp(argv[i], "--space-target") && i + 1 < argc) space_target = argv[++i];
+    else if (!strcmp(argv[i], "--overwrites") && i + 1 < argc) over_arg = atol(argv[++i]);
     else { fprintf(stderr, "bench: unknown option %s\n", argv[i]); return 2; }
   }
   char tmpl[] = "/tmp/logstor-bench-XXXXXX";
@@ -506,14 +527,14 @@ static int bench_sql(int argc, char **argv, const char *argv0) {
     snprintf(sopath, sizeof sopath, "%.*s/../logstor.so", slash ? (int)(slash - argv0) : 1, slash ? argv0 : ".");
     so = sopath;
   }
-  long over = n / 5 < 1000 ? 1000 : n / 5;      /* overwrites */
+  long over = over_arg > 0 ? over_arg : n / 5 < 1000 ? 1000 : n / 5;      /* overwrites */
   long gets = n / 5 < 1000 ? 1000 : n / 5;
   long auto_n = n >= 100000 ? 10000 : 1000;
   printf("SQL bench: %ld rows of 116 bytes (random 63-bit keys), %ld overwrites, %ld point reads, "
          "%ld autocommit inserts; directory %s\n", n, over, gets, auto_n, dir);
   printf("logstor: CREATE VIRTUAL TABLE t USING logstor(pk INTEGER PRIMARY KEY, a INT, v BLOB)\n");
   printf("sqlite:  CREATE TABLE t(pk INTEGER PRIMARY KEY, a INT, v BLOB) WITHOUT ROWID\n");
-  printf("both databases: journal_mode=WAL, synchronous=FULL; bytes written are logical bytes handed to "
+  printf("both databases: journal_mode=WAL, synchronous=FULL (NORMAL for the last row); bytes written are logical bytes handed to "
          "the kernel (data files formatted ahead included)\n\n");
   sqlrun runs[2];
   memset(runs, 0, sizeof runs);
@@ -524,14 +545,16 @@ static int bench_sql(int argc, char **argv, const char *argv0) {
     snprintf(runs[r].path, sizeof runs[r].path, "%s/%s.db", dir, runs[r].label);
     snprintf(runs[r].so, sizeof runs[r].so, "%s", so);
   }
-  long opsof[W_N] = { n, over, gets, gets, 0, auto_n };
+  long opsof[W_N] = { n, over, gets, gets, 0, auto_n, auto_n };
   count_vfs_register();
   /* Interleave the two systems workload by workload. */
   int first = only && !strcmp(only, "sqlite") ? 1 : 0, last = only && !strcmp(only, "logstor") ? 0 : 1;
   for (int r = first; r <= last; r++) {
     sql_open(&runs[r]);
-    exec(runs[r].db, runs[r].logstor ? "CREATE VIRTUAL TABLE t USING logstor(pk INTEGER PRIMARY KEY, a INT, v BLOB)"
-                                     : "CREATE TABLE t(pk INTEGER PRIMARY KEY, a INT, v BLOB) WITHOUT ROWID");
+    char create[256];
+    snprintf(create, sizeof create, "CREATE VIRTUAL TABLE t USING logstor(pk INTEGER PRIMARY KEY, a INT, v BLOB%s%s)",
+             space_target ? ", space_target=" : "", space_target ? space_target : "");
+    exec(runs[r].db, runs[r].logstor ? create : "CREATE TABLE t(pk INTEGER PRIMARY KEY, a INT, v BLOB) WITHOUT ROWID");
   }
   for (int w = 0; w < W_N; w++) {
     for (int r = first; r <= last; r++) {
@@ -566,6 +589,7 @@ static int bench_sql(int argc, char **argv, const char *argv0) {
     char p[4200];
     snprintf(p, sizeof p, "%s-logstor", runs[r].path);
     runs[r].disk_bytes = du(runs[r].path) + (runs[r].logstor ? du(p) : 0);
+    runs[r].alloc_bytes = du_as(runs[r].path, 1) + (runs[r].logstor ? du_as(p, 1) : 0);
     double t0 = now();
     sql_open(&runs[r]);
     sqlite3_stmt *st;
@@ -575,6 +599,19 @@ static int bench_sql(int argc, char **argv, const char *argv0) {
     sqlite3_finalize(st);
     runs[r].reopen_ms = (now() - t0) * 1000;
     sqlite3_close(runs[r].db);
+    if (runs[r].logstor) {
+      /* Again without the checkpoint the close left: as after a crash. */
+      snprintf(p, sizeof p, "%s-logstor/CHECKPOINT", runs[r].path);
+      unlink(p);
+      t0 = now();
+      sql_open(&runs[r]);
+      sql_ok(runs[r].db, sqlite3_prepare_v2(runs[r].db, "SELECT a FROM t WHERE pk = ?1", -1, &st, NULL), "reopen");
+      sqlite3_bind_int64(st, 1, (sqlite3_int64)key_at(0));
+      if (sqlite3_step(st) != SQLITE_ROW) { fprintf(stderr, "bench: row missing after reopen\n"); exit(1); }
+      sqlite3_finalize(st);
+      runs[r].rescan_ms = (now() - t0) * 1000;
+      sqlite3_close(runs[r].db);
+    }
   }
   if (only) {
     for (int w = 0; w < W_N; w++) printf("%-28s %14.0f ops/s\n", wname[w], runs[first].rate[w]);
@@ -586,7 +623,7 @@ static int bench_sql(int argc, char **argv, const char *argv0) {
   for (int w = 0; w < W_N; w++)
     printf("%-28s %14.0f %14.0f %7.2fx   %s\n", wname[w], runs[0].rate[w], runs[1].rate[w],
            runs[0].rate[w] / runs[1].rate[w], wtarget[w]);
-  uint64_t rows = (uint64_t)(n + auto_n);
+  uint64_t rows = (uint64_t)(n + 2 * auto_n);
   double logical = (double)rows * 116;
   double user_load = (double)n * 116, user_over = (double)over * 116;
   printf("\n%-28s %14s %14s\n", "", "logstor", "sqlite");
@@ -596,10 +633,15 @@ static int bench_sql(int argc, char **argv, const char *argv0) {
          runs[1].wbytes[W_OVERWRITE] / user_over);
   printf("%-28s %14.0f %14.0f\n", "  ... per autocommit insert", (double)runs[0].wbytes[W_AUTOCOMMIT] / auto_n,
          (double)runs[1].wbytes[W_AUTOCOMMIT] / auto_n);
+  printf("%-28s %14.0f %14.0f\n", "  ... synchronous=normal", (double)runs[0].wbytes[W_AUTONORMAL] / auto_n,
+         (double)runs[1].wbytes[W_AUTONORMAL] / auto_n);
   printf("%-28s %14.2f %14.2f\n", "disk bytes / live byte", runs[0].disk_bytes / logical,
          runs[1].disk_bytes / logical);
+  printf("%-28s %14.2f %14.2f\n", "  ... allocated (no holes)", runs[0].alloc_bytes / logical,
+         runs[1].alloc_bytes / logical);
   printf("%-28s %14.1f %14s\n", "index bytes / key", (double)runs[0].index_bytes / (double)rows, "-");
   printf("%-28s %14.0f %14.0f\n", "reopen + first read, ms", runs[0].reopen_ms, runs[1].reopen_ms);
+  printf("%-28s %14.0f %14s\n", "  ... without checkpoint", runs[0].rescan_ms, "-");
   print_sql_wa(&runs[0]);
   if (dir == tmpl) rmtree(tmpl);
   return 0;

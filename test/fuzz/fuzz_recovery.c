@@ -17,6 +17,9 @@
 **      salvage (flags), every row of every table read and checked against
 **      its key, ls_check run; after a salvage, a row written and the
 **      directory opened again with the default.
+** A first byte of 0xCC instead makes the rest a checkpoint file (after one
+** byte choosing the segment count): checkpoint.c's parser, its promises
+** checked on what it accepts.
 ** A broken promise aborts (libFuzzer reports it); ASan and UBSan catch the
 ** rest.  Manifests asking for files over 1 MiB are skipped: their memory,
 ** not their parsing, would be under test.
@@ -28,6 +31,7 @@
 #include "format.h"
 #include "ls_int.h"
 #include "manifest.h"
+#include "checkpoint.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -256,8 +260,41 @@ static void fuzz_directory(const uint8_t *p, size_t n) {
   }
 }
 
+/* ---- 0xCC: a checkpoint file ------------------------------------------------- */
+
+static void fuzz_checkpoint(const uint8_t *p, size_t n) {
+  if (n < 1) return;
+  uint32_t nseg = 1 + p[0] % 64, seg_size = 8192;
+  ckpt_view v;
+  if (!ckpt_parse(p + 1, n - 1, seg_size, nseg, &v)) return;
+  PROMISE(v.seg_size == seg_size && v.nsegs <= nseg);
+  uint64_t total = 0;
+  const uint8_t *t = v.tables;
+  for (uint32_t i = 0; i < v.ntables; i++) {
+    uint64_t cnt = ls_get64(t + 16);
+    const uint8_t *e = t + 24;
+    for (uint64_t k = 0; k < cnt; k++, e += 24) {
+      uint64_t word = ls_get64(e + 16);
+      int found = 0;
+      for (uint32_t j = 0; j < v.nsegs && !found; j++) {
+        const uint8_t *sg = v.segs + (size_t)j * 64;
+        found = ls_get32(sg) == loc_seg(word) && (uint64_t)loc_off(word) + loc_size(word) <= ls_get32(sg + 4);
+      }
+      PROMISE(found && loc_seg(word) < nseg);
+    }
+    total += cnt;
+    t = e;
+  }
+  PROMISE(total == v.nentries && t + 4 == p + n);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
+  if (data[0] == 0xCC) {
+    fuzz_checkpoint(data + 1, size - 1);
+    ls_thread_cleanup();
+    return 0;
+  }
   switch (data[0] % 4) {
   case 0: fuzz_manifest(data + 1, size - 1); break;
   case 1: fuzz_decoders(data + 1, size - 1); break;

@@ -9,6 +9,7 @@
 #include "unit.h"
 #include "catalog.h"
 #include "cleaner.h"
+#include "cleaner_int.h"
 #include "writer.h"
 
 #include <fcntl.h>
@@ -1360,6 +1361,72 @@ static void test_space_returned(void) {
   ls_close(e);
 }
 
+/* ---------------------------------------------------------------------------
+** On an unbounded disk compaction starts when the segments in use hold more
+** than space_target times the live bytes (default 1.3), and compacting
+** while it wants to brings them under it.
+*/
+static uint64_t used_bytes(ls_engine *e) {
+  ls_stats s = unit_stats(e);
+  return s.segments_used * s.segment_size;
+}
+
+static void test_space_target(void) {
+  const char *dir = unit_tmpdir();
+  ls_engine *e = unit_open(dir, 8 * KB, 256 * KB, 0, 1, LS_POLICY_GREEDY);
+  if (!e) return;
+  uint32_t t;
+  CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
+  int urgent;
+  for (long ver = 0; ver < 2; ver++) {           /* 1800 rows (100 segments), then half again */
+    ls_txn *x = NULL;
+    CHECK_RC(ls_txn_begin(e, &x), LS_OK);
+    for (int k = 0; k < 1800; k++) {
+      if (ver && k % 2) continue;
+      char kb[32], val[400];
+      snprintf(kb, sizeof kb, "s%d", k);
+      fill(val, sizeof val, k, ver);
+      ls_key key;
+      ls_key_set(&key, kb, (uint32_t)strlen(kb));
+      CHECK_RC(ls_txn_put(x, t, &key, val, sizeof val), LS_OK);
+    }
+    CHECK_RC(ls_txn_commit(x), LS_OK);
+    ls_txn_free(x);
+    uint64_t f;
+    CHECK_RC(ls_flush(e, t, &f), LS_OK);
+    if (!ver) CHECK_INT(cl_want_compaction(e->cleaner, &urgent), 0);   /* nothing dead yet */
+  }
+  ls_stats s = unit_stats(e);
+  CHECK(s.space_target == 1.3);
+  double amp = (double)used_bytes(e) / (double)s.bytes_live;
+  if (!(amp > 1.4)) unit_fail(__FILE__, __LINE__, "space amplification %.2f after overwriting half", amp);
+  CHECK_INT(cl_want_compaction(e->cleaner, &urgent), 1);
+  CHECK_INT(urgent, 0);
+  CHECK_RC(ls_space_target(e, 2.0), LS_OK);      /* the old trigger: twice the live bytes */
+  CHECK_INT(cl_want_compaction(e->cleaner, &urgent), 0);
+  CHECK_RC(ls_space_target(e, 1.0), LS_INVALID);
+  CHECK_RC(ls_space_target(e, 0), LS_OK);        /* unchanged */
+  CHECK_INT(cl_want_compaction(e->cleaner, &urgent), 0);
+  CHECK_RC(ls_space_target(e, 1.3), LS_OK);
+  int steps = 0;
+  uint64_t n;
+  while (cl_want_compaction(e->cleaner, &urgent) && steps++ < 200) {
+    CHECK_RC(ls_clean_step(e, LS_CLEAN_COMPACT, &n), LS_OK);
+    CHECK_RC(ls_clean_step(e, LS_CLEAN_FLUSH, NULL), LS_OK);
+    CHECK_RC(ls_clean_step(e, LS_CLEAN_RECLAIM, &n), LS_OK);
+  }
+  s = unit_stats(e);
+  amp = (double)used_bytes(e) / (double)s.bytes_live;
+  if (!(amp <= 1.3)) unit_fail(__FILE__, __LINE__, "space amplification %.2f after %d steps", amp, steps);
+  for (int k = 0; k < 1800; k += 7) CHECK(has_row(e, t, "s", k, k % 2 ? 0 : 1, 400, 1));
+  unit_check_ok(e);
+  ls_close(e);
+  ls_options o;                                  /* out of range at open */
+  ls_options_init(&o);
+  o.space_target = 0.5;
+  CHECK_RC(ls_open(dir, &o, &e), LS_INVALID);
+}
+
 int main(void) {
   RUN(test_overwrite_cost_benefit);
   RUN(test_overwrite_greedy);
@@ -1388,5 +1455,6 @@ int main(void) {
   RUN(test_readers_while_cleaning);
   RUN(test_space_returned);
   RUN(test_steps);
+  RUN(test_space_target);
   return unit_finish();
 }

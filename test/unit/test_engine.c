@@ -741,8 +741,19 @@ static void test_stats_segments(void) {
   CHECK_INT(n[3], 0);
   CHECK_INT(n[0], (int)s1.segments_free);
   ls_close(e);
+  e = reopen(d);                   /* from the checkpoint of the clean close */
+  ls_stats_get(e, &s1);
+  CHECK_U64(s1.recovery_checkpoint, 1);
+  CHECK_U64(s1.recovery_records, 0);
+  CHECK(s1.recovery_segments > 0);
+  CHECK_U64(s1.records_live, 200);
+  ls_close(e);
+  char ck[4200];                   /* without it: a scan */
+  snprintf(ck, sizeof ck, "%s/CHECKPOINT", d);
+  CHECK(unlink(ck) == 0);
   e = reopen(d);
   ls_stats_get(e, &s1);
+  CHECK_U64(s1.recovery_checkpoint, 0);
   CHECK(s1.recovery_records >= 200);
   CHECK(s1.recovery_segments > 0);
   CHECK_U64(s1.records_live, 200);

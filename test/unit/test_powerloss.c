@@ -17,7 +17,14 @@
 **   - ls_check says "ok" (it reads every segment: no damage anywhere, and
 **     the indexes and accounting agree);
 **   - now and then, a second recovery of the same state gives the same.
+** With synchronous=normal (writer.c N1-N2) commits return before they are
+** durable, so the rows may be those after any earlier commit -- a prefix
+** of the commits, each whole -- but never older than the last state that
+** was all synced, and still no damage.
 ** States with equal bytes and equal expectations are recovered once.
+** The recorded runs end with a clean close, which writes a checkpoint
+** (checkpoint.c): the cuts after it open from the checkpoint, the others
+** (also those while it is written) scan.
 **
 ** Small workloads (up to 4 commits, cleaning driven by the workload) are
 ** enumerated exhaustively: every cut, every variant.  A larger workload
@@ -56,7 +63,7 @@ static void model_copy(model *dst, const model *src) {
 /* One write of a transaction: a put (val) or a delete (val NULL). */
 typedef struct wr { int table, key; char *val; } wr;
 
-enum { STEP_COMMIT = 1, STEP_FLUSH, STEP_COMPACT };
+enum { STEP_COMMIT = 1, STEP_FLUSH, STEP_COMPACT, STEP_SEPARATE };
 
 typedef struct step {
   int kind;
@@ -74,6 +81,7 @@ typedef struct run {
   model after[MAXSTEP + 1];                /* [0]: empty; [i+1]: after commit i */
   uint64_t tables_at;                      /* events once the tables existed */
   ls_stats stats;                          /* of the recorded run, at its end */
+  int sync;                                /* LS_SYNC_* of the recorded run */
 } run;
 
 static uint32_t table_ids[NTAB];
@@ -98,8 +106,9 @@ static int do_commit(ls_engine *e, const step *s) {
 }
 
 /* Run the steps on a fresh directory through the recording backend. */
-static int record(const step *steps, int n, int background, uint64_t disk, run *r) {
+static int record(const step *steps, int n, int background, uint64_t disk, int sync, run *r) {
   memset(r, 0, sizeof *r);
+  r->sync = sync;
   const char *dir = unit_tmpdir();
   ls_options o;
   ls_options_init(&o);
@@ -110,6 +119,8 @@ static int record(const step *steps, int n, int background, uint64_t disk, run *
   o.record_io = 1;
   o.manual_cleaning = !background;
   o.disk_size = disk;
+  o.synchronous = sync;
+  o.sync_interval_ms = LS_MAX_SYNC_INTERVAL_MS;   /* only the syncs the log's structure needs */
   ls_engine *e = NULL;
   CHECK_RC(ls_open(dir, &o, &e), LS_OK);
   if (!e) return 0;
@@ -132,6 +143,12 @@ static int record(const step *steps, int n, int background, uint64_t disk, run *
         cur.v[s->w[j].table][s->w[j].key] = s->w[j].val ? strdup(s->w[j].val) : NULL;
       }
       model_copy(&r->after[++r->ncommit], &cur);
+    } else if (s->kind == STEP_SEPARATE) {
+      /* The cleaner alone (no seal of the active segment, no sync by the
+      ** writer): separate the sealed mixed segments, write the buffers. */
+      uint64_t got = 1;
+      while (got) CHECK_RC(ls_clean_step(e, LS_CLEAN_SEPARATE, &got), LS_OK);
+      CHECK_RC(ls_clean_step(e, LS_CLEAN_FLUSH, &got), LS_OK);
     } else {
       uint64_t freed;
       for (int t = 0; t < NTAB; t++)
@@ -197,7 +214,7 @@ static int seen_add(seen *s, uint64_t h) {
   return 1;
 }
 
-typedef struct tally { uint64_t states, recovered, failed; } tally;
+typedef struct tally { uint64_t states, recovered, failed, ckpt; } tally;
 
 /* Recover one state and check it (see the top).  Returns 1 if it passed. */
 static int check_state(const run *r, uint64_t cut, uint64_t variant, uint64_t *rng, const char *base, seen *done,
@@ -209,13 +226,23 @@ static int check_state(const run *r, uint64_t cut, uint64_t variant, uint64_t *r
     if (r->ack[i] <= cut) acked = i + 1;
     else if (r->start[i] < cut) flight = i + 1;
   }
+  /* synchronous=normal: any state from the last one all synced (no write
+  ** pending at that event) to the newest. */
+  int lo = acked, hi = flight > 0 ? flight : acked;
+  if (r->sync == LS_SYNC_NORMAL) {
+    uint64_t c = cut;
+    while (c > 0 && ls_iolog_variants(r->log, c) > 1) c--;
+    lo = 0;
+    for (int i = 0; i < r->ncommit; i++)
+      if (r->ack[i] <= c) lo = i + 1;
+  }
   uint64_t rngcopy = rng ? *rng : 0, h = 0;
   if (ls_iolog_materialize(r->log, cut, variant, rng ? &rngcopy : NULL, NULL, &h)) {
     unit_fail(__FILE__, __LINE__, "materialize: %s", ls_errmsg());
     return 0;
   }
   tl->states++;
-  if (!seen_add(done, h ^ ((uint64_t)acked << 48) ^ ((uint64_t)(flight + 1) << 56))) {
+  if (!seen_add(done, h ^ ((uint64_t)acked << 40) ^ ((uint64_t)(flight + 1) << 48) ^ ((uint64_t)lo << 56))) {
     if (rng) *rng = rngcopy;
     return 1;
   }
@@ -244,13 +271,24 @@ static int check_state(const run *r, uint64_t cut, uint64_t variant, uint64_t *r
       ok = 0;
       break;
     }
+    if (unit_stats(e).recovery_checkpoint) tl->ckpt++;   /* opened from the close's checkpoint */
     char w1[200] = "", w2[200] = "";
-    int match = rows_equal(e, &r->after[acked], w1, sizeof w1) ||
-                (flight > 0 && rows_equal(e, &r->after[flight], w2, sizeof w2));
-    if (!match) {
-      snprintf(why, sizeof why, "rows are neither commit %d's (%s) nor in-flight commit %d's (%s)", acked, w1,
-               flight, flight > 0 ? w2 : "none");
-      ok = 0;
+    if (r->sync == LS_SYNC_NORMAL) {
+      int match = 0;
+      for (int j = hi; j >= lo && !match; j--) match = rows_equal(e, &r->after[j], w1, sizeof w1);
+      if (!match) {
+        snprintf(why, sizeof why, "rows are not those after any commit from %d to %d (against %d: %s)", lo, hi, lo,
+                 w1);
+        ok = 0;
+      }
+    } else {
+      int match = rows_equal(e, &r->after[acked], w1, sizeof w1) ||
+                  (flight > 0 && rows_equal(e, &r->after[flight], w2, sizeof w2));
+      if (!match) {
+        snprintf(why, sizeof why, "rows are neither commit %d's (%s) nor in-flight commit %d's (%s)", acked, w1,
+                 flight, flight > 0 ? w2 : "none");
+        ok = 0;
+      }
     }
     char *rep = NULL;
     if (ok && (rc = ls_check(e, 0, &rep)) != LS_OK) {
@@ -280,9 +318,9 @@ static const char *scratch(void) {
 }
 
 /* Every cut, every variant. */
-static void exhaustive(const char *what, const step *steps, int n) {
+static void exhaustive_sync(const char *what, const step *steps, int n, int sync) {
   run r;
-  if (!record(steps, n, 0, 0, &r)) { if (r.log) run_free(&r); return; }
+  if (!record(steps, n, 0, 0, sync, &r)) { if (r.log) run_free(&r); return; }
   seen done = {0};
   tally tl = {0};
   time_t t0 = time(NULL);
@@ -293,12 +331,17 @@ static void exhaustive(const char *what, const step *steps, int n) {
     for (uint64_t v = 0; v < nv && tl.failed < 5; v++) check_state(&r, cut, v, NULL, scratch(), &done, &tl, what);
   }
   CHECK_U64(capped, 0);
-  printf("     %s: %d commits, %llu events, %llu crash states, %llu distinct recovered, %ld s\n", what, r.ncommit,
-         (unsigned long long)r.events, (unsigned long long)tl.states, (unsigned long long)tl.recovered,
-         (long)(time(NULL) - t0));
+  /* The cuts after the close's checkpoint was renamed into place open from
+  ** it; the others scan. */
+  CHECK(tl.ckpt > 0 && tl.ckpt < tl.recovered);
+  printf("     %s: %d commits, %llu events, %llu crash states, %llu distinct recovered (%llu from a checkpoint), "
+         "%ld s\n", what, r.ncommit, (unsigned long long)r.events, (unsigned long long)tl.states,
+         (unsigned long long)tl.recovered, (unsigned long long)tl.ckpt, (long)(time(NULL) - t0));
   free(done.h);
   run_free(&r);
 }
+
+static void exhaustive(const char *what, const step *steps, int n) { exhaustive_sync(what, steps, n, LS_SYNC_FULL); }
 
 /* ---- the workloads -------------------------------------------------------------- */
 
@@ -351,8 +394,8 @@ static void test_exhaustive_cleaning(void) {
 }
 
 /* A longer workload with the background cleaner, sampled at random. */
-static void test_random_states(void) {
-  uint64_t rng = unit_seed("power loss");
+static void random_states(int sync) {
+  uint64_t rng = unit_seed(sync == LS_SYNC_NORMAL ? "power loss, synchronous=normal" : "power loss");
   const char *env = getenv("LOGSTOR_POWERLOSS_STATES");
   uint64_t want = env ? strtoull(env, NULL, 10) : 300;
   step s[MAXSTEP];
@@ -377,7 +420,7 @@ static void test_random_states(void) {
   run r;
   /* A bounded disk (four files of eight segments): the cleaner separates,
   ** compacts and frees all along. */
-  int recorded = record(s, n, 1, 4 * 64 * KB, &r);
+  int recorded = record(s, n, 1, 4 * 64 * KB, sync, &r);
   if (recorded) {
     seen done = {0};
     tally tl = {0};
@@ -406,10 +449,58 @@ static void test_random_states(void) {
   }
 }
 
+static void test_random_states(void) { random_states(LS_SYNC_FULL); }
+
+/* synchronous=normal: small commits share the open buffer unsynced (N1),
+** then a streamed and a direct transaction (N2), then cleaning between
+** unsynced commits (the cleaner syncs them before it frees). */
+static void test_normal_rows(void) {
+  static wr a[1], b[] = { W(1, 2, "two") }, c[1], d[] = { W(1, 2, NULL) };
+  a[0] = (wr){ 0, 1, val_of("one", 1500) };
+  c[0] = (wr){ 0, 3, val_of("three", 2500) };     /* the next block: N1 syncs first */
+  step s[] = { COMMIT(a), COMMIT(b), COMMIT(c), COMMIT(d) };
+  exhaustive_sync("normal rows", s, 4, LS_SYNC_NORMAL);
+  free(a[0].val);
+  free(c[0].val);
+}
+
+static void test_normal_transactions(void) {
+  static wr a[3], b[7], c[6];
+  for (int i = 0; i < 3; i++) a[i] = (wr){ i % 2, i, val_of("small", 40) };
+  for (int i = 0; i < 7; i++) b[i] = (wr){ i % 2, 3 + i, val_of("streamed", 1800) };
+  for (int i = 0; i < 6; i++) c[i] = (wr){ 1, 10 + i, val_of("direct", 1200) };
+  static wr d[] = { W(0, 0, NULL), W(1, 4, "replaced") }, f[] = { W(0, 1, "last") };
+  /* The separator copies the streamed transaction's first segment while
+  ** its COMMIT record is in the active one (N2). */
+  step s[] = { COMMIT(a), COMMIT(b), { STEP_SEPARATE, NULL, 0 }, COMMIT(c), COMMIT(d), COMMIT(f) };
+  exhaustive_sync("normal transactions", s, 6, LS_SYNC_NORMAL);
+  for (int i = 0; i < 3; i++) free(a[i].val);
+  for (int i = 0; i < 7; i++) free(b[i].val);
+  for (int i = 0; i < 6; i++) free(c[i].val);
+}
+
+static void test_normal_cleaning(void) {
+  static wr a[4], b[4];
+  for (int i = 0; i < 4; i++) a[i] = (wr){ 0, i, val_of("first", 900) };
+  for (int i = 0; i < 4; i++) b[i] = (wr){ 0, i, val_of("second", 900) };
+  static wr c[] = { W(0, 0, NULL), W(0, 1, NULL) }, c2[] = { W(0, 2, "unsynced") };
+  static wr d[] = { W(1, 5, "after-compaction"), W(0, 2, "changed") };
+  step s[] = { COMMIT(a), COMMIT(b), { STEP_FLUSH, NULL, 0 }, COMMIT(c), COMMIT(c2), { STEP_COMPACT, NULL, 0 },
+               COMMIT(d) };
+  exhaustive_sync("normal cleaning", s, 7, LS_SYNC_NORMAL);
+  for (int i = 0; i < 4; i++) { free(a[i].val); free(b[i].val); }
+}
+
+static void test_normal_random_states(void) { random_states(LS_SYNC_NORMAL); }
+
 int main(void) {
   RUN(test_exhaustive_rows);
   RUN(test_exhaustive_transactions);
   RUN(test_exhaustive_cleaning);
   RUN(test_random_states);
+  RUN(test_normal_rows);
+  RUN(test_normal_transactions);
+  RUN(test_normal_cleaning);
+  RUN(test_normal_random_states);
   return unit_finish();
 }
