@@ -126,7 +126,11 @@ static void fn_check(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
       return;
     }
     char *err = NULL;
-    int rc = lsx_db_get(sqlite3_user_data(ctx), "main", &ldb, NULL, &err);
+    int rc = lsx_db_get(sqlite3_user_data(ctx), "main", &ldb, NULL, 0, &err);
+    if (!rc && !ldb->eng) {
+      err = lsx_db_absent(ldb);
+      rc = SQLITE_CANTOPEN;
+    }
     if (rc) {
       char *m = sqlite3_mprintf("logstor: %s", err ? err : "cannot open the data directory");
       sqlite3_result_error(ctx, m ? m : "logstor: out of memory", -1);
