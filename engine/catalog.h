@@ -147,6 +147,9 @@ struct ls_engine {
   uint32_t *damage_hash;           /* open addressing: 1 + index, 0 empty */
   uint32_t capdamage_hash;
   int on_damage;                   /* LS_ON_DAMAGE_* the engine was opened with */
+  int readonly;                    /* opened read-only (ls_options.readonly):
+                                   ** recovery writes nothing, the engine is
+                                   ** in the failed state from the start */
 };
 
 /* Compaction group of a key in a table of n groups: the token range split

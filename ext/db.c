@@ -211,12 +211,17 @@ static int dir_exists(const char *dir) {
 ** tables of such a database connect, fail at their first use with
 ** lsx_db_absent's message, and can be dropped; nothing is created. */
 static int db_open(ls_db *d, const ls_options *opt, int create, char **pzErr) {
-  if (!d->tmpdir && !create && !dir_exists(d->dir)) return SQLITE_OK;
+  /* A database open read-only (sqlite3 -readonly, SQLITE_OPEN_READONLY)
+  ** opens its directory read-only: shared with other read-only processes,
+  ** nothing written. */
+  const char *file = sqlite3_db_filename(d->conn->db, d->schema);
+  int readonly = !d->tmpdir && sqlite3_db_readonly(d->conn->db, d->schema) == 1;
+  if (!d->tmpdir && (!create || readonly) && !dir_exists(d->dir)) return SQLITE_OK;
   ls_options o;
   if (opt) o = *opt; else ls_options_init(&o);
   o.create = 1;
+  o.readonly = readonly;
   /* The URI parameter logstor_on_damage wins over the table option. */
-  const char *file = sqlite3_db_filename(d->conn->db, d->schema);
   const char *od = file && *file ? sqlite3_uri_parameter(file, "logstor_on_damage") : NULL;
   if (od && lsx_on_damage_parse(od, &o.on_damage)) {
     *pzErr = sqlite3_mprintf("URI parameter logstor_on_damage: %s is not error or salvage", od);
