@@ -151,6 +151,9 @@ struct ls_engine {
   _Atomic uint32_t space_target;   /* per mille (1300: 1.3), cleaner.c */
   _Atomic int sync_mode;           /* LS_SYNC_FULL / _NORMAL / _OFF */
   _Atomic uint64_t sync_interval_ns;   /* synchronous normal: sync within this */
+  int readonly;                    /* opened read-only (ls_options.readonly):
+                                   ** recovery writes nothing, the engine is
+                                   ** in the failed state from the start */
 };
 
 /* Compaction group of a key in a table of n groups: the token range split

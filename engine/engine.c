@@ -8,9 +8,11 @@
 ** Opening a directory:
 **   1. open the directory, take its identity (st_dev, st_ino);
 **   2. if this process has it open already, share that engine (refcount);
-**   3. flock(LOCK) exclusively and without waiting: another process gets
-**      LS_BUSY (flock locks belong to the open file description, so closing
-**      some other descriptor of the file can not drop them);
+**   3. flock(LOCK) without waiting, exclusively, or shared for a read-only
+**      open (ls_options.readonly: any number of read-only processes, or one
+**      writer): another process gets LS_BUSY (flock locks belong to the
+**      open file description, so closing some other descriptor of the file
+**      can not drop them);
 **   4. read the manifest, or write a new one for an empty directory;
 **   5. recover (scan the data files), start the writer, the cleaner and
 **      the background thread.
@@ -169,6 +171,7 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   atomic_init(&e->sync_mode, o->synchronous ? o->synchronous : LS_SYNC_FULL);
   atomic_init(&e->sync_interval_ns,
               (uint64_t)(o->sync_interval_ms ? o->sync_interval_ms : LS_DEFAULT_SYNC_INTERVAL_MS) * 1000000);
+  e->readonly = o->readonly;
   /* Kept for an install that runs out of memory (cat_install). */
   e->reserve = malloc(LS_INSTALL_RESERVE);
   seg_ids mixed = {0}, settle = {0}, empties = {0};
@@ -178,7 +181,7 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
 
   h->lockfd = openat(dirfd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (h->lockfd < 0) { rc = ls_err_io(-errno, LS_CAUSE_OTHER, "open %s/LOCK", dir); goto fail; }
-  if (flock(h->lockfd, LOCK_EX | LOCK_NB)) {
+  if (flock(h->lockfd, (o->readonly ? LOCK_SH : LOCK_EX) | LOCK_NB)) {
     rc = errno == EWOULDBLOCK
            ? ls_err(LS_BUSY, "data directory %s is in use by another process", dir)
            : ls_err_io(-errno, LS_CAUSE_OTHER, "lock %s/LOCK", dir);
@@ -200,6 +203,10 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   if (rc) goto fail;
 
   rc = ls_manifest_read(e->io, dirfd, &e->man);
+  if (rc == LS_NOTFOUND && o->readonly) {
+    rc = ls_err(LS_INVALID, "data directory %s has no MANIFEST: nothing to open read-only", dir);
+    goto fail;
+  }
   if (rc == LS_NOTFOUND) {
     if (dir_has_data(dirfd)) {
       rc = ls_corrupt("data directory %s has data files but no MANIFEST", dir);
@@ -238,10 +245,13 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   if (rc) goto fail;
   rc = recover(e, &mixed, &settle, &empties);
   if (rc) goto fail;
-  if (e->on_damage == LS_ON_DAMAGE_REPORT) {
+  if (e->on_damage == LS_ON_DAMAGE_REPORT || e->readonly) {
     /* Nothing is written: no commit, no cleaning, no new file. */
-    snprintf(e->fail_msg, sizeof e->fail_msg, "the data directory %s was opened to report damage only "
-             "(on_damage=report): it is read-only", dir);
+    if (e->readonly)
+      snprintf(e->fail_msg, sizeof e->fail_msg, "the data directory %s is open read-only", dir);
+    else
+      snprintf(e->fail_msg, sizeof e->fail_msg, "the data directory %s was opened to report damage only "
+               "(on_damage=report): it is read-only", dir);
     atomic_store(&e->failed, 1);
   }
   if (e->man.ntables) {
@@ -258,7 +268,7 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   free(settle.v);
   free(empties.v);
   mixed.v = settle.v = empties.v = NULL;
-  if (e->on_damage != LS_ON_DAMAGE_REPORT) {
+  if (e->on_damage != LS_ON_DAMAGE_REPORT && !e->readonly) {
     if (pthread_create(&h->bg_thread, NULL, bg_main, e)) {
       rc = ls_err(LS_NOMEM, "cannot start the background thread");
       goto fail;
@@ -283,7 +293,7 @@ int ls_open(const char *dir, const ls_options *opt, ls_engine **out) {
   ls_hash_init();
   int rc = check_options(opt);
   if (rc) return rc;
-  if (opt->create && mkdir(dir, 0700) && errno != EEXIST) return ls_err_io(-errno, LS_CAUSE_OTHER, "create directory %s", dir);
+  if (opt->create && !opt->readonly && mkdir(dir, 0700) && errno != EEXIST) return ls_err_io(-errno, LS_CAUSE_OTHER, "create directory %s", dir);
   int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dirfd < 0) {
     if (errno == ENOENT) return ls_err(LS_INVALID, "data directory %s does not exist", dir);
@@ -305,6 +315,10 @@ int ls_open(const char *dir, const ls_options *opt, ls_engine **out) {
       sizes.file_size = e->file_size;
       sizes.disk_size = e->disk_size;
       rc = check_match(&sizes, opt, dir);
+      /* A read-only opener may share a writable engine (writes are refused
+      ** above it); a writer can not use a read-only one. */
+      if (!rc && e->readonly && !opt->readonly)
+        rc = ls_err(LS_BUSY, "data directory %s is open read-only in this process", dir);
       if (!rc) { h->refs++; *out = e; }
       pthread_mutex_unlock(&reg_lock);
       return rc;

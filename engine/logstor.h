@@ -132,6 +132,11 @@ typedef struct ls_options {
                           ** runs only when a write needs room or when
                           ** called (ls_flush, ls_compact, ls_clean_step) */
   int on_damage;          /* LS_ON_DAMAGE_*: what damage found at open does */
+  int readonly;           /* open read-only: a shared lock (any number of
+                          ** read-only openers at once, no writer; a
+                          ** writer holds it alone), the index rebuilt,
+                          ** nothing written: no repair, no sealing, no
+                          ** cleaning; writes fail with LS_READONLY */
   int record_io;          /* tests: wrap the I/O backend in the recording
                           ** one (io_record.c, the power-loss simulator) */
   int synchronous;        /* LS_SYNC_*: when a commit is durable; 0 = full */

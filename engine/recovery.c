@@ -714,7 +714,7 @@ int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle, seg_ids *empties) {
   memset(&rs, 0, sizeof rs);
   rs.e = e;
   uint8_t *bufs = NULL;
-  int writable = e->on_damage != LS_ON_DAMAGE_REPORT;
+  int writable = e->on_damage != LS_ON_DAMAGE_REPORT && !e->readonly;
   int rc = list_files(e, &rs);
   if (!rc) rc = seg_open_files(&e->sm, rs.nfiles, rs.missing);
   if (!rc) rc = check_sizes(e, &rs);
@@ -753,7 +753,7 @@ int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle, seg_ids *empties) {
   free(bufs);
   if (!rc) rc = set_tracking(e, 0);
   if (!rc) rc = judge_damage(e, &rs);
-  if (!rc && e->on_damage == LS_ON_DAMAGE_SALVAGE) rc = repair_files(e, &rs);
+  if (!rc && writable && e->on_damage == LS_ON_DAMAGE_SALVAGE) rc = repair_files(e, &rs);
   if (!rc) {
     ls_catalog *c = atomic_load(&e->catalog);
     for (uint32_t i = 0; i < c->cap; i++)

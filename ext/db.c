@@ -11,6 +11,14 @@
 ** Every connection of the process that opens the same directory shares one
 ** engine (the engine's registry); another process gets SQLITE_BUSY.
 **
+** An absent directory.  Only CREATE VIRTUAL TABLE makes the directory, and
+** only in a database without logstor tables or with its directory there.
+** A table of a database whose directory does not exist (a copied .db file)
+** connects with its ls_db "absent" (eng NULL): every use fails with
+** lsx_db_absent's message, DROP TABLE removes only the schema entry and the
+** shadow table (vtab.c), and nothing is created.  The directory is looked
+** for again at each use, so putting it back needs no reopen.
+**
 ** Transactions.  All logstor tables of one database share the connection's
 ** transaction on that database's engine (txn.c), so a SQLite transaction
 ** that writes several of them commits them as one engine transaction.
@@ -184,42 +192,72 @@ static int owned_here(ls_db *d, sqlite3 *db) {
   return mine;
 }
 
-int lsx_db_get(ls_conn *conn, const char *schema, ls_db **out, const ls_options *opt, char **pzErr) {
+/* The message for a database whose data directory does not exist. */
+char *lsx_db_absent(const ls_db *d) {
+  return sqlite3_mprintf("the data directory %s does not exist: the rows of this database's logstor tables "
+                         "live there, not in the .db file (a copy of the .db file alone -- cp, .backup, "
+                         "VACUUM INTO -- has none: copy the directory with it). If the directory is "
+                         "elsewhere, open the database with the URI parameter logstor_dir "
+                         "(file:DB?logstor_dir=PATH); DROP TABLE removes the table", d->dir);
+}
+
+static int dir_exists(const char *dir) {
+  struct stat st;
+  return stat(dir, &st) == 0;
+}
+
+/* Open d's engine: creating the directory only if create is set.  Without
+** it, a directory that does not exist leaves d->eng NULL (d "absent"): the
+** tables of such a database connect, fail at their first use with
+** lsx_db_absent's message, and can be dropped; nothing is created. */
+static int db_open(ls_db *d, const ls_options *opt, int create, char **pzErr) {
+  /* A database open read-only (sqlite3 -readonly, SQLITE_OPEN_READONLY)
+  ** opens its directory read-only: shared with other read-only processes,
+  ** nothing written. */
+  const char *file = sqlite3_db_filename(d->conn->db, d->schema);
+  int readonly = !d->tmpdir && sqlite3_db_readonly(d->conn->db, d->schema) == 1;
+  if (!d->tmpdir && (!create || readonly) && !dir_exists(d->dir)) return SQLITE_OK;
+  ls_options o;
+  if (opt) o = *opt; else ls_options_init(&o);
+  o.create = 1;
+  o.readonly = readonly;
+  /* The URI parameter logstor_on_damage wins over the table option. */
+  const char *od = file && *file ? sqlite3_uri_parameter(file, "logstor_on_damage") : NULL;
+  if (od && lsx_on_damage_parse(od, &o.on_damage)) {
+    *pzErr = sqlite3_mprintf("URI parameter logstor_on_damage: %s is not error or salvage", od);
+    return SQLITE_ERROR;
+  }
+  const char *sy = file && *file ? sqlite3_uri_parameter(file, "logstor_synchronous") : NULL;
+  if (sy && lsx_synchronous_parse(sy, &o.synchronous)) {
+    *pzErr = sqlite3_mprintf("URI parameter logstor_synchronous: %s is not off, normal or full", sy);
+    return SQLITE_ERROR;
+  }
+  int erc = ls_open(d->dir, &o, &d->eng);
+  if (erc) {
+    *pzErr = sqlite3_mprintf("%s", ls_errmsg());
+    d->eng = NULL;
+    return lsx_sqlite_code(erc);
+  }
+  if (ls_open_tables(d->eng, &d->orphans, &d->norphans)) d->norphans = 0;
+  return SQLITE_OK;
+}
+
+int lsx_db_get(ls_conn *conn, const char *schema, ls_db **out, const ls_options *opt, int create, char **pzErr) {
   ls_db *d = lsx_db_find(conn, schema);
-  if (d) { *out = d; return SQLITE_OK; }
+  if (d) {
+    /* An absent directory is looked for again (it may have been put back). */
+    int rc = d->eng ? SQLITE_OK : db_open(d, opt, create, pzErr);
+    if (!rc) *out = d;
+    return rc;
+  }
   d = sqlite3_malloc(sizeof *d);
   if (!d) return SQLITE_NOMEM;
   memset(d, 0, sizeof *d);
   d->conn = conn;
   d->schema = sqlite3_mprintf("%s", schema);
   int rc = d->schema ? data_dir(conn->db, schema, &d->dir, &d->tmpdir, pzErr) : SQLITE_NOMEM;
+  if (!rc) rc = db_open(d, opt, create, pzErr);
   if (rc) { db_free(d); return rc; }
-  ls_options o;
-  if (opt) o = *opt; else ls_options_init(&o);
-  o.create = 1;
-  /* The URI parameter logstor_on_damage wins over the table option. */
-  const char *file = sqlite3_db_filename(conn->db, schema);
-  const char *od = file && *file ? sqlite3_uri_parameter(file, "logstor_on_damage") : NULL;
-  if (od && lsx_on_damage_parse(od, &o.on_damage)) {
-    *pzErr = sqlite3_mprintf("URI parameter logstor_on_damage: %s is not error or salvage", od);
-    db_free(d);
-    return SQLITE_ERROR;
-  }
-  const char *sy = file && *file ? sqlite3_uri_parameter(file, "logstor_synchronous") : NULL;
-  if (sy && lsx_synchronous_parse(sy, &o.synchronous)) {
-    *pzErr = sqlite3_mprintf("URI parameter logstor_synchronous: %s is not off, normal or full", sy);
-    db_free(d);
-    return SQLITE_ERROR;
-  }
-  int erc = ls_open(d->dir, &o, &d->eng);
-  if (erc) {
-    *pzErr = sqlite3_mprintf("%s", ls_errmsg());
-    rc = lsx_sqlite_code(erc);
-    d->eng = NULL;
-    db_free(d);
-    return rc;
-  }
-  if (ls_open_tables(d->eng, &d->orphans, &d->norphans)) d->norphans = 0;
   d->next = conn->dbs;
   conn->dbs = d;
   *out = d;
@@ -255,13 +293,21 @@ int lsx_db_owner(ls_db *d, const char *claimed, int create, char **err) {
   owner_read(d->dir, owner, sizeof owner);
   if (claimed && *claimed) {
     if (!owner[0] && create) {
-      if (owner_write(d->dir, claimed)) goto ioerr;
+      /* The database has tables, their directory is gone: a new table
+      ** here would get the id of an old one, whose schema entry would then
+      ** read its rows. */
+      *err = sqlite3_mprintf("the data directory %s does not hold this database's other logstor tables: "
+                             "drop them (DROP TABLE), or open the database with the URI parameter "
+                             "logstor_dir naming their directory, before creating a table", d->dir);
+      return SQLITE_ERROR;
     } else if (!owner[0]) {
       *err = sqlite3_mprintf("the data directory %s does not hold this database's tables (was it removed or "
-                             "replaced?)", d->dir);
+                             "replaced? A directory elsewhere is opened with the URI parameter logstor_dir; "
+                             "DROP TABLE removes the table)", d->dir);
       return SQLITE_CORRUPT_VTAB;
     } else if (strcmp(owner, claimed)) {
-      *err = sqlite3_mprintf("the data directory %s belongs to another database", d->dir);
+      *err = sqlite3_mprintf("the data directory %s belongs to another database (this one's is opened with "
+                             "the URI parameter logstor_dir; DROP TABLE removes the table)", d->dir);
       return SQLITE_ERROR;
     }
     snprintf(d->owner, sizeof d->owner, "%s", claimed);
@@ -301,7 +347,7 @@ int lsx_db_drop(ls_db *d, uint32_t id) {
 }
 
 void lsx_db_reconcile(ls_db *d) {
-  if ((!d->ndropped && !d->norphans) || !sqlite3_get_autocommit(d->conn->db)) return;
+  if (!d->eng || (!d->ndropped && !d->norphans) || !sqlite3_get_autocommit(d->conn->db)) return;
   uint32_t *ids = NULL;
   int n = 0;
   if (shadow_ids(d->conn->db, d->schema, &ids, &n) != SQLITE_OK) return;   /* next time */
@@ -379,7 +425,13 @@ int lsx_resolve_table(ls_conn *conn, const char *arg, ls_db **out, uint32_t *id,
     if (rc == SQLITE_OK && !schema) rc = SQLITE_NOTFOUND;
   }
   if (rc == SQLITE_OK) {
-    rc = lsx_db_get(conn, schema, out, NULL, err);
+    rc = lsx_db_get(conn, schema, out, NULL, 0, err);
+    if (!rc && !(*out)->eng) {
+      char *m = lsx_db_absent(*out);
+      *err = m ? sqlite3_mprintf("logstor: %s: %s", arg, m) : NULL;
+      sqlite3_free(m);
+      rc = SQLITE_CANTOPEN;
+    }
     if (!rc) lsx_db_reconcile(*out);
   } else if (rc == SQLITE_NOTFOUND) {
     *err = sqlite3_mprintf("logstor: no logstor table %s", arg);

@@ -33,11 +33,18 @@
 **   logstor_synchronous()   the mode of this connection's commits (of the
 **                           main database's data directory, when the
 **                           connection chose none)
+**   logstor_dump_sql()      SQL text that recreates every logstor table of the
+**                           main database with its options and rows (one
+**                           transaction; the shell's .dump has no rows):
+**                           sqlite3 app.db '.load logstor' \
+**                             'SELECT logstor_dump_sql()' > app.sql
 ** A table argument is "name" or "schema.name".  The functions with effects
 ** are SQLITE_DIRECTONLY (not callable from triggers and views).
 */
 #include "logstor_int.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,7 +141,11 @@ static void fn_check(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
       return;
     }
     char *err = NULL;
-    int rc = lsx_db_get(sqlite3_user_data(ctx), "main", &ldb, NULL, &err);
+    int rc = lsx_db_get(sqlite3_user_data(ctx), "main", &ldb, NULL, 0, &err);
+    if (!rc && !ldb->eng) {
+      err = lsx_db_absent(ldb);
+      rc = SQLITE_CANTOPEN;
+    }
     if (rc) {
       char *m = sqlite3_mprintf("logstor: %s", err ? err : "cannot open the data directory");
       sqlite3_result_error(ctx, m ? m : "logstor: out of memory", -1);
@@ -204,6 +215,98 @@ static void fn_synchronous(sqlite3_context *ctx, int argc, sqlite3_value **argv)
   sqlite3_result_text(ctx, lsx_synchronous_name(mode), -1, SQLITE_STATIC);
 }
 
+/* Append v to s as an SQL literal that reads back as the same value: REAL
+** with 17 digits (and its sign when zero), TEXT holding a NUL byte as a
+** cast blob. */
+static void dump_value(sqlite3_str *s, sqlite3_value *v) {
+  switch (sqlite3_value_type(v)) {
+    case SQLITE_INTEGER: sqlite3_str_appendf(s, "%lld", sqlite3_value_int64(v)); return;
+    case SQLITE_FLOAT: {
+      double d = sqlite3_value_double(v);
+      char buf[40];
+      if (isinf(d)) { sqlite3_str_appendall(s, d > 0 ? "9e999" : "-9e999"); return; }
+      snprintf(buf, sizeof buf, "%.17g", d);
+      sqlite3_str_appendall(s, buf);
+      if (!strpbrk(buf, ".en")) sqlite3_str_appendall(s, ".0");   /* a REAL, not an INTEGER */
+      return;
+    }
+    case SQLITE_TEXT: {
+      const unsigned char *t = sqlite3_value_text(v);
+      int n = sqlite3_value_bytes(v);
+      if (memchr(t, 0, (size_t)n) == NULL) { sqlite3_str_appendf(s, "%Q", (const char *)t); return; }
+      sqlite3_str_appendall(s, "CAST(X'");
+      for (int i = 0; i < n; i++) sqlite3_str_appendf(s, "%02x", t[i]);
+      sqlite3_str_appendall(s, "' AS TEXT)");
+      return;
+    }
+    case SQLITE_BLOB: {
+      const unsigned char *b = sqlite3_value_blob(v);
+      int n = sqlite3_value_bytes(v);
+      sqlite3_str_appendall(s, "X'");
+      for (int i = 0; i < n; i++) sqlite3_str_appendf(s, "%02x", b[i]);
+      sqlite3_str_appendall(s, "'");
+      return;
+    }
+    default: sqlite3_str_appendall(s, "NULL");
+  }
+}
+
+/* logstor_dump_sql(): BEGIN, then for each logstor table of main (by name)
+** its CREATE VIRTUAL TABLE as written and one INSERT per row, COMMIT.  The
+** rows are read in one statement per table, each seeing one committed
+** state. */
+static void fn_dump_sql(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  (void)argc; (void)argv;
+  sqlite3 *db = sqlite3_context_db_handle(ctx);
+  sqlite3_str *s = sqlite3_str_new(db);
+  sqlite3_stmt *tabs = NULL, *rows = NULL;
+  char *msg = NULL;                /* the first error's message */
+  sqlite3_str_appendall(s, "BEGIN;\n");
+  int rc = sqlite3_prepare_v2(db,
+      "SELECT name, sql FROM main.sqlite_schema AS v WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%' "
+      "AND sql LIKE '%USING logstor%' "
+      "AND EXISTS (SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = v.name || '_logstor') "
+      "ORDER BY name", -1, &tabs, NULL);
+  while (rc == SQLITE_OK && (rc = sqlite3_step(tabs)) == SQLITE_ROW) {
+    const char *name = (const char *)sqlite3_column_text(tabs, 0);
+    sqlite3_str_appendf(s, "%s;\n", (const char *)sqlite3_column_text(tabs, 1));
+    char *q = sqlite3_mprintf("SELECT * FROM main.\"%w\"", name);
+    rc = q ? sqlite3_prepare_v2(db, q, -1, &rows, NULL) : SQLITE_NOMEM;
+    sqlite3_free(q);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(rows)) == SQLITE_ROW) {
+      sqlite3_str_appendf(s, "INSERT INTO \"%w\" VALUES(", name);
+      for (int i = 0; i < sqlite3_column_count(rows); i++) {
+        if (i) sqlite3_str_appendall(s, ", ");
+        dump_value(s, sqlite3_column_value(rows, i));
+      }
+      sqlite3_str_appendall(s, ");\n");
+      rc = SQLITE_OK;
+    }
+    if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    if (rc && !msg) msg = sqlite3_mprintf("%s", sqlite3_errmsg(db));
+    sqlite3_finalize(rows);
+    rows = NULL;
+  }
+  if (rc == SQLITE_DONE) rc = SQLITE_OK;
+  if (rc && !msg) msg = sqlite3_mprintf("%s", sqlite3_errmsg(db));
+  sqlite3_finalize(tabs);
+  sqlite3_str_appendall(s, "COMMIT;\n");
+  if (!rc) rc = sqlite3_str_errcode(s);
+  if (rc) {
+    /* A logstor table's error names itself. */
+    const char *e = msg ? msg : sqlite3_errstr(rc);
+    char *m = sqlite3_mprintf("%s%s", strncmp(e, "logstor: ", 9) ? "logstor: logstor_dump_sql: " : "", e);
+    sqlite3_free(msg);
+    sqlite3_free(sqlite3_str_finish(s));
+    sqlite3_result_error(ctx, m ? m : "logstor: out of memory", -1);
+    sqlite3_result_error_code(ctx, rc);
+    sqlite3_free(m);
+    return;
+  }
+  int n = sqlite3_str_length(s);
+  sqlite3_result_text(ctx, sqlite3_str_finish(s), n, sqlite3_free);
+}
+
 int lsx_register_functions(sqlite3 *db, ls_conn *conn) {
   int pure = SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS;
   int effects = SQLITE_UTF8 | SQLITE_DIRECTONLY;
@@ -218,5 +321,6 @@ int lsx_register_functions(sqlite3 *db, ls_conn *conn) {
   if (!rc) rc = sqlite3_create_function_v2(db, "logstor_compact", 1, effects, conn, fn_compact, 0, 0, 0);
   if (!rc) rc = sqlite3_create_function_v2(db, "logstor_synchronous", 1, effects, conn, fn_synchronous, 0, 0, 0);
   if (!rc) rc = sqlite3_create_function_v2(db, "logstor_synchronous", 0, effects, conn, fn_synchronous, 0, 0, 0);
+  if (!rc) rc = sqlite3_create_function_v2(db, "logstor_dump_sql", 0, effects, conn, fn_dump_sql, 0, 0, 0);
   return rc;
 }

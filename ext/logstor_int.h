@@ -97,6 +97,9 @@ struct ls_vtab {
   char *name;                      /* table name (for messages) */
   uint32_t id;                     /* engine table id (0: not read yet from
                                    ** the shadow table; lsx_vtab_ready) */
+  int absent;                      /* lsx_vtab_ready found the table's data
+                                   ** not in the directory: DROP only
+                                   ** removes the schema entry */
   int ncol;                        /* declared columns (token not counted) */
   int pk;                          /* index of the key column */
   char **cols;                     /* column names */
@@ -123,9 +126,13 @@ int lsx_sqlite_code(int rc);
 
 /* ---- db.c -------------------------------------------------------------- */
 /* The ls_db of schema for this connection, opening the engine (with the
-** sizes of opt, NULL for the directory's) if needed.  *err gets a message
-** (sqlite3_malloc'ed) on failure. */
-int lsx_db_get(ls_conn *conn, const char *schema, ls_db **out, const ls_options *opt, char **err);
+** sizes of opt, NULL for the directory's) if needed.  Only with create
+** is a data directory that does not exist made; without it the ls_db
+** comes back "absent" (eng NULL; lsx_db_absent says why).  *err gets a
+** message (sqlite3_malloc'ed) on failure. */
+int lsx_db_get(ls_conn *conn, const char *schema, ls_db **out, const ls_options *opt, int create, char **err);
+/* The message for an absent data directory, sqlite3_malloc'ed. */
+char *lsx_db_absent(const ls_db *d);
 /* "error" or "salvage" (quoted or not) as LS_ON_DAMAGE_* into *out; 1 if
 ** it is neither (vtab.c). */
 int lsx_on_damage_parse(const char *value, int *out);

@@ -60,7 +60,7 @@ struct lsx_cursor {
 
 static double table_rows(ls_vtab *t) {
   ls_table_info ti;
-  if (ls_table_info_get(t->ldb->eng, t->id, &ti)) return 1000;
+  if (!t->ldb->eng || ls_table_info_get(t->ldb->eng, t->id, &ti)) return 1000;
   return ti.rows ? (double)ti.rows : 1;
 }
 

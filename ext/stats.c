@@ -212,7 +212,7 @@ static int engine_of(ls_conn *conn, const char *schema, ls_engine **out, char **
     int exists = dir && stat(dir, &st) == 0;
     sqlite3_free(dir);
     if (!exists) return SQLITE_OK;
-    int rc = lsx_db_get(conn, schema, &d, NULL, err);
+    int rc = lsx_db_get(conn, schema, &d, NULL, 0, err);
     if (rc) return rc;
   }
   lsx_db_reconcile(d);                /* orphans and failed drops, in autocommit mode */

@@ -553,13 +553,28 @@ static int read_shadow(ls_vtab *t, char **err) {
   if (rc == SQLITE_ROW) {
     uint32_t id = (uint32_t)sqlite3_column_int64(st, 0);
     const char *owner = (const char *)sqlite3_column_text(st, 1);
-    rc = lsx_db_owner(ldb, owner ? owner : "", 0, err);
+    rc = SQLITE_OK;
+    if (!ldb->eng) {
+      /* Retried: the directory may have been put back. */
+      rc = lsx_db_get(ldb->conn, ldb->schema, &ldb, NULL, 0, err);
+      if (!rc && !ldb->eng) {
+        *err = lsx_db_absent(ldb);
+        rc = SQLITE_CANTOPEN;
+      }
+      if (rc) t->absent = 1;
+    }
+    if (!rc) {
+      rc = lsx_db_owner(ldb, owner ? owner : "", 0, err);
+      if (rc && rc != SQLITE_IOERR) t->absent = 1;
+    }
     if (rc) {
       /* err is set */
     } else if (!ls_table_exists(ldb->eng, id)) {
-      *err = sqlite3_mprintf("the data directory %s has no table with id %u (was it removed or replaced?)",
-                             ldb->dir, id);
+      *err = sqlite3_mprintf("the data directory %s has no table with id %u (was it removed or replaced? A "
+                             "directory elsewhere is opened with the URI parameter logstor_dir; DROP TABLE "
+                             "removes the table)", ldb->dir, id);
       rc = SQLITE_CORRUPT_VTAB;
+      t->absent = 1;
     } else {
       t->id = id;
       /* Keep the engine's label current (a RENAME inside a transaction
@@ -632,10 +647,26 @@ static int init(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlit
   ls_vtab *t = NULL;
   ls_db *ldb = NULL;
   int rc = parse_args(argc, argv, &d, &err);
-  if (!rc) rc = lsx_db_get(conn, schema, &ldb, &d.opt, &err);
-  if (!rc) rc = check_sizes(ldb, &d.opt, &err);
-  if (!rc && (d.given & (1u << 7))) (void)ls_space_target(ldb->eng, d.opt.space_target);
-  if (!rc && (d.given & (3u << 5))) {
+  /* Connecting never creates the data directory: a table whose directory
+  ** is absent connects, fails at its first use, and can be dropped. */
+  if (!rc) {
+    /* A database that already has logstor tables never makes their
+    ** directory anew (a new table would take an old one's id). */
+    char claimed[40] = "";
+    if (create) database_owner(db, schema, claimed, sizeof claimed);
+    rc = lsx_db_get(conn, schema, &ldb, &d.opt, create && !claimed[0], &err);
+    if (!rc && !ldb->eng && create) {
+      char *m = lsx_db_absent(ldb);
+      err = m ? sqlite3_mprintf("%s. A new logstor table needs the others dropped first (it would take the "
+                                  "id of one of them)", m)
+              : NULL;
+      sqlite3_free(m);
+      rc = SQLITE_CANTOPEN;
+    }
+  }
+  if (!rc && ldb->eng) rc = check_sizes(ldb, &d.opt, &err);
+  if (!rc && ldb->eng && (d.given & (1u << 7))) (void)ls_space_target(ldb->eng, d.opt.space_target);
+  if (!rc && ldb->eng && (d.given & (3u << 5))) {
     /* synchronous and sync_interval: the data directory's, as its tables
     ** say when they open (the URI parameter wins). */
     const char *file = sqlite3_db_filename(db, schema);
@@ -695,14 +726,23 @@ static int lsx_destroy(sqlite3_vtab *vtab) {
   ls_db *ldb = t->ldb;
   char *err = NULL;
   int rc = lsx_vtab_ready(t);
-  if (!rc) rc = lsx_txn_join(ldb->conn, &err);
+  /* A table whose data is not in the directory (absent, another
+  ** database's, or without its id) has nothing to free: the schema entry
+  ** and the shadow table go, the engine is not touched. */
+  int gone = rc && t->absent;
+  if (gone) {
+    rc = SQLITE_OK;
+    sqlite3_free(vtab->zErrMsg);
+    vtab->zErrMsg = NULL;
+  }
+  if (!rc && !gone) rc = lsx_txn_join(ldb->conn, &err);
   if (!rc) {
     char *sql = sqlite3_mprintf("DROP TABLE IF EXISTS \"%w\".\"%w_logstor\"", ldb->schema, t->name);
     rc = sql ? exec1(t->db, sql, -1) : SQLITE_NOMEM;
     sqlite3_free(sql);
     if (rc) err = sqlite3_mprintf("cannot drop the shadow table: %s", sqlite3_errmsg(t->db));
   }
-  if (!rc) rc = lsx_txn_change(ldb, t->id, 1);
+  if (!rc && !gone) rc = lsx_txn_change(ldb, t->id, 1);
   if (rc) {
     if (err) {
       sqlite3_free(vtab->zErrMsg);
