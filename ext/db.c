@@ -205,6 +205,21 @@ int lsx_db_get(ls_conn *conn, const char *schema, ls_db **out, const ls_options 
     db_free(d);
     return SQLITE_ERROR;
   }
+  const char *cs = file && *file ? sqlite3_uri_parameter(file, "logstor_cache_size") : NULL;
+  if (cs) {
+    uint64_t v;
+    if (lsx_parse_size(cs, &v)) {
+      *pzErr = sqlite3_mprintf("URI parameter logstor_cache_size: %s is not a size (a byte count, or a count with "
+                               "K, M or G)", cs);
+      db_free(d);
+      return SQLITE_ERROR;
+    }
+    if (lsx_cache_size_check(v, pzErr)) {
+      db_free(d);
+      return SQLITE_ERROR;
+    }
+    o.cache_size = v ? v : LS_CACHE_NONE;
+  }
   int erc = ls_open(d->dir, &o, &d->eng);
   if (erc) {
     *pzErr = sqlite3_mprintf("%s", ls_errmsg());

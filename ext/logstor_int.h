@@ -125,6 +125,8 @@ int lsx_db_get(ls_conn *conn, const char *schema, ls_db **out, const ls_options 
 /* "error" or "salvage" (quoted or not) as LS_ON_DAMAGE_* into *out; 1 if
 ** it is neither (vtab.c). */
 int lsx_on_damage_parse(const char *value, int *out);
+int lsx_parse_size(const char *s, uint64_t *v);
+int lsx_cache_size_check(uint64_t v, char **err);
 /* Find without opening (NULL if the schema has no engine open here). */
 ls_db *lsx_db_find(ls_conn *conn, const char *schema);
 void lsx_conn_free(void *p);

@@ -5,7 +5,8 @@
 **   CREATE VIRTUAL TABLE kv USING logstor(pk INTEGER PRIMARY KEY, a INT, v TEXT
 **                                          [, segment_size=N] [, file_size=N]
 **                                          [, disk_size=N] [, groups=N]
-**                                          [, on_damage=error|salvage]);
+**                                          [, on_damage=error|salvage]
+**                                          [, cache_size=N]);
 **
 ** Arguments are column definitions (name, optional type, optional PRIMARY
 ** KEY and NOT NULL) or options NAME=VALUE.  Without PRIMARY KEY the first
@@ -18,7 +19,9 @@
 ** token ranges) is per table.  on_damage says what damage found when the
 ** data directory is opened does (the engine's LS_ON_DAMAGE_*); the URI
 ** parameter logstor_on_damage overrides it (db.c), so a database can be
-** opened with salvage once without changing its schema.
+** opened with salvage once without changing its schema.  cache_size is the
+** bound of the engine's record cache (0: none), taken when the data
+** directory is opened; the URI parameter logstor_cache_size wins over it.
 **
 ** Identity.  The engine keys a table's data by a numeric id that never
 ** changes.  The id lives in the shadow table "<name>_logstor" (one row),
@@ -97,7 +100,7 @@ static char *parse_ident(const char **pp) {
 
 /* A size: digits with an optional K/M/G suffix (and optional B), quoted or
 ** not.  Returns 0 and *v, or 1 if malformed. */
-static int parse_size(const char *s, uint64_t *v) {
+int lsx_parse_size(const char *s, uint64_t *v) {
   s = skip_space(s);
   char q = *s;
   if (q == '\'' || q == '"') s++;
@@ -136,6 +139,14 @@ static int is_option(const char *arg, char *name, size_t cap, const char **value
   return 1;
 }
 
+/* A cache_size of v bytes: 0 (no cache) up to 1 TiB.  1 and *err if out of
+** range. */
+int lsx_cache_size_check(uint64_t v, char **err) {
+  if (v <= (1ull << 40)) return 0;
+  *err = sqlite3_mprintf("cache_size must be at most 1T (1099511627776 bytes), not %llu", (unsigned long long)v);
+  return 1;
+}
+
 /* on_damage=error|salvage (quoted or not) into *out; 1 if malformed. */
 int lsx_on_damage_parse(const char *value, int *out) {
   const char *s = skip_space(value);
@@ -153,12 +164,13 @@ int lsx_on_damage_parse(const char *value, int *out) {
 
 static int parse_option(tabdef *d, const char *name, const char *value, char **err) {
   uint64_t v;
-  static const char *known[] = { "segment_size", "file_size", "disk_size", "groups", "on_damage", NULL };
+  static const char *known[] = { "segment_size", "file_size", "disk_size", "groups", "on_damage", "cache_size",
+                                 NULL };
   int k = 0;
   while (known[k] && sqlite3_stricmp(name, known[k])) k++;
   if (!known[k]) {
-    *err = sqlite3_mprintf("unknown option '%s' (known: segment_size, file_size, disk_size, groups, on_damage)",
-                           name);
+    *err = sqlite3_mprintf("unknown option '%s' (known: segment_size, file_size, disk_size, groups, on_damage, "
+                           "cache_size)", name);
     return SQLITE_ERROR;
   }
   if (d->given & (1u << k)) {
@@ -173,7 +185,7 @@ static int parse_option(tabdef *d, const char *name, const char *value, char **e
     }
     return SQLITE_OK;
   }
-  if (parse_size(value, &v)) {
+  if (lsx_parse_size(value, &v)) {
     const char *text = skip_space(value);
     int quoted = *text == '\'' || *text == '"';
     if (k == 3)
@@ -193,6 +205,10 @@ static int parse_option(tabdef *d, const char *name, const char *value, char **e
     case 0: d->opt.segment_size = v; break;
     case 1: d->opt.file_size = v; break;
     case 2: d->opt.disk_size = v; break;
+    case 5:
+      if (lsx_cache_size_check(v, err)) return SQLITE_ERROR;
+      d->opt.cache_size = v ? v : LS_CACHE_NONE;
+      break;
     default:
       if (v < 1 || v > 4096) {
         *err = sqlite3_mprintf("groups must be between 1 and 4096, not %llu", (unsigned long long)v);
