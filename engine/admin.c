@@ -87,6 +87,13 @@ void ls_stats_get(ls_engine *e, ls_stats *s) {
   s->snapshot_versions = atomic_load(&e->snaps.nversions);
   s->snapshot_bytes = atomic_load(&e->snaps.bytes);
   s->snapshots_expired = atomic_load(&e->snaps.expired);
+  ls_cache_stats cs;
+  cache_stats(e->cache, &cs);
+  s->cache_size = e->cache_size;
+  s->cache_bytes = cs.bytes;
+  s->cache_entries = cs.entries;
+  s->cache_hits = cs.hits;
+  s->cache_misses = cs.misses;
   uint32_t n = seg_count(&e->sm);
   pthread_mutex_lock(&e->sm.lock);
   for (uint32_t i = 0; i < n; i++) {
@@ -204,7 +211,7 @@ static int check_entry(void *arg, const idx_entry *en, uint64_t seq) {
   x->seg_bytes[s] += loc_size(en->word);
   x->seg_recs[s]++;
   if (!x->verify) return 0;
-  int rc = read_record(e, en->word, x->t->id, NULL, &x->v);
+  int rc = read_record_disk(e, en->word, x->t->id, NULL, &x->v);
   if (rc) {
     report(x, "%s", ls_errmsg());
     return 0;

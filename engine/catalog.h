@@ -24,6 +24,7 @@
 
 #include "ls_int.h"
 #include "format.h"
+#include "cache.h"
 #include "guard.h"
 #include "index.h"
 #include "io.h"
@@ -95,6 +96,8 @@ struct ls_engine {
   ls_segmgr sm;
   ls_guard guard;
   snap_store snaps;                /* snapshots and old versions */
+  ls_cache *cache;                 /* recently read records (NULL: none) */
+  uint64_t cache_size;             /* its bound */
 
   pthread_mutex_t cat_lock;        /* catalog changes and the manifest */
   ls_manifest man;                 /* as on disk (cat_lock) */

@@ -134,6 +134,7 @@ static void engine_destroy(ls_engine *e) {
   if (h && h->bg_started) (void)ckpt_write(e);
   cat_free(e);
   if (e->snaps.sm) snap_destroy(&e->snaps);
+  cache_free(e->cache);
   if (e->sm.files) seg_shutdown(&e->sm);
   ls_io_destroy(e->io);
   ls_manifest_free(&e->man);
@@ -240,6 +241,9 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   snap_init(&e->snaps, &e->sm, snap_mem / SNAP_VERSION_BYTES + 1,
             e->disk_size ? e->disk_size / 4 : LS_DEFAULT_SNAPSHOT_DISK);
   e->snaps.released = snap_released;
+  e->cache_size = o->cache_size == LS_CACHE_NONE ? 0 : o->cache_size ? o->cache_size : LS_DEFAULT_CACHE_SIZE;
+  e->cache = cache_new(e->cache_size);
+  if (!e->cache) e->cache_size = 0;          /* no memory for it: reads go to disk */
   e->snaps.released_arg = e;
   rc = cat_load(e);
   if (rc) goto fail;

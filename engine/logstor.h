@@ -147,6 +147,9 @@ typedef struct ls_options {
   uint32_t sync_interval_ms;  /* synchronous normal: the writer syncs at
                               ** most this long after a commit returned;
                               ** 0 = default (100 ms) */
+  uint64_t cache_size;    /* bytes of the record cache (recently read
+                          ** records, shared by every user of the engine);
+                          ** 0 = default (64 MiB), LS_CACHE_NONE: no cache */
 } ls_options;
 
 /* Durability of a commit (SQLite's PRAGMA synchronous; writer.c, N1-N3):
@@ -200,6 +203,8 @@ int ls_synchronous(ls_engine *e, int mode, uint32_t interval_ms);
 
 #define LS_DEFAULT_SEPARATOR_MEMORY (16u * 1024 * 1024)
 #define LS_DEFAULT_SNAPSHOT_MEMORY  (64u * 1024 * 1024)
+#define LS_DEFAULT_CACHE_SIZE       (64u * 1024 * 1024)
+#define LS_CACHE_NONE               UINT64_MAX
 /* Bytes of old records running snapshots may keep from being freed: a
 ** quarter of disk_size, or this on an unlimited disk. */
 #define LS_DEFAULT_SNAPSHOT_DISK    (1024ull * 1024 * 1024)
@@ -437,6 +442,11 @@ typedef struct ls_stats {
   uint64_t snapshot_versions;      /* old versions kept for them */
   uint64_t snapshot_bytes;         /* bytes of old records they keep */
   uint64_t snapshots_expired;      /* snapshots released by the bounds */
+  uint64_t cache_size;             /* the record cache's bound (0: none) */
+  uint64_t cache_bytes;            /* memory it holds */
+  uint64_t cache_entries;          /* records it holds */
+  uint64_t cache_hits;             /* reads served from it */
+  uint64_t cache_misses;           /* reads that went to disk with it on */
   double write_amplification;      /* data bytes written / user bytes */
   double space_amplification;      /* bytes of segments in use / live bytes */
 } ls_stats;

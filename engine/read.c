@@ -63,17 +63,38 @@ static int check_record(ls_engine *e, uint64_t word, uint32_t seed, uint32_t tab
   return LS_OK;
 }
 
-int read_record(ls_engine *e, uint64_t word, uint32_t table, const ls_key *k, ls_value *v) {
+/* Read the record at word from disk into v (reserved) and verify it; with
+** use_cache, remember it in the cache once verified. */
+static int read_disk(ls_engine *e, uint64_t word, uint64_t segseq, uint32_t table, const ls_key *k, ls_value *v,
+                     int use_cache) {
   uint32_t s = loc_seg(word), size = loc_size(word);
-  int rc = value_reserve(v, size);
-  if (rc) return rc;
   ssize_t n = e->io->m->read(e->io, seg_fd(&e->sm, s), v->mem, size, seg_base(&e->sm, s) + loc_off(word));
   atomic_fetch_add_explicit(&e->reads, 1, memory_order_relaxed);
   if (n < 0) return ls_err_io((int)n, LS_CAUSE_READ, "%s: read of segment %u", table_name(e, table), s);
   if ((uint32_t)n != size)
     return ls_corrupt("%s: segment %u offset %u: record cut short by the end of the file",
                       table_name(e, table), s, loc_off(word));
-  return check_record(e, word, seg_get(&e->sm, s)->seed, table, k, v->mem, v);
+  int rc = check_record(e, word, seg_get(&e->sm, s)->seed, table, k, v->mem, v);
+  if (!rc && use_cache && e->cache) cache_put(e->cache, word, segseq, v->mem, size);
+  return rc;
+}
+
+int read_record(ls_engine *e, uint64_t word, uint32_t table, const ls_key *k, ls_value *v) {
+  uint32_t s = loc_seg(word), size = loc_size(word);
+  int rc = value_reserve(v, size);
+  if (rc) return rc;
+  /* The incarnation, read inside the guard: the segment can not be freed
+  ** and reused before the guard is left, so the cached image and the disk
+  ** agree (cache.h). */
+  uint64_t segseq = seg_seq_of(&e->sm, s);
+  if (e->cache && segseq && cache_get(e->cache, word, segseq, v->mem, size))
+    return check_record(e, word, seg_get(&e->sm, s)->seed, table, k, v->mem, v);
+  return read_disk(e, word, segseq, table, k, v, 1);
+}
+
+int read_record_disk(ls_engine *e, uint64_t word, uint32_t table, const ls_key *k, ls_value *v) {
+  int rc = value_reserve(v, loc_size(word));
+  return rc ? rc : read_disk(e, word, 0, table, k, v, 0);
 }
 
 int ls_get(ls_engine *e, uint32_t table, const ls_key *k, ls_value *v) {
@@ -200,13 +221,14 @@ int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_key *
       idx_prefetch(t->idx, &ahead, 1);
     }
     idx_key_from_digest(&key, keys[i].digest);
-    words[i] = 0;
+    words[i] = words[n + i] = 0;
     if (txn) {
       int own = txn_own(txn, table, &key, &vals[i]);
       if (own <= 0) { rcs[i] = own; continue; }
     }
     if (!idx_get(t->idx, &key, &words[i])) words[i] = 0;
     if (txn && (rc = snap_lookup(&e->snaps, txn->snap, table, &key, &words[i]))) break;
+    words[n + i] = seg_seq_of_word(&e->sm, words[i]);   /* its incarnation (in the guard) */
     if (!words[i] || loc_tomb(words[i])) {
       rcs[i] = LS_NOTFOUND;
       continue;
@@ -214,6 +236,10 @@ int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_key *
     int r = value_reserve(&vals[i], loc_size(words[i]));
     if (r) { rcs[i] = r; continue; }
     uint32_t s = loc_seg(words[i]);
+    if (e->cache && words[n + i] && cache_get(e->cache, words[i], words[n + i], vals[i].mem, loc_size(words[i]))) {
+      rcs[i] = check_record(e, words[i], seg_get(&e->sm, s)->seed, table, &keys[i], vals[i].mem, &vals[i]);
+      continue;
+    }
     req[nreq] = (ls_io_req){ LS_IOOP_READ, seg_fd(&e->sm, s), vals[i].mem, loc_size(words[i]),
                              seg_base(&e->sm, s) + loc_off(words[i]), 0 };
     which[nreq++] = i;
@@ -228,12 +254,13 @@ int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_key *
         rcs[i] = ls_err_io(req[j].res < 0 ? (int)req[j].res : r, LS_CAUSE_READ, "%s: read", table_name(e, table));
       else if ((size_t)req[j].res != req[j].len)
         rcs[i] = ls_corrupt("%s: record cut short by the end of the file", table_name(e, table));
-      else
+      else {
         rcs[i] = check_record(e, words[i], seg_get(&e->sm, loc_seg(words[i]))->seed, table, &keys[i],
                               vals[i].mem, &vals[i]);
+        if (!rcs[i] && e->cache) cache_put(e->cache, words[i], words[n + i], vals[i].mem, (uint32_t)req[j].len);
+      }
     }
   }
-  for (int i = 0; !rc && i < n; i++) words[n + i] = seg_seq_of_word(&e->sm, words[i]);
   ls_guard_leave(&e->guard, g);
   /* Remember what the transaction saw (for its commit check). */
   for (int i = 0; !rc && txn && i < n; i++) {

@@ -12,10 +12,15 @@
 
 #include "txn.h"
 
-/* Read and verify the record at word for table into v: its CRC with the
+/* Read and verify the record at word for table into v (from the record
+** cache when it holds it, cache.h): its CRC with the
 ** segment's seed, its size, table and type, and with k its key (else
 ** LS_CORRUPT).  The caller is inside the guard.  LS_OK, LS_CORRUPT,
 ** LS_IOERR. */
 int read_record(ls_engine *e, uint64_t word, uint32_t table, const ls_key *k, ls_value *v);
+
+/* The same, always from disk and without caching what it reads (the
+** consistency check verifies the bytes on disk). */
+int read_record_disk(ls_engine *e, uint64_t word, uint32_t table, const ls_key *k, ls_value *v);
 
 #endif

@@ -118,6 +118,7 @@ int cl_buf_flush(ls_cleaner *c, cl_buf *b) {
     if (t && seg_seq_of(&e->sm, loc_seg(rr->old)) == rr->src_seq && idx_cas(t->idx, &(idx_key){ rr->hi, rr->lo }, rr->old, nw)) {
       seg_account(&e->sm, rr->old, -1);
       seg_account(&e->sm, nw, +1);
+      if (e->cache && !tomb) cache_move(e->cache, rr->old, rr->src_seq, nw, d->seq, b->mem + rr->off, rr->size);
       (void)seg_ids_push(&c->cand, loc_seg(rr->old));
     } else if (!tomb) {
       /* A user write won: the copy is dead on arrival, and an older

@@ -260,6 +260,14 @@ uint32_t writer_room(const ls_writer *w) {
   return w->e->seg_size - w->buf_start - w->buf_len;
 }
 
+/* Remember the record just sealed at word (image p, as it goes to disk) in
+** the record cache.  Safe before it is durable: nothing else is ever
+** written at that location in this incarnation of the segment, and no
+** reader looks there before the install (cache.h). */
+static void cache_written(ls_engine *e, uint64_t word, const uint8_t *p) {
+  if (e->cache) cache_put(e->cache, word, seg_seq_of(&e->sm, loc_seg(word)), p, loc_size(word));
+}
+
 /* Append one encoded record (already holding type, table, key, value) and
 ** seal it with the next sequence.  The caller ensured it fits. */
 uint64_t writer_append(ls_writer *w, const uint8_t *rec, uint32_t size, uint32_t flags, int tomb) {
@@ -377,6 +385,7 @@ static int serialize_direct(ls_writer *w, ls_txn *t, int purpose) {
       ls_rec_seal(p, seq, LS_RF_CONT, d->seed);
       seg_note_rec(d, len, seq);
       r->word = loc_make(s, len, r->size, r->type == LS_REC_DELETE);
+      if (r->type == LS_REC_PUT) cache_written(e, r->word, p);
       len += r->size;
       nrec++;
       left -= r->size;
@@ -435,6 +444,7 @@ static int serialize(ls_writer *w, ls_txn *t) {
     uint32_t flags = multi ? LS_RF_CONT : (i == last ? LS_RF_END : 0);
     assert(flags == LS_RF_CONT || !multi);   /* W2: streamed records are all CONT */
     r->word = writer_append(w, txn_rec_ptr(t, r), r->size, flags, r->type == LS_REC_DELETE);
+    if (r->type == LS_REC_PUT) cache_written(e, r->word, w->buf + w->buf_len - r->size);
   }
   if (multi) {
     w->structural = 1;             /* N2 */

@@ -232,6 +232,17 @@ static int db_open(ls_db *d, const ls_options *opt, int create, char **pzErr) {
     *pzErr = sqlite3_mprintf("URI parameter logstor_synchronous: %s is not off, normal or full", sy);
     return SQLITE_ERROR;
   }
+  const char *cs = file && *file ? sqlite3_uri_parameter(file, "logstor_cache_size") : NULL;
+  if (cs) {
+    uint64_t v;
+    if (lsx_parse_size(cs, &v)) {
+      *pzErr = sqlite3_mprintf("URI parameter logstor_cache_size: %s is not a size (a byte count, or a count with "
+                               "K, M or G)", cs);
+      return SQLITE_ERROR;
+    }
+    if (lsx_cache_size_check(v, pzErr)) return SQLITE_ERROR;
+    o.cache_size = v ? v : LS_CACHE_NONE;
+  }
   int erc = ls_open(d->dir, &o, &d->eng);
   if (erc) {
     *pzErr = sqlite3_mprintf("%s", ls_errmsg());

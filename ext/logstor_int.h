@@ -140,6 +140,8 @@ int lsx_on_damage_parse(const char *value, int *out);
 ** malformed.  The name of a mode. */
 int lsx_synchronous_parse(const char *value, int *out);
 const char *lsx_synchronous_name(int mode);
+int lsx_parse_size(const char *s, uint64_t *v);
+int lsx_cache_size_check(uint64_t v, char **err);
 /* Find without opening (NULL if the schema has no engine open here). */
 ls_db *lsx_db_find(ls_conn *conn, const char *schema);
 void lsx_conn_free(void *p);

@@ -276,6 +276,8 @@ static int stats_filter(sqlite3_vtab_cursor *cur, int idxNum, const char *idxStr
     { "damaged_ranges", s.damaged_ranges }, { "damaged_bytes", s.damaged_bytes },
     { "snapshots_active", s.snapshots_active }, { "snapshot_versions", s.snapshot_versions },
     { "snapshot_bytes", s.snapshot_bytes }, { "snapshots_expired", s.snapshots_expired },
+    { "cache_size", s.cache_size }, { "cache_bytes", s.cache_bytes }, { "cache_entries", s.cache_entries },
+    { "cache_hits", s.cache_hits }, { "cache_misses", s.cache_misses },
   };
   for (size_t i = 0; !rc && i < sizeof v / sizeof v[0]; i++) rc = add_int(c, g, v[i].n, v[i].v);
   if (!rc) rc = add_real(c, g, "write_amplification", s.write_amplification);

@@ -8,7 +8,8 @@
 **                                          [, on_damage=error|salvage]
 **                                          [, space_target=X]
 **                                          [, synchronous=full|normal|off]
-**                                          [, sync_interval=MS]);
+**                                          [, sync_interval=MS]
+**                                          [, cache_size=N]);
 **
 ** Arguments are column definitions (name, optional type, optional PRIMARY
 ** KEY and NOT NULL) or options NAME=VALUE.  Without PRIMARY KEY the first
@@ -26,6 +27,9 @@
 ** engine's LS_SYNC_*), for the data directory from when a table giving
 ** them opens; the URI parameter logstor_synchronous wins, and the function
 ** logstor_synchronous() sets one connection's choice (func.c).
+** cache_size is the bound of the engine's record cache (0: none), taken
+** when the data directory is opened; the URI parameter logstor_cache_size
+** wins over it.
 **
 ** Identity.  The engine keys a table's data by a numeric id that never
 ** changes.  The id lives in the shadow table "<name>_logstor" (one row),
@@ -105,7 +109,7 @@ static char *parse_ident(const char **pp) {
 
 /* A size: digits with an optional K/M/G suffix (and optional B), quoted or
 ** not.  Returns 0 and *v, or 1 if malformed. */
-static int parse_size(const char *s, uint64_t *v) {
+int lsx_parse_size(const char *s, uint64_t *v) {
   s = skip_space(s);
   char q = *s;
   if (q == '\'' || q == '"') s++;
@@ -141,6 +145,14 @@ static int is_option(const char *arg, char *name, size_t cap, const char **value
   memcpy(name, p, n);
   name[n] = 0;
   *value = e + 1;
+  return 1;
+}
+
+/* A cache_size of v bytes: 0 (no cache) up to 1 TiB.  1 and *err if out of
+** range. */
+int lsx_cache_size_check(uint64_t v, char **err) {
+  if (v <= (1ull << 40)) return 0;
+  *err = sqlite3_mprintf("cache_size must be at most 1T (1099511627776 bytes), not %llu", (unsigned long long)v);
   return 1;
 }
 
@@ -188,12 +200,12 @@ const char *lsx_synchronous_name(int mode) {
 static int parse_option(tabdef *d, const char *name, const char *value, char **err) {
   uint64_t v;
   static const char *known[] = { "segment_size", "file_size", "disk_size", "groups", "on_damage", "synchronous",
-                                 "sync_interval", "space_target", NULL };
+                                 "sync_interval", "space_target", "cache_size", NULL };
   int k = 0;
   while (known[k] && sqlite3_stricmp(name, known[k])) k++;
   if (!known[k]) {
     *err = sqlite3_mprintf("unknown option '%s' (known: segment_size, file_size, disk_size, groups, on_damage, "
-                           "synchronous, sync_interval, space_target)", name);
+                           "synchronous, sync_interval, space_target, cache_size)", name);
     return SQLITE_ERROR;
   }
   if (d->given & (1u << k)) {
@@ -240,7 +252,7 @@ static int parse_option(tabdef *d, const char *name, const char *value, char **e
     d->opt.space_target = x;
     return SQLITE_OK;
   }
-  if (parse_size(value, &v)) {
+  if (lsx_parse_size(value, &v)) {
     const char *text = skip_space(value);
     int quoted = *text == '\'' || *text == '"';
     if (k == 3)
@@ -260,6 +272,10 @@ static int parse_option(tabdef *d, const char *name, const char *value, char **e
     case 0: d->opt.segment_size = v; break;
     case 1: d->opt.file_size = v; break;
     case 2: d->opt.disk_size = v; break;
+    case 8:
+      if (lsx_cache_size_check(v, err)) return SQLITE_ERROR;
+      d->opt.cache_size = v ? v : LS_CACHE_NONE;
+      break;
     default:
       if (v < 1 || v > 4096) {
         *err = sqlite3_mprintf("groups must be between 1 and 4096, not %llu", (unsigned long long)v);

@@ -251,6 +251,8 @@ typedef struct sqlrun {
   uint64_t disk_bytes;
   uint64_t alloc_bytes;            /* disk_bytes without holes */
   uint64_t index_bytes;
+  uint64_t cache_hits, cache_misses, cache_bytes, cache_size;
+  uint64_t rss_kb;                 /* VmHWM of the process after this system's run */
 } sqlrun;
 
 enum { W_LOAD, W_OVERWRITE, W_GET, W_IN, W_SCAN, W_AUTOCOMMIT, W_AUTONORMAL, W_N };
@@ -414,6 +416,17 @@ static void fill_value(uint8_t *v, uint64_t i) {
     uint64_t x = splitmix(&s);
     memcpy(v + b, &x, b + 8 <= 100 ? 8 : 100 - b);
   }
+}
+
+/* The process's peak resident set (VmHWM), KiB; 0 if unknown. */
+static uint64_t peak_rss_kb(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  uint64_t kb = 0;
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, "VmHWM:", 6)) kb = strtoull(line + 6, NULL, 10);
+  if (f) fclose(f);
+  return kb;
 }
 
 /* Run workload w on r; returns ops/s. */
@@ -582,6 +595,18 @@ static int bench_sql(int argc, char **argv, const char *argv0) {
                                             "AND name='index_bytes'", -1, &st, NULL), "stats");
       if (sqlite3_step(st) == SQLITE_ROW) runs[r].index_bytes = (uint64_t)sqlite3_column_int64(st, 0);
       sqlite3_finalize(st);
+      sql_ok(runs[r].db, sqlite3_prepare_v2(runs[r].db, "SELECT name, value FROM logstor_stats WHERE scope='engine' "
+                                            "AND name LIKE 'cache%'", -1, &st, NULL), "stats");
+      while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        uint64_t v = (uint64_t)sqlite3_column_int64(st, 1);
+        if (!name) continue;
+        if (!strcmp(name, "cache_hits")) runs[r].cache_hits = v;
+        else if (!strcmp(name, "cache_misses")) runs[r].cache_misses = v;
+        else if (!strcmp(name, "cache_bytes")) runs[r].cache_bytes = v;
+        else if (!strcmp(name, "cache_size")) runs[r].cache_size = v;
+      }
+      sqlite3_finalize(st);
     } else {
       exec(runs[r].db, "PRAGMA wal_checkpoint(TRUNCATE)");
     }
@@ -642,6 +667,12 @@ static int bench_sql(int argc, char **argv, const char *argv0) {
   printf("%-28s %14.1f %14s\n", "index bytes / key", (double)runs[0].index_bytes / (double)rows, "-");
   printf("%-28s %14.0f %14.0f\n", "reopen + first read, ms", runs[0].reopen_ms, runs[1].reopen_ms);
   printf("%-28s %14.0f %14s\n", "  ... without checkpoint", runs[0].rescan_ms, "-");
+  printf("%-28s %14.1f %14s\n", "record cache MiB (bound)", (double)runs[0].cache_bytes / 1048576, "");
+  printf("%-28s %14.1f %14s\n", "  ... its bound, MiB", (double)runs[0].cache_size / 1048576, "");
+  printf("%-28s %14.2f %14s\n", "  ... hit ratio, all reads",
+         runs[0].cache_hits + runs[0].cache_misses
+             ? (double)runs[0].cache_hits / (double)(runs[0].cache_hits + runs[0].cache_misses) : 0, "");
+  printf("%-28s %14.0f %14s\n", "peak RSS of the process, MiB", (double)peak_rss_kb() / 1024, "");
   print_sql_wa(&runs[0]);
   if (dir == tmpl) rmtree(tmpl);
   return 0;

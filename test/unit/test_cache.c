@@ -1,0 +1,144 @@
+/*
+** test_cache.c -- the record cache (engine/cache.h): hits only for the same
+** location and incarnation, moves, the bound, scan resistance, threads.
+*/
+#include "unit.h"
+#include "cache.h"
+#include "loc.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A record image that names its location and incarnation in every byte. */
+static void image(uint64_t word, uint64_t seq, uint8_t *p, uint32_t size) {
+  uint64_t s = word * 31 + seq;
+  for (uint32_t i = 0; i < size; i++) p[i] = (uint8_t)(s >> (8 * (i % 8))) ^ (uint8_t)i;
+}
+
+static int image_ok(uint64_t word, uint64_t seq, const uint8_t *p, uint32_t size) {
+  uint8_t want[1024];
+  image(word, seq, want, size);
+  return memcmp(p, want, size) == 0;
+}
+
+static void test_keys(void) {
+  ls_cache *c = cache_new(1 << 20);
+  CHECK(c != NULL);
+  uint8_t a[128], b[128];
+  uint64_t w = loc_make(7, 4096, 128, 0);
+  image(w, 5, a, 128);
+  cache_put(c, w, 5, a, 128);
+  CHECK(cache_get(c, w, 5, b, 128) == 1);
+  CHECK(memcmp(a, b, 128) == 0);
+  CHECK(cache_get(c, w, 6, b, 128) == 0);               /* segment reused: another incarnation */
+  CHECK(cache_get(c, loc_make(7, 4096 + 128, 128, 0), 5, b, 128) == 0);   /* another offset */
+  CHECK(cache_get(c, w | LOC_TOMB, 5, b, 128) == 1);    /* the tombstone bit is not location */
+  cache_put(c, w, 0, a, 128);                           /* incarnation 0 (free): never cached */
+  CHECK(cache_get(c, w, 0, b, 128) == 0);
+  /* A move: the copy takes the old one's place. */
+  uint64_t w2 = loc_make(9, 8192, 128, 0);
+  image(w2, 11, a, 128);
+  cache_move(c, w, 5, w2, 11, a, 128);
+  CHECK(cache_get(c, w, 5, b, 128) == 0);
+  CHECK(cache_get(c, w2, 11, b, 128) == 1 && image_ok(w2, 11, b, 128));
+  /* A move of what is not cached caches nothing. */
+  cache_move(c, loc_make(1, 0, 128, 0), 3, loc_make(2, 0, 128, 0), 4, a, 128);
+  CHECK(cache_get(c, loc_make(2, 0, 128, 0), 4, b, 128) == 0);
+  ls_cache_stats s;
+  cache_stats(c, &s);
+  CHECK(s.hits == 3 && s.entries == 1 && s.misses >= 4);
+  cache_free(c);
+  CHECK(cache_new(0) == NULL);
+}
+
+/* Within its bound whatever is put; a hot set read again and again survives
+** a scan of many records read once (S3-FIFO's small queue takes the scan). */
+static void test_bound_and_scan(void) {
+  uint64_t cap = 4 << 20;
+  ls_cache *c = cache_new(cap);
+  uint8_t buf[256];
+  uint32_t hot = 2000;
+  for (int round = 0; round < 4; round++)
+    for (uint32_t i = 0; i < hot; i++) {
+      uint64_t w = loc_make(i / 100, (i % 100) * 256, 256, 0);
+      if (!cache_get(c, w, 1, buf, 256)) { image(w, 1, buf, 256); cache_put(c, w, 1, buf, 256); }
+      else CHECK(image_ok(w, 1, buf, 256));
+    }
+  ls_cache_stats s;
+  for (uint32_t i = 0; i < 200000; i++) {   /* the scan: 50 MB, read once */
+    uint64_t w = loc_make(1000 + i / 100, (i % 100) * 256, 256, 0);
+    if (!cache_get(c, w, 1, buf, 256)) { image(w, 1, buf, 256); cache_put(c, w, 1, buf, 256); }
+    if (i % 10000 == 0) { cache_stats(c, &s); CHECK(s.bytes <= cap); }
+  }
+  cache_stats(c, &s);
+  CHECK(s.bytes <= cap);
+  uint64_t h0 = s.hits, kept = 0;
+  for (uint32_t i = 0; i < hot; i++) {
+    uint64_t w = loc_make(i / 100, (i % 100) * 256, 256, 0);
+    if (cache_get(c, w, 1, buf, 256)) { kept++; CHECK(image_ok(w, 1, buf, 256)); }
+  }
+  cache_stats(c, &s);
+  CHECK(s.hits - h0 == kept);
+  if (kept < hot * 9 / 10) unit_fail(__FILE__, __LINE__, "only %llu of %u hot records survived a scan",
+                                     (unsigned long long)kept, hot);
+  cache_free(c);
+}
+
+/* Threads getting, putting and moving over a small cache: every hit returns
+** the image of exactly the location and incarnation asked for; the bound
+** holds. */
+typedef struct worker { ls_cache *c; uint64_t seed; int bad; } worker;
+
+static void *work(void *arg) {
+  worker *wk = arg;
+  uint8_t buf[1024];
+  for (int i = 0; i < 40000; i++) {
+    uint64_t r = unit_rand(&wk->seed);
+    uint32_t seg = (uint32_t)(r % 64), off = (uint32_t)((r >> 8) % 64) * 1024;
+    uint32_t size = 64 + 8 * (uint32_t)((r >> 16) % 100);
+    uint64_t seq = 1 + (r >> 24) % 3, w = loc_make(seg, off, size, 0);
+    switch ((r >> 40) % 4) {
+      case 0:
+      case 1:
+        if (cache_get(wk->c, w, seq, buf, size) && !image_ok(w, seq, buf, size)) wk->bad++;
+        break;
+      case 2:
+        image(w, seq, buf, size);
+        cache_put(wk->c, w, seq, buf, size);
+        break;
+      default: {
+        uint64_t w2 = loc_make(seg + 64, off, size, 0);
+        image(w2, seq, buf, size);
+        cache_move(wk->c, w, seq, w2, seq, buf, size);
+      }
+    }
+  }
+  return NULL;
+}
+
+static void test_threads(void) {
+  uint64_t cap = 1 << 20;
+  ls_cache *c = cache_new(cap);
+  uint64_t seed = unit_seed("test_cache threads");
+  worker wk[4];
+  pthread_t th[4];
+  for (int i = 0; i < 4; i++) {
+    wk[i] = (worker){ c, seed + (uint64_t)i * 7919, 0 };
+    CHECK(pthread_create(&th[i], NULL, work, &wk[i]) == 0);
+  }
+  for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < 4; i++) CHECK(wk[i].bad == 0);
+  ls_cache_stats s;
+  cache_stats(c, &s);
+  CHECK(s.bytes <= cap);
+  CHECK(s.hits > 0);
+  cache_free(c);
+}
+
+int main(void) {
+  RUN(test_keys);
+  RUN(test_bound_and_scan);
+  RUN(test_threads);
+  return unit_finish();
+}
