@@ -57,6 +57,7 @@ void ls_stats_get(ls_engine *e, ls_stats *s) {
   s->reads = atomic_load(&e->reads);
   s->recovery_ms = e->recovery_ms;
   s->recovery_records = e->recovery_records;
+  s->doubts_resolved = e->doubts_resolved;
   s->recovery_segments = e->recovery_segments;
   s->recovery_checkpoint = (uint64_t)e->recovery_checkpoint;
   s->write_seq = atomic_load(&e->next_seq);

@@ -144,6 +144,7 @@ struct ls_engine {
   uint64_t recovery_records;
   uint64_t recovery_segments;
   int recovery_checkpoint;         /* the last open loaded a checkpoint */
+  uint64_t doubts_resolved;        /* transactions in doubt decided at open */
   char *problems;                  /* other problems found, reported by ls_check */
   pthread_mutex_t problems_lock;   /* problems and the damage list */
   ls_damage *damage;               /* damaged ranges (problems_lock) */
@@ -157,6 +158,10 @@ struct ls_engine {
   int readonly;                    /* opened read-only (ls_options.readonly):
                                    ** recovery writes nothing, the engine is
                                    ** in the failed state from the start */
+  int (*decide)(void *, uint64_t); /* ls_options.decide */
+  void *decide_arg;
+  uint64_t *kept;                  /* decisions recovery committed on (W11) */
+  uint32_t nkept, capkept;
 };
 
 /* Compaction group of a key in a table of n groups: the token range split

@@ -7,7 +7,9 @@
 **       the cleaner stopped and every data file was synced, and only when
 **       the state is one a full recovery would rebuild the same: nothing
 **       failed, no damage known, every segment in use sealed, with no
-**       COMMIT record to keep (deps, pins) and no prepared records (holds).
+**       COMMIT record to keep (deps, pins) and no prepared records (holds),
+**       and no transaction the host decided at this open (W11: its
+**       decision must stay pending while its PREPARE record is read).
 **  (K2) It is made durable before it counts: CHECKPOINT.tmp is written and
 **       synced, renamed over CHECKPOINT, the directory synced.
 **  (K3) An open that finds it removes it (and syncs the directory) before
@@ -57,7 +59,7 @@ static int put_entry(void *arg, const idx_entry *en, uint64_t seq) {
 
 /* K1: may this state be checkpointed? */
 static int eligible(ls_engine *e, uint32_t nseg, uint32_t *nused) {
-  if (atomic_load(&e->failed) || e->on_damage != LS_ON_DAMAGE_ERROR || e->man.ndamaged) return 0;
+  if (atomic_load(&e->failed) || e->on_damage != LS_ON_DAMAGE_ERROR || e->man.ndamaged || e->nkept) return 0;
   pthread_mutex_lock(&e->problems_lock);
   int clean = e->ndamage == 0 && e->problems == NULL;
   pthread_mutex_unlock(&e->problems_lock);

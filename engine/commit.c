@@ -287,6 +287,74 @@ void writer_hold_segments(ls_writer *w, ls_txn *t, int delta) {
     seg_hold(&w->e->sm, last, delta);
     if (delta < 0) writer_note_empty(w, last);
   }
+  if (t->decision && t->prep_seg != SEG_NONE) {
+    seg_hold(&w->e->sm, t->prep_seg, delta);      /* W11 */
+    if (delta < 0) writer_note_empty(w, t->prep_seg);
+  }
+}
+
+/* ---- decisions in doubt (W11) ------------------------------------------- */
+
+static int decision_add(ls_writer *w, uint64_t id) {
+  pthread_mutex_lock(&w->lock);
+  int rc = LS_GROW(w->decisions, w->capdecisions, w->ndecisions + 1, 8);
+  if (!rc) w->decisions[w->ndecisions++] = id;
+  pthread_mutex_unlock(&w->lock);
+  return rc ? ls_err(LS_NOMEM, "writer: out of memory") : LS_OK;
+}
+
+static void decision_remove(ls_writer *w, uint64_t id) {
+  pthread_mutex_lock(&w->lock);
+  for (uint32_t i = 0; i < w->ndecisions; i++)
+    if (w->decisions[i] == id) {
+      w->decisions[i] = w->decisions[--w->ndecisions];
+      break;
+    }
+  pthread_mutex_unlock(&w->lock);
+}
+
+int ls_decision_pending(ls_engine *e, uint64_t id) {
+  ls_writer *w = e->writer;
+  int found = 0;
+  pthread_mutex_lock(&w->lock);
+  for (uint32_t i = 0; i < w->ndecisions && !found; i++) found = w->decisions[i] == id;
+  pthread_mutex_unlock(&w->lock);
+  return found;
+}
+
+int writer_decision_keep(ls_engine *e, uint64_t id) { return decision_add(e->writer, id); }
+
+/* Write t's COMMIT record naming its whole range and make it durable:
+** the doubt of its PREPARE record is settled (W11). */
+static int write_resolution(ls_writer *w, ls_txn *t) {
+  ls_engine *e = w->e;
+  if (atomic_load(&e->failed)) return cat_check_failed(e);
+  uint8_t rec[LS_REC_HDR + 16], range[16];
+  ls_put64(range, t->first_seq);
+  ls_put64(range + 8, t->last_seq);
+  ls_rec_encode(rec, LS_REC_COMMIT, 0, NULL, 0, range, 16);
+  w->io_error = 0;
+  writer_group_start(w, sizeof rec);
+  int rc = writer_ensure_segment(w, SEG_FOR_CLEANER);
+  if (!rc && sizeof rec > writer_room(w)) rc = writer_switch_segment(w, SEG_FOR_CLEANER);
+  uint32_t last = SEG_NONE;
+  for (uint32_t i = 0; !rc && i < t->nrec; i++) {
+    const txn_rec *r = &t->recs[i];
+    if (r->dead || !r->word || loc_seg(r->word) == last) continue;
+    last = loc_seg(r->word);
+    rc = seg_add_dep(&e->sm, last, w->seg);
+  }
+  if (!rc) {
+    writer_append(w, rec, sizeof rec, LS_RF_END, 0);
+    rc = writer_buf_write(w);
+  }
+  /* Durable before the install, except where the transaction asked for
+  ** no syncs at all (N3). */
+  int m = t->sync_mode ? t->sync_mode : atomic_load(&e->sync_mode);
+  w->nosync = m == LS_SYNC_OFF;
+  if (!rc) rc = writer_sync_files(w, 1);
+  w->nosync = 0;
+  return rc;
 }
 
 static void unlink_prepared(ls_writer *w, ls_txn *t) {
@@ -297,10 +365,24 @@ static void unlink_prepared(ls_writer *w, ls_txn *t) {
 
 static int do_publish(ls_engine *e, void *arg) {
   ls_txn *t = arg;
-  unlink_prepared(e->writer, t);
-  writer_install(e->writer, t);
-  writer_hold_segments(e->writer, t, -1);
-  writer_hand_off(e->writer);
+  ls_writer *w = e->writer;
+  unlink_prepared(w, t);
+  if (t->decision) {
+    /* The host committed: settle the doubt first (W11).  If that fails
+    ** the engine is failed, and the host's record decides at the next
+    ** open; the transaction is visible meanwhile, as the host says. */
+    int rc = write_resolution(w, t);
+    if (rc) {
+      char msg[256];
+      snprintf(msg, sizeof msg, "the commit record of a decided transaction could not be written: %s", ls_errmsg());
+      cat_fail(e, msg);
+    } else {
+      decision_remove(w, t->decision);
+    }
+  }
+  writer_install(w, t);
+  writer_hold_segments(w, t, -1);
+  writer_hand_off(w);
   return LS_OK;
 }
 
@@ -341,6 +423,7 @@ static int do_unprepare(ls_engine *e, void *arg) {
     snprintf(msg, sizeof msg, "the rollback of a prepared transaction could not be written: %s", ls_errmsg());
     cat_fail(e, msg);
   }
+  if (!rc && t->decision) decision_remove(w, t->decision);
   /* t's records are dead either way: their segments may empty out. */
   writer_hold_segments(w, t, -1);
   for (uint32_t i = 0; i < t->nrec; i++) t->recs[i].word = 0;
@@ -391,8 +474,29 @@ int ls_txn_prepare(ls_txn *t) {
     t->state = TXN_PREPARED;                   /* nothing to write or undo */
     return LS_OK;
   }
+  t->decision = 0;
   int rc = writer_commit(t->e, t, WRITE_PREPARE);
   t->state = rc ? TXN_DONE : TXN_PREPARED;
+  return rc;
+}
+
+int ls_txn_prepare_decided(ls_txn *t, uint64_t decision) {
+  if (t->state != TXN_OPEN) return ls_err(LS_INVALID, "transaction already committed or prepared");
+  if (decision == 0) return ls_err(LS_INVALID, "a decision id is never 0");
+  if (t->live_recs == 0) {
+    t->state = TXN_PREPARED;                   /* nothing to write or undo */
+    return LS_OK;
+  }
+  ls_writer *w = t->e->writer;
+  int rc = decision_add(w, decision);
+  if (rc) return rc;
+  t->decision = decision;
+  t->prep_seg = SEG_NONE;
+  rc = writer_commit(t->e, t, WRITE_PREPARE);
+  t->state = rc ? TXN_DONE : TXN_PREPARED;
+  /* Failed: no PREPARE record is durable, or the engine is failed and the
+  ** host, which will not record a decision, makes the next open drop it. */
+  if (rc) decision_remove(w, decision);
   return rc;
 }
 
@@ -406,6 +510,7 @@ int ls_txn_unprepare(ls_txn *t) {
   if (t->state != TXN_PREPARED) return ls_err(LS_INVALID, "transaction is not prepared");
   int rc = t->live_recs ? writer_call(t->e, do_unprepare, t) : LS_OK;
   t->state = TXN_OPEN;
+  t->decision = 0;
   return rc;
 }
 

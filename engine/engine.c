@@ -147,6 +147,7 @@ static void engine_destroy(ls_engine *e) {
   free(e->damage);
   free(e->damage_hash);
   free(e->path);
+  free(e->kept);
   free(e->reserve);
   free(h->open_tables);
   free(h);
@@ -173,6 +174,8 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   atomic_init(&e->sync_interval_ns,
               (uint64_t)(o->sync_interval_ms ? o->sync_interval_ms : LS_DEFAULT_SYNC_INTERVAL_MS) * 1000000);
   e->readonly = o->readonly;
+  e->decide = o->decide;
+  e->decide_arg = o->decide_arg;
   /* Kept for an install that runs out of memory (cat_install). */
   e->reserve = malloc(LS_INSTALL_RESERVE);
   seg_ids mixed = {0}, settle = {0}, empties = {0};
@@ -265,6 +268,7 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
     h->nopen_tables = e->man.ntables;
   }
   rc = writer_start(e);
+  for (uint32_t i = 0; !rc && i < e->nkept; i++) rc = writer_decision_keep(e, e->kept[i]);
   if (rc) goto fail;
   rc = cleaner_start(e, &mixed, &settle, &empties);
   if (rc) goto fail;

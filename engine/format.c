@@ -84,7 +84,7 @@ int ls_rec_decode(const uint8_t *p, size_t avail, uint32_t seed, ls_rec *r) {
   r->val_len = ls_get32(p + 8);
   r->table = ls_get32(p + 12);
   r->seq = ls_get64(p + 16);
-  if (r->type < LS_REC_PUT || r->type > LS_REC_ABORT) return 0;
+  if (r->type < LS_REC_PUT || r->type > LS_REC_PREPARE) return 0;
   if (r->flags & ~LS_RF_MASK) return 0;
   /* Lengths are untrusted: compare against what remains, never add first. */
   if (r->val_len > avail - LS_REC_HDR || r->key_len > avail - LS_REC_HDR - r->val_len) return 0;
@@ -95,9 +95,11 @@ int ls_rec_decode(const uint8_t *p, size_t avail, uint32_t seed, ls_rec *r) {
   /* Structural rules checked after the CRC (a good CRC with bad structure
   ** is a bug or a hostile file, still rejected). */
   if (r->type == LS_REC_DELETE && r->val_len != 0) return 0;
-  if (r->type == LS_REC_COMMIT && (r->key_len != 0 || r->val_len != 8 || r->table != 0)) return 0;
-  if (r->type == LS_REC_ABORT && (r->key_len != 0 || r->val_len != 16 || r->table != 0)) return 0;
-  if (r->type != LS_REC_COMMIT && r->type != LS_REC_ABORT && r->table == 0) return 0;
+  int control = r->type == LS_REC_COMMIT || r->type == LS_REC_ABORT || r->type == LS_REC_PREPARE;
+  if (r->type == LS_REC_COMMIT && r->val_len != 8 && r->val_len != 16) return 0;
+  if ((r->type == LS_REC_ABORT || r->type == LS_REC_PREPARE) && r->val_len != 16) return 0;
+  if (control && (r->key_len != 0 || r->table != 0)) return 0;
+  if (!control && r->table == 0) return 0;
   r->key = p + LS_REC_HDR;
   r->val = p + LS_REC_HDR + r->key_len;
   return 1;

@@ -38,6 +38,7 @@
 #define LS_REC_DELETE  2   /* tombstone: key, no value */
 #define LS_REC_COMMIT  3   /* commit of a batch written in several buffers */
 #define LS_REC_ABORT   4   /* a prepared batch that must never count */
+#define LS_REC_PREPARE 5   /* a batch whose outcome the host decides */
 
 /* Record flags. */
 #define LS_RF_END      0x01  /* last record of a batch held in one buffer */

@@ -150,6 +150,13 @@ typedef struct ls_options {
   uint64_t cache_size;    /* bytes of the record cache (recently read
                           ** records, shared by every user of the engine);
                           ** 0 = default (64 MiB), LS_CACHE_NONE: no cache */
+  /* The host's decision on a transaction prepared with
+  ** ls_txn_prepare_decided that a crash left in doubt: 1 it committed, 0
+  ** it did not, < 0 the decision can not be read now (the open fails).
+  ** Called during the open; without it such a transaction fails the open
+  ** with LS_BUSY. */
+  int (*decide)(void *arg, uint64_t decision);
+  void *decide_arg;
 } ls_options;
 
 /* Durability of a commit (SQLite's PRAGMA synchronous; writer.c, N1-N3):
@@ -328,6 +335,9 @@ int ls_txn_rollback_to(ls_txn *t, int mark);
 /* Number of writes that a commit would write (0: read-only). */
 uint64_t ls_txn_size(ls_txn *t);
 
+/* 1 if the transaction writes (puts or deletes) a row of table. */
+int ls_txn_writes(ls_txn *t, uint32_t table);
+
 /* Discard every write and read of table made through t (the table is
 ** being dropped in the transaction).  Savepoints taken before stay usable. */
 int ls_txn_forget_table(ls_txn *t, uint32_t table);
@@ -357,6 +367,19 @@ int ls_txn_commit(ls_txn *t);
 ** A crash after a successful prepare and before publish or unprepare
 ** leaves the transaction committed. */
 int ls_txn_prepare(ls_txn *t);
+
+/* Prepare for a host that records the outcome itself, atomically with its
+** own data (SQLite: a row in the same database file's transaction), so
+** that a crash between the two commits can not split them.  Like
+** ls_txn_prepare, except that a crash after it and before publish or
+** unprepare leaves the transaction in doubt: the next open asks
+** ls_options.decide about `decision` (a nonzero id, unique for ever:
+** random 64 bits) and commits or drops it whole.  Publish then costs one
+** more durable write (the COMMIT record that settles the doubt); until it
+** returns, ls_decision_pending says 1, after it the host's record may go. */
+int ls_txn_prepare_decided(ls_txn *t, uint64_t decision);
+int ls_decision_pending(ls_engine *e, uint64_t decision);
+
 void ls_txn_publish(ls_txn *t);
 int ls_txn_unprepare(ls_txn *t);
 int ls_txn_prepared(ls_txn *t);          /* 1 if prepared */
@@ -411,6 +434,8 @@ typedef struct ls_stats {
   uint64_t recovery_segments;      /* segments scanned by recovery */
   uint64_t recovery_checkpoint;    /* 1: the last open loaded a checkpoint
                                    ** instead of scanning (recovery_records 0) */
+  uint64_t doubts_resolved;        /* transactions left in doubt by a crash
+                                   ** that the last open asked the host about */
   uint64_t write_seq;              /* next write sequence */
   uint64_t segment_size;           /* sizes fixed when the directory was created */
   uint64_t file_size;

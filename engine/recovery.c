@@ -83,6 +83,11 @@ typedef struct pend {
 
 typedef struct range { uint64_t first, last; uint32_t seg; } range;
 
+/* A PREPARE record (W11): its transaction's range, decision and segment;
+** verdict once known: DOUBT_* */
+typedef struct prep { uint64_t first, last, id; uint32_t seg; int verdict; } prep;
+enum { DOUBT_UNKNOWN, DOUBT_SETTLED, DOUBT_COMMIT, DOUBT_DROP };
+
 typedef struct rstate {
   ls_engine *e;
   pend *batch;                     /* committed records not yet applied */
@@ -99,6 +104,8 @@ typedef struct rstate {
   range *aborts;                   /* sorted once known */
   uint64_t naborts, capaborts;
   int aborts_known;                /* second pass: skip aborted records */
+  prep *preps;                     /* PREPARE records (first pass) */
+  uint64_t npreps, cappreps;
   uint32_t (*deps)[3];             /* segment -> segment holding its COMMIT or
                                    ** ABORT record, 1 for an ABORT */
   uint64_t ndeps, capdeps;
@@ -278,11 +285,18 @@ static int scan_record(rstate *rs, uint32_t id, const ls_rec *r, uint32_t roff, 
       rs->aborts[rs->naborts].seg = id;
       rs->naborts++;
     }
+  } else if (r->type == LS_REC_PREPARE) {
+    if (!rs->aborts_known) {
+      int rc = grow((void **)&rs->preps, &rs->cappreps, rs->npreps + 1, sizeof(prep));
+      if (rc) return rc;
+      rs->preps[rs->npreps++] = (prep){ ls_get64(r->val), r->seq, ls_get64(r->val + 8), id, DOUBT_UNKNOWN };
+    }
   } else if (r->type == LS_REC_COMMIT) {
     int rc = grow((void **)&rs->commits, &rs->capcommits, rs->ncommits + 1, sizeof(range));
     if (rc) return rc;
     rs->commits[rs->ncommits].first = ls_get64(r->val);
-    rs->commits[rs->ncommits].last = r->seq;
+    /* Its own sequence ends the range, or (settling a PREPARE) the value. */
+    rs->commits[rs->ncommits].last = r->val_len == 16 ? ls_get64(r->val + 8) : r->seq;
     rs->commits[rs->ncommits].seg = id;
     rs->ncommits++;
   } else {
@@ -506,6 +520,55 @@ static int account_entry(void *arg, const idx_entry *en, uint64_t seq) {
   return 0;
 }
 
+/* Transactions left in doubt (W11): a PREPARE record without a COMMIT
+** record naming its first sequence and without an ABORT record covering
+** it.  The host decides each once (the first pass); one it committed
+** counts from its PREPARE record's segment, like a COMMIT record there,
+** and its decision stays pending for the host; one it did not is dropped
+** (its records never count).  Without a host to ask the open fails,
+** except for a read-only report, which leaves them out. */
+static int resolve_doubts(rstate *rs) {
+  ls_engine *e = rs->e;
+  uint32_t asked = 0;
+  for (uint64_t i = 0; i < rs->npreps; i++) {
+    prep *p = &rs->preps[i];
+    if (p->verdict == DOUBT_UNKNOWN) {
+      p->verdict = DOUBT_SETTLED;
+      int settled = 0;
+      for (uint64_t j = 0; j < rs->ncommits && !settled; j++) settled = rs->commits[j].first == p->first;
+      for (uint64_t j = 0; j < rs->naborts && !settled; j++)
+        settled = rs->aborts[j].first <= p->first && p->first <= rs->aborts[j].last;
+      if (!settled) {
+        int v;
+        if (e->decide) {
+          v = e->decide(e->decide_arg, p->id);
+          if (v < 0) return ls_err(LS_BUSY, "data directory %s: the decision on a transaction left in doubt "
+                                   "by a crash can not be read now", e->path);
+        } else if (e->on_damage == LS_ON_DAMAGE_REPORT) {
+          v = 0;
+        } else {
+          return ls_err(LS_BUSY, "data directory %s holds a transaction left in doubt by a crash; its "
+                        "outcome is recorded in the SQLite database: open that with the logstor "
+                        "extension first", e->path);
+        }
+        asked++;
+        p->verdict = v ? DOUBT_COMMIT : DOUBT_DROP;
+        if (v) {
+          if (LS_GROW(e->kept, e->capkept, e->nkept + 1, 4)) return ls_err(LS_NOMEM, "recovery: out of memory");
+          e->kept[e->nkept++] = p->id;
+        }
+      }
+    }
+    if (p->verdict == DOUBT_COMMIT) {
+      int rc = grow((void **)&rs->commits, &rs->capcommits, rs->ncommits + 1, sizeof(range));
+      if (rc) return rc;
+      rs->commits[rs->ncommits++] = (range){ p->first, p->last, p->seg };
+    }
+  }
+  e->doubts_resolved += asked;
+  return LS_OK;
+}
+
 /* One pass over every segment: scan, resolve streamed transactions, and
 ** apply everything committed to the indexes. */
 static int scan_pass(rstate *rs, uint32_t nseg, uint8_t *bufs) {
@@ -533,6 +596,7 @@ static int scan_pass(rstate *rs, uint32_t nseg, uint8_t *bufs) {
         memset((uint8_t *)req[j].buf + req[j].res, 0, e->seg_size - (size_t)req[j].res);
     for (int j = 0; !rc && j < n; j++) rc = scan_segment(rs, ids[j], req[j].buf);
   }
+  if (!rc) rc = resolve_doubts(rs);
   /* Transactions written in several buffers: apply those that committed,
   ** and remember which segment's COMMIT record each segment relies on. */
   if (!rc && rs->ncont) {
@@ -843,6 +907,7 @@ out:
   free(rs.local);
   free(rs.cont);
   free(rs.commits);
+  free(rs.preps);
   free(rs.problems);
   free(rs.missing);
   free(rs.fsize);

@@ -56,6 +56,12 @@ void txn_destroy(ls_txn *t) {
 
 uint64_t ls_txn_size(ls_txn *t) { return t->live_recs; }
 
+int ls_txn_writes(ls_txn *t, uint32_t table) {
+  for (uint32_t i = 0; i < t->nrec; i++)
+    if (!t->recs[i].dead && t->recs[i].table == table) return 1;
+  return 0;
+}
+
 static txn_map *find_map(ls_txn *t, uint32_t table, int create) {
   for (uint32_t i = 0; i < t->nmaps; i++)
     if (t->maps[i].table == table) return &t->maps[i];

@@ -82,6 +82,8 @@ struct ls_txn {
   uint64_t first_seq, last_seq;    /* sequences its records got */
   uint32_t *direct;                /* group segments written for it */
   uint32_t ndirect, capdirect;
+  uint64_t decision;               /* ls_txn_prepare_decided's id, else 0 */
+  uint32_t prep_seg;               /* segment of its PREPARE record */
   struct ls_txn *next_prepared;    /* the writer's list of prepared txns */
 };
 

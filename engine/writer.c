@@ -71,6 +71,14 @@
 ** (W10) A mixed segment is sealed (its first header rewritten with its end)
 **       only after the group that wrote its last buffer is durable; the
 **       active segment is sealed when the engine closes.
+** (W11) A decided transaction (ls_txn_prepare_decided) is streamed, and its
+**       PREPARE record takes the place of the COMMIT record: durable, it
+**       leaves the transaction in doubt, for the host's decision at the
+**       next open.  Publishing it writes a COMMIT record naming its whole
+**       sequence range (segments holding its records pinned to it, like
+**       W2's) and makes it durable before the install; only then is the
+**       decision no longer pending.  The segment of the PREPARE record is
+**       held with the others while the transaction is prepared.
 **
 ** Durability modes (ls_options.synchronous, ls_txn_synchronous; a group
 ** syncs as its strictest transaction asks).  W1's "durable" is full's;
@@ -419,7 +427,9 @@ static int serialize(ls_writer *w, ls_txn *t) {
   uint64_t rest = 0;
   for (uint32_t i = 0; i < t->nrec; i++)
     if (!t->recs[i].dead && !t->recs[i].word) rest += t->recs[i].size;
-  int multi = t->ndirect > 0 || rest > writer_room(w);
+  /* A decided transaction is always streamed: its records count only
+  ** with a COMMIT record, written at publish. */
+  int multi = t->decision || t->ndirect > 0 || rest > writer_room(w);
   if (multi && !t->ndirect && rest <= e->seg_size - LS_BUF_HDR && writer_room(w) < e->seg_size / 8) {
     /* W9: a fresh segment holds it whole. */
     assert(writer_room(w) < e->seg_size / 8 && rest <= e->seg_size - LS_BUF_HDR);
@@ -448,11 +458,15 @@ static int serialize(ls_writer *w, ls_txn *t) {
   }
   if (multi) {
     w->structural = 1;             /* N2 */
-    uint8_t rec[LS_REC_HDR + 8];
-    uint8_t first[8];
-    ls_put64(first, t->first_seq);
-    ls_rec_encode(rec, LS_REC_COMMIT, 0, NULL, 0, first, 8);
-    if (sizeof rec > writer_room(w)) {
+    /* A COMMIT record naming the first sequence; for a decided one a
+    ** PREPARE record naming it and the decision (W11). */
+    uint8_t rec[LS_REC_HDR + 16];
+    uint8_t val[16];
+    uint32_t vlen = t->decision ? 16 : 8, size = ls_rec_size(0, vlen);
+    ls_put64(val, t->first_seq);
+    ls_put64(val + 8, t->decision);
+    ls_rec_encode(rec, t->decision ? LS_REC_PREPARE : LS_REC_COMMIT, 0, NULL, 0, val, vlen);
+    if (size > writer_room(w)) {
       rc = writer_switch_segment(w, purpose);
       if (rc) return rc;
     }
@@ -470,7 +484,8 @@ static int serialize(ls_writer *w, ls_txn *t) {
       rc = seg_add_dep(&e->sm, w->tsegs[i], w->seg);
       if (rc) return rc;
     }
-    writer_append(w, rec, sizeof rec, LS_RF_END, 0);
+    t->prep_seg = w->seg;
+    writer_append(w, rec, size, LS_RF_END, 0);
   }
   t->last_seq = atomic_load(&e->next_seq) - 1;
   return LS_OK;
@@ -736,6 +751,7 @@ void writer_stop(ls_engine *e) {
   free(w->direct.v);
   free(w->tsegs);
   free(w->ks.slots);
+  free(w->decisions);
   free(w);
   e->writer = NULL;
 }

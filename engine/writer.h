@@ -32,4 +32,8 @@ int writer_seal(ls_engine *e);
 void writer_note_dead(void *e, uint64_t word);
 void writer_free_empty(ls_engine *e);
 
+/* Keep decision id pending (a transaction recovery found in doubt and
+** committed on the host's word: its PREPARE record still decides, W11). */
+int writer_decision_keep(ls_engine *e, uint64_t id);
+
 #endif

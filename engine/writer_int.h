@@ -82,6 +82,9 @@ struct ls_writer {
   uint32_t *grp;                   /* compaction group of each record (W7) */
   uint32_t capgrp;
   ls_txn *prepared;                /* durable, not yet published or aborted */
+  uint64_t *decisions;             /* ids of decided transactions in doubt
+                                   ** (ls_decision_pending; under lock) */
+  uint32_t ndecisions, capdecisions;
   keyset ks;
 };
 

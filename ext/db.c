@@ -68,6 +68,7 @@ static void db_free(ls_db *d) {
   sqlite3_free(d->dir);
   sqlite3_free(d->marks);
   sqlite3_free(d->dropped);
+  sqlite3_free(d->drows);
   sqlite3_free(d);
 }
 
@@ -113,12 +114,7 @@ static int data_dir(sqlite3 *db, const char *schema, char **dir, int *tmp, char 
   return SQLITE_OK;
 }
 
-/* Ids named by the shadow tables of schema, in a malloc'ed array.  Any
-** error (a shadow table that can not be read) is returned, never taken for
-** an absent id. */
-static int shadow_ids(sqlite3 *db, const char *schema, uint32_t **ids, int *n) {
-  *ids = NULL;
-  *n = 0;
+int lsx_shadow_each(sqlite3 *db, const char *schema, int (*fn)(void *arg, const char *name), void *arg) {
   char *sql = sqlite3_mprintf("SELECT name FROM \"%w\".sqlite_schema WHERE type='table' AND name LIKE "
                               "'%%\\_logstor' ESCAPE '\\'", schema);
   if (!sql) return SQLITE_NOMEM;
@@ -126,29 +122,65 @@ static int shadow_ids(sqlite3 *db, const char *schema, uint32_t **ids, int *n) {
   int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
   sqlite3_free(sql);
   if (rc) return rc;
-  int cap = 0;
-  while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    rc = SQLITE_OK;
-    char *q = sqlite3_mprintf("SELECT id FROM \"%w\".\"%w\"", schema, (const char *)sqlite3_column_text(st, 0));
-    sqlite3_stmt *s2 = NULL;
-    rc = q ? sqlite3_prepare_v2(db, q, -1, &s2, NULL) : SQLITE_NOMEM;
-    sqlite3_free(q);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(s2)) == SQLITE_ROW) {
-      rc = SQLITE_OK;
-      if (*n == cap) {
-        cap = cap ? 2 * cap : 16;
-        uint32_t *p = sqlite3_realloc(*ids, cap * (int)sizeof *p);
-        if (!p) { rc = SQLITE_NOMEM; break; }
-        *ids = p;
-      }
-      (*ids)[(*n)++] = (uint32_t)sqlite3_column_int64(s2, 0);
-    }
-    if (rc == SQLITE_DONE) rc = SQLITE_OK;
-    sqlite3_finalize(s2);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    rc = fn(arg, (const char *)sqlite3_column_text(st, 0));
+    if (rc) break;
   }
   sqlite3_finalize(st);
-  if (rc == SQLITE_DONE) rc = SQLITE_OK;
-  if (rc) { sqlite3_free(*ids); *ids = NULL; *n = 0; }
+  return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Run sql (one %w for the shadow table's name after the schema's) and
+** hand each row to fn; SQLITE_DONE from fn stops early. */
+typedef struct shadow_query {
+  sqlite3 *db;
+  const char *schema;
+  const char *sql;                 /* "SELECT ... FROM \"%w\".\"%w\" ..." */
+  int (*row)(struct shadow_query *q, sqlite3_stmt *st);
+  void *arg;
+  int64_t param;                   /* bound to ?1 if the query has it */
+  const char *name;                /* the shadow table being read */
+} shadow_query;
+
+static int shadow_query_one(void *arg, const char *name) {
+  shadow_query *q = arg;
+  q->name = name;
+  /* (A query may name the shadow table twice: extra arguments are unused.) */
+  char *sql = sqlite3_mprintf(q->sql, q->schema, name, q->schema, name);
+  sqlite3_stmt *st = NULL;
+  int rc = sql ? sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) : SQLITE_NOMEM;
+  sqlite3_free(sql);
+  if (!rc && sqlite3_bind_parameter_count(st)) sqlite3_bind_int64(st, 1, q->param);
+  while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) rc = q->row(q, st);
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+typedef struct id_list { uint32_t *v; int n, cap; } id_list;
+
+static int collect_id(shadow_query *q, sqlite3_stmt *st) {
+  id_list *l = q->arg;
+  if (l->n == l->cap) {
+    int cap = l->cap ? 2 * l->cap : 16;
+    uint32_t *p = sqlite3_realloc(l->v, cap * (int)sizeof *p);
+    if (!p) return SQLITE_NOMEM;
+    l->v = p;
+    l->cap = cap;
+  }
+  l->v[l->n++] = (uint32_t)sqlite3_column_int64(st, 0);
+  return SQLITE_OK;
+}
+
+/* Ids named by the shadow tables of schema, in a malloc'ed array.  Any
+** error (a shadow table that can not be read) is returned, never taken for
+** an absent id.  (Rows with a negative id are decisions, txn.c.) */
+static int shadow_ids(sqlite3 *db, const char *schema, uint32_t **ids, int *n) {
+  id_list l = { 0 };
+  shadow_query q = { db, schema, "SELECT id FROM \"%w\".\"%w\" WHERE id > 0", collect_id, &l, 0, NULL };
+  int rc = lsx_shadow_each(db, schema, shadow_query_one, &q);
+  if (rc) { sqlite3_free(l.v); l.v = NULL; l.n = 0; }
+  *ids = l.v;
+  *n = l.n;
   return rc;
 }
 
@@ -170,26 +202,48 @@ static void owner_read(const char *dir, char *buf, size_t cap) {
   sqlite3_free(path);
 }
 
+static int copy_owner(shadow_query *q, sqlite3_stmt *st) {
+  char *out = q->arg;
+  const char *o = (const char *)sqlite3_column_text(st, 0);
+  snprintf(out, 40, "%s", o ? o : "");
+  return SQLITE_DONE;
+}
+
+static int first_only(void *arg, const char *name) {
+  int rc = shadow_query_one(arg, name);
+  return rc ? rc : SQLITE_DONE;
+}
+
+void lsx_database_owner(sqlite3 *db, const char *schema, char out[40]) {
+  out[0] = 0;
+  shadow_query q = { db, schema, "SELECT owner FROM \"%w\".\"%w\" WHERE id > 0", copy_owner, out, 0, NULL };
+  (void)lsx_shadow_each(db, schema, first_only, &q);
+}
+
 /* Do this database's shadow tables name the directory's owner? */
 static int owned_here(ls_db *d, sqlite3 *db) {
-  char owner[40];
+  char owner[40], mine[40];
   owner_read(d->dir, owner, sizeof owner);
   if (!owner[0]) return 0;
-  char *sql = sqlite3_mprintf("SELECT name FROM \"%w\".sqlite_schema WHERE type='table' AND name LIKE "
-                              "'%%\\_logstor' ESCAPE '\\' LIMIT 1", d->schema);
-  sqlite3_stmt *st = NULL;
-  int mine = 0;
-  if (sql && sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-    char *q = sqlite3_mprintf("SELECT owner FROM \"%w\".\"%w\"", d->schema, (const char *)sqlite3_column_text(st, 0));
-    sqlite3_stmt *s2 = NULL;
-    if (q && sqlite3_prepare_v2(db, q, -1, &s2, NULL) == SQLITE_OK && sqlite3_step(s2) == SQLITE_ROW)
-      mine = sqlite3_column_text(s2, 0) && !strcmp((const char *)sqlite3_column_text(s2, 0), owner);
-    sqlite3_finalize(s2);
-    sqlite3_free(q);
-  }
-  sqlite3_finalize(st);
-  sqlite3_free(sql);
-  return mine;
+  lsx_database_owner(db, d->schema, mine);
+  return !strcmp(owner, mine);
+}
+
+/* ls_options.decide: did the database commit the transaction with this
+** decision id?  Its row is in the shadow table of a table it wrote (txn.c). */
+static int found(shadow_query *q, sqlite3_stmt *st) {
+  (void)st;
+  *(int *)q->arg = 1;
+  return SQLITE_DONE;
+}
+
+static int decide(void *arg, uint64_t id) {
+  ls_db *d = arg;
+  int yes = 0;
+  shadow_query q = { d->conn->db, d->schema, "SELECT 1 FROM \"%w\".\"%w\" WHERE id = ?1", found, &yes,
+                     -(int64_t)id, NULL };
+  int rc = lsx_shadow_each(d->conn->db, d->schema, shadow_query_one, &q);
+  return rc ? -1 : yes;
 }
 
 /* The message for a database whose data directory does not exist. */
@@ -243,6 +297,8 @@ static int db_open(ls_db *d, const ls_options *opt, int create, char **pzErr) {
     if (lsx_cache_size_check(v, pzErr)) return SQLITE_ERROR;
     o.cache_size = v ? v : LS_CACHE_NONE;
   }
+  o.decide = decide;
+  o.decide_arg = d;
   int erc = ls_open(d->dir, &o, &d->eng);
   if (erc) {
     *pzErr = sqlite3_mprintf("%s", ls_errmsg());
@@ -388,7 +444,7 @@ void lsx_db_reconcile(ls_db *d) {
 ** SQLITE_NOTFOUND, or an error. */
 static int table_id(sqlite3 *db, const char *schema, const char *name, uint32_t *id) {
   char *sql = sqlite3_mprintf("SELECT id FROM \"%w\".sqlite_schema AS s, \"%w\".\"%w_logstor\" "
-                              "WHERE s.type = 'table' AND s.name = %Q AND s.sql LIKE 'CREATE VIRTUAL TABLE%%'",
+                              "WHERE s.type = 'table' AND s.name = %Q AND s.sql LIKE 'CREATE VIRTUAL TABLE%%' AND id > 0",
                               schema, schema, name, name);
   sqlite3_stmt *st = NULL;
   int rc = sql ? sqlite3_prepare_v2(db, sql, -1, &st, NULL) : SQLITE_NOMEM;
@@ -454,4 +510,103 @@ int lsx_resolve_table(ls_conn *conn, const char *arg, ls_db **out, uint32_t *id,
   sqlite3_free(schema);
   sqlite3_free(name);
   return rc;
+}
+
+/* ---- decided commits ------------------------------------------------------ */
+
+/* Run one statement of sql (%w: schema, shadow table) with ?1 bound. */
+static int exec_bound(sqlite3 *db, const char *sql_fmt, const char *schema, const char *name, int64_t v) {
+  char *sql = sqlite3_mprintf(sql_fmt, schema, name);
+  sqlite3_stmt *st = NULL;
+  int rc = sql ? sqlite3_prepare_v2(db, sql, -1, &st, NULL) : SQLITE_NOMEM;
+  sqlite3_free(sql);
+  if (!rc) {
+    sqlite3_bind_int64(st, 1, v);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) rc = SQLITE_OK;
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* Decision rows of finished transactions go (those the engine no longer
+** holds in doubt: their COMMIT record is durable, or they never counted),
+** except the transaction's own. */
+static int prune_decisions(ls_db *d, const char *name) {
+  sqlite3 *db = d->conn->db;
+  char *sql = sqlite3_mprintf("SELECT id FROM \"%w\".\"%w\" WHERE id < 0", d->schema, name);
+  sqlite3_stmt *st = NULL;
+  int rc = sql ? sqlite3_prepare_v2(db, sql, -1, &st, NULL) : SQLITE_NOMEM;
+  sqlite3_free(sql);
+  int64_t gone[16];
+  int n = 0;
+  while (rc == SQLITE_OK && n < 16 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    rc = SQLITE_OK;
+    int64_t v = sqlite3_column_int64(st, 0);
+    if (v < 0 && v != -(int64_t)d->decision && !ls_decision_pending(d->eng, (uint64_t)-v)) gone[n++] = v;
+  }
+  sqlite3_finalize(st);
+  if (rc == SQLITE_DONE || rc == SQLITE_ROW) rc = SQLITE_OK;
+  for (int i = 0; !rc && i < n; i++)
+    rc = exec_bound(db, "DELETE FROM \"%w\".\"%w\" WHERE id = ?1", d->schema, name, gone[i]);
+  return rc;
+}
+
+int lsx_db_note_write(ls_db *d, const char *table, uint32_t id) {
+  if (!d->conn->explicit_txn || d->tmpdir) return SQLITE_OK;
+  for (int i = 0; i < d->ndrows; i++)
+    if (d->drows[i] == id) return SQLITE_OK;
+  if (d->ndrows == d->capdrows) {
+    int cap = d->capdrows ? 2 * d->capdrows : 4;
+    uint32_t *p = sqlite3_realloc(d->drows, cap * (int)sizeof *p);
+    if (!p) return SQLITE_NOMEM;
+    d->drows = p;
+    d->capdrows = cap;
+  }
+  if (!d->decision) {
+    sqlite3_randomness(sizeof d->decision, &d->decision);
+    d->decision = (d->decision >> 2) | 1;      /* nonzero, and its negation fits */
+  }
+  /* The statements below must leave no trace the user can see: the
+  ** running statement sets changes() when it ends, last_insert_rowid()
+  ** is put back here. */
+  sqlite3 *db = d->conn->db;
+  sqlite3_int64 last = sqlite3_last_insert_rowid(db);
+  char *name = sqlite3_mprintf("%s_logstor", table);
+  int rc = name ? prune_decisions(d, name) : SQLITE_NOMEM;
+  if (!rc) rc = exec_bound(db, "INSERT INTO \"%w\".\"%w\"(id, owner) VALUES(?1, NULL)", d->schema, name,
+                           -(int64_t)d->decision);
+  sqlite3_free(name);
+  sqlite3_set_last_insert_rowid(db, last);
+  if (!rc) d->drows[d->ndrows++] = id;
+  return rc;
+}
+
+/* Has every shadow table of a table the transaction writes its row? */
+typedef struct verify { ls_db *d; int written, missing; } verify;
+
+static int check_row(shadow_query *q, sqlite3_stmt *st) {
+  verify *v = q->arg;
+  if (!ls_txn_writes(v->d->txn, (uint32_t)sqlite3_column_int64(st, 0))) return SQLITE_DONE;
+  v->written++;
+  v->missing += sqlite3_column_int(st, 1) == 0;
+  return SQLITE_DONE;
+}
+
+int lsx_db_prepare_decided(ls_db *d, int *decided) {
+  *decided = 0;
+  if (!d->decision) return SQLITE_OK;
+  sqlite3 *db = d->conn->db;
+  verify v = { d, 0, 0 };
+  /* %w twice: the query names its own table for the count. */
+  char *sql = sqlite3_mprintf("SELECT id, (SELECT count(*) FROM \"%%w\".\"%%w\" WHERE id = %lld) FROM \"%%w\".\"%%w\" "
+                              "WHERE id > 0", -(long long)d->decision);
+  if (!sql) return SQLITE_NOMEM;
+  shadow_query q = { db, d->schema, sql, check_row, &v, 0, NULL };
+  int rc = lsx_shadow_each(db, d->schema, shadow_query_one, &q);
+  sqlite3_free(sql);
+  if (rc || !v.written || v.missing) return rc;     /* prepared plainly */
+  rc = ls_txn_prepare_decided(d->txn, d->decision);
+  *decided = !rc;
+  return rc;                       /* negative: the engine's */
 }

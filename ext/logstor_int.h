@@ -76,6 +76,9 @@ struct ls_db {
   uint32_t *orphans;               /* tables to check against the shadow
                                    ** tables (ls_open_tables), then drop */
   uint32_t norphans;
+  uint64_t decision;               /* this transaction's decision id, 0: none */
+  uint32_t *drows;                 /* tables whose shadow table has its row */
+  int ndrows, capdrows;
   uint32_t *dropped;               /* engine drops that failed, retried */
   int ndropped;
 };
@@ -88,6 +91,8 @@ struct ls_conn {
   int depth;                       /* savepoints open in it */
   int sync;                        /* LS_SYNC_* of its commits (0: each data
                                    ** directory's; logstor_synchronous()) */
+  int explicit_txn;                /* the SQL transaction is not one
+                                   ** autocommit statement */
 };
 
 struct ls_vtab {
@@ -144,6 +149,22 @@ int lsx_parse_size(const char *s, uint64_t *v);
 int lsx_cache_size_check(uint64_t v, char **err);
 /* Find without opening (NULL if the schema has no engine open here). */
 ls_db *lsx_db_find(ls_conn *conn, const char *schema);
+
+/* Call fn with the name of every shadow table ("<table>_logstor") of
+** schema; fn's nonzero result stops (SQLITE_DONE: without error). */
+int lsx_shadow_each(sqlite3 *db, const char *schema, int (*fn)(void *arg, const char *name), void *arg);
+
+/* Decided commits (txn.c).  In an explicit transaction the first write to
+** each table puts a row (id = -decision) into its shadow table, inside
+** SQLite's transaction; lsx_db_prepare_decided then prepares the engine's
+** transaction decided if every table it writes has the row (*decided 1),
+** else leaves it to a plain prepare (*decided 0).  A negative result is an
+** engine code (LS_*), a positive one SQLite's. */
+int lsx_db_note_write(ls_db *d, const char *table, uint32_t id);
+int lsx_db_prepare_decided(ls_db *d, int *decided);
+
+/* The owner the shadow tables of schema record ("" if none). */
+void lsx_database_owner(sqlite3 *db, const char *schema, char out[40]);
 void lsx_conn_free(void *p);
 /* Identity of the database that owns ldb's directory, checked against the
 ** shadow tables (create: adopt or record it).  SQLITE_OK or an error with

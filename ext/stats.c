@@ -261,6 +261,7 @@ static int stats_filter(sqlite3_vtab_cursor *cur, int idxNum, const char *idxStr
     { "conflicts", s.conflicts }, { "reads", s.reads }, { "recovery_ms", s.recovery_ms },
     { "recovery_records", s.recovery_records }, { "recovery_segments", s.recovery_segments },
     { "recovery_checkpoint", s.recovery_checkpoint },
+    { "doubts_resolved", s.doubts_resolved },
     { "write_seq", s.write_seq }, { "failed", (uint64_t)s.failed }, { "segment_size", s.segment_size },
     { "file_size", s.file_size }, { "disk_size", s.disk_size },
     { "segments_compacted", s.segments_compacted }, { "compaction_bytes_written", s.compaction_bytes_written },

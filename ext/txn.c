@@ -58,7 +58,9 @@
 */
 #include "logstor_int.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Discard ldb's transaction (after publishing it, or not). */
 static void txn_drop(ls_db *d) {
@@ -73,6 +75,8 @@ static void txn_drop(ls_db *d) {
   d->readonly = 0;
   d->sql_scope = 0;
   d->nmarks = 0;
+  d->decision = 0;
+  d->ndrows = 0;
 }
 
 int lsx_txn_read(ls_db *d, sqlite3_vtab *vtab, const char *table, ls_txn **out) {
@@ -140,6 +144,7 @@ int lsx_txn_write(ls_db *d, sqlite3_vtab *vtab, const char *table, ls_txn **out)
   if (!erc && !d->in_write && d->nmarks < d->premarks) erc = marks_fill(d, d->premarks - 1);
   if (erc) return lsx_error(vtab, table, erc);
   if (!d->wname) d->wname = sqlite3_mprintf("%s", table);
+  if (!sqlite3_get_autocommit(d->conn->db)) d->conn->explicit_txn = 1;
   d->in_write = 1;
   d->sql_scope = 1;                /* our own xCommit / xRollback will come */
   *out = d->txn;
@@ -188,21 +193,63 @@ static void changes_end(ls_db *d, int commit) {
 
 /* xSync: prepare every database's writes (validated, durable, not yet
 ** visible).  An error goes into vtab's message, named after the first
-** table the transaction wrote in that database. */
+** table the transaction wrote in that database.
+**
+** Atomic commit with SQLite.  SQLite commits its own files after every
+** xSync and before xCommit, so a crash in between leaves the engine's
+** prepared writes durable and SQLite's part rolled back (or, with several
+** databases in WAL mode, some committed).  In an explicit transaction --
+** where SQLite's part may hold anything else: native tables, DDL, other
+** databases -- the engine's prepare is decided (engine rule W11): its
+** outcome after a crash is whether SQLite committed a row carrying the
+** decision id.  The first write to each table puts that row into the
+** table's shadow table (db.c, lsx_db_note_write; from xUpdate, where the
+** running statement restores changes() when it ends -- a write in xSync
+** would leave changes() wrong), so a later DROP of one table keeps the
+** others' decision; a ROLLBACK TO forgets which tables have it, and the
+** next write puts it again.  Here every table the transaction writes must
+** have the row, else the prepare is plain.  Each database then commits or
+** not exactly as SQLite's file for it does (with a rollback journal SQLite
+** makes several files atomic; in WAL mode it does not, and neither do
+** we).  The remaining window: an autocommit statement that writes a
+** logstor table and, from a trigger or a function, a native table or a
+** second database is prepared plainly (SQLite gives no way to see it
+** coming), so a crash after xSync keeps its logstor part alone.  The row
+** costs SQLite a page write and a sync per explicit transaction; rows of
+** finished transactions are deleted when a later one writes the table. */
 static int conn_sync(ls_conn *conn, sqlite3_vtab *vtab) {
   for (ls_db *d = conn->dbs; d; d = d->next) {
     if (!d->txn || !d->in_write || ls_txn_prepared(d->txn)) continue;
-    int erc = ls_txn_synchronous(d->txn, conn->sync);
-    if (!erc) erc = ls_txn_prepare(d->txn);
+    int erc = ls_txn_synchronous(d->txn, conn->sync), decided = 0;
+    if (!erc && d->decision && ls_txn_size(d->txn)) {
+      int rc = lsx_db_prepare_decided(d, &decided);
+      if (rc < 0) {
+        erc = rc;
+      } else if (rc) {
+        sqlite3_free(vtab->zErrMsg);
+        vtab->zErrMsg = sqlite3_mprintf("logstor: %s: cannot read the shadow tables: %s",
+                                        d->wname ? d->wname : d->schema, sqlite3_errmsg(conn->db));
+        return rc;
+      }
+    }
+    if (!erc && !decided) erc = ls_txn_prepare(d->txn);
     if (erc) return lsx_error(vtab, d->wname ? d->wname : d->schema, erc);
   }
   return SQLITE_OK;
+}
+
+/* Tests (decided.test): the process ends here, after SQLite's commit and
+** before the engine's, as a crash could end it. */
+static int test_exit_in_commit(void) {
+  const char *v = getenv("LOGSTOR_TEST_EXIT_IN_COMMIT");
+  return v && !strcmp(v, "1");
 }
 
 /* The SQL transaction ended: xCommit (commit set) or xRollback. */
 static void conn_end(ls_conn *conn, int commit) {
   for (ls_db *d = conn->dbs; d; d = d->next) {
     if (d->txn && ls_txn_prepared(d->txn)) {
+      if (commit && test_exit_in_commit()) _exit(0);
       if (commit) ls_txn_publish(d->txn);
       /* An unprepare that fails leaves the engine read-only (and the
       ** writes would count after a restart); SQLite ignores errors here. */
@@ -214,6 +261,7 @@ static void conn_end(ls_conn *conn, int commit) {
   }
   conn->joined = 0;
   conn->depth = 0;
+  conn->explicit_txn = 0;
 }
 
 enum { SP_BEGIN, SP_RELEASE, SP_ROLLBACK };
@@ -237,6 +285,7 @@ static int conn_savepoint(ls_conn *conn, int op, int n, sqlite3_vtab *vtab) {
     } else {
       if (d->premarks > n + 1) d->premarks = n + 1;
       changes_rollback_to(d, n);
+      d->ndrows = 0;               /* rows written inside may be gone: again */
       if (!d->txn || !d->in_write) continue;
       int mark = n < 0 ? 0 : n < d->nmarks ? d->marks[n] : -1;
       if (mark < 0 || (uint64_t)mark == (uint64_t)ls_txn_savepoint(d->txn)) {

@@ -47,10 +47,17 @@ static int key_of(ls_vtab *t, sqlite3_value *v, lsx_buf *b, ls_key *k) {
 ** table's scratch buffers. */
 int lsx_update(sqlite3_vtab *vtab, int argc, sqlite3_value **argv, sqlite3_int64 *rowid) {
   ls_vtab *t = (ls_vtab *)vtab;
-  (void)rowid;
+  /* SQLite sets last_insert_rowid() to this after an INSERT; a WITHOUT
+  ** ROWID table leaves it as it was. */
+  *rowid = sqlite3_last_insert_rowid(t->db);
   ls_txn *txn;
   int rc = lsx_vtab_ready(t), erc = LS_OK;
   if (!rc) rc = lsx_txn_write(t->ldb, vtab, t->name, &txn);
+  if (!rc && (rc = lsx_db_note_write(t->ldb, t->name, t->id)) != SQLITE_OK) {
+    sqlite3_free(vtab->zErrMsg);
+    vtab->zErrMsg = sqlite3_mprintf("logstor: %s: cannot record the transaction in %s_logstor: %s", t->name,
+                                    t->name, sqlite3_errmsg(t->db));
+  }
   if (rc) return rc;
   lsx_buf *kb = &t->kbuf, *ob = &t->obuf, *row = &t->rbuf;
   ls_key k, old;

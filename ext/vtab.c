@@ -521,25 +521,6 @@ static int exec1(sqlite3 *db, const char *sql, sqlite3_int64 bind) {
   return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
-/* The owner recorded by the database's shadow tables (empty: none yet). */
-static void database_owner(sqlite3 *db, const char *schema, char *out, size_t cap) {
-  out[0] = 0;
-  char *sql = sqlite3_mprintf("SELECT name FROM \"%w\".sqlite_schema WHERE type='table' AND name LIKE "
-                              "'%%\\_logstor' ESCAPE '\\' LIMIT 1", schema);
-  sqlite3_stmt *st = NULL;
-  if (sql && sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-    char *q = sqlite3_mprintf("SELECT owner FROM \"%w\".\"%w\"", schema, (const char *)sqlite3_column_text(st, 0));
-    sqlite3_stmt *s2 = NULL;
-    if (q && sqlite3_prepare_v2(db, q, -1, &s2, NULL) == SQLITE_OK && sqlite3_step(s2) == SQLITE_ROW &&
-        sqlite3_column_text(s2, 0))
-      snprintf(out, cap, "%s", (const char *)sqlite3_column_text(s2, 0));
-    sqlite3_finalize(s2);
-    sqlite3_free(q);
-  }
-  sqlite3_finalize(st);
-  sqlite3_free(sql);
-}
-
 static int check_sizes(ls_db *ldb, const ls_options *o, char **err) {
   ls_stats s;
   ls_stats_get(ldb->eng, &s);
@@ -561,7 +542,7 @@ static int check_sizes(ls_db *ldb, const ls_options *o, char **err) {
 ** against the data directory.  SQLITE_OK, or an error with *err set. */
 static int read_shadow(ls_vtab *t, char **err) {
   ls_db *ldb = t->ldb;
-  char *sql = sqlite3_mprintf("SELECT id, owner FROM \"%w\".\"%w_logstor\"", ldb->schema, t->name);
+  char *sql = sqlite3_mprintf("SELECT id, owner FROM \"%w\".\"%w_logstor\" WHERE id > 0", ldb->schema, t->name);
   sqlite3_stmt *st = NULL;
   int rc = sql ? sqlite3_prepare_v2(t->db, sql, -1, &st, NULL) : SQLITE_NOMEM;
   sqlite3_free(sql);
@@ -626,7 +607,7 @@ static int create_table(sqlite3 *db, ls_vtab *t, const char *schema, const char 
   ls_db *ldb = t->ldb;
   /* Every shadow table of a database names the same owner. */
   char claimed[40] = "";
-  database_owner(db, schema, claimed, sizeof claimed);
+  lsx_database_owner(db, schema, claimed);
   int rc = lsx_db_owner(ldb, claimed, 1, err);
   /* Inside BEGIN the CREATE can be rolled back to a savepoint, which only
   ** the sentinel hears of (txn.c). */
@@ -669,7 +650,7 @@ static int init(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlit
     /* A database that already has logstor tables never makes their
     ** directory anew (a new table would take an old one's id). */
     char claimed[40] = "";
-    if (create) database_owner(db, schema, claimed, sizeof claimed);
+    if (create) lsx_database_owner(db, schema, claimed);
     rc = lsx_db_get(conn, schema, &ldb, &d.opt, create && !claimed[0], &err);
     if (!rc && !ldb->eng && create) {
       char *m = lsx_db_absent(ldb);

@@ -491,7 +491,7 @@ static void t_rec_structure(void) {
   p = make_record(LS_REC_COMMIT, 1, 0, 8, 10, LS_RF_END, seed, 1, 0);
   CHECK_INT(ls_rec_decode(p, 32, seed, &r), 0);
   free(p);
-  static const uint32_t bad_commit_vlen[] = {0, 1, 7, 9, 16, 100};
+  static const uint32_t bad_commit_vlen[] = {0, 1, 7, 9, 15, 17, 24, 100};
   for (size_t i = 0; i < sizeof bad_commit_vlen / sizeof bad_commit_vlen[0]; i++) {
     uint32_t v = bad_commit_vlen[i];
     p = make_record(LS_REC_COMMIT, 0, 0, v, 10, LS_RF_END, seed, 1, 0);
@@ -499,6 +499,22 @@ static void t_rec_structure(void) {
       unit_fail(__FILE__, __LINE__, "commit record with val_len %u accepted", v);
     free(p);
   }
+  /* COMMIT naming its range (16 bytes); PREPARE: 16 bytes, no key, no table. */
+  p = make_record(LS_REC_COMMIT, 0, 0, 16, 10, LS_RF_END, seed, 1, 0);
+  CHECK_INT(ls_rec_decode(p, ls_rec_size(0, 16), seed, &r), 1);
+  free(p);
+  p = make_record(LS_REC_PREPARE, 0, 0, 16, 10, LS_RF_END, seed, 1, 0);
+  CHECK_INT(ls_rec_decode(p, ls_rec_size(0, 16), seed, &r), 1);
+  free(p);
+  p = make_record(LS_REC_PREPARE, 0, 0, 8, 10, LS_RF_END, seed, 1, 0);
+  CHECK_INT(ls_rec_decode(p, ls_rec_size(0, 8), seed, &r), 0);
+  free(p);
+  p = make_record(LS_REC_PREPARE, 2, 0, 16, 10, LS_RF_END, seed, 1, 0);
+  CHECK_INT(ls_rec_decode(p, ls_rec_size(0, 16), seed, &r), 0);
+  free(p);
+  p = make_record(LS_REC_PREPARE + 1, 1, 4, 4, 10, 0, seed, 1, 0);
+  CHECK_INT(ls_rec_decode(p, 32, seed, &r), 0);
+  free(p);
   /* PUT and DELETE with table 0. */
   p = make_record(LS_REC_PUT, 0, 4, 4, 10, 0, seed, 1, 0);
   CHECK_INT(ls_rec_decode(p, 32, seed, &r), 0);
