@@ -449,3 +449,13 @@ int ls_table_exists(ls_engine *e, uint32_t id) {
   ls_guard_leave(&e->guard, g);
   return r;
 }
+
+int cat_account_entry(void *arg, const idx_entry *en, uint64_t seq) {
+  ls_engine *e = ((void **)arg)[0];
+  ls_table *t = ((void **)arg)[1];
+  LS_UNUSED(seq);
+  seg_account(&e->sm, en->word, +1);
+  atomic_fetch_add(&t->live_bytes, loc_size(en->word));
+  if (!loc_tomb(en->word)) atomic_fetch_add(&t->rows, 1);
+  return 0;
+}

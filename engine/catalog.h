@@ -198,6 +198,11 @@ uint64_t cat_live_bytes(ls_engine *e);
 #define INSTALL_DEAD     2
 int cat_install(ls_engine *e, ls_table *t, const idx_key *key, uint64_t word, uint64_t *old);
 
+/* idx_foreach callback, arg = (void *[2]){ engine, table }: count the entry
+** in its segment's and its table's accounting (after recovery or a
+** checkpoint filled the index). */
+int cat_account_entry(void *arg, const idx_entry *en, uint64_t seq);
+
 /* Remove table id from the manifest and the catalog, then every entry of
 ** its index from the accounting, calling dead(arg, word) for each, and
 ** free it.  Runs on the writer thread (ordered with every commit). */

@@ -349,15 +349,6 @@ static int cmp_by_seq(const void *a, const void *b, void *arg) {
   return x < y ? -1 : x > y;
 }
 
-static int account(void *arg, const idx_entry *en, uint64_t seq) {
-  ls_engine *e = ((void **)arg)[0];
-  ls_table *t = ((void **)arg)[1];
-  LS_UNUSED(seq);
-  seg_account(&e->sm, en->word, +1);
-  atomic_fetch_add(&t->live_bytes, loc_size(en->word));
-  if (!loc_tomb(en->word)) atomic_fetch_add(&t->rows, 1);
-  return 0;
-}
 
 /* Fill the indexes from v; on failure (memory, a key twice) they are
 ** emptied again and the checkpoint is not used. */
@@ -420,7 +411,7 @@ int ckpt_load(ls_engine *e, uint32_t nseg, seg_ids *mixed, seg_ids *empties, int
   for (uint32_t i = 0; i < c->cap; i++)
     if (c->t[i]) {
       void *arg[2] = { e, c->t[i] };
-      idx_foreach(c->t[i]->idx, account, arg);
+      idx_foreach(c->t[i]->idx, cat_account_entry, arg);
     }
   /* As recovery ends: free segments (holes found again), group segments to
   ** their sets, mixed ones with live records to the separator, empty ones

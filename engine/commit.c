@@ -324,15 +324,21 @@ int ls_decision_pending(ls_engine *e, uint64_t id) {
 
 int writer_decision_keep(ls_engine *e, uint64_t id) { return decision_add(e->writer, id); }
 
-/* Write t's COMMIT record naming its whole range and make it durable:
-** the doubt of its PREPARE record is settled (W11). */
-static int write_resolution(ls_writer *w, ls_txn *t) {
+/* Write one control record naming t's whole sequence range (a COMMIT
+** settling a decided transaction, W11, or an ABORT) on its own and make
+** it durable.  The segments holding t's records are pinned to it first:
+** they keep it readable as long as they are in use.  For an ABORT they
+** must also become unreadable (a free marker) before they let it go: a
+** freed segment's records are read again by recovery until its slot is
+** rewritten.  The reserve's last segments may serve: a record that can not
+** be written would leave the transaction's outcome to chance. */
+static int write_range_record(ls_writer *w, ls_txn *t, int type) {
   ls_engine *e = w->e;
   if (atomic_load(&e->failed)) return cat_check_failed(e);
   uint8_t rec[LS_REC_HDR + 16], range[16];
   ls_put64(range, t->first_seq);
   ls_put64(range + 8, t->last_seq);
-  ls_rec_encode(rec, LS_REC_COMMIT, 0, NULL, 0, range, 16);
+  ls_rec_encode(rec, type, 0, NULL, 0, range, 16);
   w->io_error = 0;
   writer_group_start(w, sizeof rec);
   int rc = writer_ensure_segment(w, SEG_FOR_CLEANER);
@@ -343,15 +349,16 @@ static int write_resolution(ls_writer *w, ls_txn *t) {
     if (r->dead || !r->word || loc_seg(r->word) == last) continue;
     last = loc_seg(r->word);
     rc = seg_add_dep(&e->sm, last, w->seg);
+    if (type == LS_REC_ABORT) seg_flags(&e->sm, last, SEGF_MARK, 0);
   }
   if (!rc) {
     writer_append(w, rec, sizeof rec, LS_RF_END, 0);
     rc = writer_buf_write(w);
   }
-  /* Durable before the install, except where the transaction asked for
-  ** no syncs at all (N3). */
+  /* Durable before it counts, except where the transaction asked for no
+  ** syncs at all (N3). */
   int m = t->sync_mode ? t->sync_mode : atomic_load(&e->sync_mode);
-  w->nosync = m == LS_SYNC_OFF;
+  w->nosync = type == LS_REC_COMMIT && m == LS_SYNC_OFF;
   if (!rc) rc = writer_sync_files(w, 1);
   w->nosync = 0;
   return rc;
@@ -371,7 +378,7 @@ static int do_publish(ls_engine *e, void *arg) {
     /* The host committed: settle the doubt first (W11).  If that fails
     ** the engine is failed, and the host's record decides at the next
     ** open; the transaction is visible meanwhile, as the host says. */
-    int rc = write_resolution(w, t);
+    int rc = write_range_record(w, t, LS_REC_COMMIT);
     if (rc) {
       char msg[256];
       snprintf(msg, sizeof msg, "the commit record of a decided transaction could not be written: %s", ls_errmsg());
@@ -386,38 +393,13 @@ static int do_publish(ls_engine *e, void *arg) {
   return LS_OK;
 }
 
-/* Write one control record (ABORT) on its own and make it durable.  pin:
-** the segments whose records it concerns depend on it. */
+/* Undo a prepare: an ABORT record, durable, and t's records dead. */
 static int do_unprepare(ls_engine *e, void *arg) {
   ls_txn *t = arg;
   ls_writer *w = e->writer;
   unlink_prepared(w, t);
   if (atomic_load(&e->failed)) return cat_check_failed(e);
-  uint8_t rec[LS_REC_HDR + 16], range[16];
-  ls_put64(range, t->first_seq);
-  ls_put64(range + 8, t->last_seq);
-  ls_rec_encode(rec, LS_REC_ABORT, 0, NULL, 0, range, 16);
-  w->io_error = 0;
-  writer_group_start(w, sizeof rec);
-  /* The reserve's last segments may serve: an ABORT record that can not
-  ** be written would leave the transaction counting after a restart. */
-  int rc = writer_ensure_segment(w, SEG_FOR_CLEANER);
-  if (!rc && sizeof rec > writer_room(w)) rc = writer_switch_segment(w, SEG_FOR_CLEANER);
-  /* The segments holding t's records must keep this ABORT record readable
-  ** as long as they are in use, and must themselves become unreadable (a
-  ** free marker) before they let it go: a freed segment's records are
-  ** read again by recovery until its slot is rewritten.  Pin before
-  ** writing. */
-  for (uint32_t i = 0; !rc && i < t->nrec; i++)
-    if (!t->recs[i].dead && t->recs[i].word) {
-      rc = seg_add_dep(&e->sm, loc_seg(t->recs[i].word), w->seg);
-      seg_flags(&e->sm, loc_seg(t->recs[i].word), SEGF_MARK, 0);
-    }
-  if (!rc) {
-    writer_append(w, rec, sizeof rec, LS_RF_END, 0);
-    rc = writer_buf_write(w);
-  }
-  if (!rc) rc = writer_sync_files(w, 1);
+  int rc = write_range_record(w, t, LS_REC_ABORT);
   if (rc) {
     char msg[256];
     snprintf(msg, sizeof msg, "the rollback of a prepared transaction could not be written: %s", ls_errmsg());

@@ -510,15 +510,6 @@ static int set_tracking(ls_engine *e, int on) {
   return LS_OK;
 }
 
-static int account_entry(void *arg, const idx_entry *en, uint64_t seq) {
-  ls_engine *e = ((void **)arg)[0];
-  ls_table *t = ((void **)arg)[1];
-  LS_UNUSED(seq);
-  seg_account(&e->sm, en->word, +1);
-  atomic_fetch_add(&t->live_bytes, loc_size(en->word));
-  if (!loc_tomb(en->word)) atomic_fetch_add(&t->rows, 1);
-  return 0;
-}
 
 /* Transactions left in doubt (W11): a PREPARE record without a COMMIT
 ** record naming its first sequence and without an ABORT record covering
@@ -823,7 +814,7 @@ int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle, seg_ids *empties) {
     for (uint32_t i = 0; i < c->cap; i++)
       if (c->t[i]) {
         void *arg[2] = { e, c->t[i] };
-        idx_foreach(c->t[i]->idx, account_entry, arg);
+        idx_foreach(c->t[i]->idx, cat_account_entry, arg);
       }
     /* A segment in use pins the segments with the COMMIT or ABORT records
     ** its records rely on; segments without live records and without pins
