@@ -343,7 +343,9 @@ int cat_set_files(ls_engine *e, uint32_t files, const ls_mdamage *dm, uint32_t n
 
 /* ---- catalog changes ---------------------------------------------------- */
 
-int ls_table_create(ls_engine *e, const char *name, uint32_t groups, uint32_t *id) {
+/* Create a table: with the next id (want 0), or with id want if no table
+** has had it or a later one (a copy keeping its source's ids). */
+static int table_create(ls_engine *e, const char *name, uint32_t groups, uint32_t want, uint32_t *id) {
   if (!name) name = "";
   if (strlen(name) > LS_NAME_MAX) return ls_err(LS_INVALID, "table name longer than %d bytes", LS_NAME_MAX);
   if (groups < 1 || groups > 4096) return ls_err(LS_INVALID, "groups must be between 1 and 4096, not %u", groups);
@@ -353,7 +355,10 @@ int ls_table_create(ls_engine *e, const char *name, uint32_t groups, uint32_t *i
   ls_mtable mt;
   memset(&mt, 0, sizeof mt);
   ls_table *t = NULL;
+  if (!rc && want && want < m.next_table)
+    rc = ls_err(LS_INVALID, "table id %u is taken (the next free one is %u)", want, m.next_table);
   if (!rc) {
+    if (want) m.next_table = want;
     mt.id = m.next_table++;
     mt.groups = groups;
     /* Records of this id can not exist; the truncation point is moot. */
@@ -379,6 +384,16 @@ int ls_table_create(ls_engine *e, const char *name, uint32_t groups, uint32_t *i
   }
   pthread_mutex_unlock(&e->cat_lock);
   return rc;
+}
+
+int ls_table_create(ls_engine *e, const char *name, uint32_t groups, uint32_t *id) {
+  return table_create(e, name, groups, 0, id);
+}
+
+int ls_table_create_id(ls_engine *e, const char *name, uint32_t groups, uint32_t id) {
+  if (!id) return ls_err(LS_INVALID, "table id 0 is not an id");
+  uint32_t got;
+  return table_create(e, name, groups, id, &got);
 }
 
 /* Take every entry of t's index out of the accounting (the entries are

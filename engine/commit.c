@@ -322,6 +322,27 @@ int ls_decision_pending(ls_engine *e, uint64_t id) {
   return found;
 }
 
+/* Is any transaction prepared and not yet published or unprepared?  (The
+** list is the writer thread's.) */
+static int do_any_prepared(ls_engine *e, void *arg) {
+  *(int *)arg = e->writer->prepared != NULL;
+  return LS_OK;
+}
+
+int ls_wait_unprepared(ls_engine *e, uint32_t timeout_ms) {
+  uint64_t end = ls_now_ns() + (uint64_t)timeout_ms * 1000000u;
+  for (;;) {
+    int any = 0;
+    int rc = writer_call(e, do_any_prepared, &any);
+    if (rc || !any) return rc;
+    /* A prepared transaction's host is between its own commit and the
+    ** publish (SQLite: between the file's commit and xCommit): soon. */
+    if (ls_now_ns() >= end) return ls_err(LS_BUSY, "a prepared transaction was not published within %u ms", timeout_ms);
+    struct timespec ts = { 0, 200000 };
+    nanosleep(&ts, NULL);
+  }
+}
+
 int writer_decision_keep(ls_engine *e, uint64_t id) { return decision_add(e->writer, id); }
 
 /* Write one control record naming t's whole sequence range (a COMMIT

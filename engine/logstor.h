@@ -253,6 +253,10 @@ uint32_t ls_max_value(ls_engine *e, uint32_t key_len);
 ** call returns.
 */
 int ls_table_create(ls_engine *e, const char *name, uint32_t groups, uint32_t *id);
+/* Create a table with the given id (a copy keeping its source's ids):
+** LS_INVALID if a table of this directory has had that id or a later one,
+** so ids stay never reused; create copies in ascending id order. */
+int ls_table_create_id(ls_engine *e, const char *name, uint32_t groups, uint32_t id);
 int ls_table_drop(ls_engine *e, uint32_t id);       /* data gone, space freed */
 int ls_table_truncate(ls_engine *e, uint32_t id);   /* all rows gone */
 int ls_table_rename(ls_engine *e, uint32_t id, const char *name);
@@ -383,6 +387,12 @@ int ls_decision_pending(ls_engine *e, uint64_t decision);
 void ls_txn_publish(ls_txn *t);
 int ls_txn_unprepare(ls_txn *t);
 int ls_txn_prepared(ls_txn *t);          /* 1 if prepared */
+
+/* Wait until no transaction is prepared and not yet published or
+** unprepared (at most timeout_ms; LS_BUSY then).  A host that keeps every
+** new prepare out (SQLite: its write lock) and calls this has a moment at
+** which the engine's committed state is its own (logstor_backup). */
+int ls_wait_unprepared(ls_engine *e, uint32_t timeout_ms);
 
 /* Free a transaction; uncommitted writes are discarded. */
 void ls_txn_free(ls_txn *t);
