@@ -44,7 +44,7 @@
 #include <unistd.h>
 #include <dirent.h>
 
-static void rm_tree(const char *path) {
+void lsx_rm_tree(const char *path) {
   DIR *d = opendir(path);
   if (d) {
     struct dirent *de;
@@ -63,7 +63,7 @@ static void db_free(ls_db *d) {
   free(d->orphans);
   sqlite3_free(d->changes);
   if (d->eng) ls_close(d->eng);
-  if (d->tmpdir && d->dir) rm_tree(d->dir);
+  if (d->tmpdir && d->dir) lsx_rm_tree(d->dir);
   sqlite3_free(d->schema);
   sqlite3_free(d->dir);
   sqlite3_free(d->marks);
@@ -332,7 +332,7 @@ int lsx_db_get(ls_conn *conn, const char *schema, ls_db **out, const ls_options 
 }
 
 /* Replace dir/OWNER durably. */
-static int owner_write(const char *dir, const char *id) {
+int lsx_owner_write(const char *dir, const char *id) {
   char *tmp = sqlite3_mprintf("%s/OWNER.tmp", dir), *path = sqlite3_mprintf("%s/OWNER", dir);
   int rc = SQLITE_IOERR;
   int fd = tmp ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600) : -1;
@@ -396,7 +396,7 @@ int lsx_db_owner(ls_db *d, const char *claimed, int create, char **err) {
     unsigned char r[16];
     sqlite3_randomness(sizeof r, r);
     for (int i = 0; i < 16; i++) snprintf(owner + 2 * i, 3, "%02x", r[i]);
-    if (owner_write(d->dir, owner)) goto ioerr;
+    if (lsx_owner_write(d->dir, owner)) goto ioerr;
   }
   snprintf(d->owner, sizeof d->owner, "%s", owner);
   return SQLITE_OK;

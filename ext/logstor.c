@@ -82,6 +82,10 @@ int sqlite3_logstor_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routine
     sqlite3_finalize(probe);
     return SQLITE_OK;
   }
+  /* The failed probe left its error on db, and an automatic extension's
+  ** open fails on any error left (sqlite3_auto_extension; tool/logstor):
+  ** a statement prepared without error clears it. */
+  if (sqlite3_prepare_v2(db, "SELECT 1", -1, &probe, NULL) == SQLITE_OK) sqlite3_finalize(probe);
   ls_conn *conn = sqlite3_malloc(sizeof *conn);
   if (!conn) return SQLITE_NOMEM;
   memset(conn, 0, sizeof *conn);
@@ -91,6 +95,7 @@ int sqlite3_logstor_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routine
   int rc = lsx_register_vtab(db, conn);
   if (rc == SQLITE_OK) rc = lsx_register_stats(db, conn);
   if (rc == SQLITE_OK) rc = lsx_register_functions(db, conn);
+  if (rc == SQLITE_OK) rc = lsx_register_backup(db, conn);
   if (rc == SQLITE_OK) rc = lsx_register_sentinel(db, conn);
   if (rc != SQLITE_OK) *pzErrMsg = sqlite3_mprintf("logstor: registration failed: %s", sqlite3_errmsg(db));
   return rc;

@@ -182,6 +182,23 @@ void lsx_db_reconcile(ls_db *ldb);
 ** lsx_db_reconcile.  Returns the engine code. */
 int lsx_db_drop(ls_db *ldb, uint32_t id);
 
+/* Write dir/OWNER (the database's identity) durably: SQLITE_OK or
+** SQLITE_IOERR (errno set).  Remove a data directory and its files. */
+int lsx_owner_write(const char *dir, const char *id);
+void lsx_rm_tree(const char *path);
+
+/* ---- backup.c ------------------------------------------------------------ */
+/* How far a running logstor_backup is (logstor_stats, scope 'backup'). */
+typedef struct lsx_backup_progress {
+  int64_t pages_copied, pages_total;       /* of the .db file */
+  uint64_t rows_copied, rows_total;        /* of the logstor tables */
+} lsx_backup_progress;
+/* Call fn for each backup of engine e's database running in this process;
+** fn's nonzero result stops and is returned. */
+int lsx_backup_progress_of(ls_engine *e, int (*fn)(void *arg, const char *path, const lsx_backup_progress *p),
+                           void *arg);
+int lsx_register_backup(sqlite3 *db, ls_conn *conn);
+
 /* ---- txn.c -------------------------------------------------------------- */
 /* The transaction a read of ldb goes through (NULL: committed data).  In
 ** an explicit SQL transaction one is started, ending with SQLite's

@@ -158,6 +158,15 @@ static int table_rows(void *arg, const ls_table_info *t) {
          add_int(c, s, "index_bytes", t->index_bytes) || add_int(c, s, "groups", t->groups);
 }
 
+/* A logstor_backup of this database running in the process (backup.c). */
+static int backup_rows(void *arg, const char *path, const lsx_backup_progress *p) {
+  scur *c = arg;
+  const char *s = "backup";
+  return add_text(c, s, "path", path) || add_int(c, s, "pages_copied", (uint64_t)p->pages_copied) ||
+         add_int(c, s, "pages_total", (uint64_t)p->pages_total) || add_int(c, s, "rows_copied", p->rows_copied) ||
+         add_int(c, s, "rows_total", p->rows_total) ? SQLITE_NOMEM : SQLITE_OK;
+}
+
 typedef struct names { uint32_t *id; char **name; int n, cap; } names;
 
 static int collect_name(void *arg, const ls_table_info *t) {
@@ -286,6 +295,7 @@ static int stats_filter(sqlite3_vtab_cursor *cur, int idxNum, const char *idxStr
   if (!rc) rc = add_text(c, g, "io_backend", s.io_backend);
   if (!rc) rc = add_text(c, g, "version", LOGSTOR_VERSION);
   if (!rc && ls_table_foreach(e, table_rows, c)) rc = SQLITE_NOMEM;
+  if (!rc) rc = lsx_backup_progress_of(e, backup_rows, c);
   return rc;
 }
 
