@@ -6,6 +6,21 @@
 **                                 accounting, list damage (exit 1 on problems)
 **   logstor dump  DIR [SEGMENT]   segments; with SEGMENT, its buffers and records
 **   logstor demo  DIR             write and read back a few rows (a smoke test)
+**   logstor backup DB DEST        SELECT logstor_backup(DEST) on database DB
+**   logstor dump-sql DB           SELECT logstor_dump_sql() on database DB
+**
+** backup and dump-sql work on a .db file, so they need SQLite: this program
+** links libsqlite3 and the module's own objects, registered for every
+** connection with sqlite3_auto_extension.  That, rather than loading
+** logstor.so with sqlite3_load_extension, means the tool has no search
+** path to get wrong (installed, in the build tree, or run from elsewhere)
+** and can never meet a logstor.so of another version; the extension
+** itself still does not link libsqlite3.  Both open DB read-only (a URI
+** such as file:app.db?logstor_dir=... is accepted): the data directory is
+** shared with other read-only processes and nothing in it can change, so
+** no lock is taken on writers of the .db file; a process that has the
+** database open for writing makes them fail with SQLITE_BUSY (run
+** SELECT logstor_backup(...) in that process instead).
 **
 ** info, check and dump open the engine read-only whatever damage it finds
 ** (on_damage=report: they write nothing), demo opens it to write; all take
@@ -13,6 +28,8 @@
 ** open.  dump SEGMENT reads the data file directly.
 */
 #include "catalog.h"
+
+#include <sqlite3.h>
 
 #include <fcntl.h>
 #include <inttypes.h>
@@ -35,7 +52,9 @@ static int usage(void) {
           "usage: logstor info DIR\n"
           "       logstor check DIR [TABLE_ID]\n"
           "       logstor dump DIR [SEGMENT]\n"
-          "       logstor demo DIR\n");
+          "       logstor demo DIR\n"
+          "       logstor backup DB DEST\n"
+          "       logstor dump-sql DB\n");
   return 2;
 }
 
@@ -239,7 +258,38 @@ static int cmd_demo(const char *dir) {
   return cmd_info(dir);
 }
 
+int sqlite3_logstor_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *pApi);
+
+/* Run one SQL function on database file db (read-only) and print its
+** result; dest, if given, is its argument. */
+static int sql_command(const char *file, const char *sql, const char *arg, const char *what) {
+  sqlite3_auto_extension((void (*)(void))sqlite3_logstor_init);
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_open_v2(file, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 5000);
+    rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+  }
+  if (rc == SQLITE_OK && arg) rc = sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    const char *out = (const char *)sqlite3_column_text(st, 0);
+    if (arg) printf("%s: %s logstor rows copied into %s\n", file, out ? out : "0", arg);
+    else fputs(out ? out : "", stdout);
+    rc = fflush(stdout) ? SQLITE_IOERR : SQLITE_OK;
+  }
+  if (rc) fprintf(stderr, "logstor %s: %s: %s\n", what, file, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
+  if (argc == 4 && !strcmp(argv[1], "backup"))
+    return sql_command(argv[2], "SELECT logstor_backup(?1)", argv[3], "backup");
+  if (argc == 3 && !strcmp(argv[1], "dump-sql"))
+    return sql_command(argv[2], "SELECT logstor_dump_sql()", NULL, "dump-sql");
   if (argc < 3) return usage();
   const char *cmd = argv[1], *dir = argv[2];
   int rc;
