@@ -421,16 +421,16 @@ static void fn_backup(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   b.conn = sqlite3_user_data(ctx);
   int rc;
   if (sqlite3_value_type(argv[0]) != SQLITE_TEXT) {
-    rc = fail(&b, SQLITE_MISMATCH, "logstor_backup(path): path must be text (the new database file), not %s",
+    rc = fail(&b, SQLITE_MISMATCH, "path must be text (the new database file), not %s",
               sqlite3_value_type(argv[0]) == SQLITE_NULL ? "NULL" : "a number or blob");
   } else if (!*(b.path = (const char *)sqlite3_value_text(argv[0]))) {
-    rc = fail(&b, SQLITE_MISUSE, "logstor_backup(path): path is empty");
+    rc = fail(&b, SQLITE_MISUSE, "path is empty");
   } else {
     rc = backup_run(&b);
   }
   backup_cleanup(&b, rc != SQLITE_OK);
   if (rc) {
-    char *m = sqlite3_mprintf("logstor: backup%s%s: %s", b.path ? " into " : "", b.path ? b.path : "",
+    char *m = sqlite3_mprintf("logstor: backup%s%s: %s", b.path && *b.path ? " into " : "", b.path ? b.path : "",
                               b.err ? b.err : sqlite3_errstr(rc));
     sqlite3_result_error(ctx, m ? m : "logstor: backup failed", -1);
     sqlite3_result_error_code(ctx, rc);

@@ -1,0 +1,136 @@
+/*
+** backup_host.c -- logstor_backup while another thread writes (run by
+** test/backup.test).
+**
+**   backup_host LOGSTOR_SO DIR JOURNAL_MODE ROUNDS
+**
+** A writer thread, on its own connection, commits transactions that change
+** a logstor table t and a native table n the same way (inserts, updates,
+** deletes), so at every committed moment the two hold the same rows.  The
+** main thread meanwhile makes ROUNDS backups with SELECT logstor_backup,
+** each once the writer has committed more since the last, and checks every
+** copy: logstor_check says ok, t and n hold the same rows (the copy of the
+** .db file and the copy of the rows are of one moment), and the moments
+** move on.  Prints one line per round and "N passed, N failed".
+*/
+#include <sqlite3.h>
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *so, *dir;
+static atomic_int stop;
+static atomic_long commits;
+static atomic_int writer_failed;
+
+static sqlite3 *open_db(const char *file) {
+  sqlite3 *db = NULL;
+  char *err = NULL;
+  if (sqlite3_open(file, &db) || sqlite3_enable_load_extension(db, 1) ||
+      sqlite3_load_extension(db, so, NULL, &err)) {
+    fprintf(stderr, "open %s: %s\n", file, err ? err : sqlite3_errmsg(db));
+    exit(2);
+  }
+  sqlite3_busy_timeout(db, 20000);
+  return db;
+}
+
+static int exec(sqlite3 *db, const char *sql) {
+  char *err = NULL;
+  int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
+  if (rc) fprintf(stderr, "%s: %s\n", sql, err ? err : sqlite3_errstr(rc));
+  sqlite3_free(err);
+  return rc;
+}
+
+static long long one(sqlite3 *db, const char *sql, char *text, size_t cap) {
+  sqlite3_stmt *st = NULL;
+  long long v = -1;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    v = sqlite3_column_int64(st, 0);
+    if (text) snprintf(text, cap, "%s", sqlite3_column_text(st, 0) ? (const char *)sqlite3_column_text(st, 0) : "");
+  } else {
+    fprintf(stderr, "%s: %s\n", sql, sqlite3_errmsg(db));
+  }
+  sqlite3_finalize(st);
+  return v;
+}
+
+static void *writer(void *arg) {
+  sqlite3 *db = open_db(arg);
+  char sql[512];
+  for (long i = 1; !atomic_load(&stop); i++) {
+    snprintf(sql, sizeof sql,
+             "BEGIN;"
+             "INSERT INTO t VALUES(%ld, %ld); INSERT INTO n VALUES(%ld, %ld);"
+             "UPDATE t SET v = v + 1 WHERE pk = %ld; UPDATE n SET v = v + 1 WHERE pk = %ld;"
+             "DELETE FROM t WHERE pk = %ld; DELETE FROM n WHERE pk = %ld;"
+             "COMMIT;",
+             i, i, i, i, i / 2, i / 2, i % 3 ? -1 : i - 7, i % 3 ? -1 : i - 7);
+    if (exec(db, sql)) {
+      atomic_store(&writer_failed, 1);
+      (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+      break;
+    }
+    atomic_fetch_add(&commits, 1);
+  }
+  sqlite3_close(db);
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 5) {
+    fprintf(stderr, "usage: backup_host LOGSTOR_SO DIR JOURNAL_MODE ROUNDS\n");
+    return 2;
+  }
+  so = argv[1];
+  dir = argv[2];
+  int rounds = atoi(argv[4]);
+  char src[4096], sql[4096 + 64];
+  snprintf(src, sizeof src, "%s/src.db", dir);
+  sqlite3 *db = open_db(src);
+  snprintf(sql, sizeof sql, "PRAGMA journal_mode=%s", argv[3]);
+  if (exec(db, sql) ||
+      exec(db, "CREATE VIRTUAL TABLE t USING logstor(pk INTEGER PRIMARY KEY, v INT);"
+               "CREATE TABLE n(pk INTEGER PRIMARY KEY, v INT)"))
+    return 1;
+  pthread_t th;
+  pthread_create(&th, NULL, writer, src);
+  int pass = 0, fail = 0;
+  long last_rows = -1, last_commits = 0;
+  for (int r = 0; r < rounds && !atomic_load(&writer_failed); r++) {
+    /* Back up only once the writer has moved on. */
+    while (atomic_load(&commits) < last_commits + 20 && !atomic_load(&writer_failed)) sched_yield();
+    last_commits = atomic_load(&commits);
+    char copy[4200];
+    snprintf(copy, sizeof copy, "%s/copy%d.db", dir, r);
+    char *q = sqlite3_mprintf("SELECT logstor_backup(%Q)", copy);
+    long long copied = one(db, q, NULL, 0);
+    sqlite3_free(q);
+    sqlite3 *c = open_db(copy);
+    char check[256] = "";
+    one(c, "SELECT logstor_check()", check, sizeof check);
+    long long rows = one(c, "SELECT count(*) FROM t", NULL, 0);
+    long long native = one(c, "SELECT count(*) FROM n", NULL, 0);
+    long long diff = one(c, "SELECT (SELECT count(*) FROM (SELECT pk, v FROM t EXCEPT SELECT pk, v FROM n)) + "
+                            "(SELECT count(*) FROM (SELECT pk, v FROM n EXCEPT SELECT pk, v FROM t))", NULL, 0);
+    int ok = !strcmp(check, "ok") && rows > last_rows && rows == native && diff == 0 && copied == rows;
+    printf("round %d: copied %lld, check %s, t %lld rows, n %lld rows, %lld differ%s\n", r, copied, check, rows,
+           native, diff, ok ? "" : "  <-- FAIL");
+    ok ? pass++ : fail++;
+    last_rows = rows;
+    sqlite3_close(c);
+  }
+  atomic_store(&stop, 1);
+  pthread_join(th, NULL);
+  if (atomic_load(&writer_failed)) { printf("the writer failed\n"); fail++; }
+  long long final = one(db, "SELECT (SELECT count(*) FROM t) = (SELECT count(*) FROM n)", NULL, 0);
+  final == 1 ? pass++ : fail++;
+  sqlite3_close(db);
+  printf("%d passed, %d failed\n", pass, fail);
+  return fail != 0;
+}
