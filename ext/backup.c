@@ -34,7 +34,8 @@
 **
 ** Anything that fails removes what the backup made.  logstor_stats shows a
 ** running backup of its database under scope 'backup' (path,
-** pages_copied, pages_total, rows_copied, rows_total).
+** pages_copied, pages_total, rows_copied, rows_total; all 0 while it waits
+** for the write lock).
 */
 #include "logstor_int.h"
 
@@ -216,6 +217,14 @@ static int take_moment(backup *b) {
   if (rc) rc = fail(b, rc, "%s", err ? err : sqlite3_errstr(rc));
   sqlite3_free(err);
   if (rc) return rc;
+  /* Listed from now on (logstor_stats: all zero while it waits for the
+  ** write lock). */
+  if (b->ldb->eng) {
+    b->job.path = sqlite3_mprintf("%s", b->path);
+    if (!b->job.path) return SQLITE_NOMEM;
+    b->job.eng = b->ldb->eng;
+    job_list(&b->job, 1);
+  }
   if (is_file) {
     if (!readonly) rc = open_conn(b, file, SQLITE_OPEN_READWRITE, &b->lock, "the database");
     if (!rc) rc = open_conn(b, file, readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE, &b->reader,
@@ -398,12 +407,7 @@ static int backup_run(backup *b) {
   if (sqlite3_file_control(db, "main", SQLITE_FCNTL_VFS_POINTER, &vfs) == SQLITE_OK && vfs) b->vfs = vfs->zName;
   b->timeout_ms = busy_timeout(db);
   int rc = take_moment(b);
-  if (!rc && b->ldb && b->ldb->eng && b->nids) {
-    b->job.eng = b->ldb->eng;
-    b->job.path = sqlite3_mprintf("%s", b->path);
-    if (!b->job.path) rc = SQLITE_NOMEM;
-    job_list(&b->job, 1);
-  }
+  job_update(&b->job, &b->p);
   if (!rc) rc = copy_file(b);
   if (b->reader) {
     (void)sqlite3_exec(b->reader, "COMMIT", NULL, NULL, NULL);   /* writers may commit again */

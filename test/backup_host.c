@@ -82,6 +82,36 @@ static void *writer(void *arg) {
   return NULL;
 }
 
+/* The progress check: a holder keeps a write transaction open, so the
+** backup waits for the write lock; a poller, on a connection of its own,
+** finds the backup listed in logstor_stats and lets the holder commit. */
+static atomic_int phase;           /* 1: the holder has the lock; 2: commit */
+static atomic_int listed;          /* the poller saw the backup */
+
+static void *holder(void *arg) {
+  sqlite3 *db = open_db(arg);
+  if (exec(db, "BEGIN; INSERT INTO t VALUES(-1, -1); INSERT INTO n VALUES(-1, -1)")) atomic_store(&writer_failed, 1);
+  atomic_store(&phase, 1);
+  while (atomic_load(&phase) != 2) sched_yield();
+  if (exec(db, "COMMIT")) atomic_store(&writer_failed, 1);
+  sqlite3_close(db);
+  return NULL;
+}
+
+static void *poller(void *arg) {
+  sqlite3 *db = open_db(arg);
+  while (atomic_load(&phase) != 1) sched_yield();
+  /* Bounded, so that a backup never listed fails instead of hanging. */
+  for (long i = 0; i < 2000000 && !atomic_load(&listed); i++)
+    if (one(db, "SELECT count(*) FROM logstor_stats WHERE scope = 'backup' AND name = 'path' "
+                "AND value LIKE '%copy-progress.db'", NULL, 0) == 1 &&
+        one(db, "SELECT sum(value) FROM logstor_stats WHERE scope = 'backup' AND name <> 'path'", NULL, 0) == 0)
+      atomic_store(&listed, 1);
+  atomic_store(&phase, 2);
+  sqlite3_close(db);
+  return NULL;
+}
+
 int main(int argc, char **argv) {
   if (argc != 5) {
     fprintf(stderr, "usage: backup_host LOGSTOR_SO DIR JOURNAL_MODE ROUNDS\n");
@@ -130,6 +160,29 @@ int main(int argc, char **argv) {
   if (atomic_load(&writer_failed)) { printf("the writer failed\n"); fail++; }
   long long final = one(db, "SELECT (SELECT count(*) FROM t) = (SELECT count(*) FROM n)", NULL, 0);
   final == 1 ? pass++ : fail++;
+
+  /* The backup waits for the holder's transaction, is listed meanwhile,
+  ** and its copy has the holder's rows; no longer listed afterwards. */
+  pthread_t ht, pt;
+  pthread_create(&ht, NULL, holder, src);
+  pthread_create(&pt, NULL, poller, src);
+  while (atomic_load(&phase) == 0) sched_yield();
+  char copy[4200];
+  snprintf(copy, sizeof copy, "%s/copy-progress.db", dir);
+  char *q = sqlite3_mprintf("SELECT logstor_backup(%Q)", copy);
+  long long copied = one(db, q, NULL, 0);
+  sqlite3_free(q);
+  pthread_join(ht, NULL);
+  pthread_join(pt, NULL);
+  sqlite3 *c = open_db(copy);
+  long long held = one(c, "SELECT (SELECT count(*) FROM t WHERE pk = -1) + (SELECT count(*) FROM n WHERE pk = -1)",
+                       NULL, 0);
+  sqlite3_close(c);
+  long long after = one(db, "SELECT count(*) FROM logstor_stats WHERE scope = 'backup'", NULL, 0);
+  int ok = copied > 0 && atomic_load(&listed) && held == 2 && after == 0 && !atomic_load(&writer_failed);
+  printf("progress: listed while waiting %d, the holder's rows in the copy %lld, listed after %lld%s\n",
+         atomic_load(&listed), held, after, ok ? "" : "  <-- FAIL");
+  ok ? pass++ : fail++;
   sqlite3_close(db);
   printf("%d passed, %d failed\n", pass, fail);
   return fail != 0;
