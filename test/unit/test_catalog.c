@@ -70,6 +70,32 @@ static void test_create_rename_manifest(void) {
   cat_engine_free(e);
 }
 
+/* ls_table_create_id: a given id at or after the next free one (the ids
+** between are skipped for ever), never one below it. */
+static void test_create_with_id(void) {
+  ls_engine *e = cat_engine();
+  uint32_t a;
+  CHECK_RC(ls_table_create_id(e, "five", 2, 5), LS_OK);
+  CHECK_INT(ls_table_exists(e, 5), 1);
+  CHECK_INT(ls_table_exists(e, 1), 0);
+  CHECK_RC(ls_table_create_id(e, "again", 1, 5), LS_INVALID);
+  CHECK_RC(ls_table_create_id(e, "below", 1, 3), LS_INVALID);
+  CHECK_RC(ls_table_create_id(e, "zero", 1, 0), LS_INVALID);
+  CHECK_RC(ls_table_create(e, "next", 1, &a), LS_OK);
+  CHECK_INT(a, 6);
+  CHECK_RC(ls_table_create_id(e, "nine", 1, 9), LS_OK);
+  ls_table_info info;
+  CHECK_RC(ls_table_info_get(e, 5, &info), LS_OK);
+  CHECK_INT(info.groups, 2);
+  CHECK(!strcmp(info.name, "five"));
+  ls_manifest m;
+  CHECK_RC(ls_manifest_read(e->io, e->dirfd, &m), LS_OK);
+  CHECK_INT(m.ntables, 3);
+  CHECK_INT(m.next_table, 10);
+  ls_manifest_free(&m);
+  cat_engine_free(e);
+}
+
 static void count_dead(void *arg, uint64_t word) {
   LS_UNUSED(word);
   (*(int *)arg)++;
@@ -134,6 +160,7 @@ static void test_failure_state(void) {
 
 int main(void) {
   RUN(test_create_rename_manifest);
+  RUN(test_create_with_id);
   RUN(test_install_and_drop);
   RUN(test_failure_state);
   return unit_finish();

@@ -306,6 +306,30 @@ static void *frozen_reader(void *arg) {
   return NULL;
 }
 
+/* ls_wait_unprepared: LS_BUSY after its timeout while a transaction is
+** prepared; LS_OK at once when none is (published or unprepared). */
+static void test_wait_unprepared(void) {
+  const char *dir = unit_tmpdir();
+  ls_engine *e = unit_open(dir, 0, 0, 0, 0, 0);
+  uint32_t t1;
+  CHECK_RC(ls_table_create(e, "t1", 1, &t1), LS_OK);
+  CHECK_RC(ls_wait_unprepared(e, 0), LS_OK);
+  ls_key k;
+  ls_key_set(&k, "a", 1);
+  for (int publish = 0; publish < 2; publish++) {
+    ls_txn *p;
+    CHECK_RC(ls_txn_begin(e, &p), LS_OK);
+    CHECK_RC(ls_txn_put(p, t1, &k, "v", 1), LS_OK);
+    CHECK_RC(ls_txn_prepare(p), LS_OK);
+    CHECK_RC(ls_wait_unprepared(e, 5), LS_BUSY);
+    if (publish) ls_txn_publish(p);
+    else CHECK_RC(ls_txn_unprepare(p), LS_OK);
+    CHECK_RC(ls_wait_unprepared(e, 0), LS_OK);
+    ls_txn_free(p);
+  }
+  ls_close(e);
+}
+
 static void test_prepared_frozen(void) {
   const char *dir = unit_tmpdir();
   ls_engine *e = unit_open(dir, 0, 0, 0, 0, 0);
@@ -503,6 +527,7 @@ int main(void) {
   RUN(test_short_writes);
   RUN(test_format_failure);
   RUN(test_group_commit);
+  RUN(test_wait_unprepared);
   RUN(test_prepared_frozen);
   RUN(test_group_conflict);
   RUN(test_group_conflict_nomem);
