@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BACKUP_TXN_BYTES (1u << 20)      /* rows copied per engine commit */
@@ -103,6 +104,7 @@ typedef struct backup {
   int made_file, made_dir;         /* what to remove on failure */
   const char *vfs;                 /* the source's VFS */
   int timeout_ms;
+  int64_t busy_until;              /* busy_retry gives up then */
   sqlite3 *lock;                   /* holds the write lock (step 1) */
   sqlite3 *reader;                 /* reads the source (step 3) */
   sqlite3 *src;                    /* the source of the .db copy */
@@ -147,6 +149,25 @@ static int busy_timeout(sqlite3 *db) {
   return ms > 0 ? ms : BACKUP_DEFAULT_TIMEOUT_MS;
 }
 
+/* The busy handler of the backup's own connections: retries every 100 us
+** until the timeout.  (SQLite's busy timeout sleeps up to 100 ms between
+** tries, and a writer committing in a loop in rollback-journal mode takes
+** the lock again well within that: the backup would starve.) */
+static int64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int busy_retry(void *arg, int count) {
+  backup *b = arg;
+  if (count == 0) b->busy_until = now_us() + (int64_t)b->timeout_ms * 1000;
+  else if (now_us() >= b->busy_until) return 0;
+  struct timespec ts = { 0, 100000 };
+  nanosleep(&ts, NULL);
+  return 1;
+}
+
 static int open_conn(backup *b, const char *file, int flags, sqlite3 **out, const char *what) {
   int rc = sqlite3_open_v2(file, out, flags, b->vfs);
   if (rc) {
@@ -155,7 +176,7 @@ static int open_conn(backup *b, const char *file, int flags, sqlite3 **out, cons
     *out = NULL;
     return rc;
   }
-  sqlite3_busy_timeout(*out, b->timeout_ms);
+  sqlite3_busy_handler(*out, busy_retry, b);
   return SQLITE_OK;
 }
 
