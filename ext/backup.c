@@ -272,6 +272,10 @@ static int take_moment(backup *b) {
       char *m = lsx_db_absent(b->ldb);
       rc = fail(b, SQLITE_CANTOPEN, "%s", m ? m : "the data directory does not exist");
       sqlite3_free(m);
+    } else if ((rc = lsx_db_owner(b->ldb, b->owner, 0, &err)) != SQLITE_OK) {
+      /* The directory is another database's (as the tables' use says). */
+      rc = fail(b, rc, "%s", err ? err : sqlite3_errstr(rc));
+      sqlite3_free(err);
     } else {
       int erc = ls_txn_begin_read(eng, &b->snap);
       if (erc) rc = fail_engine(b, erc, "cannot start a snapshot");
