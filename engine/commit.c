@@ -404,6 +404,7 @@ static int do_publish(ls_engine *e, void *arg) {
       char msg[256];
       snprintf(msg, sizeof msg, "the commit record of a decided transaction could not be written: %s", ls_errmsg());
       cat_fail(e, msg);
+      assert(atomic_load(&e->failed));      /* W4 */
     } else {
       decision_remove(w, t->decision);
     }
@@ -426,6 +427,7 @@ static int do_unprepare(ls_engine *e, void *arg) {
     snprintf(msg, sizeof msg, "the rollback of a prepared transaction could not be written: %s", ls_errmsg());
     cat_fail(e, msg);
   }
+  assert(!rc || atomic_load(&e->failed));   /* W4: a failed write fails the engine */
   if (!rc && t->decision) decision_remove(w, t->decision);
   /* t's records are dead either way: their segments may empty out. */
   writer_hold_segments(w, t, -1);

@@ -83,6 +83,7 @@ int cl_separate(ls_cleaner *c, uint32_t max, uint32_t *done) {
     ls_seg *d = seg_get(&e->sm, x.id);
     int ok = d->seq == x.seq && d->state == SEG_SEALED;
     int held = ok && d->holds > 0;
+    assert(!ok || !(d->flags & SEGF_INFLIGHT));   /* W6 (writer.c): never separated in flight */
     if (ok && !held) d->state = SEG_CLEANING;
     pthread_mutex_unlock(&e->sm.lock);
     if (!ok) continue;                                /* freed meanwhile */

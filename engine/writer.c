@@ -62,7 +62,9 @@
 **       until the cleaner settles their buffer (FORMAT.md).
 **  (W8) An allocation that would dip into the cleaner's reserve first asks
 **       the cleaner for room (on this thread); a transaction of deletes
-**       only may go deeper, so that space can be freed on a full disk.
+**       only may go deeper, so that space can be freed on a full disk, and
+**       the control record ending a prepared transaction (commit.c) deeper
+**       still: an outcome that can not be written is left to chance.
 **  (W9) A transaction that does not fit the rest of the active segment but
 **       fits a fresh one goes into a fresh one when less than an eighth of
 **       the active segment is left: then no segment's records need a COMMIT
@@ -113,6 +115,16 @@
 
 /* ---- buffer and segment handling ---------------------------------------- */
 
+#ifndef NDEBUG
+/* For asserts: s's flags, read under the segment manager's lock. */
+static uint8_t seg_flags_now(ls_engine *e, uint32_t s) {
+  pthread_mutex_lock(&e->sm.lock);
+  uint8_t f = seg_get(&e->sm, s)->flags;
+  pthread_mutex_unlock(&e->sm.lock);
+  return f;
+}
+#endif
+
 /* Start a new open buffer at offset off of the active segment. */
 static void buf_open_at(ls_writer *w, uint32_t off) {
   w->buf_start = off;
@@ -142,6 +154,9 @@ int writer_sync_files(ls_writer *w, int final) {
     if (!r) w->deferred = 0;
   }
   if (r) {
+    /* W4: a failed sync is never retried: the files it covered left the
+    ** set (and a pending-set failure is kept, segment.c). */
+    assert(w->syncs.n == 0);
     w->io_error = 1;
     return ls_err_io(r, LS_CAUSE_SYNC, "fdatasync of a data file");
   }
@@ -177,6 +192,8 @@ int writer_buf_write(ls_writer *w) {
     .max_seq = atomic_load(&e->next_seq) - 1,
     .data_size = w->buf_len - LS_BUF_HDR, .nrecords = w->buf_nrec,
   };
+  /* W5: the header records a sequence at least every record's in it. */
+  assert(h.max_seq >= atomic_load_explicit(&d->max_seq, memory_order_relaxed));
   ls_bufhdr_encode(w->buf, &h);
   uint32_t len = (uint32_t)ls_align_up(w->buf_len, LS_BLOCK);
   int fd = seg_fd(&e->sm, w->seg);
@@ -211,6 +228,7 @@ void writer_note_empty(ls_writer *w, uint32_t s) {
 static void seal_active(ls_writer *w) {
   ls_engine *e = w->e;
   if (w->seg == SEG_NONE) return;
+  assert(!(seg_flags_now(e, w->seg) & SEGF_INFLIGHT));   /* W6: in flight once, from here */
   seg_flags(&e->sm, w->seg, SEGF_INFLIGHT, 0);
   seg_seal(&e->sm, w->seg);
   if (seg_ids_push(&w->sealed, w->seg)) seg_flags(&e->sm, w->seg, 0, SEGF_INFLIGHT);
@@ -221,6 +239,12 @@ static void seal_active(ls_writer *w) {
 ** reached (W8). */
 static int alloc_segment(ls_writer *w, int kind, uint32_t table, uint32_t group, int purpose, uint32_t *s) {
   ls_engine *e = w->e;
+  /* W8: the cleaner is asked on the writer's own thread (it never waits
+  ** for the cleaner thread); only the control records of a transaction's
+  ** end (commit.c, write_range_record) may take the cleaner's own
+  ** reserve, and they go to the mixed segment. */
+  assert(pthread_equal(pthread_self(), w->self));
+  assert(purpose != SEG_FOR_CLEANER || kind == LS_KIND_MIXED);
   int rc = seg_alloc(&e->sm, kind, table, group, purpose, s);
   if (rc == LS_FULL) rc = cleaner_alloc(e, kind, table, group, purpose, s);
   if (!rc) seg_ahead_kick(&e->sm);
@@ -287,6 +311,9 @@ uint64_t writer_append(ls_writer *w, const uint8_t *rec, uint32_t size, uint32_t
   memcpy(p, rec, size);
   uint64_t seq = atomic_fetch_add(&e->next_seq, 1);
   ls_seg *d = seg_get(&e->sm, w->seg);
+  /* W5: assigned here, in write order: above every record of the segment. */
+  assert(pthread_equal(pthread_self(), w->self));
+  assert(seq > atomic_load_explicit(&d->max_seq, memory_order_relaxed));
   ls_rec_seal(p, seq, flags, d->seed);
   seg_note_rec(d, w->buf_start + w->buf_len, seq);
   uint64_t word = loc_make(w->seg, w->buf_start + w->buf_len, size, tomb);
@@ -309,6 +336,7 @@ static int direct_write(ls_writer *w, ls_txn *t, uint32_t s, uint32_t len, uint3
     .kind = LS_KIND_GROUP, .seg_seq = d->seq, .max_seq = atomic_load(&e->next_seq) - 1,
     .data_size = len - LS_BUF_HDR, .nrecords = nrec, .table = d->table, .group = d->group,
   };
+  assert(h.max_seq >= atomic_load_explicit(&d->max_seq, memory_order_relaxed));   /* W5 */
   ls_bufhdr_encode(w->dbuf, &h);
   uint32_t alen = (uint32_t)ls_align_up(len, LS_BLOCK);
   memset(w->dbuf + len, 0, alen - len);
@@ -390,6 +418,7 @@ static int serialize_direct(ls_writer *w, ls_txn *t, int purpose) {
       uint8_t *p = w->dbuf + len;
       memcpy(p, txn_rec_ptr(t, r), r->size);
       uint64_t seq = atomic_fetch_add(&e->next_seq, 1);
+      assert(seq > atomic_load_explicit(&d->max_seq, memory_order_relaxed));   /* W5 */
       ls_rec_seal(p, seq, LS_RF_CONT, d->seed);
       seg_note_rec(d, len, seq);
       r->word = loc_make(s, len, r->size, r->type == LS_REC_DELETE);
@@ -507,8 +536,14 @@ void writer_hand_off(ls_writer *w) {
     if (d->used >= LS_BUF_HDR && seg_seal_header(&e->sm, w->sealed.v[i], d->seq, d->used, &fd))
       cat_fail(e, ls_errmsg());
   }
-  for (uint32_t i = 0; i < w->sealed.n; i++) seg_flags(&e->sm, w->sealed.v[i], 0, SEGF_INFLIGHT);
+  for (uint32_t i = 0; i < w->sealed.n; i++) {
+    /* W6: in flight from its seal until now, its group installed. */
+    assert(seg_flags_now(e, w->sealed.v[i]) & SEGF_INFLIGHT);
+    assert(w->sealed.v[i] != w->seg);
+    seg_flags(&e->sm, w->sealed.v[i], 0, SEGF_INFLIGHT);
+  }
   for (uint32_t i = 0; i < w->direct.n; i++) {
+    assert(seg_flags_now(e, w->direct.v[i]) & SEGF_INFLIGHT);   /* W6 */
     seg_flags(&e->sm, w->direct.v[i], 0, SEGF_INFLIGHT);
     writer_note_empty(w, w->direct.v[i]);
   }
@@ -629,11 +664,15 @@ static void process_group(ls_writer *w, commit_req *group) {
   if (rc) {
     ls_err_save(&err);
     cat_fail(e, err.msg);          /* (W4) */
+    assert(atomic_load(&e->failed));   /* W4: every later commit gets LS_READONLY */
     /* Retire the active segment: its tail is in an unknown state. */
     if (w->seg != SEG_NONE) { seg_seal(&e->sm, w->seg); w->seg = SEG_NONE; }
     fail_list(ok, rc, &err);
     return;
   }
+  /* W4: nothing of a group whose write or sync failed is acknowledged
+  ** (a failure that reached no transaction would be swallowed). */
+  assert(!w->io_error);
   if (ok) atomic_fetch_add(&e->commit_groups, 1);
   for (commit_req *q = ok; q; q = q->next) {
     if (q->mode == WRITE_COMMIT) {
@@ -656,6 +695,7 @@ static void process_group(ls_writer *w, commit_req *group) {
 
 static void *writer_main(void *arg) {
   ls_writer *w = arg;
+  w->self = pthread_self();
   pthread_mutex_lock(&w->lock);
   for (;;) {
     if (w->calls) {

@@ -50,6 +50,7 @@ typedef struct keyset {
 struct ls_writer {
   ls_engine *e;
   pthread_t thread;
+  pthread_t self;                  /* the thread as it sees itself (asserts) */
   int started;
   pthread_mutex_t lock;
   pthread_cond_t cond;
