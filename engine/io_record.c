@@ -456,15 +456,9 @@ uint64_t ls_iolog_variants(ls_iolog *l, uint64_t cut) {
 typedef struct img { uint8_t *p; uint64_t size, cap; } img;
 
 static int img_write(img *m, uint64_t off, const uint8_t *data, uint64_t len) {
-  if (off + len > m->cap) {
-    uint64_t cap = m->cap ? m->cap : 65536;
-    while (cap < off + len) cap *= 2;
-    uint8_t *q = realloc(m->p, cap);
-    if (!q) return -ENOMEM;
-    memset(q + m->cap, 0, cap - m->cap);
-    m->p = q;
-    m->cap = cap;
-  }
+  uint64_t old = m->cap;
+  if (LS_GROW(m->p, m->cap, off + len, 65536)) return -ENOMEM;
+  if (m->cap > old) memset(m->p + old, 0, m->cap - old);
   if (data) memcpy(m->p + off, data, len);
   else memset(m->p + off, 0, len);
   if (off + len > m->size) m->size = off + len;
