@@ -1,7 +1,8 @@
 /*
 ** test_engine.c -- the public engine API: opening, the catalog, reads and
 ** writes, transactions (read-your-writes, savepoints, conflicts), cursors,
-** batched reads, limits, space reuse, stats and the check.
+** batched reads, limits, space reuse, stats and the check.  Two-phase
+** commit is in test_prepare.c.
 */
 #include "unit.h"
 #include "catalog.h"
@@ -11,12 +12,6 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static ls_engine *reopen(const char *dir) {
-  ls_engine *e = NULL;
-  CHECK_RC(ls_open(dir, NULL, &e), LS_OK);
-  return e;
-}
 
 static void key_of(ls_key *k, char *buf, size_t cap, const char *prefix, long i) {
   int n = snprintf(buf, cap, "%s%ld", prefix, i);
@@ -70,7 +65,7 @@ static void test_open_options(void) {
   o.disk_size = 65536 * 32;
   CHECK_RC(ls_open(sub, &o, &e), LS_INVALID);
   CHECK(strstr(ls_errmsg(), "disk_size") != NULL);
-  e = reopen(sub);
+  e = unit_reopen(sub);
   ls_stats s;
   ls_stats_get(e, &s);
   CHECK(s.io_backend && (!strcmp(s.io_backend, "io_uring") || !strcmp(s.io_backend, "posix")));
@@ -155,7 +150,7 @@ static void test_catalog(void) {
   CHECK_INT(n, 2);
   unit_check_ok(e);
   ls_close(e);
-  e = reopen(d);
+  e = unit_reopen(d);
   CHECK(!strcmp(unit_gets(e, a, "k"), "in alpha"));
   CHECK_RC(ls_table_info_get(e, a, &ti), LS_OK);
   CHECK(!strcmp(ti.name, "gamma"));
@@ -187,7 +182,7 @@ static void test_truncate(void) {
   CHECK_RC(unit_puts(e, t, "k7", "new"), LS_OK);
   unit_check_ok(e);
   ls_close(e);
-  e = reopen(d);
+  e = unit_reopen(d);
   /* Truncated rows never come back; rows written after do; other tables
   ** are untouched. */
   CHECK(!strcmp(unit_gets(e, t, "k5"), ""));
@@ -225,7 +220,7 @@ static void test_put_get_delete(void) {
   CHECK_U64(ti.rows, 1);
   unit_check_ok(e);
   ls_close(e);
-  e = reopen(d);
+  e = unit_reopen(d);
   CHECK(!strcmp(unit_gets(e, t, "a"), ""));
   CHECK_RC(ls_get(e, t, &k, &v), LS_OK);
   CHECK_INT(v.len, 0);
@@ -277,7 +272,7 @@ static void test_limits(void) {
   CHECK_RC(ls_get(e, t, &kk, &v), LS_OK);
   CHECK_INT(v.key_len, 65535);
   ls_close(e);
-  e = reopen(d2);
+  e = unit_reopen(d2);
   CHECK_RC(ls_get(e, t, &kk, &v), LS_OK);
   CHECK_INT(v.len, 1);
   unit_check_ok(e);
@@ -380,7 +375,7 @@ static void test_savepoints(void) {
   ls_txn_free(x);
   CHECK(!strcmp(unit_gets(e, t, "a"), "a1"));
   ls_close(e);
-  e = reopen(d);
+  e = unit_reopen(d);
   CHECK(!strcmp(unit_gets(e, t, "a"), "a1"));
   CHECK(!strcmp(unit_gets(e, t, "c"), "c4"));
   unit_check_ok(e);
@@ -598,7 +593,7 @@ static void test_big_transaction(void) {
   ls_txn_free(x);
   CHECK_RC(unit_puts(e, t, "after", "y"), LS_OK);
   ls_close(e);
-  e = reopen(d);
+  e = unit_reopen(d);
   ls_table_info ti;
   CHECK_RC(ls_table_info_get(e, t, &ti), LS_OK);
   CHECK_U64(ti.rows, N + 2);
@@ -658,7 +653,7 @@ static void test_full(void) {
   CHECK(!strcmp(unit_gets(e, t, "live3"), "0123456789012345678901234567890123456789"));
   unit_check_ok(e);
   ls_close(e);
-  e = reopen(d);
+  e = unit_reopen(d);
   CHECK(!strcmp(unit_gets(e, t, "live3"), "0123456789012345678901234567890123456789"));
   CHECK(!strcmp(unit_gets(e, t, "full1"), ""));
   unit_check_ok(e);
@@ -692,7 +687,7 @@ static void test_space_reuse(void) {
   CHECK(s.segments_free > 0);
   unit_check_ok(e);
   ls_close(e);
-  e = reopen(d);
+  e = unit_reopen(d);
   for (int j = 0; j < 10; j++) {
     snprintf(kb, sizeof kb, "hot%d", j);
     snprintf(val, sizeof val, "value %d", 20000 - 10 + j);
@@ -741,7 +736,7 @@ static void test_stats_segments(void) {
   CHECK_INT(n[3], 0);
   CHECK_INT(n[0], (int)s1.segments_free);
   ls_close(e);
-  e = reopen(d);                   /* from the checkpoint of the clean close */
+  e = unit_reopen(d);                   /* from the checkpoint of the clean close */
   ls_stats_get(e, &s1);
   CHECK_U64(s1.recovery_checkpoint, 1);
   CHECK_U64(s1.recovery_records, 0);
@@ -751,133 +746,12 @@ static void test_stats_segments(void) {
   char ck[4200];                   /* without it: a scan */
   snprintf(ck, sizeof ck, "%s/CHECKPOINT", d);
   CHECK(unlink(ck) == 0);
-  e = reopen(d);
+  e = unit_reopen(d);
   ls_stats_get(e, &s1);
   CHECK_U64(s1.recovery_checkpoint, 0);
   CHECK(s1.recovery_records >= 200);
   CHECK(s1.recovery_segments > 0);
   CHECK_U64(s1.records_live, 200);
-  ls_close(e);
-}
-
-/* Two-phase commit: prepare (durable, invisible), publish, unprepare. */
-static void test_prepare_publish(void) {
-  const char *d = unit_tmpdir();
-  ls_engine *e = unit_open(d, 8192, 32768, 0, 0, 0);
-  uint32_t t;
-  CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
-  CHECK_RC(unit_puts(e, t, "k", "old"), LS_OK);
-  ls_txn *x;
-  ls_key k, j;
-  ls_key_set(&k, "k", 1);
-  ls_key_set(&j, "j", 1);
-  ls_value v = {0};
-  CHECK_RC(ls_txn_begin(e, &x), LS_OK);
-  CHECK_RC(ls_txn_put(x, t, &k, "new", 3), LS_OK);
-  CHECK_RC(ls_txn_put(x, t, &j, "jj", 2), LS_OK);
-  CHECK_RC(ls_txn_prepare(x), LS_OK);
-  CHECK_INT(ls_txn_prepared(x), 1);
-  /* Durable but not visible; its own reads see it; writes are refused. */
-  CHECK(!strcmp(unit_gets(e, t, "k"), "old"));
-  CHECK(!strcmp(unit_gets(e, t, "j"), ""));
-  CHECK_RC(ls_txn_get(x, t, &k, &v), LS_OK);
-  CHECK(v.len == 3 && !memcmp(v.data, "new", 3));
-  CHECK_RC(ls_txn_put(x, t, &k, "x", 1), LS_INVALID);
-  /* Another transaction touching its keys conflicts; others pass. */
-  CHECK_RC(unit_puts(e, t, "k", "other"), LS_CONFLICT);
-  CHECK_RC(unit_puts(e, t, "unrelated", "ok"), LS_OK);
-  ls_txn_publish(x);
-  CHECK_INT(ls_txn_prepared(x), 0);
-  ls_txn_free(x);
-  CHECK(!strcmp(unit_gets(e, t, "k"), "new"));
-  CHECK(!strcmp(unit_gets(e, t, "j"), "jj"));
-  CHECK_RC(unit_puts(e, t, "k", "after"), LS_OK);
-  ls_close(e);
-  e = reopen(d);
-  CHECK(!strcmp(unit_gets(e, t, "k"), "after"));
-  CHECK(!strcmp(unit_gets(e, t, "j"), "jj"));
-  unit_check_ok(e);
-  ls_close(e);
-  ls_value_free(&v);
-}
-
-static void test_prepare_unprepare(void) {
-  const char *d = unit_tmpdir();
-  ls_engine *e = unit_open(d, 8192, 32768, 0, 0, 0);
-  uint32_t t;
-  CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
-  CHECK_RC(unit_puts(e, t, "k", "old"), LS_OK);
-  ls_txn *x;
-  ls_key k, j;
-  ls_key_set(&k, "k", 1);
-  ls_key_set(&j, "j", 1);
-  CHECK_RC(ls_txn_begin(e, &x), LS_OK);
-  CHECK_RC(ls_txn_put(x, t, &k, "aborted", 7), LS_OK);
-  CHECK_RC(ls_txn_put(x, t, &j, "aborted", 7), LS_OK);
-  CHECK_RC(ls_txn_prepare(x), LS_OK);
-  CHECK_RC(ls_txn_unprepare(x), LS_OK);
-  CHECK_INT(ls_txn_prepared(x), 0);
-  CHECK(!strcmp(unit_gets(e, t, "k"), "old"));
-  /* Others may write the keys again. */
-  CHECK_RC(unit_puts(e, t, "j", "mine"), LS_OK);
-  ls_txn_free(x);
-  ls_close(e);
-  /* The ABORT record keeps the prepared writes out after a restart. */
-  e = reopen(d);
-  CHECK(!strcmp(unit_gets(e, t, "k"), "old"));
-  CHECK(!strcmp(unit_gets(e, t, "j"), "mine"));
-  unit_check_ok(e);
-  /* Unprepare, change, prepare again, publish. */
-  CHECK_RC(ls_txn_begin(e, &x), LS_OK);
-  CHECK_RC(ls_txn_put(x, t, &k, "first", 5), LS_OK);
-  CHECK_RC(ls_txn_prepare(x), LS_OK);
-  CHECK_RC(ls_txn_unprepare(x), LS_OK);
-  CHECK_RC(ls_txn_put(x, t, &k, "second", 6), LS_OK);
-  CHECK_RC(ls_txn_prepare(x), LS_OK);
-  ls_txn_publish(x);
-  ls_txn_free(x);
-  CHECK(!strcmp(unit_gets(e, t, "k"), "second"));
-  /* Churn well past the disk so the segments of the aborted records are
-  ** reused: the aborted values must stay gone. */
-  char kb[32], vb[200];
-  memset(vb, 'c', sizeof vb);
-  vb[sizeof vb - 1] = 0;
-  for (int i = 0; i < 3000; i++) {
-    snprintf(kb, sizeof kb, "churn%d", i % 20);
-    CHECK_RC(unit_puts(e, t, kb, vb), LS_OK);
-  }
-  ls_close(e);
-  e = reopen(d);
-  CHECK(!strcmp(unit_gets(e, t, "k"), "second"));
-  CHECK(!strcmp(unit_gets(e, t, "j"), "mine"));
-  unit_check_ok(e);
-  ls_close(e);
-}
-
-/* A crash after prepare and before publish: the transaction counts. */
-static void test_prepare_crash(void) {
-  const char *d = unit_tmpdir();
-  ls_engine *e = unit_open(d, 8192, 32768, 0, 0, 0);
-  uint32_t t;
-  CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
-  ls_close(e);
-  fflush(stdout);
-  pid_t pid = fork();
-  if (pid == 0) {
-    ls_engine *c = NULL;
-    if (ls_open(d, NULL, &c)) _exit(2);
-    ls_txn *x;
-    ls_key k;
-    ls_key_set(&k, "k", 1);
-    if (ls_txn_begin(c, &x) || ls_txn_put(x, t, &k, "prepared", 8) || ls_txn_prepare(x)) _exit(3);
-    _exit(0);                      /* no publish, no close */
-  }
-  int st = 0;
-  waitpid(pid, &st, 0);
-  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-  e = reopen(d);
-  CHECK(!strcmp(unit_gets(e, t, "k"), "prepared"));
-  unit_check_ok(e);
   ls_close(e);
 }
 
@@ -897,8 +771,5 @@ int main(void) {
   RUN(test_full);
   RUN(test_space_reuse);
   RUN(test_stats_segments);
-  RUN(test_prepare_publish);
-  RUN(test_prepare_unprepare);
-  RUN(test_prepare_crash);
   return unit_finish();
 }

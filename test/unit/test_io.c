@@ -56,16 +56,6 @@ static ls_io *make_io(int kind, const char *spec) {
   return io;
 }
 
-/* Deterministic bytes for block `tag`. */
-static void fill(void *buf, size_t len, uint64_t tag) {
-  uint64_t x = tag * 0x9E3779B97F4A7C15ull + 1;
-  uint8_t *p = buf;
-  for (size_t i = 0; i < len; i++) {
-    x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
-    p[i] = (uint8_t)(x >> 56);
-  }
-}
-
 /* Keep the first failure of a series of calls in *err. */
 static void keep_first(int *err, int rc) {
   if (rc && !*err) *err = rc;
@@ -93,7 +83,7 @@ static off_t file_size(int fd) {
 /* 1 if bytes [off, off+len) of fd equal block `tag` (tag < 0: zeros). */
 static int file_has(int fd, uint64_t off, size_t len, long tag) {
   uint8_t *want = malloc(len), *got = malloc(len);
-  if (tag < 0) memset(want, 0, len); else fill(want, len, (uint64_t)tag);
+  if (tag < 0) memset(want, 0, len); else unit_fill_bytes(want, len, (uint64_t)tag);
   int ok = pread(fd, got, len, (off_t)off) == (ssize_t)len && memcmp(got, want, len) == 0;
   free(want);
   free(got);
@@ -111,16 +101,16 @@ static void t_roundtrip(int kind) {
   size_t big = 1u << 20;
   uint8_t *w = malloc(big), *r = malloc(big);
 
-  fill(w, BLK, 1);
+  unit_fill_bytes(w, BLK, 1);
   CHECK_INT(io->m->write(io, fd, w, BLK, 0), 0);
   CHECK_INT(io->m->read(io, fd, r, BLK, 0), BLK);
   CHECK_MEM(r, w, BLK);
-  fill(w, 1000, 2);                           /* unaligned length and offset */
+  unit_fill_bytes(w, 1000, 2);                           /* unaligned length and offset */
   CHECK_INT(io->m->write(io, fd, w, 1000, 5000), 0);
   CHECK_INT(io->m->read(io, fd, r, 1000, 5000), 1000);
   CHECK_MEM(r, w, 1000);
   CHECK(file_has(fd, BLK, 5000 - BLK, -1));   /* the hole reads as zeros */
-  fill(w, big, 3);
+  unit_fill_bytes(w, big, 3);
   CHECK_INT(io->m->write(io, fd, w, big, big), 0);
   CHECK_INT(io->m->read(io, fd, r, big, big), (long long)big);
   CHECK_MEM(r, w, big);
@@ -148,7 +138,7 @@ static void t_submit_many(int kind) {
   ls_io_req *q = calloc(NW + NEW + 2, sizeof *q);
 
   for (int i = 0; i < NW; i++) {
-    fill(mem + (size_t)i * BLK, BLK, 100 + (uint64_t)i);
+    unit_fill_bytes(mem + (size_t)i * BLK, BLK, 100 + (uint64_t)i);
     q[i] = (ls_io_req){ .op = LS_IOOP_WRITE, .fd = fd, .buf = mem + (size_t)i * BLK,
                         .len = BLK, .off = (uint64_t)i * BLK, .res = -1 };
   }
@@ -162,7 +152,7 @@ static void t_submit_many(int kind) {
     q[n] = (ls_io_req){ .op = LS_IOOP_READ, .fd = fd, .buf = mem + (size_t)n * BLK,
                         .len = BLK, .off = (uint64_t)i * BLK, .res = -1 };
   for (int i = 0; i < NEW; i++, n++) {        /* writes of new blocks */
-    fill(mem + (size_t)n * BLK, BLK, 1000 + (uint64_t)i);
+    unit_fill_bytes(mem + (size_t)n * BLK, BLK, 1000 + (uint64_t)i);
     q[n] = (ls_io_req){ .op = LS_IOOP_WRITE, .fd = fd, .buf = mem + (size_t)n * BLK,
                         .len = BLK, .off = (uint64_t)(NW + i) * BLK, .res = -1 };
   }
@@ -173,7 +163,7 @@ static void t_submit_many(int kind) {
   CHECK_INT(io->m->submit(io, q, n), 0);
   for (int i = 0; i < NW; i++) {
     uint8_t want[BLK];
-    fill(want, BLK, 100 + (uint64_t)(NW - 1 - i));
+    unit_fill_bytes(want, BLK, 100 + (uint64_t)(NW - 1 - i));
     CHECK_INT(q[i].res, BLK);
     CHECK_MEM(mem + (size_t)i * BLK, want, BLK);
   }
@@ -202,7 +192,7 @@ static void t_submit_errors(int kind) {
   uint8_t b[4][BLK];
   ls_io_req q[4];
   for (int i = 0; i < 4; i++) {
-    fill(b[i], BLK, (uint64_t)i);
+    unit_fill_bytes(b[i], BLK, (uint64_t)i);
     q[i] = (ls_io_req){ .op = LS_IOOP_WRITE, .fd = fd, .buf = b[i], .len = BLK,
                         .off = (uint64_t)i * BLK, .res = 12345 };
   }
@@ -228,7 +218,7 @@ static void t_read_eof(int kind) {
   if (!io) return;
   int dirfd = tmp_dirfd(), fd = open_file(io, dirfd, "a");
   uint8_t w[1000], r[3][BLK];
-  fill(w, sizeof w, 9);
+  unit_fill_bytes(w, sizeof w, 9);
   CHECK_INT(io->m->write(io, fd, w, sizeof w, 0), 0);
   CHECK_INT(io->m->read(io, fd, r[0], BLK, 0), 1000);
   CHECK_MEM(r[0], w, 1000);
@@ -256,7 +246,7 @@ static void t_file_ops(int kind) {
   if (!io) return;
   int dirfd = tmp_dirfd(), fd = open_file(io, dirfd, "a");
   uint8_t b[BLK];
-  fill(b, BLK, 5);
+  unit_fill_bytes(b, BLK, 5);
   CHECK(fcntl(fd, F_GETFD) & FD_CLOEXEC);
   CHECK_INT(io->m->write(io, fd, b, BLK, 0), 0);
   CHECK_INT(io->m->sync(io, fd), 0);
@@ -301,7 +291,7 @@ static void t_short_write_fsize(int kind) {
     int fd2 = io->m->open(io, dirfd, "b", O_RDWR | O_CREAT, 0644);
     signal(SIGXFSZ, SIG_IGN);
     CHILD_CHECK(fd >= 0 && fd2 >= 0 && setrlimit(RLIMIT_FSIZE, &lim) == 0);
-    fill(b, sizeof b, 60);
+    unit_fill_bytes(b, sizeof b, 60);
     CHILD_CHECK(io->m->write(io, fd, b, sizeof b, 0) == -EFBIG);
     CHILD_CHECK(file_size(fd) == 5000);
     ls_io_req q[2] = {
@@ -355,7 +345,7 @@ static void t_signals(int kind) {
   pthread_create(&th, NULL, signal_thread, &self);
   for (int it = 0; it < ITERS; it++) {
     for (int i = 0; i < N; i++) {
-      fill(w + (size_t)i * BLK, BLK, (uint64_t)(it * N + i));
+      unit_fill_bytes(w + (size_t)i * BLK, BLK, (uint64_t)(it * N + i));
       q[i] = (ls_io_req){ .op = LS_IOOP_WRITE, .fd = fd, .buf = w + (size_t)i * BLK,
                           .len = BLK, .off = (uint64_t)i * BLK };
     }
@@ -398,7 +388,7 @@ static void *batch_thread(void *p) {
   uint64_t base = (uint64_t)a->id * TH_N * BLK;
   for (int it = 0; it < TH_ITERS; it++) {
     for (int i = 0; i < TH_N; i++) {
-      fill(w + (size_t)i * BLK, BLK, (uint64_t)(a->id * 1000000 + it * TH_N + i));
+      unit_fill_bytes(w + (size_t)i * BLK, BLK, (uint64_t)(a->id * 1000000 + it * TH_N + i));
       q[i] = (ls_io_req){ .op = LS_IOOP_WRITE, .fd = a->fd, .buf = w + (size_t)i * BLK,
                           .len = BLK, .off = base + (uint64_t)i * BLK };
     }
@@ -502,7 +492,7 @@ static void t_uring_refused(void) {
 /* Write block `tag` at block number blk through write(). */
 static int write_blk(ls_io *io, int fd, int blk, long tag) {
   uint8_t b[BLK];
-  fill(b, BLK, (uint64_t)tag);
+  unit_fill_bytes(b, BLK, (uint64_t)tag);
   return io->m->write(io, fd, b, BLK, (uint64_t)blk * BLK);
 }
 
@@ -569,7 +559,7 @@ static void t_fault_short(int kind) {
   CHECK_RC(ls_io_fault_set(io, "write=2:short=4000"), LS_OK);
   ls_io_req q[3];
   for (int i = 0; i < 3; i++) {
-    fill(b[i], sizeof b[i], 30 + (uint64_t)i);
+    unit_fill_bytes(b[i], sizeof b[i], 30 + (uint64_t)i);
     q[i] = (ls_io_req){ .op = LS_IOOP_WRITE, .fd = fd, .buf = b[i], .len = sizeof b[i],
                         .off = (uint64_t)(4 + 2 * i) * BLK };
   }
@@ -669,7 +659,7 @@ static void t_fault_batch(int kind) {
   uint8_t b[4][BLK], r[4][BLK];
   ls_io_req q[4];
   for (int i = 0; i < 4; i++) {
-    fill(b[i], BLK, 40 + (uint64_t)i);
+    unit_fill_bytes(b[i], BLK, 40 + (uint64_t)i);
     q[i] = (ls_io_req){ .op = LS_IOOP_WRITE, .fd = fd, .buf = b[i], .len = BLK,
                         .off = (uint64_t)i * BLK };
   }
@@ -755,7 +745,7 @@ static int crash_child(int kind, const char *dir, const char *spec, int batch) {
     int fd = io->m->open(io, dirfd, "a", O_RDWR | O_CREAT | O_TRUNC, 0644);
     CHILD_CHECK(fd >= 0);
     for (int i = 0; i < 4; i++) {
-      fill(b[i], BLK, 50 + (uint64_t)i);
+      unit_fill_bytes(b[i], BLK, 50 + (uint64_t)i);
       q[i] = (ls_io_req){ .op = LS_IOOP_WRITE, .fd = fd, .buf = b[i], .len = BLK,
                           .off = (uint64_t)i * BLK };
       if (!batch) CHILD_CHECK(io->m->write(io, fd, b[i], BLK, q[i].off) == 0);
@@ -778,7 +768,7 @@ static void check_prefix(const char *dir, int whole, size_t part) {
   for (int i = 0; i < whole; i++) CHECK(file_has(fd, (uint64_t)i * BLK, BLK, 50 + i));
   if (part) {
     uint8_t want[BLK], got[BLK];
-    fill(want, BLK, 50 + (uint64_t)whole);
+    unit_fill_bytes(want, BLK, 50 + (uint64_t)whole);
     CHECK_INT(pread(fd, got, part, (off_t)whole * BLK), (long long)part);
     CHECK_MEM(got, want, part);
   }

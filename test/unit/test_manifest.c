@@ -25,15 +25,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void *xmalloc(size_t n) {
-  void *p = malloc(n ? n : 1);
-  if (!p) { fprintf(stderr, "out of memory\n"); exit(2); }
-  return p;
-}
-
 /* Parse a copy of text[0..len) held in a buffer of exactly len bytes. */
 static int parse_exact(const char *text, size_t len, ls_manifest *m) {
-  char *c = xmalloc(len);
+  char *c = unit_xmalloc(len);
   memcpy(c, text, len);
   int rc = ls_manifest_parse(c, len, m);
   free(c);
@@ -159,7 +153,7 @@ static void roundtrip(const ls_manifest *m) {
 /* Body lines + "crc32c <crc of body>\n", malloc'ed. */
 static char *with_crc(const char *body, size_t *len) {
   size_t bl = strlen(body);
-  char *s = xmalloc(bl + 32);
+  char *s = unit_xmalloc(bl + 32);
   memcpy(s, body, bl);
   *len = bl + (size_t)snprintf(s + bl, 32, "crc32c %u\n", ls_crc32c(0, body, bl));
   return s;
@@ -329,7 +323,7 @@ static void t_reject_changed_bytes(void) {
   ls_manifest m = {LS_FORMAT_VERSION, 131072, 1u << 25, 0, 7, 99, 123, 3, 2, tb, 0, NULL};
   size_t len;
   char *text = ls_manifest_format(&m, &len);
-  char *buf = xmalloc(len);
+  char *buf = unit_xmalloc(len);
   long accepted_same = 0, accepted_diff = 0, tried = 0;
   for (size_t pos = 0; pos < len; pos++) {
     for (int v = 0; v < 256; v++) {
@@ -391,7 +385,7 @@ static void t_reject_truncated(void) {
   CHECK_RC(parse_exact(text, len, &p), LS_OK);
   ls_manifest_free(&p);
   /* Trailing bytes after the CRC line are refused too. */
-  char *more = xmalloc(len + 16);
+  char *more = unit_xmalloc(len + 16);
   memcpy(more, text, len);
   memcpy(more + len, "x\n", 2);
   CHECK_RC(parse_exact(more, len + 2, &p), LS_CORRUPT);
@@ -573,7 +567,7 @@ static char *get_file(const char *dir, const char *name, size_t *len) {
   if (fd < 0) return NULL;
   struct stat st;
   fstat(fd, &st);
-  char *buf = xmalloc((size_t)st.st_size);
+  char *buf = unit_xmalloc((size_t)st.st_size);
   *len = (size_t)read(fd, buf, (size_t)st.st_size);
   close(fd);
   return buf;
