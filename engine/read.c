@@ -19,6 +19,7 @@
 #include <stdlib.h>
 
 #define CURSOR_BATCH 64
+#define GET_MANY_STACK 128          /* ls_get_many: keys served from stack arrays */
 
 void ls_value_free(ls_value *v) {
   free(v->mem);
@@ -197,15 +198,18 @@ int ls_txn_exists(ls_txn *t, uint32_t table, const ls_key *k) {
 int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_key *keys, ls_value *vals,
                 int *rcs) {
   if (n <= 0) return LS_OK;
-  ls_io_req *req = malloc((size_t)n * sizeof *req);
-  int *which = malloc((size_t)n * sizeof *which);
-  uint64_t *words = malloc(2 * (size_t)n * sizeof *words);   /* then segseqs */
-  if (!req || !which || !words) {
-    free(req); free(which); free(words);
-    return ls_err(LS_NOMEM, "out of memory");
-  }
-  int rc = txn ? txn_before_read(txn, table) : LS_OK, nreq = 0;
-  if (rc) { free(req); free(which); free(words); return rc; }
+  /* A batch of up to GET_MANY_STACK keys needs no allocation. */
+  ls_io_req req_s[GET_MANY_STACK];
+  int which_s[GET_MANY_STACK];
+  uint64_t words_s[2 * GET_MANY_STACK];
+  int heap = n > GET_MANY_STACK;
+  ls_io_req *req = heap ? malloc((size_t)n * sizeof *req) : req_s;
+  int *which = heap ? malloc((size_t)n * sizeof *which) : which_s;
+  uint64_t *words = heap ? malloc(2 * (size_t)n * sizeof *words) : words_s;   /* then segseqs */
+  int rc = LS_OK, nreq = 0;
+  if (!req || !which || !words) rc = ls_err(LS_NOMEM, "out of memory");
+  if (!rc && txn) rc = txn_before_read(txn, table);
+  if (rc) goto out;
   unsigned g = ls_guard_enter(&e->guard);
   ls_table *t = cat_table(e, table);
   if (!t) rc = ls_err(LS_NOTABLE, "no table with id %u", table);
@@ -271,9 +275,12 @@ int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_key *
     if (rcs[i] == LS_OK || rcs[i] == LS_NOTFOUND)
       rc = txn_observe(txn, table, &key, words[i], present ? vals[i].seq : 0, words[n + i], present);
   }
-  free(req);
-  free(which);
-  free(words);
+out:
+  if (heap) {
+    free(req);
+    free(which);
+    free(words);
+  }
   return rc;
 }
 
