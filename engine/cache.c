@@ -18,6 +18,7 @@
 #define CACHE_SMALL_DIV 10         /* the small FIFO: a tenth of the bytes */
 #define CACHE_FREQ_MAX 3
 #define CACHE_GHOST_PER 256        /* ghost slots: one per this many bytes of a shard */
+#define CACHE_BATCH 128            /* cache_get_many: keys sorted by shard at once */
 
 typedef struct cache_ent cache_ent;
 struct cache_ent {
@@ -187,6 +188,13 @@ static void grow(cache_shard *s) {
   s->nbuckets = nb;
 }
 
+/* A hit: count it and copy the image out.  Shard lock held. */
+static inline void hit(cache_shard *s, cache_ent *e, uint8_t *dst) {
+  if (e->freq < CACHE_FREQ_MAX) e->freq++;
+  memcpy(dst, e->data, e->size);
+  s->hits++;
+}
+
 int cache_get(ls_cache *c, uint64_t word, uint64_t segseq, uint8_t *dst, uint32_t size) {
   uint64_t loc = word & LOC_MASK & ~LOC_TOMB;
   uint64_t h = hash_of(loc, segseq);
@@ -194,15 +202,67 @@ int cache_get(ls_cache *c, uint64_t word, uint64_t segseq, uint8_t *dst, uint32_
   pthread_mutex_lock(&s->lock);
   cache_ent *e = segseq ? find(s, h, loc, segseq) : NULL;
   if (e && e->size == size) {
-    if (e->freq < CACHE_FREQ_MAX) e->freq++;
-    memcpy(dst, e->data, size);
-    s->hits++;
+    hit(s, e, dst);
   } else {
     e = NULL;
     s->misses++;
   }
   pthread_mutex_unlock(&s->lock);
   return e != NULL;
+}
+
+int cache_get_many(ls_cache *c, int n, const uint64_t *words, const uint64_t *segseqs, uint8_t *const *dsts,
+                   const uint32_t *sizes, uint8_t *hits) {
+  /* The keys by shard (a counting sort): each shard is locked once, and
+  ** the lookups of its keys run in three passes so that the memory of one
+  ** is fetched while the others are looked at -- bucket slots, then the
+  ** entries they lead to, then the finds and copies. */
+  uint8_t order[CACHE_BATCH];
+  uint64_t h[CACHE_BATCH];
+  int count[CACHE_SHARDS + 1] = { 0 };
+  int nhit = 0;
+  if (n > CACHE_BATCH) {
+    for (int i = 0; i < n; i += CACHE_BATCH)
+      nhit += cache_get_many(c, n - i < CACHE_BATCH ? n - i : CACHE_BATCH, words + i, segseqs + i, dsts + i,
+                             sizes + i, hits + i);
+    return nhit;
+  }
+  for (int i = 0; i < n; i++) {
+    h[i] = hash_of(words[i] & LOC_MASK & ~LOC_TOMB, segseqs[i]);
+    count[(h[i] >> 60) + 1]++;
+    hits[i] = 0;
+  }
+  for (int k = 0; k < CACHE_SHARDS; k++) count[k + 1] += count[k];
+  int at[CACHE_SHARDS];
+  memcpy(at, count, sizeof at);
+  for (int i = 0; i < n; i++) order[at[h[i] >> 60]++] = (uint8_t)i;
+  for (int k = 0; k < CACHE_SHARDS; k++) {
+    int lo = count[k], hi = count[k + 1];
+    if (lo == hi) continue;
+    cache_shard *s = &c->shard[k];
+    pthread_mutex_lock(&s->lock);
+    if (s->nbuckets) {
+      for (int j = lo; j < hi; j++) __builtin_prefetch(chain_of(s, h[order[j]]));
+      for (int j = lo; j < hi; j++) {
+        cache_ent *e = *chain_of(s, h[order[j]]);
+        if (e) __builtin_prefetch(e);
+      }
+    }
+    for (int j = lo; j < hi; j++) {
+      int i = order[j];
+      uint64_t loc = words[i] & LOC_MASK & ~LOC_TOMB;
+      cache_ent *e = segseqs[i] ? find(s, h[i], loc, segseqs[i]) : NULL;
+      if (e && e->size == sizes[i]) {
+        hit(s, e, dsts[i]);
+        hits[i] = 1;
+        nhit++;
+      } else {
+        s->misses++;
+      }
+    }
+    pthread_mutex_unlock(&s->lock);
+  }
+  return nhit;
 }
 
 /* Insert a record image; main: straight into the main FIFO with freq. */

@@ -57,6 +57,12 @@ void cache_free(ls_cache *c);
 ** as a miss). */
 int cache_get(ls_cache *c, uint64_t word, uint64_t segseq, uint8_t *dst, uint32_t size);
 
+/* cache_get for n records at once (dsts[i] holds sizes[i] bytes): hits[i]
+** says which were copied; returns how many.  Cheaper than n calls: each
+** shard is locked once and the lookups' memory is prefetched. */
+int cache_get_many(ls_cache *c, int n, const uint64_t *words, const uint64_t *segseqs, uint8_t *const *dsts,
+                   const uint32_t *sizes, uint8_t *hits);
+
 /* Remember the verified record image src (size bytes) of word in
 ** incarnation segseq.  May evict others; does nothing if it is too large or
 ** memory runs out. */

@@ -136,9 +136,56 @@ static void test_threads(void) {
   cache_free(c);
 }
 
+/* cache_get_many answers as cache_get does, key by key, for batches larger
+** than one pass (CACHE_BATCH), keys repeated, incarnations wrong or 0, sizes
+** that differ; and counts its hits and misses as cache_get. */
+static void test_get_many(void) {
+  ls_cache *c = cache_new(8 << 20);
+  CHECK(c != NULL);
+  enum { N = 300 };
+  static uint8_t bufs[N][64], want[64];
+  uint64_t words[N], seqs[N];
+  uint32_t sizes[N];
+  uint8_t *dsts[N], hits[N];
+  for (int i = 0; i < N; i++) {
+    words[i] = loc_make(1 + (uint32_t)(i % 37), (uint32_t)(i * 64), 64, 0);
+    seqs[i] = 3 + (uint64_t)(i % 5);
+    sizes[i] = 64;
+    dsts[i] = bufs[i];
+    if (i % 3 != 0) {                              /* two in three cached */
+      image(words[i], seqs[i], want, 64);
+      cache_put(c, words[i], seqs[i], want, 64);
+    }
+  }
+  seqs[4] = 99;                                    /* another incarnation */
+  seqs[5] = 0;                                     /* a free segment */
+  sizes[7] = 56;                                   /* the size the index holds differs */
+  words[10] = words[11];                           /* the same record twice */
+  seqs[10] = seqs[11];
+  ls_cache_stats s0, s1;
+  cache_stats(c, &s0);
+  memset(bufs, 0, sizeof bufs);
+  int n = cache_get_many(c, N, words, seqs, dsts, sizes, hits);
+  cache_stats(c, &s1);
+  int expect = 0;
+  for (int i = 0; i < N; i++) {
+    uint8_t one[64];
+    int h = cache_get(c, words[i], seqs[i], one, sizes[i]);
+    CHECK_INT(hits[i], h);
+    if (h) CHECK(image_ok(words[i], seqs[i], bufs[i], sizes[i]));
+    expect += h;
+  }
+  CHECK_INT(n, expect);
+  CHECK(n > N / 2 && n < N);
+  CHECK_U64(s1.hits - s0.hits, (uint64_t)n);
+  CHECK_U64(s1.misses - s0.misses, (uint64_t)(N - n));
+  cache_free(c);
+}
+
 int main(void) {
   RUN(test_keys);
   RUN(test_bound_and_scan);
   RUN(test_threads);
+  RUN(test_get_many);
   return unit_finish();
 }
