@@ -182,10 +182,57 @@ static void test_get_many(void) {
   cache_free(c);
 }
 
+/* A writer's batch: nothing is cached until inserted, then everything is
+** (within the bound: a batch larger than the cache keeps the cache within
+** it), and a discarded batch leaves nothing. */
+static void test_batch(void) {
+  uint64_t cap = 1 << 20;
+  ls_cache *c = cache_new(cap);
+  CHECK(c != NULL);
+  cache_batch b = { 0 };
+  uint8_t img[200], out[200];
+  for (uint32_t i = 0; i < 100; i++) {
+    uint64_t w = loc_make(3 + i % 7, i * 256, 200, 0);
+    image(w, 9, img, 200);
+    cache_batch_add(c, &b, w, 9, img, 200);
+  }
+  cache_batch_add(c, &b, loc_make(1, 0, 200, 0), 0, img, 200);   /* incarnation 0: not taken */
+  ls_cache_stats st;
+  cache_stats(c, &st);
+  CHECK_U64(st.entries, 0);
+  CHECK(cache_get(c, loc_make(3, 0, 200, 0), 9, out, 200) == 0);
+  cache_batch_insert(c, &b);
+  CHECK(b.first == NULL);
+  cache_stats(c, &st);
+  CHECK_U64(st.entries, 100);
+  for (uint32_t i = 0; i < 100; i++) {
+    uint64_t w = loc_make(3 + i % 7, i * 256, 200, 0);
+    CHECK(cache_get(c, w, 9, out, 200) == 1 && image_ok(w, 9, out, 200));
+  }
+  for (uint32_t i = 0; i < 20000; i++) {            /* 4 MB through a 1 MB cache */
+    uint64_t w = loc_make(100 + i / 500, (i % 500) * 256, 200, 0);
+    image(w, 4, img, 200);
+    cache_batch_add(c, &b, w, 4, img, 200);
+    if (i % 1000 == 999) cache_batch_insert(c, &b);
+  }
+  cache_stats(c, &st);
+  CHECK(st.bytes <= cap && st.entries > 1000);
+  uint64_t w = loc_make(100 + 19999 / 500, (19999 % 500) * 256, 200, 0);
+  CHECK(cache_get(c, w, 4, out, 200) == 1 && image_ok(w, 4, out, 200));   /* the newest stays */
+  uint64_t before = st.entries;
+  for (uint32_t i = 0; i < 50; i++) cache_batch_add(c, &b, loc_make(900, i * 256, 200, 0), 4, img, 200);
+  cache_batch_discard(&b);
+  cache_stats(c, &st);
+  CHECK_U64(st.entries, before);
+  CHECK(cache_get(c, loc_make(900, 0, 200, 0), 4, out, 200) == 0);
+  cache_free(c);
+}
+
 int main(void) {
   RUN(test_keys);
   RUN(test_bound_and_scan);
   RUN(test_threads);
   RUN(test_get_many);
+  RUN(test_batch);
   return unit_finish();
 }
