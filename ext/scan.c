@@ -39,6 +39,9 @@
 #define PLAN_HI_LT 32
 #define PLAN_TEQ 64
 
+typedef struct lsx_order { int64_t token; int i; } lsx_order;
+#define IN_TAKEN (-0x7fff)           /* inrcs mark: the row is in the result */
+
 struct lsx_cursor {
   sqlite3_vtab_cursor base;
   lsx_cursor *next, *prev;         /* the open cursors of the table's ls_db */
@@ -60,6 +63,9 @@ struct lsx_cursor {
   lsx_buf *inkeys;                 /* the keys encoded */
   ls_key *inlk;
   int *inrcs;
+  lsx_order *inord;                /* the rows found, by token */
+  ls_value *spare_list;            /* scratch to permute list through (owns
+                                   ** nothing) */
   int capin;
   const ls_value *row;             /* the current row */
 };
@@ -210,13 +216,16 @@ static void in_free(lsx_cursor *c) {
     lsx_buf_free(&c->inkeys[i]);
   }
   sqlite3_free(c->list);
+  sqlite3_free(c->spare_list);
   sqlite3_free(c->inkeys);
   sqlite3_free(c->inlk);
   sqlite3_free(c->inrcs);
-  c->list = NULL;
+  sqlite3_free(c->inord);
+  c->list = c->spare_list = NULL;
   c->inkeys = NULL;
   c->inlk = NULL;
   c->inrcs = NULL;
+  c->inord = NULL;
   c->capin = 0;
 }
 
@@ -233,8 +242,14 @@ static int in_reserve(lsx_cursor *c, int n) {
   if (lk) c->inlk = lk;
   int *r = sqlite3_realloc(c->inrcs, cap * (int)sizeof *r);
   if (r) c->inrcs = r;
-  if (!l || !k || !lk || !r) return SQLITE_NOMEM;
-  memset(c->list + c->capin, 0, (size_t)(cap - c->capin) * sizeof *l);
+  lsx_order *o = sqlite3_realloc(c->inord, cap * (int)sizeof *o);
+  if (o) c->inord = o;
+  ls_value *l2 = sqlite3_realloc(c->spare_list, cap * (int)sizeof *l2);
+  if (l2) c->spare_list = l2;
+  /* list keeps its entries (and buffers) whatever fails; capin grows only
+  ** when every array did. */
+  if (!l || !k || !lk || !r || !o || !l2) return SQLITE_NOMEM;
+  memset(l + c->capin, 0, (size_t)(cap - c->capin) * sizeof *l);
   memset(c->inkeys + c->capin, 0, (size_t)(cap - c->capin) * sizeof *k);
   c->capin = cap;
   return SQLITE_OK;
@@ -324,9 +339,10 @@ static sqlite3_value *token_operand(sqlite3_value *v, sqlite3_value **conv) {
   return *conv;
 }
 
-static int cmp_token(const void *a, const void *b) {
-  const ls_value *x = a, *y = b;
-  return x->token < y->token ? -1 : x->token > y->token;
+static int cmp_order(const void *a, const void *b) {
+  const lsx_order *x = a, *y = b;
+  if (x->token != y->token) return x->token < y->token ? -1 : 1;
+  return (x->i > y->i) - (x->i < y->i);
 }
 
 int lsx_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr, int argc, sqlite3_value **argv) {
@@ -371,24 +387,38 @@ int lsx_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr, int argc,
       ls_value *list = c->list;
       for (int i = 0; i < n; i++) ls_key_set(&c->inlk[i], c->inkeys[i].p, (uint32_t)c->inkeys[i].n);
       erc = ls_get_many(t->ldb->eng, txn, t->id, n, c->inlk, list, c->inrcs);
-      /* The rows found move to the front, each key once; the others keep
-      ** their buffers behind them. */
+      /* The rows found, sorted by token (the same key gives the same token,
+      ** so a key listed twice sorts next to itself and is kept once), go
+      ** to the front in that order; the other entries follow with their
+      ** buffers (the array is permuted through spare_list, which owns
+      ** nothing). */
+      lsx_order *ord = c->inord;
       int m = 0;
       for (int i = 0; !erc && i < n; i++) {
         if (c->inrcs[i] == LS_NOTFOUND) continue;
         if (c->inrcs[i]) { erc = c->inrcs[i]; break; }
-        int64_t token = ls_key_token(&c->inlk[i]);
-        int dup = 0;
-        for (int j = 0; j < m && !dup; j++)
-          dup = list[j].key_len == list[i].key_len && list[j].token == token &&
-                !memcmp(list[j].key, list[i].key, list[i].key_len);
-        if (dup) continue;
-        list[i].token = token;
-        if (m != i) { ls_value x = list[m]; list[m] = list[i]; list[i] = x; }
-        m++;
+        list[i].token = ls_key_token(&c->inlk[i]);
+        ord[m++] = (lsx_order){ list[i].token, i };
       }
-      c->nlist = erc ? 0 : m;
-      qsort(list, (size_t)c->nlist, sizeof *list, cmp_token);
+      if (!erc) {
+        if (m > 1) qsort(ord, (size_t)m, sizeof *ord, cmp_order);
+        ls_value *out = c->spare_list;
+        int k = 0, run = 0;        /* run: first kept row of the current token */
+        for (int j = 0; j < m; j++) {
+          const ls_value *row = &list[ord[j].i];
+          if (k && out[k - 1].token != row->token) run = k;
+          int dup = 0;
+          for (int x = run; x < k && !dup; x++)
+            dup = out[x].key_len == row->key_len && !memcmp(out[x].key, row->key, row->key_len);
+          if (dup) continue;
+          out[k++] = *row;
+          c->inrcs[ord[j].i] = IN_TAKEN;
+        }
+        c->nlist = k;
+        for (int i = 0; i < c->capin; i++)
+          if (i >= n || c->inrcs[i] != IN_TAKEN) out[k++] = list[i];
+        memcpy(list, out, (size_t)c->capin * sizeof *list);
+      }
       if (c->nlist) { c->row = &list[0]; c->eof = 0; }
     }
   } else {
