@@ -18,6 +18,7 @@
 #define CACHE_SMALL_DIV 10         /* the small FIFO: a tenth of the bytes */
 #define CACHE_FREQ_MAX 3
 #define CACHE_GHOST_PER 256        /* ghost slots: one per this many bytes of a shard */
+#define CACHE_BATCH 128            /* cache_get_many: keys sorted by shard at once */
 
 typedef struct cache_ent cache_ent;
 struct cache_ent {
@@ -187,6 +188,13 @@ static void grow(cache_shard *s) {
   s->nbuckets = nb;
 }
 
+/* A hit: count it and copy the image out.  Shard lock held. */
+static inline void hit(cache_shard *s, cache_ent *e, uint8_t *dst) {
+  if (e->freq < CACHE_FREQ_MAX) e->freq++;
+  memcpy(dst, e->data, e->size);
+  s->hits++;
+}
+
 int cache_get(ls_cache *c, uint64_t word, uint64_t segseq, uint8_t *dst, uint32_t size) {
   uint64_t loc = word & LOC_MASK & ~LOC_TOMB;
   uint64_t h = hash_of(loc, segseq);
@@ -194,9 +202,7 @@ int cache_get(ls_cache *c, uint64_t word, uint64_t segseq, uint8_t *dst, uint32_
   pthread_mutex_lock(&s->lock);
   cache_ent *e = segseq ? find(s, h, loc, segseq) : NULL;
   if (e && e->size == size) {
-    if (e->freq < CACHE_FREQ_MAX) e->freq++;
-    memcpy(dst, e->data, size);
-    s->hits++;
+    hit(s, e, dst);
   } else {
     e = NULL;
     s->misses++;
@@ -205,34 +211,71 @@ int cache_get(ls_cache *c, uint64_t word, uint64_t segseq, uint8_t *dst, uint32_
   return e != NULL;
 }
 
-/* Insert a record image; main: straight into the main FIFO with freq. */
-static void put(ls_cache *c, uint64_t word, uint64_t segseq, const uint8_t *src, uint32_t size, int main,
-                uint8_t freq) {
-  uint64_t loc = word & LOC_MASK & ~LOC_TOMB;
-  uint64_t h = hash_of(loc, segseq);
-  cache_shard *s = shard_of(c, h);
-  if (!segseq || ent_bytes(size) > s->cap / 8) return;
-  cache_ent *e = malloc(ent_bytes(size));
-  if (!e) return;
-  *e = (cache_ent){ .loc = loc, .segseq = segseq, .size = size, .freq = freq };
-  memcpy(e->data, src, size);
-  pthread_mutex_lock(&s->lock);
-  if (find(s, h, loc, segseq)) {   /* another reader was first */
-    pthread_mutex_unlock(&s->lock);
-    free(e);
-    return;
+int cache_get_many(ls_cache *c, int n, const uint64_t *words, const uint64_t *segseqs, uint8_t *const *dsts,
+                   const uint32_t *sizes, uint8_t *hits) {
+  /* The keys by shard (a counting sort): each shard is locked once, and
+  ** the lookups of its keys run in three passes so that the memory of one
+  ** is fetched while the others are looked at -- bucket slots, then the
+  ** entries they lead to, then the finds and copies. */
+  uint8_t order[CACHE_BATCH];
+  uint64_t h[CACHE_BATCH];
+  int count[CACHE_SHARDS + 1] = { 0 };
+  int nhit = 0;
+  if (n > CACHE_BATCH) {
+    for (int i = 0; i < n; i += CACHE_BATCH)
+      nhit += cache_get_many(c, n - i < CACHE_BATCH ? n - i : CACHE_BATCH, words + i, segseqs + i, dsts + i,
+                             sizes + i, hits + i);
+    return nhit;
   }
+  for (int i = 0; i < n; i++) {
+    h[i] = hash_of(words[i] & LOC_MASK & ~LOC_TOMB, segseqs[i]);
+    count[(h[i] >> 60) + 1]++;
+    hits[i] = 0;
+  }
+  for (int k = 0; k < CACHE_SHARDS; k++) count[k + 1] += count[k];
+  int at[CACHE_SHARDS];
+  memcpy(at, count, sizeof at);
+  for (int i = 0; i < n; i++) order[at[h[i] >> 60]++] = (uint8_t)i;
+  for (int k = 0; k < CACHE_SHARDS; k++) {
+    int lo = count[k], hi = count[k + 1];
+    if (lo == hi) continue;
+    cache_shard *s = &c->shard[k];
+    pthread_mutex_lock(&s->lock);
+    if (s->nbuckets) {
+      for (int j = lo; j < hi; j++) __builtin_prefetch(chain_of(s, h[order[j]]));
+      for (int j = lo; j < hi; j++) {
+        cache_ent *e = *chain_of(s, h[order[j]]);
+        if (e) __builtin_prefetch(e);
+      }
+    }
+    for (int j = lo; j < hi; j++) {
+      int i = order[j];
+      uint64_t loc = words[i] & LOC_MASK & ~LOC_TOMB;
+      cache_ent *e = segseqs[i] ? find(s, h[i], loc, segseqs[i]) : NULL;
+      if (e && e->size == sizes[i]) {
+        hit(s, e, dsts[i]);
+        hits[i] = 1;
+        nhit++;
+      } else {
+        s->misses++;
+      }
+    }
+    pthread_mutex_unlock(&s->lock);
+  }
+  return nhit;
+}
+
+/* Link entry e (filled) into shard s under hash h, without evicting.
+** Shard lock held.  Returns 0 (e not linked: the caller frees it) when the
+** hash table can not be allocated. */
+static int link_locked(cache_shard *s, cache_ent *e, uint64_t h, int main) {
   grow(s);
   cache_ent **p = s->nbuckets ? chain_of(s, h) : NULL;
-  if (!p) {
-    pthread_mutex_unlock(&s->lock);
-    free(e);
-    return;
-  }
+  if (!p) return 0;
   e->hnext = *p;
   *p = e;
   s->n++;
-  s->bytes += ent_bytes(size);
+  s->bytes += ent_bytes(e->size);
   uint64_t *g = s->nghost ? &s->ghost[(h >> 20) & (s->nghost - 1)] : NULL;
   if (g && *g == (h | 1)) {        /* seen lately: straight into main */
     *g = 0;
@@ -240,12 +283,79 @@ static void put(ls_cache *c, uint64_t word, uint64_t segseq, const uint8_t *src,
   }
   e->main = (uint8_t)main;
   fifo_push(main ? &s->main : &s->small, e);
-  evict(s);
+  return 1;
+}
+
+/* A new entry holding a copy of src, or NULL (not cacheable, no memory). */
+static cache_ent *entry_new(ls_cache *c, uint64_t word, uint64_t segseq, const uint8_t *src, uint32_t size,
+                            uint8_t freq) {
+  if (!segseq || ent_bytes(size) > c->shard[0].cap / 8) return NULL;
+  cache_ent *e = malloc(ent_bytes(size));
+  if (!e) return NULL;
+  *e = (cache_ent){ .loc = word & LOC_MASK & ~LOC_TOMB, .segseq = segseq, .size = size, .freq = freq };
+  memcpy(e->data, src, size);
+  return e;
+}
+
+/* Insert a record image; main: straight into the main FIFO with freq. */
+static void put(ls_cache *c, uint64_t word, uint64_t segseq, const uint8_t *src, uint32_t size, int main,
+                uint8_t freq) {
+  cache_ent *e = entry_new(c, word, segseq, src, size, freq);
+  if (!e) return;
+  uint64_t h = hash_of(e->loc, e->segseq);
+  cache_shard *s = shard_of(c, h);
+  pthread_mutex_lock(&s->lock);
+  int linked = !find(s, h, e->loc, e->segseq) && link_locked(s, e, h, main);   /* else another reader was first */
+  if (linked) evict(s);
   pthread_mutex_unlock(&s->lock);
+  if (!linked) free(e);
 }
 
 void cache_put(ls_cache *c, uint64_t word, uint64_t segseq, const uint8_t *src, uint32_t size) {
   put(c, word, segseq, src, size, 0, 0);
+}
+
+void cache_batch_add(ls_cache *c, cache_batch *b, uint64_t word, uint64_t segseq, const uint8_t *src,
+                     uint32_t size) {
+  cache_ent *e = entry_new(c, word, segseq, src, size, 0);
+  if (!e) return;
+  e->hnext = b->first;             /* the batch's list until inserted */
+  b->first = e;
+}
+
+void cache_batch_insert(ls_cache *c, cache_batch *b) {
+  /* By shard: each locked once, its buckets prefetched, evicting once at
+  ** the end.  No lookup first: see cache_batch (nothing can be cached at
+  ** these locations yet). */
+  cache_ent *by[CACHE_SHARDS] = { NULL };
+  for (cache_ent *e = b->first, *n; e; e = n) {
+    n = e->hnext;
+    cache_ent **l = &by[hash_of(e->loc, e->segseq) >> 60];
+    e->hnext = *l;
+    *l = e;
+  }
+  b->first = NULL;
+  for (int k = 0; k < CACHE_SHARDS; k++) {
+    if (!by[k]) continue;
+    cache_shard *s = &c->shard[k];
+    pthread_mutex_lock(&s->lock);
+    for (cache_ent *e = by[k]; e; e = e->hnext)
+      if (s->nbuckets) __builtin_prefetch(chain_of(s, hash_of(e->loc, e->segseq)), 1);
+    for (cache_ent *e = by[k], *n; e; e = n) {
+      n = e->hnext;
+      if (!link_locked(s, e, hash_of(e->loc, e->segseq), 0)) free(e);
+    }
+    evict(s);
+    pthread_mutex_unlock(&s->lock);
+  }
+}
+
+void cache_batch_discard(cache_batch *b) {
+  for (cache_ent *e = b->first, *n; e; e = n) {
+    n = e->hnext;
+    free(e);
+  }
+  b->first = NULL;
 }
 
 static void fifo_remove(cache_fifo *q, cache_ent *e) {

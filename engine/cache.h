@@ -57,6 +57,26 @@ void cache_free(ls_cache *c);
 ** as a miss). */
 int cache_get(ls_cache *c, uint64_t word, uint64_t segseq, uint8_t *dst, uint32_t size);
 
+/* The records written by a commit group, copied while their images are at
+** hand (cache_batch_add) and put in at once before the group's committers
+** are released (cache_batch_insert): each shard is locked once, not once
+** per record.  They are put in without looking for an entry at the same
+** place first: nothing can be cached there yet -- no reader has seen a
+** location before its install, and a location is written once per
+** incarnation of its segment. */
+typedef struct cache_ent cache_ent;
+typedef struct cache_batch { cache_ent *first; } cache_batch;
+void cache_batch_add(ls_cache *c, cache_batch *b, uint64_t word, uint64_t segseq, const uint8_t *src,
+                     uint32_t size);
+void cache_batch_insert(ls_cache *c, cache_batch *b);    /* and empty it */
+void cache_batch_discard(cache_batch *b);
+
+/* cache_get for n records at once (dsts[i] holds sizes[i] bytes): hits[i]
+** says which were copied; returns how many.  Cheaper than n calls: each
+** shard is locked once and the lookups' memory is prefetched. */
+int cache_get_many(ls_cache *c, int n, const uint64_t *words, const uint64_t *segseqs, uint8_t *const *dsts,
+                   const uint32_t *sizes, uint8_t *hits);
+
 /* Remember the verified record image src (size bytes) of word in
 ** incarnation segseq.  May evict others; does nothing if it is too large or
 ** memory runs out. */

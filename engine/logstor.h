@@ -321,6 +321,13 @@ int ls_txn_begin(ls_engine *e, ls_txn **out);
 /* A transaction that only reads: its reads see its snapshot and are not
 ** remembered for a commit check; it takes no writes. */
 int ls_txn_begin_read(ls_engine *e, ls_txn **out);
+/* End a read transaction's snapshot but keep t, to be started again by
+** ls_txn_restart_read (or freed): between the two it must not be read
+** through.  A restart (also of a running one) gives it a snapshot of
+** everything committed now -- the same as ls_txn_free and
+** ls_txn_begin_read, without their allocation. */
+void ls_txn_end_read(ls_txn *t);
+void ls_txn_restart_read(ls_txn *t);
 int ls_txn_put(ls_txn *t, uint32_t table, const ls_key *k, const void *val, uint32_t vlen);
 int ls_txn_delete(ls_txn *t, uint32_t table, const ls_key *k);
 

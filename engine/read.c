@@ -19,6 +19,7 @@
 #include <stdlib.h>
 
 #define CURSOR_BATCH 64
+#define GET_MANY_STACK 128          /* ls_get_many: keys served from stack arrays */
 
 void ls_value_free(ls_value *v) {
   free(v->mem);
@@ -194,18 +195,56 @@ int ls_txn_exists(ls_txn *t, uint32_t table, const ls_key *k) {
   return rc;
 }
 
+/* The scratch arrays of one ls_get_many batch. */
+typedef struct many_buf {
+  ls_io_req *req;
+  int *which;                      /* req j reads the record of key which[j] */
+  uint64_t *words, *segseqs;       /* per key: index word, its incarnation */
+  int *pend;                       /* keys whose record is to be read */
+  uint8_t **dsts;                  /* ... into these buffers */
+  uint32_t *sizes;
+  uint8_t *hits;                   /* ... found in the cache */
+} many_buf;
+
+static int get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_key *keys, ls_value *vals,
+                    int *rcs, many_buf *b);
+
 int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_key *keys, ls_value *vals,
                 int *rcs) {
   if (n <= 0) return LS_OK;
-  ls_io_req *req = malloc((size_t)n * sizeof *req);
-  int *which = malloc((size_t)n * sizeof *which);
-  uint64_t *words = malloc(2 * (size_t)n * sizeof *words);   /* then segseqs */
-  if (!req || !which || !words) {
-    free(req); free(which); free(words);
-    return ls_err(LS_NOMEM, "out of memory");
-  }
-  int rc = txn ? txn_before_read(txn, table) : LS_OK, nreq = 0;
-  if (rc) { free(req); free(which); free(words); return rc; }
+  /* A batch of up to GET_MANY_STACK keys needs no allocation. */
+  ls_io_req req[GET_MANY_STACK];
+  int which[GET_MANY_STACK], pend[GET_MANY_STACK];
+  uint64_t words[2 * GET_MANY_STACK];
+  uint8_t *dsts[GET_MANY_STACK];
+  uint32_t sizes[GET_MANY_STACK];
+  uint8_t hits[GET_MANY_STACK];
+  many_buf b = { req, which, words, words + GET_MANY_STACK, pend, dsts, sizes, hits };
+  if (n <= GET_MANY_STACK) return get_many(e, txn, table, n, keys, vals, rcs, &b);
+  size_t per = sizeof(ls_io_req) + 2 * sizeof(int) + 2 * sizeof(uint64_t) + sizeof(uint8_t *) + sizeof(uint32_t) + 1;
+  ls_io_req *mem = malloc((size_t)n * per);
+  if (!mem) return ls_err(LS_NOMEM, "out of memory");
+  b.req = mem;
+  b.words = (uint64_t *)(b.req + n);
+  b.segseqs = b.words + n;
+  b.dsts = (uint8_t **)(b.segseqs + n);
+  b.which = (int *)(b.dsts + n);
+  b.pend = b.which + n;
+  b.sizes = (uint32_t *)(b.pend + n);
+  b.hits = (uint8_t *)(b.sizes + n);
+  int rc = get_many(e, txn, table, n, keys, vals, rcs, &b);
+  free(mem);
+  return rc;
+}
+
+/* ls_get_many with its scratch arrays: the index first (every key, under
+** the table's read lock, prefetching ahead), then the cache (every record
+** at once, cache_get_many), then one submit for the records it lacks. */
+static int get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_key *keys, ls_value *vals,
+                    int *rcs, many_buf *b) {
+  uint64_t *words = b->words, *segseqs = b->segseqs;
+  int rc = txn ? txn_before_read(txn, table) : LS_OK, nreq = 0, npend = 0;
+  if (rc) return rc;
   unsigned g = ls_guard_enter(&e->guard);
   ls_table *t = cat_table(e, table);
   if (!t) rc = ls_err(LS_NOTABLE, "no table with id %u", table);
@@ -221,35 +260,56 @@ int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_key *
       idx_prefetch(t->idx, &ahead, 1);
     }
     idx_key_from_digest(&key, keys[i].digest);
-    words[i] = words[n + i] = 0;
+    words[i] = segseqs[i] = 0;
     if (txn) {
       int own = txn_own(txn, table, &key, &vals[i]);
       if (own <= 0) { rcs[i] = own; continue; }
     }
     if (!idx_get(t->idx, &key, &words[i])) words[i] = 0;
     if (txn && (rc = snap_lookup(&e->snaps, txn->snap, table, &key, &words[i]))) break;
-    words[n + i] = seg_seq_of_word(&e->sm, words[i]);   /* its incarnation (in the guard) */
+    segseqs[i] = seg_seq_of_word(&e->sm, words[i]);   /* its incarnation (in the guard) */
     if (!words[i] || loc_tomb(words[i])) {
       rcs[i] = LS_NOTFOUND;
       continue;
     }
     int r = value_reserve(&vals[i], loc_size(words[i]));
     if (r) { rcs[i] = r; continue; }
+    b->pend[npend] = i;
+    b->dsts[npend] = vals[i].mem;
+    b->sizes[npend] = loc_size(words[i]);
+    b->hits[npend++] = 0;
+  }
+  if (t) pthread_rwlock_unlock(&t->lock);
+  if (!rc && npend && e->cache) {
+    /* Incarnation 0 (a free segment) is never cached: cache_get_many
+    ** counts it as a miss. */
+    uint64_t w[GET_MANY_STACK], q[GET_MANY_STACK];
+    for (int j0 = 0; j0 < npend; j0 += GET_MANY_STACK) {
+      int m = npend - j0 < GET_MANY_STACK ? npend - j0 : GET_MANY_STACK;
+      for (int j = 0; j < m; j++) {
+        w[j] = words[b->pend[j0 + j]];
+        q[j] = segseqs[b->pend[j0 + j]];
+      }
+      (void)cache_get_many(e->cache, m, w, q, b->dsts + j0, b->sizes + j0, b->hits + j0);
+    }
+  }
+  for (int j = 0; !rc && j < npend; j++) {
+    int i = b->pend[j];
     uint32_t s = loc_seg(words[i]);
-    if (e->cache && words[n + i] && cache_get(e->cache, words[i], words[n + i], vals[i].mem, loc_size(words[i]))) {
+    if (b->hits[j]) {
       rcs[i] = check_record(e, words[i], seg_get(&e->sm, s)->seed, table, &keys[i], vals[i].mem, &vals[i]);
       continue;
     }
-    req[nreq] = (ls_io_req){ LS_IOOP_READ, seg_fd(&e->sm, s), vals[i].mem, loc_size(words[i]),
-                             seg_base(&e->sm, s) + loc_off(words[i]), 0 };
-    which[nreq++] = i;
+    b->req[nreq] = (ls_io_req){ LS_IOOP_READ, seg_fd(&e->sm, s), vals[i].mem, loc_size(words[i]),
+                                seg_base(&e->sm, s) + loc_off(words[i]), 0 };
+    b->which[nreq++] = i;
   }
-  if (t) pthread_rwlock_unlock(&t->lock);
   if (!rc && nreq) {
+    ls_io_req *req = b->req;
     int r = e->io->m->submit(e->io, req, nreq);
     atomic_fetch_add_explicit(&e->reads, (uint64_t)nreq, memory_order_relaxed);
     for (int j = 0; j < nreq; j++) {
-      int i = which[j];
+      int i = b->which[j];
       if (req[j].res < 0 || r < 0)
         rcs[i] = ls_err_io(req[j].res < 0 ? (int)req[j].res : r, LS_CAUSE_READ, "%s: read", table_name(e, table));
       else if ((size_t)req[j].res != req[j].len)
@@ -257,7 +317,7 @@ int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_key *
       else {
         rcs[i] = check_record(e, words[i], seg_get(&e->sm, loc_seg(words[i]))->seed, table, &keys[i],
                               vals[i].mem, &vals[i]);
-        if (!rcs[i] && e->cache) cache_put(e->cache, words[i], words[n + i], vals[i].mem, (uint32_t)req[j].len);
+        if (!rcs[i] && e->cache) cache_put(e->cache, words[i], segseqs[i], vals[i].mem, (uint32_t)req[j].len);
       }
     }
   }
@@ -269,11 +329,8 @@ int ls_get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_key *
     idx_key_from_digest(&key, keys[i].digest);
     int present = rcs[i] == LS_OK;
     if (rcs[i] == LS_OK || rcs[i] == LS_NOTFOUND)
-      rc = txn_observe(txn, table, &key, words[i], present ? vals[i].seq : 0, words[n + i], present);
+      rc = txn_observe(txn, table, &key, words[i], present ? vals[i].seq : 0, segseqs[i], present);
   }
-  free(req);
-  free(which);
-  free(words);
   return rc;
 }
 

@@ -38,11 +38,7 @@ void snap_destroy(snap_store *st) {
     free(v);
   }
   free(st->buckets);
-  while (st->oldest) {
-    ls_snapshot *s = st->oldest;
-    st->oldest = s->newer;
-    free(s);
-  }
+  /* Snapshots still active belong to their transactions. */
   pthread_mutex_destroy(&st->lock);
   pthread_cond_destroy(&st->cond);
   pthread_rwlock_destroy(&st->vlock);
@@ -120,9 +116,9 @@ static void collect(snap_store *st) {
   release(st, &rel);
 }
 
-int snap_begin(snap_store *st, ls_snapshot **out) {
-  ls_snapshot *s = calloc(1, sizeof *s);
-  if (!s) return ls_err(LS_NOMEM, "out of memory");
+void snap_begin(snap_store *st, ls_snapshot *s) {
+  s->newer = NULL;
+  atomic_store(&s->expired, 0);
   pthread_mutex_lock(&st->lock);
   while (st->installing) pthread_cond_wait(&st->cond, &st->lock);   /* S2 */
   s->stamp = st->stamp;
@@ -131,8 +127,6 @@ int snap_begin(snap_store *st, ls_snapshot **out) {
   st->newest = s;
   atomic_fetch_add(&st->nactive, 1);
   pthread_mutex_unlock(&st->lock);
-  *out = s;
-  return LS_OK;
 }
 
 /* Take s out of the active list.  Store lock held. */
@@ -148,7 +142,6 @@ void snap_end(snap_store *st, ls_snapshot *s) {
   pthread_mutex_lock(&st->lock);
   if (!atomic_load(&s->expired)) unlink_locked(st, s);
   pthread_mutex_unlock(&st->lock);
-  free(s);
   collect(st);
 }
 
@@ -185,7 +178,7 @@ static uint32_t expire_locked(snap_store *st, int all, seg_ids *rel) {
   while (st->oldest && (all || !n)) {
     ls_snapshot *s = st->oldest;
     unlink_locked(st, s);
-    atomic_store(&s->expired, 1);  /* freed by its owner's snap_end */
+    atomic_store(&s->expired, 1);  /* its owner's snap_end finds it unlinked */
     n++;
   }
   /* None left: a running install records no more (S2: none can start

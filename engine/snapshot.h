@@ -94,9 +94,11 @@ typedef struct snap_store {
 void snap_init(snap_store *st, ls_segmgr *sm, uint64_t max_versions, uint64_t max_bytes);
 void snap_destroy(snap_store *st);
 
-/* Start a snapshot of everything installed so far.  LS_OK or LS_NOMEM. */
-int snap_begin(snap_store *st, ls_snapshot **out);
-/* End it; versions no snapshot needs any more are dropped. */
+/* Start a snapshot of everything installed so far in *s (the caller's
+** memory, which stays in the active list until snap_end). */
+void snap_begin(snap_store *st, ls_snapshot *s);
+/* End it; versions no snapshot needs any more are dropped.  *s may then be
+** reused or freed. */
 void snap_end(snap_store *st, ls_snapshot *s);
 
 /* An install starts: returns the stamp it gets, and *record says whether

@@ -29,14 +29,29 @@ static int begin(ls_engine *e, int readonly, ls_txn **out) {
   if (!t) return ls_err(LS_NOMEM, "out of memory");
   t->e = e;
   t->readonly = readonly;
-  int rc = snap_begin(&e->snaps, &t->snap);
-  if (rc) { free(t); return rc; }
+  t->snap = &t->snap_mem;
+  snap_begin(&e->snaps, t->snap);
   *out = t;
   return LS_OK;
 }
 
 int ls_txn_begin(ls_engine *e, ls_txn **out) { return begin(e, 0, out); }
 int ls_txn_begin_read(ls_engine *e, ls_txn **out) { return begin(e, 1, out); }
+
+/* A read transaction holds nothing but its snapshot (its reads are not
+** recorded), so ending and restarting it is all a new one would do. */
+void ls_txn_end_read(ls_txn *t) {
+  assert(t->readonly);
+  if (t->snap) snap_end(&t->e->snaps, t->snap);
+  t->snap = NULL;
+}
+
+void ls_txn_restart_read(ls_txn *t) {
+  assert(t->readonly);
+  if (t->snap) snap_end(&t->e->snaps, t->snap);
+  t->snap = &t->snap_mem;
+  snap_begin(&t->e->snaps, t->snap);
+}
 
 void txn_destroy(ls_txn *t) {
   if (!t) return;

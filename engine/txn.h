@@ -60,7 +60,10 @@ typedef struct txn_map {
 
 struct ls_txn {
   ls_engine *e;
-  ls_snapshot *snap;               /* what its reads of committed rows see */
+  ls_snapshot *snap;               /* what its reads of committed rows see
+                                   ** (&snap_mem; NULL: a read transaction
+                                   ** between ls_txn_end_read and restart) */
+  ls_snapshot snap_mem;
   int readonly;                    /* ls_txn_begin_read: no writes, and its
                                    ** reads are not recorded */
   txn_rec *recs;

@@ -292,12 +292,15 @@ uint32_t writer_room(const ls_writer *w) {
   return w->e->seg_size - w->buf_start - w->buf_len;
 }
 
-/* Remember the record just sealed at word (image p, as it goes to disk) in
-** the record cache.  Safe before it is durable: nothing else is ever
-** written at that location in this incarnation of the segment, and no
-** reader looks there before the install (cache.h). */
-static void cache_written(ls_engine *e, uint64_t word, const uint8_t *p) {
-  if (e->cache) cache_put(e->cache, word, seg_seq_of(&e->sm, loc_seg(word)), p, loc_size(word));
+/* Remember the record just sealed at word (image p, as it goes to disk) for
+** the record cache: copied now, put in with the rest of the group before
+** its committers are released (process_group; cache_batch).  Safe before
+** it is durable: nothing else is ever written at that location in this
+** incarnation of the segment, and no reader looks there before the install
+** (cache.h). */
+static void cache_written(ls_writer *w, uint64_t word, const uint8_t *p) {
+  ls_engine *e = w->e;
+  if (e->cache) cache_batch_add(e->cache, &w->written, word, seg_seq_of(&e->sm, loc_seg(word)), p, loc_size(word));
 }
 
 /* Append one encoded record (already holding type, table, key, value) and
@@ -422,7 +425,7 @@ static int serialize_direct(ls_writer *w, ls_txn *t, int purpose) {
       ls_rec_seal(p, seq, LS_RF_CONT, d->seed);
       seg_note_rec(d, len, seq);
       r->word = loc_make(s, len, r->size, r->type == LS_REC_DELETE);
-      if (r->type == LS_REC_PUT) cache_written(e, r->word, p);
+      if (r->type == LS_REC_PUT) cache_written(w, r->word, p);
       len += r->size;
       nrec++;
       left -= r->size;
@@ -483,7 +486,7 @@ static int serialize(ls_writer *w, ls_txn *t) {
     uint32_t flags = multi ? LS_RF_CONT : (i == last ? LS_RF_END : 0);
     assert(flags == LS_RF_CONT || !multi);   /* W2: streamed records are all CONT */
     r->word = writer_append(w, txn_rec_ptr(t, r), r->size, flags, r->type == LS_REC_DELETE);
-    if (r->type == LS_REC_PUT) cache_written(e, r->word, w->buf + w->buf_len - r->size);
+    if (r->type == LS_REC_PUT) cache_written(w, r->word, w->buf + w->buf_len - r->size);
   }
   if (multi) {
     w->structural = 1;             /* N2 */
@@ -668,12 +671,18 @@ static void process_group(ls_writer *w, commit_req *group) {
     /* Retire the active segment: its tail is in an unknown state. */
     if (w->seg != SEG_NONE) { seg_seal(&e->sm, w->seg); w->seg = SEG_NONE; }
     fail_list(ok, rc, &err);
+    cache_batch_discard(&w->written);
     return;
   }
   /* W4: nothing of a group whose write or sync failed is acknowledged
   ** (a failure that reached no transaction would be swallowed). */
   assert(!w->io_error);
   if (ok) atomic_fetch_add(&e->commit_groups, 1);
+  /* The group's records go into the cache before the install makes them
+  ** visible (so no reader can have put them in first) and before the
+  ** committers return (read-your-writes hit).  A transaction that failed
+  ** alone may leave records there too, at locations no index word names. */
+  if (e->cache) cache_batch_insert(e->cache, &w->written);
   for (commit_req *q = ok; q; q = q->next) {
     if (q->mode == WRITE_COMMIT) {
       writer_install(w, q->t);     /* (W1): durable, now installed */
@@ -781,6 +790,7 @@ void writer_stop(ls_engine *e) {
         seg_seal_header(&e->sm, w->seg, d->seq, d->used, &fd) == LS_OK)
       (void)seg_sync(&e->sm, fd, 0);
   }
+  cache_batch_discard(&w->written);   /* empty: process_group puts its own in */
   pthread_mutex_destroy(&w->lock);
   pthread_cond_destroy(&w->cond);
   free(w->buf);

@@ -61,6 +61,7 @@ struct ls_writer {
   /* Writer-thread state: the active segment and its open buffer. */
   uint32_t seg;                    /* active segment, or SEG_NONE */
   uint8_t *buf;                    /* open buffer (segment-sized, aligned) */
+  cache_batch written;             /* the group's records, for the cache */
   uint32_t buf_start;              /* offset of the open buffer in the segment */
   uint32_t buf_len;                /* header + records in buf */
   uint32_t buf_nrec;

@@ -60,6 +60,7 @@ void lsx_rm_tree(const char *path) {
 
 static void db_free(ls_db *d) {
   if (d->txn) ls_txn_free(d->txn);
+  ls_txn_free(d->spare_read);
   free(d->orphans);
   sqlite3_free(d->changes);
   if (d->eng) ls_close(d->eng);

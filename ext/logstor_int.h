@@ -62,6 +62,8 @@ struct ls_db {
                                    ** transaction */
   int readonly;                    /* txn is a statement snapshot (autocommit
                                    ** mode, ls_txn_begin_read) */
+  ls_txn *spare_read;              /* the last statement snapshot, ended and
+                                   ** kept for the next (ls_txn_restart_read) */
   char *wname;                     /* the first table written (messages) */
   int sql_scope;                   /* txn ends with SQLite's transaction (we
                                    ** get its xCommit or xRollback) */
@@ -114,7 +116,7 @@ struct ls_vtab {
   ** connection, one call at a time). */
   lsx_buf kbuf, obuf, rbuf;        /* new key, old key, row record */
   void *enc;                       /* record.c's per-column work array */
-  ls_value spare;                  /* a read buffer kept between cursors */
+  lsx_cursor *spare;               /* a closed cursor kept for the next (scan.c) */
   ls_value old;                    /* the old row of an UPDATE */
   uint8_t last_key[32];            /* the last short key hashed here ... */
   uint32_t last_len;               /* ... (0: none) */
@@ -254,6 +256,7 @@ int lsx_register_functions(sqlite3 *db, ls_conn *conn);
 int lsx_best_index(sqlite3_vtab *vtab, sqlite3_index_info *info);
 int lsx_open(sqlite3_vtab *vtab, sqlite3_vtab_cursor **out);
 int lsx_close(sqlite3_vtab_cursor *cur);
+void lsx_cursor_free(lsx_cursor *c);  /* a closed cursor (ls_vtab.spare) */
 int lsx_filter(sqlite3_vtab_cursor *cur, int idxNum, const char *idxStr, int argc, sqlite3_value **argv);
 int lsx_next(sqlite3_vtab_cursor *cur);
 int lsx_eof(sqlite3_vtab_cursor *cur);

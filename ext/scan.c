@@ -39,6 +39,9 @@
 #define PLAN_HI_LT 32
 #define PLAN_TEQ 64
 
+typedef struct lsx_order { int64_t token; int i; } lsx_order;
+#define IN_TAKEN (-0x7fff)           /* inrcs mark: the row is in the result */
+
 struct lsx_cursor {
   sqlite3_vtab_cursor base;
   lsx_cursor *next, *prev;         /* the open cursors of the table's ls_db */
@@ -55,6 +58,15 @@ struct lsx_cursor {
   ls_value one;                    /* the row of a point lookup */
   ls_value *list;                  /* rows of an IN lookup, token order */
   int nlist, ilist;
+  /* The IN plan's arrays, capin entries each, kept with their buffers for
+  ** the next statement (a closed cursor is kept by its table). */
+  lsx_buf *inkeys;                 /* the keys encoded */
+  ls_key *inlk;
+  int *inrcs;
+  lsx_order *inord;                /* the rows found, by token */
+  ls_value *spare_list;            /* scratch to permute list through (owns
+                                   ** nothing) */
+  int capin;
   const ls_value *row;             /* the current row */
 };
 
@@ -166,12 +178,17 @@ int lsx_best_index(sqlite3_vtab *vtab, sqlite3_index_info *info) {
 
 int lsx_open(sqlite3_vtab *vtab, sqlite3_vtab_cursor **out) {
   ls_vtab *t = (ls_vtab *)vtab;
-  lsx_cursor *c = sqlite3_malloc(sizeof *c);
-  if (!c) return SQLITE_NOMEM;
-  memset(c, 0, sizeof *c);
+  lsx_cursor *c = t->spare;          /* a closed cursor, buffers and all */
+  if (c) {
+    t->spare = NULL;
+    c->next = c->prev = NULL;
+    c->txn = NULL;
+  } else {
+    c = sqlite3_malloc(sizeof *c);
+    if (!c) return SQLITE_NOMEM;
+    memset(c, 0, sizeof *c);
+  }
   c->eof = 1;
-  c->one = t->spare;                 /* reuse a read buffer */
-  memset(&t->spare, 0, sizeof t->spare);
   ls_db *d = t->ldb;
   lsx_db_reconcile(d);
   c->next = d->cursors;
@@ -182,16 +199,69 @@ int lsx_open(sqlite3_vtab *vtab, sqlite3_vtab_cursor **out) {
   return SQLITE_OK;
 }
 
+/* Forget the rows of the last filter (the buffers stay). */
 static void reset(lsx_cursor *c) {
   c->lazy = 0;
   if (c->scan) ls_cursor_close(c->scan);
   c->scan = NULL;
-  for (int i = 0; i < c->nlist; i++) ls_value_free(&c->list[i]);
-  sqlite3_free(c->list);
-  c->list = NULL;
   c->nlist = c->ilist = 0;
   c->row = NULL;
   c->eof = 1;
+}
+
+/* Free the IN plan's arrays and what they hold. */
+static void in_free(lsx_cursor *c) {
+  for (int i = 0; i < c->capin; i++) {
+    ls_value_free(&c->list[i]);
+    lsx_buf_free(&c->inkeys[i]);
+  }
+  sqlite3_free(c->list);
+  sqlite3_free(c->spare_list);
+  sqlite3_free(c->inkeys);
+  sqlite3_free(c->inlk);
+  sqlite3_free(c->inrcs);
+  sqlite3_free(c->inord);
+  c->list = c->spare_list = NULL;
+  c->inkeys = NULL;
+  c->inlk = NULL;
+  c->inrcs = NULL;
+  c->inord = NULL;
+  c->capin = 0;
+}
+
+/* Room for n keys in the IN plan's arrays (new entries zeroed). */
+static int in_reserve(lsx_cursor *c, int n) {
+  if (n <= c->capin) return SQLITE_OK;
+  int cap = c->capin ? 2 * c->capin : 16;
+  while (cap < n) cap *= 2;
+  ls_value *l = sqlite3_realloc(c->list, cap * (int)sizeof *l);
+  if (l) c->list = l;
+  lsx_buf *k = sqlite3_realloc(c->inkeys, cap * (int)sizeof *k);
+  if (k) c->inkeys = k;
+  ls_key *lk = sqlite3_realloc(c->inlk, cap * (int)sizeof *lk);
+  if (lk) c->inlk = lk;
+  int *r = sqlite3_realloc(c->inrcs, cap * (int)sizeof *r);
+  if (r) c->inrcs = r;
+  lsx_order *o = sqlite3_realloc(c->inord, cap * (int)sizeof *o);
+  if (o) c->inord = o;
+  ls_value *l2 = sqlite3_realloc(c->spare_list, cap * (int)sizeof *l2);
+  if (l2) c->spare_list = l2;
+  /* list keeps its entries (and buffers) whatever fails; capin grows only
+  ** when every array did. */
+  if (!l || !k || !lk || !r || !o || !l2) return SQLITE_NOMEM;
+  memset(l + c->capin, 0, (size_t)(cap - c->capin) * sizeof *l);
+  memset(c->inkeys + c->capin, 0, (size_t)(cap - c->capin) * sizeof *k);
+  c->capin = cap;
+  return SQLITE_OK;
+}
+
+void lsx_cursor_free(lsx_cursor *c) {
+  if (!c) return;
+  reset(c);
+  in_free(c);
+  ls_value_free(&c->one);
+  lsx_buf_free(&c->kb);
+  sqlite3_free(c);
 }
 
 int lsx_close(sqlite3_vtab_cursor *cur) {
@@ -202,10 +272,17 @@ int lsx_close(sqlite3_vtab_cursor *cur) {
   if (c->prev) c->prev->next = c->next; else d->cursors = c->next;
   if (c->next) c->next->prev = c->prev;
   if (--d->ncursors == 0) lsx_txn_idle(d);
-  if (!t->spare.mem && c->one.cap <= 65536) { t->spare = c->one; memset(&c->one, 0, sizeof c->one); }
-  ls_value_free(&c->one);
-  lsx_buf_free(&c->kb);
-  sqlite3_free(c);
+  if (t->spare) {
+    lsx_cursor_free(c);
+    return SQLITE_OK;
+  }
+  /* Kept for the table's next statement, without large buffers. */
+  if (c->one.cap > 65536) ls_value_free(&c->one);
+  if (c->kb.cap > 4096) lsx_buf_free(&c->kb);
+  if (c->capin > 1024) in_free(c);
+  for (int i = 0; i < c->capin; i++)
+    if (c->list[i].cap > 65536) ls_value_free(&c->list[i]);
+  t->spare = c;
   return SQLITE_OK;
 }
 
@@ -262,9 +339,10 @@ static sqlite3_value *token_operand(sqlite3_value *v, sqlite3_value **conv) {
   return *conv;
 }
 
-static int cmp_token(const void *a, const void *b) {
-  const ls_value *x = a, *y = b;
-  return x->token < y->token ? -1 : x->token > y->token;
+static int cmp_order(const void *a, const void *b) {
+  const lsx_order *x = a, *y = b;
+  if (x->token != y->token) return x->token < y->token ? -1 : 1;
+  return (x->i > y->i) - (x->i < y->i);
 }
 
 int lsx_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr, int argc, sqlite3_value **argv) {
@@ -295,54 +373,54 @@ int lsx_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr, int argc,
     if (erc == LS_NOTFOUND) erc = LS_OK;
   } else if (plan & PLAN_IN) {
     /* Collect the distinct keys, read them in one batch, sort by token. */
-    int cap = 0, n = 0;
-    lsx_buf *keys = NULL;
+    int n = 0;
     sqlite3_value *v;
     for (rc = sqlite3_vtab_in_first(argv[0], &v); rc == SQLITE_OK && v; rc = sqlite3_vtab_in_next(argv[0], &v)) {
-      if (n == cap) {
-        cap = cap ? 2 * cap : 16;
-        lsx_buf *p = sqlite3_realloc(keys, cap * (int)sizeof *p);
-        if (!p) { rc = SQLITE_NOMEM; break; }
-        memset(p + n, 0, (size_t)(cap - n) * sizeof *p);
-        keys = p;
-      }
-      int r = lsx_key_encode(v, t->aff[t->pk], &keys[n]);
+      if ((rc = in_reserve(c, n + 1))) break;
+      c->inkeys[n].n = 0;
+      int r = lsx_key_encode(v, t->aff[t->pk], &c->inkeys[n]);
       if (r == SQLITE_NOMEM) { rc = r; break; }
       if (r == SQLITE_OK) n++;
     }
     if (rc == SQLITE_DONE) rc = SQLITE_OK;
-    ls_key *lk = n ? sqlite3_malloc(n * (int)sizeof *lk) : NULL;
-    int *rcs = n ? sqlite3_malloc(n * (int)sizeof *rcs) : NULL;
-    c->list = n ? sqlite3_malloc(n * (int)sizeof *c->list) : NULL;
-    if (!rc && n && (!lk || !rcs || !c->list)) rc = SQLITE_NOMEM;
     if (!rc && n) {
-      memset(c->list, 0, (size_t)n * sizeof *c->list);
-      for (int i = 0; i < n; i++) ls_key_set(&lk[i], keys[i].p, (uint32_t)keys[i].n);
-      erc = ls_get_many(t->ldb->eng, txn, t->id, n, lk, c->list, rcs);
+      ls_value *list = c->list;
+      for (int i = 0; i < n; i++) ls_key_set(&c->inlk[i], c->inkeys[i].p, (uint32_t)c->inkeys[i].n);
+      erc = ls_get_many(t->ldb->eng, txn, t->id, n, c->inlk, list, c->inrcs);
+      /* The rows found, sorted by token (the same key gives the same token,
+      ** so a key listed twice sorts next to itself and is kept once), go
+      ** to the front in that order; the other entries follow with their
+      ** buffers (the array is permuted through spare_list, which owns
+      ** nothing). */
+      lsx_order *ord = c->inord;
       int m = 0;
       for (int i = 0; !erc && i < n; i++) {
-        if (rcs[i] == LS_NOTFOUND) { ls_value_free(&c->list[i]); continue; }
-        if (rcs[i]) { erc = rcs[i]; break; }
-        /* Skip duplicates of the same key in the list. */
-        int dup = 0;
-        for (int j = 0; j < m && !dup; j++)
-          dup = c->list[j].key_len == c->list[i].key_len && c->list[j].token == ls_key_token(&lk[i]) &&
-                !memcmp(c->list[j].key, c->list[i].key, c->list[i].key_len);
-        if (dup) { ls_value_free(&c->list[i]); continue; }
-        c->list[i].token = ls_key_token(&lk[i]);
-        if (m != i) { c->list[m] = c->list[i]; memset(&c->list[i], 0, sizeof c->list[i]); }
-        m++;
+        if (c->inrcs[i] == LS_NOTFOUND) continue;
+        if (c->inrcs[i]) { erc = c->inrcs[i]; break; }
+        list[i].token = ls_key_token(&c->inlk[i]);
+        ord[m++] = (lsx_order){ list[i].token, i };
       }
-      for (int i = m; i < n; i++) ls_value_free(&c->list[i]);
-      c->nlist = erc ? 0 : m;
-      if (erc) for (int i = 0; i < m; i++) ls_value_free(&c->list[i]);
-      qsort(c->list, (size_t)c->nlist, sizeof *c->list, cmp_token);
-      if (c->nlist) { c->row = &c->list[0]; c->eof = 0; }
+      if (!erc) {
+        if (m > 1) qsort(ord, (size_t)m, sizeof *ord, cmp_order);
+        ls_value *out = c->spare_list;
+        int k = 0, run = 0;        /* run: first kept row of the current token */
+        for (int j = 0; j < m; j++) {
+          const ls_value *row = &list[ord[j].i];
+          if (k && out[k - 1].token != row->token) run = k;
+          int dup = 0;
+          for (int x = run; x < k && !dup; x++)
+            dup = out[x].key_len == row->key_len && !memcmp(out[x].key, row->key, row->key_len);
+          if (dup) continue;
+          out[k++] = *row;
+          c->inrcs[ord[j].i] = IN_TAKEN;
+        }
+        c->nlist = k;
+        for (int i = 0; i < c->capin; i++)
+          if (i >= n || c->inrcs[i] != IN_TAKEN) out[k++] = list[i];
+        memcpy(list, out, (size_t)c->capin * sizeof *list);
+      }
+      if (c->nlist) { c->row = &list[0]; c->eof = 0; }
     }
-    for (int i = 0; i < cap; i++) lsx_buf_free(&keys[i]);
-    sqlite3_free(keys);
-    sqlite3_free(lk);
-    sqlite3_free(rcs);
   } else {
     int64_t lo = INT64_MIN, hi = INT64_MAX;
     int a = 0, ok = 1;

@@ -66,7 +66,12 @@
 static void txn_drop(ls_db *d) {
   if (d->txn) {
     lsx_cursors_detach(d, d->txn);
-    ls_txn_free(d->txn);           /* unprepares a prepared one */
+    if (d->readonly && !d->spare_read) {
+      ls_txn_end_read(d->txn);     /* the next statement restarts it */
+      d->spare_read = d->txn;
+    } else {
+      ls_txn_free(d->txn);         /* unprepares a prepared one */
+    }
   }
   d->txn = NULL;
   sqlite3_free(d->wname);
@@ -87,7 +92,12 @@ int lsx_txn_read(ls_db *d, sqlite3_vtab *vtab, const char *table, ls_txn **out) 
     /* A statement's snapshot, shared by the statements running at once
     ** (SQLite's read transaction), ending with the last of their cursors;
     ** or the write of this statement's transaction. */
-    if (!d->txn) {
+    if (!d->txn && d->spare_read) {
+      ls_txn_restart_read(d->spare_read);
+      d->txn = d->spare_read;
+      d->spare_read = NULL;
+      d->readonly = 1;
+    } else if (!d->txn) {
       erc = ls_txn_begin_read(d->eng, &d->txn);
       d->readonly = 1;
     }

@@ -481,7 +481,7 @@ static void vtab_free(ls_vtab *t) {
   lsx_buf_free(&t->obuf);
   lsx_buf_free(&t->rbuf);
   sqlite3_free(t->enc);
-  ls_value_free(&t->spare);
+  lsx_cursor_free(t->spare);
   ls_value_free(&t->old);
   sqlite3_free(t->name);
   sqlite3_free(t->base.zErrMsg);

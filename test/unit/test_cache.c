@@ -136,9 +136,103 @@ static void test_threads(void) {
   cache_free(c);
 }
 
+/* cache_get_many answers as cache_get does, key by key, for batches larger
+** than one pass (CACHE_BATCH), keys repeated, incarnations wrong or 0, sizes
+** that differ; and counts its hits and misses as cache_get. */
+static void test_get_many(void) {
+  ls_cache *c = cache_new(8 << 20);
+  CHECK(c != NULL);
+  enum { N = 300 };
+  static uint8_t bufs[N][64], want[64];
+  uint64_t words[N], seqs[N];
+  uint32_t sizes[N];
+  uint8_t *dsts[N], hits[N];
+  for (int i = 0; i < N; i++) {
+    words[i] = loc_make(1 + (uint32_t)(i % 37), (uint32_t)(i * 64), 64, 0);
+    seqs[i] = 3 + (uint64_t)(i % 5);
+    sizes[i] = 64;
+    dsts[i] = bufs[i];
+    if (i % 3 != 0) {                              /* two in three cached */
+      image(words[i], seqs[i], want, 64);
+      cache_put(c, words[i], seqs[i], want, 64);
+    }
+  }
+  seqs[4] = 99;                                    /* another incarnation */
+  seqs[5] = 0;                                     /* a free segment */
+  sizes[7] = 56;                                   /* the size the index holds differs */
+  words[10] = words[11];                           /* the same record twice */
+  seqs[10] = seqs[11];
+  ls_cache_stats s0, s1;
+  cache_stats(c, &s0);
+  memset(bufs, 0, sizeof bufs);
+  int n = cache_get_many(c, N, words, seqs, dsts, sizes, hits);
+  cache_stats(c, &s1);
+  int expect = 0;
+  for (int i = 0; i < N; i++) {
+    uint8_t one[64];
+    int h = cache_get(c, words[i], seqs[i], one, sizes[i]);
+    CHECK_INT(hits[i], h);
+    if (h) CHECK(image_ok(words[i], seqs[i], bufs[i], sizes[i]));
+    expect += h;
+  }
+  CHECK_INT(n, expect);
+  CHECK(n > N / 2 && n < N);
+  CHECK_U64(s1.hits - s0.hits, (uint64_t)n);
+  CHECK_U64(s1.misses - s0.misses, (uint64_t)(N - n));
+  cache_free(c);
+}
+
+/* A writer's batch: nothing is cached until inserted, then everything is
+** (within the bound: a batch larger than the cache keeps the cache within
+** it), and a discarded batch leaves nothing. */
+static void test_batch(void) {
+  uint64_t cap = 1 << 20;
+  ls_cache *c = cache_new(cap);
+  CHECK(c != NULL);
+  cache_batch b = { 0 };
+  uint8_t img[200], out[200];
+  for (uint32_t i = 0; i < 100; i++) {
+    uint64_t w = loc_make(3 + i % 7, i * 256, 200, 0);
+    image(w, 9, img, 200);
+    cache_batch_add(c, &b, w, 9, img, 200);
+  }
+  cache_batch_add(c, &b, loc_make(1, 0, 200, 0), 0, img, 200);   /* incarnation 0: not taken */
+  ls_cache_stats st;
+  cache_stats(c, &st);
+  CHECK_U64(st.entries, 0);
+  CHECK(cache_get(c, loc_make(3, 0, 200, 0), 9, out, 200) == 0);
+  cache_batch_insert(c, &b);
+  CHECK(b.first == NULL);
+  cache_stats(c, &st);
+  CHECK_U64(st.entries, 100);
+  for (uint32_t i = 0; i < 100; i++) {
+    uint64_t w = loc_make(3 + i % 7, i * 256, 200, 0);
+    CHECK(cache_get(c, w, 9, out, 200) == 1 && image_ok(w, 9, out, 200));
+  }
+  for (uint32_t i = 0; i < 20000; i++) {            /* 4 MB through a 1 MB cache */
+    uint64_t w = loc_make(100 + i / 500, (i % 500) * 256, 200, 0);
+    image(w, 4, img, 200);
+    cache_batch_add(c, &b, w, 4, img, 200);
+    if (i % 1000 == 999) cache_batch_insert(c, &b);
+  }
+  cache_stats(c, &st);
+  CHECK(st.bytes <= cap && st.entries > 1000);
+  uint64_t w = loc_make(100 + 19999 / 500, (19999 % 500) * 256, 200, 0);
+  CHECK(cache_get(c, w, 4, out, 200) == 1 && image_ok(w, 4, out, 200));   /* the newest stays */
+  uint64_t before = st.entries;
+  for (uint32_t i = 0; i < 50; i++) cache_batch_add(c, &b, loc_make(900, i * 256, 200, 0), 4, img, 200);
+  cache_batch_discard(&b);
+  cache_stats(c, &st);
+  CHECK_U64(st.entries, before);
+  CHECK(cache_get(c, loc_make(900, 0, 200, 0), 4, out, 200) == 0);
+  cache_free(c);
+}
+
 int main(void) {
   RUN(test_keys);
   RUN(test_bound_and_scan);
   RUN(test_threads);
+  RUN(test_get_many);
+  RUN(test_batch);
   return unit_finish();
 }
