@@ -49,7 +49,7 @@ void ls_stats_get(ls_engine *e, ls_stats *s) {
   s->segments_total = seg_count(&e->sm);
   s->segments_free = seg_nfree(&e->sm);
   s->segments_used = s->segments_total - s->segments_free;
-  s->data_file_bytes = (uint64_t)atomic_load(&e->sm.nfiles) * e->file_size;
+  s->data_file_bytes = (uint64_t)seg_count(&e->sm) * e->seg_size;
   s->commits = atomic_load(&e->commits);
   s->commit_groups = atomic_load(&e->commit_groups);
   s->syncs = atomic_load(&e->syncs);

@@ -298,18 +298,18 @@ static int manifest_update(ls_engine *e, uint32_t id, int remove, uint64_t trunc
   return manifest_commit(e, &m);
 }
 
-/* Raise the manifest's segment sequence floor (FLOOR) or count of data
-** files (FILES) to v if it is below, durably. */
-enum { RAISE_FLOOR, RAISE_FILES };
+/* Raise the manifest's segment sequence floor (FLOOR) or count of
+** segments in data files (SEGMENTS) to v if it is below, durably. */
+enum { RAISE_FLOOR, RAISE_SEGMENTS };
 static int manifest_raise(ls_engine *e, int which, uint64_t v) {
   pthread_mutex_lock(&e->cat_lock);
   int rc = LS_OK;
-  if ((which == RAISE_FLOOR ? e->man.seg_seq_floor : e->man.files) < v) {
+  if ((which == RAISE_FLOOR ? e->man.seg_seq_floor : ls_manifest_segments(&e->man)) < v) {
     ls_manifest m;
     rc = ls_manifest_copy(&m, &e->man);
     if (!rc) {
       if (which == RAISE_FLOOR) m.seg_seq_floor = v;
-      else m.files = (uint32_t)v;
+      else ls_manifest_set_segments(&m, (uint32_t)v);
       rc = manifest_commit(e, &m);
     }
   }
@@ -318,14 +318,14 @@ static int manifest_raise(ls_engine *e, int which, uint64_t v) {
 }
 
 int cat_lease(void *arg, uint64_t end) { return manifest_raise(arg, RAISE_FLOOR, end); }
-int cat_files(void *arg, uint32_t n) { return manifest_raise(arg, RAISE_FILES, n); }
+int cat_grown(void *arg, uint32_t nsegs) { return manifest_raise(arg, RAISE_SEGMENTS, nsegs); }
 
-int cat_set_files(ls_engine *e, uint32_t files, const ls_mdamage *dm, uint32_t n) {
+int cat_set_files(ls_engine *e, uint32_t nsegs, const ls_mdamage *dm, uint32_t n) {
   pthread_mutex_lock(&e->cat_lock);
   ls_manifest m;
   int rc = ls_manifest_copy(&m, &e->man);
   if (!rc) {
-    m.files = files;
+    ls_manifest_set_segments(&m, nsegs);
     free(m.damaged);
     m.damaged = NULL;
     m.ndamaged = 0;

@@ -217,12 +217,12 @@ int cat_truncate(ls_engine *e, uint32_t id, uint64_t cut, void (*dead)(void *arg
 ** floor of segment sequences in the manifest. */
 int cat_lease(void *arg, uint64_t end);
 
-/* The segment manager's files callback (segment.h): the manifest counts n
-** data files. */
-int cat_files(void *arg, uint32_t n);
-/* Replace the manifest's count of data files and its accepted damage
-** (recovery).  LS_OK or an error. */
-int cat_set_files(ls_engine *e, uint32_t files, const ls_mdamage *dm, uint32_t n);
+/* The segment manager's growth callback (segment.h): the manifest counts
+** nsegs segments (its files and the length of the last). */
+int cat_grown(void *arg, uint32_t nsegs);
+/* Replace the manifest's count of segments (files and the length of the
+** last) and its accepted damage (recovery).  LS_OK or an error. */
+int cat_set_files(ls_engine *e, uint32_t nsegs, const ls_mdamage *dm, uint32_t n);
 
 /* Put the engine into the failed (read-only) state with a message (the
 ** first failure's message is kept). */

@@ -108,6 +108,7 @@ int ckpt_write(ls_engine *e) {
   ls_put32(b.p + 24, atomic_load(&e->sm.nfiles));
   ls_put32(b.p + 28, nused);
   ls_put32(b.p + 32, ntables);
+  ls_put32(b.p + 36, nseg);
   ls_put64(b.p + 40, atomic_load(&e->next_seq));
   ls_put64(b.p + 48, e->sm.next_seq);
   ls_put64(b.p + 56, nentries);
@@ -189,10 +190,12 @@ int ckpt_parse(const uint8_t *buf, size_t len, uint32_t seg_size, uint32_t nseg,
   v->nfiles = ls_get32(buf + 24);
   v->nsegs = ls_get32(buf + 28);
   v->ntables = ls_get32(buf + 32);
+  v->segments = ls_get32(buf + 36);
   v->next_seq = ls_get64(buf + 40);
   v->next_seg_seq = ls_get64(buf + 48);
   v->nentries = ls_get64(buf + 56);
-  if (v->seg_size != seg_size || v->nsegs > nseg || ls_get32(buf + 36) != 0) return 0;
+  if (v->seg_size != seg_size || !v->file_size || v->file_size % seg_size || v->nsegs > nseg) return 0;
+  if (!v->segments) v->segments = (uint64_t)v->nfiles * (v->file_size / seg_size);   /* all files full */
   /* The lengths add up exactly (each count checked against what remains). */
   size_t end = len - 4, off = CKPT_HDR;
   if (v->nsegs > (end - off) / CKPT_SEG) return 0;
@@ -284,7 +287,7 @@ static int read_file(ls_engine *e, uint8_t **buf, size_t *len, uint64_t max) {
 /* K4: the engine's tables and the headers on disk against v. */
 static int matches(ls_engine *e, const ckpt_view *v, uint32_t nseg) {
   if (v->file_size != e->file_size || v->nfiles != atomic_load(&e->sm.nfiles) || v->nfiles != e->man.files ||
-      (uint64_t)v->nfiles * e->sm.segs_per_file != nseg || v->ntables != e->man.ntables)
+      v->segments != nseg || nseg != ls_manifest_segments(&e->man) || v->ntables != e->man.ntables)
     return 0;
   const uint8_t *t = v->tables;
   for (uint32_t i = 0; i < v->ntables; i++) {

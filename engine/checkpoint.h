@@ -44,6 +44,7 @@ int ckpt_discard(ls_engine *e);
 typedef struct ckpt_view {
   uint32_t seg_size, nfiles, nsegs, ntables;
   uint64_t file_size, next_seq, next_seg_seq, nentries;
+  uint64_t segments;               /* segments in the data files */
   const uint8_t *segs;             /* nsegs records of CKPT_SEG bytes */
   const uint8_t *tables;           /* ntables, each a CKPT_TAB header and its entries */
 } ckpt_view;

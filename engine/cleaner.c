@@ -110,7 +110,9 @@ void cleaner_settle(ls_engine *e, const uint32_t *segs, uint32_t n) {
 /* Is space short enough to compact?  Bounded disks: when the free segments
 ** (and those more files would give) fall near the user reserve; unbounded
 ** ones: when the segments in use hold more than space_target times the
-** live bytes (and more than 64 segments: tiny stores are left alone). */
+** live bytes (and more than 64 segments: tiny stores are left alone), or
+** when the file system had no room for the last growth step and the free
+** segments are near the user reserve. */
 int cl_want_compaction(ls_cleaner *c, int *urgent) {
   ls_engine *e = c->e;
   ls_segmgr *m = &e->sm;
@@ -124,6 +126,14 @@ int cl_want_compaction(ls_cleaner *c, int *urgent) {
   }
   uint64_t live = cat_live_bytes(e);
   uint64_t used = (uint64_t)(total - nfree) * e->seg_size;
+  if (atomic_load(&m->grow_failed)) {
+    /* Holes need room the file system does not have: zeroed ones count. */
+    pthread_mutex_lock(&m->lock);
+    uint32_t reserve = m->reserve_clean + m->reserve_delete, zeroed = m->free.len;
+    pthread_mutex_unlock(&m->lock);
+    *urgent = zeroed <= reserve;
+    if (zeroed < reserve + 2 && used > live) return 1;
+  }
   return total - nfree > 64 && used * 1000 > (uint64_t)atomic_load(&e->space_target) * live;
 }
 

@@ -238,7 +238,7 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   rc = seg_init(&e->sm, e->io, dirfd, e->seg_size, e->file_size, e->disk_size);
   if (rc) goto fail;
   e->sm.lease = cat_lease;
-  e->sm.files_changed = cat_files;
+  e->sm.grown = cat_grown;
   e->sm.lease_arg = e;
   uint64_t snap_mem = o->snapshot_memory ? o->snapshot_memory : LS_DEFAULT_SNAPSHOT_MEMORY;
   snap_init(&e->snaps, &e->sm, snap_mem / SNAP_VERSION_BYTES + 1,

@@ -10,6 +10,7 @@
 **   seq_floor <seq>
 **   segment_seq_floor <seq>
 **   files <count>
+**   last_file_size <bytes>                                   (optional)
 **   table <id> <groups> <trunc_seq> <name, %XX-escaped>      (zero or more)
 **   damaged <segment> <seg_seq> <offset> <length>            (zero or more)
 **   crc32c <decimal CRC32C of every byte before this line>
@@ -49,6 +50,19 @@ ls_mtable *ls_manifest_table(const ls_manifest *m, uint32_t id) {
   return NULL;
 }
 
+uint32_t ls_manifest_segments(const ls_manifest *m) {
+  if (!m->files || !m->segment_size) return 0;
+  uint64_t last = m->last_file_size ? m->last_file_size : m->file_size;
+  return (uint32_t)((uint64_t)(m->files - 1) * (m->file_size / m->segment_size) + last / m->segment_size);
+}
+
+void ls_manifest_set_segments(ls_manifest *m, uint32_t nsegs) {
+  uint64_t spf = m->file_size / m->segment_size;
+  m->files = (uint32_t)((nsegs + spf - 1) / spf);
+  uint64_t tail = nsegs ? nsegs - (uint64_t)(m->files - 1) * spf : 0;
+  m->last_file_size = tail == spf ? 0 : tail * m->segment_size;
+}
+
 int ls_manifest_copy(ls_manifest *dst, const ls_manifest *src) {
   *dst = *src;
   dst->tables = NULL;
@@ -82,6 +96,8 @@ char *ls_manifest_format(const ls_manifest *m, size_t *len) {
                         "\nsegment_seq_floor %" PRIu64 "\nfiles %u\n",
                         m->version, m->segment_size, m->file_size, m->disk_size,
                         m->next_table, m->seq_floor, m->seg_seq_floor, m->files);
+  if (m->files && m->last_file_size && m->last_file_size != m->file_size)
+    n += (size_t)snprintf(s + n, cap - n, "last_file_size %" PRIu64 "\n", m->last_file_size);
   for (uint32_t i = 0; i < m->ntables; i++) {
     const ls_mtable *t = &m->tables[i];
     n += (size_t)snprintf(s + n, cap - n, "table %u %u %" PRIu64 " ", t->id, t->groups, t->trunc_seq);
@@ -179,8 +195,8 @@ int ls_manifest_parse(const char *text, size_t len, ls_manifest *m) {
   if (crc != ls_crc32c(0, text, last)) return ls_corrupt("manifest: checksum mismatch");
 
   static const char *items[] = { "logstor-manifest", "segment_size", "file_size", "disk_size",
-                                 "next_table", "seq_floor", "segment_seq_floor", "files" };
-  enum { NITEMS = 8 };
+                                 "next_table", "seq_floor", "segment_seq_floor", "files", "last_file_size" };
+  enum { NITEMS = 9, NREQUIRED = 8 };   /* last_file_size is optional */
   uint64_t val[NITEMS];
   int have = 0;
   uint64_t capdamaged = 0;
@@ -245,7 +261,7 @@ int ls_manifest_parse(const char *text, size_t len, ls_manifest *m) {
     if (k != 0 && !(have & 1)) goto bad;                   /* the version comes first */
     have |= 1 << k;
   }
-  if (have != (1 << NITEMS) - 1) goto bad;
+  if ((have & ((1 << NREQUIRED) - 1)) != (1 << NREQUIRED) - 1) goto bad;
   m->version = (uint32_t)val[0];
   m->segment_size = val[1];
   m->file_size = val[2];
@@ -254,6 +270,13 @@ int ls_manifest_parse(const char *text, size_t len, ls_manifest *m) {
   m->seq_floor = val[5];
   m->seg_seq_floor = val[6];
   m->files = (uint32_t)val[7];
+  if (have & (1 << 8)) {
+    /* A whole number of segments, 1 .. file_size, and only with a file. */
+    m->last_file_size = val[8];
+    if (!m->files || !m->segment_size || !m->last_file_size || m->last_file_size > m->file_size ||
+        m->last_file_size % m->segment_size)
+      goto bad;
+  }
   for (uint32_t i = 0; i < m->ntables; i++)
     if (m->tables[i].id >= m->next_table) goto bad;
   return LS_OK;

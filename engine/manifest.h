@@ -43,6 +43,7 @@ typedef struct ls_manifest {
   ls_mtable *tables;               /* sorted by id */
   uint32_t ndamaged;
   ls_mdamage *damaged;             /* accepted damage, sorted */
+  uint64_t last_file_size;         /* bytes of file files-1 (0: file_size) */
 } ls_manifest;
 
 /* Read dir's MANIFEST into m.  LS_NOTFOUND if there is none; LS_CORRUPT or
@@ -60,5 +61,10 @@ void ls_manifest_free(ls_manifest *m);
 /* Deep copy (tables and damage arrays).  LS_OK or LS_NOMEM. */
 int ls_manifest_copy(ls_manifest *dst, const ls_manifest *src);
 ls_mtable *ls_manifest_table(const ls_manifest *m, uint32_t id);
+
+/* Segments the data files hold, and setting files and last_file_size for
+** nsegs segments. */
+uint32_t ls_manifest_segments(const ls_manifest *m);
+void ls_manifest_set_segments(ls_manifest *m, uint32_t nsegs);
 
 #endif

@@ -3,9 +3,12 @@
 ** data files at open, and find the damage (FORMAT.md, "Recovery" and
 ** "Damage").
 **
-** The file set first: the manifest counts the data files; one missing (the
-** last as much as one in the middle) or shorter than file_size is damage.
-** A file beyond the count (a crash right after formatting it) is adopted.
+** The file set first: the manifest counts the data files and the length of
+** the last; one missing (the last as much as one in the middle) or shorter
+** than the manifest says is damage.  A file beyond the count (a crash right
+** after formatting it) is adopted with the whole segments it has; bytes past
+** the counted length of the last file (a crash in the middle of a growth
+** step) are left to be formatted again.
 **
 ** For every segment (read in batches, several requests at once), with the
 ** segment walker of format.c:
@@ -115,6 +118,7 @@ typedef struct rstate {
   char *problems;
   size_t problems_len;
   uint32_t nfiles;                 /* data files 0 .. nfiles-1 (some missing) */
+  uint32_t nsegs;                  /* segments they hold (segment.h, "Growth") */
   uint8_t *missing;                /* per file: it does not exist */
   uint64_t *fsize;                 /* per file: its size */
   uint8_t *sf;                     /* per segment: SF_* */
@@ -426,8 +430,8 @@ static void file_damage(ls_engine *e, uint32_t n, uint64_t off, uint64_t end, co
 }
 
 /* The data files: how many there are (0 .. rs->nfiles-1, the manifest's
-** count or more), which are missing (damage), deleting leftover .tmp files
-** of an interrupted format. */
+** count or more), which are missing, deleting leftover .tmp files of an
+** interrupted format. */
 static int list_files(ls_engine *e, rstate *rs) {
   int fd = openat(e->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return ls_err_io(-errno, LS_CAUSE_OTHER, "open data directory %s", e->path);
@@ -470,27 +474,50 @@ static int list_files(ls_engine *e, rstate *rs) {
     if (!rs->missing || !rs->fsize) rc = ls_err(LS_NOMEM, "recovery: out of memory");
   }
   for (uint32_t i = 0; !rc && i < n; i++)
-    if (i >= cap || !have[i]) {
-      rs->missing[i] = 1;
-      file_damage(e, i, 0, e->file_size, i < e->man.files ? "the data file is missing"
-                                                          : "the data file is missing (among files the manifest does not count)");
-    }
+    if (i >= cap || !have[i]) rs->missing[i] = 1;
   free(have);
   return rc;
 }
 
-/* Sizes of the data files present: a short one is damage (its missing
-** bytes), a longer one too (bytes no segment holds). */
-static int check_sizes(ls_engine *e, rstate *rs) {
+/* The sizes of the files present and the segments they hold: the
+** manifest's count, or, with files beyond it, the whole segments of the
+** last one (every file before it is full: a file is created only after
+** the one before it was filled and counted so). */
+static int file_sizes(ls_engine *e, rstate *rs) {
   for (uint32_t i = 0; i < rs->nfiles; i++) {
     if (rs->missing[i]) continue;
+    char name[32];
     struct stat st;
-    if (fstat(e->sm.fds[i], &st)) return ls_err_io(-errno, LS_CAUSE_OTHER, "stat data file %u", i);
+    seg_file_name(i, name);
+    if (fstatat(e->dirfd, name, &st, 0)) return ls_err_io(-errno, LS_CAUSE_OTHER, "stat data file %s", name);
     rs->fsize[i] = (uint64_t)st.st_size;
-    if (rs->fsize[i] < e->file_size) file_damage(e, i, rs->fsize[i], e->file_size, "the data file is short");
+  }
+  uint32_t spf = e->sm.segs_per_file;
+  if (rs->nfiles <= e->man.files) {
+    rs->nsegs = ls_manifest_segments(&e->man);
+  } else {
+    uint64_t tail = rs->fsize[rs->nfiles - 1] / e->seg_size;
+    rs->nsegs = (rs->nfiles - 1) * spf + (uint32_t)(tail < spf ? tail : spf);
+    /* An uncounted last file without a whole segment is left to be made
+    ** again. */
+    rs->nfiles = seg_files_for(&e->sm, rs->nsegs);
+  }
+  return LS_OK;
+}
+
+/* Missing files and sizes against what the manifest says (file_sizes):
+** a missing or short file is damage (its missing bytes), one longer than
+** file_size too (bytes no segment holds). */
+static int check_sizes(ls_engine *e, rstate *rs) {
+  for (uint32_t i = 0; i < rs->nfiles; i++) {
+    uint64_t want = seg_file_len(&e->sm, i, rs->nsegs);
+    if (rs->missing[i])
+      file_damage(e, i, 0, want, i < e->man.files ? "the data file is missing"
+                                                  : "the data file is missing (among files the manifest does not count)");
+    else if (rs->fsize[i] < want) file_damage(e, i, rs->fsize[i], want, "the data file is short");
     else if (rs->fsize[i] > e->file_size) file_damage(e, i, e->file_size, rs->fsize[i], "the data file is longer than file_size");
   }
-  uint32_t nseg = rs->nfiles * e->sm.segs_per_file;
+  uint32_t nseg = rs->nsegs;
   rs->sf = calloc(nseg + 1, 1);
   if (!rs->sf) return ls_err(LS_NOMEM, "recovery: out of memory");
   for (uint32_t s = 0; s < nseg; s++) {
@@ -679,32 +706,33 @@ static int record_files_and_damage(ls_engine *e, rstate *rs, int salvage) {
     const ls_mdamage *x = &dm[i], *y = &e->man.damaged[i];
     same = x->segment == y->segment && x->seg_seq == y->seg_seq && x->offset == y->offset && x->length == y->length;
   }
-  if (!rc && (!same || e->man.files != rs->nfiles)) rc = cat_set_files(e, rs->nfiles, dm, n);
+  if (!rc && (!same || ls_manifest_segments(&e->man) != rs->nsegs)) rc = cat_set_files(e, rs->nsegs, dm, n);
   free(dm);
   return rc;
 }
 
 /* Salvage: make the missing data files again and fill short ones up to
-** file_size (zeros, a free marker at each segment start); their segments
-** are free from now on. */
+** their length (zeros, a free marker at each segment start); their
+** segments are free from now on. */
 static int repair_files(ls_engine *e, rstate *rs) {
   uint32_t spf = e->sm.segs_per_file;
   for (uint32_t f = 0; f < rs->nfiles; f++) {
     int rc = LS_OK;
+    uint64_t want = seg_file_len(&e->sm, f, rs->nsegs);
     if (rs->missing[f]) {
       rc = seg_recreate_file(&e->sm, f);
       if (!rc) rs->missing[f] = 0;
-    } else if (rs->fsize[f] < e->file_size) {
+    } else if (rs->fsize[f] < want) {
       int fd = e->sm.fds[f];
-      int r = seg_format_range(&e->sm, fd, rs->fsize[f], e->file_size);
+      int r = seg_format_range(&e->sm, fd, rs->fsize[f], want);
       if (!r) r = seg_sync(&e->sm, fd, 0);
-      if (r) rc = ls_err_io(r, LS_CAUSE_WRITE, "salvage: fill data file %u up to file_size", f);
+      if (r) rc = ls_err_io(r, LS_CAUSE_WRITE, "salvage: fill data file %u up to its length", f);
     } else if (rs->fsize[f] > e->file_size) {
       if (ftruncate(e->sm.fds[f], (off_t)e->file_size) || seg_sync(&e->sm, e->sm.fds[f], 0))
         rc = ls_err_io(-errno, LS_CAUSE_WRITE, "salvage: cut data file %u to file_size", f);
     }
     if (rc) return rc;
-    for (uint32_t s = f * spf; s < (f + 1) * spf; s++) rs->sf[s] &= (uint8_t)~SF_LOST;
+    for (uint32_t s = f * spf; s < (f + 1) * spf && s < rs->nsegs; s++) rs->sf[s] &= (uint8_t)~SF_LOST;
   }
   return LS_OK;
 }
@@ -771,9 +799,10 @@ int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle, seg_ids *empties) {
   uint8_t *bufs = NULL;
   int writable = e->on_damage != LS_ON_DAMAGE_REPORT && !e->readonly;
   int rc = list_files(e, &rs);
-  if (!rc) rc = seg_open_files(&e->sm, rs.nfiles, rs.missing);
+  if (!rc) rc = file_sizes(e, &rs);
+  if (!rc) rc = seg_open_files(&e->sm, rs.nsegs, rs.missing);
   if (!rc) rc = check_sizes(e, &rs);
-  uint32_t nseg = rs.nfiles * e->sm.segs_per_file;
+  uint32_t nseg = rs.nsegs;
   /* A checkpoint (checkpoint.h) stands for the scan when the files are all
   ** there and nothing asks to look for damage; a writable open consumes it
   ** either way. */
@@ -782,7 +811,7 @@ int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle, seg_ids *empties) {
     pthread_mutex_lock(&e->problems_lock);
     int files_ok = e->ndamage == 0;
     pthread_mutex_unlock(&e->problems_lock);
-    int use = files_ok && e->on_damage == LS_ON_DAMAGE_ERROR && rs.nfiles == e->man.files;
+    int use = files_ok && e->on_damage == LS_ON_DAMAGE_ERROR && rs.nsegs == ls_manifest_segments(&e->man);
     rc = use ? ckpt_load(e, nseg, mixed, empties, &from_ckpt) : ckpt_discard(e);
   }
   if (!rc && from_ckpt) {

@@ -131,6 +131,17 @@ int seg_fifo_pop(seg_fifo *q, seg_ref *x) {
   return 1;
 }
 
+/* The reserve (segment.h): about 1.5% of a bounded disk, between 4 and 32
+** segments; on an unbounded disk 1.5% of the segments in existence, between
+** 2 and 8 (the file system's end is the bound).  Caller holds m->lock or
+** is alone. */
+static void set_reserve(ls_segmgr *m) {
+  uint64_t total = m->disk_size ? (uint64_t)m->max_files * m->segs_per_file : atomic_load(&m->nsegs);
+  uint64_t lo = m->disk_size ? 4 : 2, hi = m->disk_size ? 32 : 8, rc = total / 64;
+  m->reserve_clean = (uint32_t)(rc < lo ? lo : rc > hi ? hi : rc);
+  m->reserve_delete = m->reserve_clean / 2 < lo / 2 ? (uint32_t)(lo / 2) : m->reserve_clean / 2;
+}
+
 int seg_init(ls_segmgr *m, ls_io *io, int dirfd, uint32_t seg_size, uint64_t file_size,
              uint64_t disk_size) {
   memset(m, 0, sizeof *m);
@@ -144,12 +155,8 @@ int seg_init(ls_segmgr *m, ls_io *io, int dirfd, uint32_t seg_size, uint64_t fil
   if (maxf > 65536) maxf = 65536;
   if (disk_size && disk_size / file_size < maxf) maxf = disk_size / file_size;
   m->max_files = (uint32_t)maxf;
-  /* The reserve: about 1.5% of a bounded disk, between 4 and 32 segments;
-  ** 8 when the disk is unbounded (the file system's end is the bound). */
-  uint64_t total = disk_size ? (uint64_t)m->max_files * m->segs_per_file : 512;
-  uint64_t rc = total / 64;
-  m->reserve_clean = (uint32_t)(rc < 4 ? 4 : rc > 32 ? 32 : rc);
-  m->reserve_delete = m->reserve_clean / 2 < 2 ? 2 : m->reserve_clean / 2;
+  m->disk_size = disk_size;
+  set_reserve(m);
   m->fds = malloc(m->max_files * sizeof(int));
   m->files = calloc(m->max_files, sizeof(ls_seg *));
   if (!m->fds || !m->files) {
@@ -215,9 +222,15 @@ static int add_descriptors(ls_segmgr *m, uint32_t file) {
   return LS_OK;
 }
 
-static int format_file(ls_segmgr *m, uint32_t n, int *fdout);
+static int format_file(ls_segmgr *m, uint32_t n, uint64_t len, int *fdout);
 
-int seg_open_files(ls_segmgr *m, uint32_t n, uint8_t *missing) {
+uint64_t seg_file_len(const ls_segmgr *m, uint32_t f, uint32_t nsegs) {
+  uint32_t files = seg_files_for(m, nsegs);
+  return f + 1 < files ? m->file_size : f + 1 == files ? (uint64_t)seg_tail_for(m, nsegs) * m->seg_size : 0;
+}
+
+int seg_open_files(ls_segmgr *m, uint32_t nsegs, uint8_t *missing) {
+  uint32_t n = seg_files_for(m, nsegs);
   if (n > m->max_files)
     return ls_err(LS_INVALID, "data directory holds %u data files but disk_size allows %u", n,
                   m->max_files);
@@ -236,6 +249,8 @@ int seg_open_files(ls_segmgr *m, uint32_t n, uint8_t *missing) {
     if (rc) return rc;
     atomic_store(&m->nfiles, i + 1);
   }
+  atomic_store(&m->nsegs, nsegs);
+  set_reserve(m);
   return LS_OK;
 }
 
@@ -261,7 +276,7 @@ int seg_seal_header(ls_segmgr *m, uint32_t s, uint64_t seq, uint32_t end, int *f
 
 int seg_recreate_file(ls_segmgr *m, uint32_t n) {
   int fd = -1;
-  int rc = format_file(m, n, &fd);
+  int rc = format_file(m, n, seg_file_len(m, n, atomic_load(&m->nsegs)), &fd);
   if (rc) return rc;
   m->fds[n] = fd;
   return LS_OK;
@@ -290,9 +305,9 @@ int seg_format_range(ls_segmgr *m, int fd, uint64_t from, uint64_t to) {
   return e;
 }
 
-/* Write zeros and markers over a new file and make it durable under its
-** final name. */
-static int format_file(ls_segmgr *m, uint32_t n, int *fdout) {
+/* Write zeros and markers over a new file of len bytes and make it durable
+** under its final name. */
+static int format_file(ls_segmgr *m, uint32_t n, uint64_t len, int *fdout) {
   char tmp[40], name[32];
   seg_file_name(n, name);
   snprintf(tmp, sizeof tmp, "data-%06u.tmp", n);
@@ -300,7 +315,7 @@ static int format_file(ls_segmgr *m, uint32_t n, int *fdout) {
   io->m->unlink(io, m->dirfd, tmp);
   int fd = io->m->open(io, m->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
   if (fd < 0) return ls_err_io(fd, LS_CAUSE_OTHER, "create data file %s", tmp);
-  int e = seg_format_range(m, fd, 0, m->file_size);
+  int e = seg_format_range(m, fd, 0, len);
   if (!e) e = io->m->sync(io, fd);
   if (!e) e = io->m->rename(io, m->dirfd, tmp, name);
   if (!e) e = io->m->fsync(io, m->dirfd);
@@ -313,40 +328,87 @@ static int format_file(ls_segmgr *m, uint32_t n, int *fdout) {
   return LS_OK;
 }
 
-/* May another file be added?  Caller holds m->lock. */
-static int can_grow(ls_segmgr *m) { return atomic_load(&m->nfiles) < m->max_files; }
+/* May the store grow?  Caller holds m->lock. */
+static int can_grow(ls_segmgr *m) {
+  return atomic_load(&m->nsegs) < (uint64_t)m->max_files * m->segs_per_file;
+}
 
-int seg_add_file(ls_segmgr *m, uint32_t below) {
+/* Segments the ahead thread keeps formatted beyond the user reserve: an
+** eighth of those in existence, at most a quarter file. */
+static uint32_t ahead_of(const ls_segmgr *m, uint32_t nsegs) {
+  uint32_t cap = m->segs_per_file / 4 ? m->segs_per_file / 4 : 1;
+  return nsegs / 8 < cap ? nsegs / 8 : cap;
+}
+
+int seg_grow(ls_segmgr *m, uint32_t below) {
   pthread_mutex_lock(&m->lock);
   while (m->formatting) pthread_cond_wait(&m->cond, &m->lock);
-  uint32_t n = atomic_load(&m->nfiles);
-  if (m->free.len + m->punched.n >= below) {
-    /* Another thread's file (or freed segments) met the need meanwhile. */
+  /* Holes do not count: the caller found none it could zero (and on a
+  ** full file system none can be), so only zeroed free segments meet the
+  ** need; counting holes here made seg_alloc spin. */
+  uint32_t have = atomic_load(&m->nsegs), avail = m->free.len;
+  if (avail >= below) {
+    /* Another thread's step (or freed segments) met the need meanwhile. */
     pthread_mutex_unlock(&m->lock);
     return LS_OK;
   }
-  if (n >= m->max_files) {
+  uint32_t f = seg_files_for(m, have), tail = seg_tail_for(m, have);
+  int fresh = !have || tail == m->segs_per_file;     /* a new file */
+  if (fresh && f >= m->max_files) {
     pthread_mutex_unlock(&m->lock);
-    return ls_err(LS_FULL, "disk_size reached: %u data files of %llu bytes in use", n,
+    return ls_err(LS_FULL, "disk_size reached: %u data files of %llu bytes in use", f,
                   (unsigned long long)m->file_size);
   }
+  /* The step: a quarter of the store, at least 2 and what below asks,
+  ** at most a quarter file and what the file has room for. */
+  uint32_t room = fresh ? m->segs_per_file : m->segs_per_file - tail;
+  uint32_t cap = m->segs_per_file / 4 ? m->segs_per_file / 4 : 1;
+  uint32_t step = have / 4 < 2 ? 2 : have / 4;
+  if (step > cap) step = cap;
+  if (step < below - avail) step = below - avail;
+  if (step > room) step = room;
   m->formatting = 1;
   pthread_mutex_unlock(&m->lock);
 
-  int fd = -1;
-  int rc = format_file(m, n, &fd);
-  /* The manifest counts the file before any segment of it is used. */
-  if (!rc && m->files_changed) rc = m->files_changed(m->lease_arg, n + 1);
-  if (!rc) rc = add_descriptors(m, n);
+  int fd = -1, rc = LS_OK;
+  if (fresh) {
+    rc = format_file(m, f, (uint64_t)step * m->seg_size, &fd);
+  } else {
+    /* Bytes past the manifest's length of the file (an earlier step that
+    ** failed or was cut short by a crash) are formatted again.  Through a
+    ** descriptor of its own, synced outside sync_lock: a step's fdatasync
+    ** takes as long as its megabytes, and commits must not wait for it.
+    ** Linux reports a writeback error to every open description of the
+    ** file (errseq), so the writer's descriptor still sees any failure
+    ** this sync sees, and seg_sync's rule holds. */
+    char name[32];
+    seg_file_name(f - 1, name);
+    uint64_t from = (uint64_t)tail * m->seg_size;
+    int e = fd = m->io->m->open(m->io, m->dirfd, name, O_RDWR, 0);
+    if (fd >= 0) {
+      e = seg_format_range(m, fd, from, from + (uint64_t)step * m->seg_size);
+      if (!e) e = m->io->m->sync(m->io, fd);
+      m->io->m->close(m->io, fd);
+      fd = -1;
+    }
+    if (e) rc = ls_err_io(e, LS_CAUSE_WRITE, "format %u more segments of data file %s", step, name);
+  }
+  /* The manifest counts the segments before any of them is used. */
+  if (!rc && m->grown) rc = m->grown(m->lease_arg, have + step);
+  if (!rc && fresh) rc = add_descriptors(m, f);
 
+  atomic_store(&m->grow_failed, rc == LS_FULL);
   pthread_mutex_lock(&m->lock);
-  assert(m->formatting && atomic_load(&m->nfiles) == n);
+  assert(m->formatting && atomic_load(&m->nsegs) == have);
   if (!rc) {
-    m->fds[n] = fd;
-    atomic_store(&m->nfiles, n + 1);
-    for (uint32_t i = 0; i < m->segs_per_file && !rc; i++)
-      rc = freeq_push(m, n * m->segs_per_file + i);
-  } else if (fd >= 0) {
+    if (fresh) {
+      m->fds[f] = fd;
+      atomic_store(&m->nfiles, f + 1);
+    }
+    atomic_store(&m->nsegs, have + step);
+    set_reserve(m);
+    for (uint32_t i = 0; i < step && !rc; i++) rc = freeq_push(m, have + i);
+  } else if (fresh && fd >= 0) {
     m->io->m->close(m->io, fd);
   }
   m->formatting = 0;
@@ -378,19 +440,32 @@ int seg_ahead_wait(ls_segmgr *m) {
   return go;
 }
 
-void seg_prepare_ahead(ls_segmgr *m) {
-  uint32_t low = m->segs_per_file / 4;
-  if (low < 2) low = 2;
-  /* Holes first, then a new file. */
-  while (seg_nfree(m) - seg_npunched(m) < low && seg_npunched(m))
-    if (seg_unpunch(m)) break;
-  if (seg_nfree(m) < low && atomic_load(&m->nfiles) < m->max_files) (void)seg_add_file(m, low);
-}
-
-/* Free segments an allocation for purpose must leave. */
+/* Free segments an allocation for purpose must leave.  Caller holds
+** m->lock. */
 static uint32_t keep_free(const ls_segmgr *m, int purpose) {
   return purpose == SEG_FOR_USER ? m->reserve_clean + m->reserve_delete
        : purpose == SEG_FOR_DELETE ? m->reserve_clean : 0;
+}
+
+/* Free segments the ahead thread wants at hand. */
+static uint32_t ahead_low(ls_segmgr *m) {
+  pthread_mutex_lock(&m->lock);
+  uint32_t low = keep_free(m, SEG_FOR_USER) + ahead_of(m, atomic_load(&m->nsegs));
+  pthread_mutex_unlock(&m->lock);
+  return low;
+}
+
+void seg_prepare_ahead(ls_segmgr *m) {
+  /* Holes first, then growth, a step at a time. */
+  uint32_t low = ahead_low(m);
+  while (seg_nfree(m) - seg_npunched(m) < low && seg_npunched(m))
+    if (seg_unpunch(m)) break;
+  while (seg_nfree(m) - seg_npunched(m) < (low = ahead_low(m))) {
+    pthread_mutex_lock(&m->lock);
+    int more = can_grow(m);
+    pthread_mutex_unlock(&m->lock);
+    if (!more || seg_grow(m, low)) break;
+  }
 }
 
 int seg_can_alloc(ls_segmgr *m, int purpose) {
@@ -428,7 +503,7 @@ int seg_alloc(ls_segmgr *m, int kind, uint32_t table, uint32_t group, int purpos
     }
     if (can_grow(m)) {
       pthread_mutex_unlock(&m->lock);
-      int rc = seg_add_file(m, keep_free(m, purpose) + 1);
+      int rc = seg_grow(m, keep_free(m, purpose) + 1);
       if (rc && rc != LS_FULL) return rc;
       pthread_mutex_lock(&m->lock);
       if (!rc) continue;
@@ -712,7 +787,7 @@ uint32_t seg_nfree(ls_segmgr *m) {
 }
 
 uint64_t seg_headroom(ls_segmgr *m) {
-  return seg_nfree(m) + (uint64_t)(m->max_files - atomic_load(&m->nfiles)) * m->segs_per_file;
+  return seg_nfree(m) + (uint64_t)m->max_files * m->segs_per_file - atomic_load(&m->nsegs);
 }
 
 uint32_t seg_npunched(ls_segmgr *m) {
@@ -734,10 +809,11 @@ static int cmp_desc(const void *a, const void *b) {
 }
 
 uint32_t seg_punch_excess(ls_segmgr *m) {
-  uint32_t total = seg_count(m), spf4 = m->segs_per_file / 4 < 2 ? 2 : m->segs_per_file / 4;
-  uint32_t keep = m->reserve_clean + m->reserve_delete + 2 * spf4;
-  if (keep < total / 8) keep = total / 8;
   pthread_mutex_lock(&m->lock);
+  /* Kept: the user reserve and twice what the ahead thread keeps. */
+  uint32_t total = seg_count(m);
+  uint32_t keep = keep_free(m, SEG_FOR_USER) + 2 * ahead_of(m, total);
+  if (keep < total / 8) keep = total / 8;
   if (m->no_punch || m->free.len <= keep || m->free.len < total / 4) {
     pthread_mutex_unlock(&m->lock);
     return 0;

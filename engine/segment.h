@@ -6,12 +6,22 @@
 ** Layer: format, io, index, guard -> segment -> catalog (engine/README.md).
 ** Calls: io, format; the manifest only through the lease callback.
 **
-** Data files are named data-NNNNNN.ls (N counted from 0), each file_size
-** bytes, created strictly in order and zero-filled before use so that
-** commits sync into blocks that were written once before (an fdatasync into
-** fresh or unwritten extents also has to commit file-system metadata and
-** costs about twice as much).  Segment id s lives in file s / segs_per_file
-** at byte (s % segs_per_file) * segment_size.
+** Data files are named data-NNNNNN.ls (N counted from 0), created strictly
+** in order and zero-filled before use so that commits sync into blocks that
+** were written once before (an fdatasync into fresh or unwritten extents
+** also has to commit file-system metadata and costs about twice as much).
+** Segment id s lives in file s / segs_per_file at byte
+** (s % segs_per_file) * segment_size.
+**
+** Growth.  The segments that exist are 0 .. nsegs-1: every file but the
+** last holds file_size bytes, the last one as many segments as have been
+** formatted so far.  Space comes a step at a time (seg_grow): the last
+** file is lengthened, or the next file created, by a step that is a
+** quarter of the segments in existence (at least 2, at most a quarter
+** file), so a small store costs a few segments of disk and a large one
+** still formats ahead of its writes in large pieces.  The manifest counts
+** a step (and the reserve below is sized from nsegs) before any segment of
+** it is used.
 **
 ** Segment states:
 **
@@ -59,7 +69,10 @@
 ** always write the copies that free space: user writes get LS_FULL while
 ** no more than reserve_clean + reserve_delete segments are free (after
 ** trying to grow), transactions of deletes only while no more than
-** reserve_clean are, the cleaner only when none is.
+** reserve_clean are, the cleaner only when none is.  On a bounded disk the
+** reserve is fixed by disk_size; on an unbounded one (where only a full
+** file system makes growing fail) it grows with the store, from 2 + 1
+** segments to 8 + 4 at 512 segments.
 **
 ** Histograms.  Sealed group segments are kept in their group set's
 ** histogram: NBUCKETS lists by live bytes, so the emptiest are found in
@@ -179,7 +192,9 @@ typedef struct ls_segmgr {
   uint32_t segs_per_file;
   uint64_t file_size;
   uint32_t max_files;              /* from disk_size and the id space */
+  uint64_t disk_size;              /* 0: unbounded */
   _Atomic uint32_t nfiles;         /* files usable */
+  _Atomic uint32_t nsegs;          /* segments that exist (see "Growth") */
   int *fds;                        /* [max_files] */
   ls_seg **files;                  /* [max_files] descriptor arrays */
   uint32_t reserve_clean;          /* free segments only the cleaner takes */
@@ -194,9 +209,12 @@ typedef struct ls_segmgr {
   uint64_t next_seq;               /* next incarnation sequence */
   uint64_t lease_end;              /* sequences below it are durably leased */
   int (*lease)(void *arg, uint64_t end);   /* make `end` the durable floor */
-  int (*files_changed)(void *arg, uint32_t n);   /* the manifest counts n files */
+  int (*grown)(void *arg, uint32_t nsegs);   /* the manifest counts nsegs segments */
   void *lease_arg;                 /* argument of both */
-  int formatting;                  /* a file is being formatted */
+  int formatting;                  /* a step is being formatted */
+  _Atomic int grow_failed;         /* the last step found the file system
+                                   ** full (the cleaner then compacts
+                                   ** whatever the space target says) */
   _Atomic uint64_t format_bytes;   /* bytes written to format files */
 
   pthread_mutex_t ahead_lock;      /* preparing segments ahead of need */
@@ -233,7 +251,14 @@ static inline int seg_fd(ls_segmgr *m, uint32_t id) { return m->fds[id / m->segs
 static inline uint64_t seg_base(ls_segmgr *m, uint32_t id) {
   return (uint64_t)(id % m->segs_per_file) * m->seg_size;
 }
-static inline uint32_t seg_count(ls_segmgr *m) { return atomic_load(&m->nfiles) * m->segs_per_file; }
+static inline uint32_t seg_count(ls_segmgr *m) { return atomic_load(&m->nsegs); }
+/* Data files and the segments of the last one for nsegs segments. */
+static inline uint32_t seg_files_for(const ls_segmgr *m, uint32_t nsegs) {
+  return (nsegs + m->segs_per_file - 1) / m->segs_per_file;
+}
+static inline uint32_t seg_tail_for(const ls_segmgr *m, uint32_t nsegs) {
+  return nsegs ? nsegs - (seg_files_for(m, nsegs) - 1) * m->segs_per_file : 0;
+}
 
 /* fdatasync (full: fsync) a data file.  Every thread syncs data files
 ** through here: Linux reports a writeback error once per open file, so a
@@ -260,11 +285,11 @@ int seg_pending_sync(ls_segmgr *m, _Atomic uint64_t *syncs);
 /* Name of data file n ("data-000012.ls"), into buf of at least 32 bytes. */
 void seg_file_name(uint32_t n, char *buf);
 
-/* Open the existing data files 0..n-1 (recovery).  Their descriptors start
-** FREE; recovery sets them.  With missing non-NULL, a file that does not
-** exist sets missing[i] and keeps descriptor -1 (recovery reports it).
-** LS_OK or an I/O error. */
-int seg_open_files(ls_segmgr *m, uint32_t n, uint8_t *missing);
+/* Open the existing data files holding segments 0..nsegs-1 (recovery).
+** Their descriptors start FREE; recovery sets them.  With missing
+** non-NULL, a file that does not exist sets missing[i] and keeps
+** descriptor -1 (recovery reports it).  LS_OK or an I/O error. */
+int seg_open_files(ls_segmgr *m, uint32_t nsegs, uint8_t *missing);
 
 /* Seal segment s (incarnation seq): rewrite its first header in place
 ** with SEALED and seg_end = end.  Only for data durable up to end (FORMAT.md,
@@ -277,22 +302,26 @@ int seg_seal_header(ls_segmgr *m, uint32_t s, uint64_t seq, uint32_t end, int *f
 ** data file fd.  0 or -errno. */
 int seg_format_range(ls_segmgr *m, int fd, uint64_t from, uint64_t to);
 
-/* Salvage: make missing data file n again (formatted, empty) and open it;
-** its descriptors exist already.  LS_OK or an I/O error. */
+/* Salvage: make missing data file n again (formatted, empty, as long as
+** its segments among nsegs) and open it; its descriptors exist already.
+** LS_OK or an I/O error. */
 int seg_recreate_file(ls_segmgr *m, uint32_t n);
 
-/* Create, zero-fill and add the next data file; its segments join the free
-** list.  Waits while another thread formats one, and then adds a file only
-** if fewer than below segments are free (holes included): two threads
-** that both saw too few free segments make one file, not two.  LS_OK,
-** LS_FULL when disk_size allows no more files or the file system is full,
-** or an I/O error. */
-int seg_add_file(ls_segmgr *m, uint32_t below);
+/* Bytes data file f holds when nsegs segments exist. */
+uint64_t seg_file_len(const ls_segmgr *m, uint32_t f, uint32_t nsegs);
+
+/* Grow by one step (see "Growth"): format more of the last data file, or
+** create the next one, and add the new segments to the free list.  Waits
+** while another thread grows, and then grows only if fewer than below
+** segments are free (holes included): two threads that both saw too few
+** free segments grow once, not twice.  LS_OK, LS_FULL when disk_size
+** allows no more or the file system is full, or an I/O error. */
+int seg_grow(ls_segmgr *m, uint32_t below);
 
 /* Segments ahead of need, for a background thread: seg_ahead_wait blocks
 ** until seg_ahead_kick (returns 1) or seg_ahead_stop (returns 0);
-** seg_prepare_ahead then zeroes holes and formats a data file while fewer
-** than a quarter file of zeroed free segments is left.  Its failures are
+** seg_prepare_ahead then zeroes holes and grows while fewer free segments
+** than the user reserve and a step are left.  Its failures are
 ** left for the allocation that needs the space to meet and report. */
 void seg_ahead_kick(ls_segmgr *m);
 void seg_ahead_stop(ls_segmgr *m);

@@ -48,6 +48,8 @@ static ls_manifest make_manifest(uint32_t n, uint64_t *rng) {
   m.seq_floor = unit_rand(rng) >> (unit_rand(rng) % 64);
   m.seg_seq_floor = unit_rand(rng) >> (unit_rand(rng) % 64);
   m.files = (uint32_t)(unit_rand(rng) % 70000);
+  /* Half the time a last file shorter than file_size (whole segments). */
+  if (m.files && unit_rand(rng) % 2) m.last_file_size = (1 + unit_rand(rng) % 255) * m.segment_size;
   m.ndamaged = (uint32_t)(unit_rand(rng) % 4);
   m.damaged = m.ndamaged ? calloc(m.ndamaged, sizeof *m.damaged) : NULL;
   for (uint32_t i = 0; i < m.ndamaged; i++)
@@ -85,6 +87,7 @@ static void check_manifest_equal(const ls_manifest *got, const ls_manifest *want
   CHECK_U64(got->seq_floor, want->seq_floor);
   CHECK_U64(got->seg_seq_floor, want->seg_seq_floor);
   CHECK_U64(got->files, want->files);
+  CHECK_U64(got->last_file_size, want->last_file_size);
   CHECK_U64(got->ndamaged, want->ndamaged);
   for (uint32_t i = 0; got->ndamaged == want->ndamaged && i < want->ndamaged; i++) {
     const ls_mdamage *g = &got->damaged[i], *w = &want->damaged[i];
@@ -106,7 +109,8 @@ static void check_manifest_equal(const ls_manifest *got, const ls_manifest *want
 static int manifest_equal(const ls_manifest *a, const ls_manifest *b) {
   if (a->version != b->version || a->segment_size != b->segment_size || a->file_size != b->file_size ||
       a->disk_size != b->disk_size || a->next_table != b->next_table || a->seq_floor != b->seq_floor ||
-      a->seg_seq_floor != b->seg_seq_floor || a->files != b->files || a->ndamaged != b->ndamaged ||
+      a->seg_seq_floor != b->seg_seq_floor || a->files != b->files ||
+      a->last_file_size != b->last_file_size || a->ndamaged != b->ndamaged ||
       a->ntables != b->ntables)
     return 0;
   for (uint32_t i = 0; i < a->ndamaged; i++) {
@@ -190,7 +194,7 @@ static void t_roundtrip_counts(void) {
   }
   /* FORMAT.md's example, byte for byte. */
   ls_mtable t[2] = {{1, 1, 0, "kv"}, {2, 4, 1003, "events log"}};
-  ls_manifest ex = {LS_FORMAT_VERSION, 131072, 33554432, 0, 3, 1027, 2048, 1, 2, t, 0, NULL};
+  ls_manifest ex = {LS_FORMAT_VERSION, 131072, 33554432, 0, 3, 1027, 2048, 1, 2, t, 0, NULL, 0};
   size_t len;
   char *text = ls_manifest_format(&ex, &len);
   const char *want_body = HEAD "table 1 1 0 kv\ntable 2 4 1003 events%20log\n";
@@ -210,7 +214,7 @@ static void t_roundtrip_names(void) {
     "crc32c 1", "table 1 1 0 x", "#", "\\", "\"quoted\"", "/slash/",
   };
   size_t nn = sizeof names / sizeof names[0];
-  ls_manifest m = {LS_FORMAT_VERSION, 8192, 8192, 1u << 30, 0, 0, 0, 0, 0, NULL, 0, NULL};
+  ls_manifest m = {LS_FORMAT_VERSION, 8192, 8192, 1u << 30, 0, 0, 0, 0, 0, NULL, 0, NULL, 0};
   m.tables = calloc(nn + 260, sizeof *m.tables);
   uint32_t n = 0;
   for (size_t i = 0; i < nn; i++, n++) {
@@ -320,7 +324,7 @@ static void t_reject_crc(void) {
 ** fails, or (a whitespace variant of the CRC line) gives the same result. */
 static void t_reject_changed_bytes(void) {
   ls_mtable tb[2] = {{1, 2, 5, "a b"}, {4, 1, 0, "kv"}};
-  ls_manifest m = {LS_FORMAT_VERSION, 131072, 1u << 25, 0, 7, 99, 123, 3, 2, tb, 0, NULL};
+  ls_manifest m = {LS_FORMAT_VERSION, 131072, 1u << 25, 0, 7, 99, 123, 3, 2, tb, 0, NULL, 0};
   size_t len;
   char *text = ls_manifest_format(&m, &len);
   char *buf = unit_xmalloc(len);
@@ -505,6 +509,35 @@ static void t_reject_strict_grammar(void) {
   CHECK_BODY("logstor-manifest 2\nlogstor-manifest 2\nsegment_size 131072\n" REST, LS_CORRUPT);
 }
 #undef REST
+
+/* last_file_size: optional; whole segments, 1 .. file_size, only with a
+** file; and what the segment count says (segment.h, "Growth"). */
+#define HEAD2 "logstor-manifest 2\nsegment_size 131072\nfile_size 1048576\ndisk_size 0\nnext_table 3\n" \
+              "seq_floor 5\nsegment_seq_floor 9\n"
+static void t_last_file_size(void) {
+  CHECK_BODY(HEAD2 "files 2\nlast_file_size 262144\n", LS_OK);
+  CHECK_BODY(HEAD2 "files 2\nlast_file_size 1048576\n", LS_OK);
+  CHECK_BODY(HEAD2 "files 2\nlast_file_size 0\n", LS_CORRUPT);
+  CHECK_BODY(HEAD2 "files 2\nlast_file_size 262145\n", LS_CORRUPT);
+  CHECK_BODY(HEAD2 "files 2\nlast_file_size 2097152\n", LS_CORRUPT);
+  CHECK_BODY(HEAD2 "files 0\nlast_file_size 262144\n", LS_CORRUPT);
+  CHECK_BODY(HEAD2 "files 2\nlast_file_size 262144\nlast_file_size 262144\n", LS_CORRUPT);
+  ls_manifest m;
+  const char *body = HEAD2 "files 2\nlast_file_size 262144\n";
+  size_t len;
+  char *text = with_crc(body, &len);
+  CHECK_RC(ls_manifest_parse(text, len, &m), LS_OK);
+  free(text);
+  CHECK_INT(ls_manifest_segments(&m), 8 + 2);
+  for (uint32_t n = 0; n < 40; n++) {
+    ls_manifest_set_segments(&m, n);
+    CHECK_INT(ls_manifest_segments(&m), n);
+    CHECK_INT(m.files, (n + 7) / 8);
+    CHECK_U64(m.last_file_size, n % 8 ? (uint64_t)(n % 8) * 131072 : 0);   /* 0: a full file */
+  }
+  ls_manifest_free(&m);
+}
+#undef HEAD2
 
 /* Another format version is LS_FORMAT (with a correct CRC), not corrupt. */
 static void t_reject_version(void) {
@@ -742,6 +775,7 @@ int main(void) {
   RUN(t_reject_structure);
   RUN(t_reject_version);
   RUN(t_reject_strict_grammar);
+  RUN(t_last_file_size);
   RUN(t_file_roundtrip);
   RUN(t_file_bad);
   RUN(t_file_leftover_tmp);

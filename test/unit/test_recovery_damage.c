@@ -426,10 +426,14 @@ static void test_data_file_problems(void) {
   CHECK_RC(ls_open(dir, NULL, &e), LS_CORRUPT);
   if (e) ls_close(e);
 
-  /* A data file of the wrong size, shorter or longer. */
+  /* A data file of the wrong size, shorter or longer.  (Both counted: an
+  ** uncounted last file is taken in with the whole segments it has,
+  ** test_growth.) */
   for (int longer = 0; longer < 2; longer++) {
     dir = unit_tmpdir();
+    manifest_files = 2;
     write_manifest(dir, 0, 3, std_tables, 2);
+    manifest_files = 0;
     make_file(dir, 0, FILE_SIZE);
     make_file(dir, 1, longer ? FILE_SIZE + BLK : FILE_SIZE - BLK);
     e = NULL;

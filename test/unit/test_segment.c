@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define SEG 8192u
@@ -32,54 +33,74 @@ static void mgr_close(mgr *g) {
   close(g->dirfd);
 }
 
-/* Two threads that both found too few free segments make one file, not
-** two: the one that waited for the other's file checks again.  (The
-** background thread used to format a second file ahead of need this way,
-** and its writes took the fault test_writer injected for the writer.) */
+/* Two threads that both found too few free segments grow once, not twice:
+** the one that waited for the other's step checks again.  (The background
+** thread used to format a second file ahead of need this way, and its
+** writes took the fault test_writer injected for the writer.) */
 typedef struct adder { ls_segmgr *m; int rc; } adder;
 
-static void *add_below_2(void *p) {
+static void *grow_below_2(void *p) {
   adder *a = p;
-  a->rc = seg_add_file(a->m, 2);
+  a->rc = seg_grow(a->m, 2);
   ls_thread_cleanup();
   return NULL;
 }
 
-static void test_add_file_once(void) {
+static uint64_t file_len(mgr *g, uint32_t f) {
+  struct stat st;
+  CHECK(fstat(g->m.fds[f], &st) == 0);
+  return (uint64_t)st.st_size;
+}
+
+static void test_grow_once(void) {
   mgr g;
   mgr_open(&g, 0);
-  /* Another thread is formatting: the adder waits for it. */
+  /* Another thread is growing: the grower waits for it. */
   pthread_mutex_lock(&g.m.lock);
   g.m.formatting = 1;
   pthread_mutex_unlock(&g.m.lock);
   adder a = { &g.m, -100 };
   pthread_t th;
-  pthread_create(&th, NULL, add_below_2, &a);
+  pthread_create(&th, NULL, grow_below_2, &a);
   usleep(20000);                          /* let it wait (either order is correct) */
   pthread_mutex_lock(&g.m.lock);
-  g.m.formatting = 0;                     /* "the other thread" now formats for real */
+  g.m.formatting = 0;                     /* "the other thread" now grows for real */
   pthread_mutex_unlock(&g.m.lock);
-  CHECK_RC(seg_add_file(&g.m, 1), LS_OK);
+  CHECK_RC(seg_grow(&g.m, 1), LS_OK);
   pthread_join(th, NULL);
   CHECK_RC(a.rc, LS_OK);
   CHECK_INT(atomic_load(&g.m.nfiles), 1);
-  CHECK_INT(seg_nfree(&g.m), 8);
-  /* Ahead of need: nothing to do with 8 free, a file when fewer than 2. */
-  seg_prepare_ahead(&g.m);
-  CHECK_INT(atomic_load(&g.m.nfiles), 1);
+  CHECK_INT(seg_count(&g.m), 2);          /* one step of 2, not two */
+  CHECK_INT(seg_nfree(&g.m), 2);
+  CHECK_U64(file_len(&g, 0), 2 * SEG);
   mgr_close(&g);
 }
 
-static void test_prepare_ahead(void) {
+/* A small store is a few segments; steps grow with it, fill the last
+** file before the next one starts, and the ahead thread keeps the user
+** reserve (and, for a larger store, an eighth more) formatted. */
+static void test_growth_steps(void) {
   mgr g;
   mgr_open(&g, 0);
   seg_prepare_ahead(&g.m);
-  CHECK_INT(atomic_load(&g.m.nfiles), 1);
-  uint32_t s;
-  for (int i = 0; i < 7; i++) CHECK_RC(seg_alloc(&g.m, LS_KIND_MIXED, 0, 0, SEG_FOR_CLEANER, &s), LS_OK);
-  seg_prepare_ahead(&g.m);                /* one free left: a file */
-  CHECK_INT(atomic_load(&g.m.nfiles), 2);
-  CHECK_INT(seg_nfree(&g.m), 9);
+  CHECK_INT(g.m.reserve_clean, 2);
+  CHECK_INT(g.m.reserve_delete, 1);
+  CHECK_INT(seg_count(&g.m), 3);          /* the user reserve: 2 + 1 */
+  CHECK_U64(file_len(&g, 0), 3 * SEG);
+  uint32_t s, prev = seg_count(&g.m);
+  for (int i = 0; i < 40; i++) {
+    CHECK_RC(seg_alloc(&g.m, LS_KIND_MIXED, 0, 0, SEG_FOR_USER, &s), LS_OK);
+    seg_prepare_ahead(&g.m);
+    uint32_t n = seg_count(&g.m), nf = atomic_load(&g.m.nfiles);
+    CHECK(n - prev <= 3);                 /* steps: at most a quarter file (2), or the reserve's need */
+    CHECK_INT(nf, (n + 7) / 8);
+    for (uint32_t f = 0; f + 1 < nf; f++) CHECK_U64(file_len(&g, f), FILESZ);
+    CHECK_U64(file_len(&g, nf - 1), (uint64_t)(n - (nf - 1) * 8) * SEG);
+    CHECK(seg_nfree(&g.m) >= g.m.reserve_clean + g.m.reserve_delete);
+    prev = n;
+  }
+  CHECK(seg_count(&g.m) >= 41);
+  CHECK(seg_count(&g.m) <= 41 + 3 + 2 + 41 / 8);
   mgr_close(&g);
 }
 
@@ -88,9 +109,11 @@ static void test_prepare_ahead(void) {
 static void test_states_and_reserve(void) {
   mgr g;
   mgr_open(&g, 2 * FILESZ);                 /* bounded: 16 segments */
-  CHECK_RC(seg_add_file(&g.m, UINT32_MAX), LS_OK);
-  CHECK_RC(seg_add_file(&g.m, UINT32_MAX), LS_OK);
-  CHECK_RC(seg_add_file(&g.m, UINT32_MAX), LS_FULL);
+  int steps = 0;
+  while (seg_grow(&g.m, UINT32_MAX) == LS_OK) steps++;
+  CHECK_INT(steps, 2);                      /* a file each: the reserve (4 + 2) asks for more than a step */
+  CHECK_INT(seg_count(&g.m), 16);
+  CHECK_RC(seg_grow(&g.m, UINT32_MAX), LS_FULL);
   uint32_t keep = g.m.reserve_clean + g.m.reserve_delete, s, prev = 0;
   uint64_t last_seq = 0;
   uint32_t n = 0;
@@ -175,7 +198,7 @@ static void test_fifo(void) {
 static void test_syncset(void) {
   mgr g;
   mgr_open(&g, 0);
-  CHECK_RC(seg_add_file(&g.m, UINT32_MAX), LS_OK);
+  CHECK_RC(seg_grow(&g.m, 1), LS_OK);
   seg_syncset s = { .n = 0 };
   int fd = seg_fd(&g.m, 0);
   CHECK_RC(seg_sync_note(&s, fd), LS_OK);
@@ -192,8 +215,8 @@ static void test_syncset(void) {
 }
 
 int main(void) {
-  RUN(test_add_file_once);
-  RUN(test_prepare_ahead);
+  RUN(test_grow_once);
+  RUN(test_growth_steps);
   RUN(test_states_and_reserve);
   RUN(test_pins);
   RUN(test_fifo);

@@ -212,7 +212,7 @@ static void test_format_failure(void) {
   }
   CHECK_RC(rc, LS_FULL);
   CHECK(strstr(ls_errmsg(), "data file") != NULL);
-  CHECK(i > 3);
+  CHECK(i > 1);                                 /* the first file's room was used */
   ls_stats s;
   ls_stats_get(e, &s);
   CHECK_INT(s.failed, 0);
