@@ -10,6 +10,9 @@
 **       COMMIT record to keep (deps, pins) and no prepared records (holds),
 **       and no transaction the host decided at this open (W11: its
 **       decision must stay pending while its PREPARE record is read).
+**       The close of an engine with a background cleaner settles and
+**       separates first (cleaner_stop), so only a failure, damage or a
+**       decided transaction keeps it from writing one.
 **  (K2) It is made durable before it counts: CHECKPOINT.tmp is written and
 **       synced, renamed over CHECKPOINT, the directory synced.
 **  (K3) An open that finds it removes it (and syncs the directory) before

@@ -396,7 +396,21 @@ void cleaner_stop(ls_engine *e) {
     pthread_mutex_unlock(&c->qlock);
     pthread_join(c->thread, NULL);
   }
-  if (!atomic_load(&e->failed) && c->img && c->sorted && c->stage) {
+  if (!atomic_load(&e->failed) && c->started) {
+    /* A clean close finishes what the background thread would have done
+    ** next, so that its timing does not decide whether the close writes a
+    ** checkpoint (checkpoint.c K1: nothing pinned, nothing in flight):
+    ** settle what waits for a batch (it pins the segments holding the
+    ** COMMIT records), separate the mixed segments (those with CONT
+    ** records depend on others) and write the copies out. */
+    pthread_mutex_lock(&c->lock);
+    uint32_t done = 0;
+    int rc = cl_settle_all(c);
+    if (!rc) rc = cl_separate(c, UINT32_MAX, &done);
+    if (!rc) cl_flush_all(c, 0);
+    cl_reclaim(c);
+    pthread_mutex_unlock(&c->lock);
+  } else if (!atomic_load(&e->failed) && c->img && c->sorted && c->stage) {
     /* Leave the copies made so far on disk: the next open need not
     ** separate their mixed segments again. */
     pthread_mutex_lock(&c->lock);
