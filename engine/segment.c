@@ -132,12 +132,14 @@ int seg_fifo_pop(seg_fifo *q, seg_ref *x) {
 }
 
 /* The reserve (segment.h): about 1.5% of a bounded disk, between 4 and 32
-** segments; on an unbounded disk 1.5% of the segments in existence, between
-** 2 and 8 (the file system's end is the bound).  Caller holds m->lock or
-** is alone. */
+** segments; on an unbounded disk 6% of the segments in existence, between
+** 2 and 8 (the file system's end is the bound: a store that filled it
+** compacts and deletes from its reserve).  Caller holds m->lock or is
+** alone. */
 static void set_reserve(ls_segmgr *m) {
   uint64_t total = m->disk_size ? (uint64_t)m->max_files * m->segs_per_file : atomic_load(&m->nsegs);
-  uint64_t lo = m->disk_size ? 4 : 2, hi = m->disk_size ? 32 : 8, rc = total / 64;
+  uint64_t lo = m->disk_size ? 4 : 2, hi = m->disk_size ? 32 : 8;
+  uint64_t rc = m->disk_size ? total / 64 : total / 16;
   m->reserve_clean = (uint32_t)(rc < lo ? lo : rc > hi ? hi : rc);
   m->reserve_delete = m->reserve_clean / 2 < lo / 2 ? (uint32_t)(lo / 2) : m->reserve_clean / 2;
 }

@@ -72,7 +72,7 @@
 ** reserve_clean are, the cleaner only when none is.  On a bounded disk the
 ** reserve is fixed by disk_size; on an unbounded one (where only a full
 ** file system makes growing fail) it grows with the store, from 2 + 1
-** segments to 8 + 4 at 512 segments.
+** segments to 8 + 4 at 128 segments.
 **
 ** Histograms.  Sealed group segments are kept in their group set's
 ** histogram: NBUCKETS lists by live bytes, so the emptiest are found in
