@@ -3,12 +3,8 @@
 ** data files at open, and find the damage (FORMAT.md, "Recovery" and
 ** "Damage").
 **
-** The file set first: the manifest counts the data files and the length of
-** the last; one missing (the last as much as one in the middle) or shorter
-** than the manifest says is damage.  A file beyond the count (a crash right
-** after formatting it) is adopted with the whole segments it has; bytes past
-** the counted length of the last file (a crash in the middle of a growth
-** step) are left to be formatted again.
+** The file set first (fileset.h): the manifest counts the data files and
+** the length of the last; one missing or shorter than it says is damage.
 **
 ** For every segment (read in batches, several requests at once), with the
 ** segment walker of format.c:
@@ -66,8 +62,8 @@
 */
 #include "recovery.h"
 #include "checkpoint.h"
+#include "fileset.h"
 
-#include <dirent.h>
 #include <stdarg.h>
 #include <unistd.h>
 #include <errno.h>
@@ -117,29 +113,18 @@ typedef struct rstate {
   uint64_t records;
   char *problems;
   size_t problems_len;
-  uint32_t nfiles;                 /* data files 0 .. nfiles-1 (some missing) */
-  uint32_t nsegs;                  /* segments they hold (segment.h, "Growth") */
-  uint8_t *missing;                /* per file: it does not exist */
-  uint64_t *fsize;                 /* per file: its size */
-  uint8_t *sf;                     /* per segment: SF_* */
+  ls_fileset fs;                   /* the data files (fileset.h) */
+  uint8_t *sf;                     /* per segment: SF_* (fs.sf) */
 } rstate;
 
-#define SF_LOST    0x01            /* not on disk: missing file, or past its end */
+#define SF_LOST    FS_LOST         /* not on disk: missing file, or past its end */
 #define SF_HEAD    0x02            /* a valid header at offset 0 */
 #define SF_SEALED  0x04            /* sealed: its data end is known */
 #define SF_DAMAGED 0x08            /* a damaged range in it */
 #define SF_MARKER  0x10            /* a free marker at offset 0 */
 
-static int grow(void **p, uint64_t *cap, uint64_t need, size_t elem) {
-  if (need <= *cap) return LS_OK;
-  uint64_t n = *cap ? *cap * 2 : 256;
-  while (n < need) n *= 2;
-  void *q = realloc(*p, n * elem);
-  if (!q) return ls_err(LS_NOMEM, "recovery: out of memory");
-  *p = q;
-  *cap = n;
-  return LS_OK;
-}
+/* Grow array a (capacity cap) to hold need elements. */
+#define GROW(a, cap, need) (LS_GROW(a, cap, need, 256) ? ls_err(LS_NOMEM, "recovery: out of memory") : LS_OK)
 
 static void problem(rstate *rs, const char *fmt, ...) LS_PRINTF(2, 3);
 static void problem(rstate *rs, const char *fmt, ...) {
@@ -222,7 +207,7 @@ static int apply(rstate *rs, const pend *p) {
       int rc = flush_batch(rs);
       if (rc) return rc;
     } else {
-      int rc = grow((void **)&rs->batch, &rs->capbatch, rs->nbatch + 1, sizeof(pend));
+      int rc = GROW(rs->batch, rs->capbatch, rs->nbatch + 1);
       if (rc) return rc;
       if (rs->capbatch > BATCH) rs->capbatch = BATCH;
     }
@@ -234,7 +219,7 @@ static int apply(rstate *rs, const pend *p) {
 static int add_dep(rstate *rs, uint32_t x, uint32_t y, uint32_t abort) {
   if ((x == y && !abort) ||
       (rs->ndeps && rs->deps[rs->ndeps - 1][0] == x && rs->deps[rs->ndeps - 1][1] == y)) return LS_OK;
-  int rc = grow((void **)&rs->deps, &rs->capdeps, rs->ndeps + 1, sizeof *rs->deps);
+  int rc = GROW(rs->deps, rs->capdeps, rs->ndeps + 1);
   if (rc) return rc;
   rs->deps[rs->ndeps][0] = x;
   rs->deps[rs->ndeps][1] = y;
@@ -282,7 +267,7 @@ static int scan_record(rstate *rs, uint32_t id, const ls_rec *r, uint32_t roff, 
   }
   if (r->type == LS_REC_ABORT) {
     if (!rs->aborts_known) {
-      int rc = grow((void **)&rs->aborts, &rs->capaborts, rs->naborts + 1, sizeof(range));
+      int rc = GROW(rs->aborts, rs->capaborts, rs->naborts + 1);
       if (rc) return rc;
       rs->aborts[rs->naborts].first = ls_get64(r->val);
       rs->aborts[rs->naborts].last = ls_get64(r->val + 8);
@@ -291,12 +276,12 @@ static int scan_record(rstate *rs, uint32_t id, const ls_rec *r, uint32_t roff, 
     }
   } else if (r->type == LS_REC_PREPARE) {
     if (!rs->aborts_known) {
-      int rc = grow((void **)&rs->preps, &rs->cappreps, rs->npreps + 1, sizeof(prep));
+      int rc = GROW(rs->preps, rs->cappreps, rs->npreps + 1);
       if (rc) return rc;
       rs->preps[rs->npreps++] = (prep){ ls_get64(r->val), r->seq, ls_get64(r->val + 8), id, DOUBT_UNKNOWN };
     }
   } else if (r->type == LS_REC_COMMIT) {
-    int rc = grow((void **)&rs->commits, &rs->capcommits, rs->ncommits + 1, sizeof(range));
+    int rc = GROW(rs->commits, rs->capcommits, rs->ncommits + 1);
     if (rc) return rc;
     rs->commits[rs->ncommits].first = ls_get64(r->val);
     /* Its own sequence ends the range, or (settling a PREPARE) the value. */
@@ -313,14 +298,12 @@ static int scan_record(rstate *rs, uint32_t id, const ls_rec *r, uint32_t roff, 
       int rc = apply(rs, &pd);             /* committed, and settled as such */
       if (rc) return rc;
     } else if (r->flags & LS_RF_CONT) {
-      int rc = grow((void **)&rs->cont, &rs->capcont, rs->ncont + 1, sizeof(pend));
+      int rc = GROW(rs->cont, rs->capcont, rs->ncont + 1);
       if (rc) return rc;
       rs->cont[rs->ncont++] = pd;
     } else {
-      uint64_t cap = rs->caplocal;
-      int rc = grow((void **)&rs->local, &cap, rs->nlocal + 1, sizeof(pend));
+      int rc = GROW(rs->local, rs->caplocal, rs->nlocal + 1);
       if (rc) return rc;
-      rs->caplocal = (uint32_t)cap;
       rs->local[rs->nlocal++] = pd;
     }
   }
@@ -424,108 +407,9 @@ static int cmp_range(const void *a, const void *b) {
 }
 
 /* A whole-file problem of data file n: bytes [off, end) of it are gone. */
-static void file_damage(ls_engine *e, uint32_t n, uint64_t off, uint64_t end, const char *why) {
-  ls_damage x = { .file = n, .offset = off, .length = end - off, .segment = SEG_NONE, .why = why };
-  cat_damage_add(e, &x);
-}
 
-/* The data files: how many there are (0 .. rs->nfiles-1, the manifest's
-** count or more), which are missing, deleting leftover .tmp files of an
-** interrupted format. */
-static int list_files(ls_engine *e, rstate *rs) {
-  int fd = openat(e->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return ls_err_io(-errno, LS_CAUSE_OTHER, "open data directory %s", e->path);
-  DIR *d = fdopendir(fd);
-  if (!d) { close(fd); return ls_err_io(-errno, LS_CAUSE_READ, "read data directory %s", e->path); }
-  uint8_t *have = NULL;
-  uint64_t cap = 0;
-  uint32_t n = e->man.files;
-  int rc = LS_OK;
-  if (n > e->sm.max_files) {
-    closedir(d);
-    return ls_corrupt("data directory %s: the manifest counts %u data files, more than disk_size allows (%u)",
-                      e->path, n, e->sm.max_files);
-  }
-  struct dirent *de;
-  while (!rc && (de = readdir(d)) != NULL) {
-    unsigned i;
-    char tail[8];
-    if (sscanf(de->d_name, "data-%6u.%7s", &i, tail) != 2 || strlen(de->d_name) < 13) continue;
-    if (!strcmp(tail, "tmp")) {
-      e->io->m->unlink(e->io, e->dirfd, de->d_name);
-    } else if (!strcmp(tail, "ls") && strlen(de->d_name) == 14) {
-      if (i >= e->sm.max_files) {
-        rc = ls_err(LS_INVALID, "data directory %s holds data file %s but disk_size allows %u files", e->path,
-                    de->d_name, e->sm.max_files);
-        break;
-      }
-      uint64_t old = cap;
-      if (LS_GROW(have, cap, (uint64_t)i + 1, 64)) { rc = ls_err(LS_NOMEM, "recovery: out of memory"); break; }
-      memset(have + old, 0, cap - old);
-      have[i] = 1;
-      if (i + 1 > n) n = i + 1;
-    }
-  }
-  closedir(d);
-  if (!rc) {
-    rs->nfiles = n;
-    rs->missing = calloc(n + 1, 1);
-    rs->fsize = calloc(n + 1, sizeof *rs->fsize);
-    if (!rs->missing || !rs->fsize) rc = ls_err(LS_NOMEM, "recovery: out of memory");
-  }
-  for (uint32_t i = 0; !rc && i < n; i++)
-    if (i >= cap || !have[i]) rs->missing[i] = 1;
-  free(have);
-  return rc;
-}
 
-/* The sizes of the files present and the segments they hold: the
-** manifest's count, or, with files beyond it, the whole segments of the
-** last one (every file before it is full: a file is created only after
-** the one before it was filled and counted so). */
-static int file_sizes(ls_engine *e, rstate *rs) {
-  for (uint32_t i = 0; i < rs->nfiles; i++) {
-    if (rs->missing[i]) continue;
-    char name[32];
-    struct stat st;
-    seg_file_name(i, name);
-    if (fstatat(e->dirfd, name, &st, 0)) return ls_err_io(-errno, LS_CAUSE_OTHER, "stat data file %s", name);
-    rs->fsize[i] = (uint64_t)st.st_size;
-  }
-  uint32_t spf = e->sm.segs_per_file;
-  if (rs->nfiles <= e->man.files) {
-    rs->nsegs = ls_manifest_segments(&e->man);
-  } else {
-    uint64_t tail = rs->fsize[rs->nfiles - 1] / e->seg_size;
-    rs->nsegs = (rs->nfiles - 1) * spf + (uint32_t)(tail < spf ? tail : spf);
-    /* An uncounted last file without a whole segment is left to be made
-    ** again. */
-    rs->nfiles = seg_files_for(&e->sm, rs->nsegs);
-  }
-  return LS_OK;
-}
 
-/* Missing files and sizes against what the manifest says (file_sizes):
-** a missing or short file is damage (its missing bytes), one longer than
-** file_size too (bytes no segment holds). */
-static int check_sizes(ls_engine *e, rstate *rs) {
-  for (uint32_t i = 0; i < rs->nfiles; i++) {
-    uint64_t want = seg_file_len(&e->sm, i, rs->nsegs);
-    if (rs->missing[i])
-      file_damage(e, i, 0, want, i < e->man.files ? "the data file is missing"
-                                                  : "the data file is missing (among files the manifest does not count)");
-    else if (rs->fsize[i] < want) file_damage(e, i, rs->fsize[i], want, "the data file is short");
-    else if (rs->fsize[i] > e->file_size) file_damage(e, i, e->file_size, rs->fsize[i], "the data file is longer than file_size");
-  }
-  uint32_t nseg = rs->nsegs;
-  rs->sf = calloc(nseg + 1, 1);
-  if (!rs->sf) return ls_err(LS_NOMEM, "recovery: out of memory");
-  for (uint32_t s = 0; s < nseg; s++) {
-    uint32_t f = s / e->sm.segs_per_file;
-    if (rs->missing[f] || seg_base(&e->sm, s) >= rs->fsize[f]) rs->sf[s] |= SF_LOST;
-  }
-  return LS_OK;
-}
 
 static int set_tracking(ls_engine *e, int on) {
   ls_catalog *c = atomic_load(&e->catalog);
@@ -578,7 +462,7 @@ static int resolve_doubts(rstate *rs) {
       }
     }
     if (p->verdict == DOUBT_COMMIT) {
-      int rc = grow((void **)&rs->commits, &rs->capcommits, rs->ncommits + 1, sizeof(range));
+      int rc = GROW(rs->commits, rs->capcommits, rs->ncommits + 1);
       if (rc) return rc;
       rs->commits[rs->ncommits++] = (range){ p->first, p->last, p->seg };
     }
@@ -684,58 +568,7 @@ static uint32_t mark_accepted(ls_engine *e, uint64_t *new_bytes, uint32_t *first
   return n;
 }
 
-/* The manifest after this open: the files counted, and (writable modes)
-** the damaged ranges accepted -- every one found, after a salvage; else
-** those accepted before and found again.  Written only if it changed. */
-static int record_files_and_damage(ls_engine *e, rstate *rs, int salvage) {
-  ls_mdamage *dm = NULL;
-  uint64_t cap = 0;
-  uint32_t n = 0;
-  int rc = LS_OK;
-  pthread_mutex_lock(&e->problems_lock);
-  for (uint32_t i = 0; !rc && i < e->ndamage; i++) {
-    ls_damage *x = &e->damage[i];
-    if (x->segment == SEG_NONE || (!salvage && !x->accepted)) continue;
-    if (LS_GROW(dm, cap, n + 1, 16)) { rc = ls_err(LS_NOMEM, "recovery: out of memory"); break; }
-    dm[n++] = (ls_mdamage){ x->segment, x->seg_seq, (uint32_t)(x->offset - seg_base(&e->sm, x->segment)),
-                            (uint32_t)x->length };
-  }
-  pthread_mutex_unlock(&e->problems_lock);
-  int same = n == e->man.ndamaged;
-  for (uint32_t i = 0; same && i < n; i++) {
-    const ls_mdamage *x = &dm[i], *y = &e->man.damaged[i];
-    same = x->segment == y->segment && x->seg_seq == y->seg_seq && x->offset == y->offset && x->length == y->length;
-  }
-  if (!rc && (!same || ls_manifest_segments(&e->man) != rs->nsegs)) rc = cat_set_files(e, rs->nsegs, dm, n);
-  free(dm);
-  return rc;
-}
 
-/* Salvage: make the missing data files again and fill short ones up to
-** their length (zeros, a free marker at each segment start); their
-** segments are free from now on. */
-static int repair_files(ls_engine *e, rstate *rs) {
-  uint32_t spf = e->sm.segs_per_file;
-  for (uint32_t f = 0; f < rs->nfiles; f++) {
-    int rc = LS_OK;
-    uint64_t want = seg_file_len(&e->sm, f, rs->nsegs);
-    if (rs->missing[f]) {
-      rc = seg_recreate_file(&e->sm, f);
-      if (!rc) rs->missing[f] = 0;
-    } else if (rs->fsize[f] < want) {
-      int fd = e->sm.fds[f];
-      int r = seg_format_range(&e->sm, fd, rs->fsize[f], want);
-      if (!r) r = seg_sync(&e->sm, fd, 0);
-      if (r) rc = ls_err_io(r, LS_CAUSE_WRITE, "salvage: fill data file %u up to its length", f);
-    } else if (rs->fsize[f] > e->file_size) {
-      if (ftruncate(e->sm.fds[f], (off_t)e->file_size) || seg_sync(&e->sm, e->sm.fds[f], 0))
-        rc = ls_err_io(-errno, LS_CAUSE_WRITE, "salvage: cut data file %u to file_size", f);
-    }
-    if (rc) return rc;
-    for (uint32_t s = f * spf; s < (f + 1) * spf && s < rs->nsegs; s++) rs->sf[s] &= (uint8_t)~SF_LOST;
-  }
-  return LS_OK;
-}
 
 /* Write what recovery found into the segments (writable modes), then sync
 ** each file touched once:
@@ -798,11 +631,11 @@ int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle, seg_ids *empties) {
   rs.e = e;
   uint8_t *bufs = NULL;
   int writable = e->on_damage != LS_ON_DAMAGE_REPORT && !e->readonly;
-  int rc = list_files(e, &rs);
-  if (!rc) rc = file_sizes(e, &rs);
-  if (!rc) rc = seg_open_files(&e->sm, rs.nsegs, rs.missing);
-  if (!rc) rc = check_sizes(e, &rs);
-  uint32_t nseg = rs.nsegs;
+  int rc = fs_find(e, &rs.fs);
+  if (!rc) rc = seg_open_files(&e->sm, rs.fs.nsegs, rs.fs.missing);
+  if (!rc) rc = fs_check(e, &rs.fs);
+  rs.sf = rs.fs.sf;
+  uint32_t nseg = rs.fs.nsegs;
   /* A checkpoint (checkpoint.h) stands for the scan when the files are all
   ** there and nothing asks to look for damage; a writable open consumes it
   ** either way. */
@@ -811,7 +644,7 @@ int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle, seg_ids *empties) {
     pthread_mutex_lock(&e->problems_lock);
     int files_ok = e->ndamage == 0;
     pthread_mutex_unlock(&e->problems_lock);
-    int use = files_ok && e->on_damage == LS_ON_DAMAGE_ERROR && rs.nsegs == ls_manifest_segments(&e->man);
+    int use = files_ok && e->on_damage == LS_ON_DAMAGE_ERROR && rs.fs.nsegs == ls_manifest_segments(&e->man);
     rc = use ? ckpt_load(e, nseg, mixed, empties, &from_ckpt) : ckpt_discard(e);
   }
   if (!rc && from_ckpt) {
@@ -837,7 +670,7 @@ int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle, seg_ids *empties) {
   free(bufs);
   if (!rc) rc = set_tracking(e, 0);
   if (!rc) rc = judge_damage(e, &rs);
-  if (!rc && writable && e->on_damage == LS_ON_DAMAGE_SALVAGE) rc = repair_files(e, &rs);
+  if (!rc && writable && e->on_damage == LS_ON_DAMAGE_SALVAGE) rc = fs_repair(e, &rs.fs);
   if (!rc) {
     ls_catalog *c = atomic_load(&e->catalog);
     for (uint32_t i = 0; i < c->cap; i++)
@@ -916,7 +749,7 @@ int recover(ls_engine *e, seg_ids *mixed, seg_ids *settle, seg_ids *empties) {
     e->problems = rs.problems;
     rs.problems = NULL;
   }
-  if (!rc && writable) rc = record_files_and_damage(e, &rs, e->on_damage == LS_ON_DAMAGE_SALVAGE);
+  if (!rc && writable) rc = fs_record(e, &rs.fs, e->on_damage == LS_ON_DAMAGE_SALVAGE);
   if (!rc && writable) rc = finish_disk(e, &rs, nseg);
 out:
   free(rs.deps);
@@ -929,9 +762,7 @@ out:
   free(rs.commits);
   free(rs.preps);
   free(rs.problems);
-  free(rs.missing);
-  free(rs.fsize);
-  free(rs.sf);
+  fs_free(&rs.fs);
   e->recovery_ms = (ls_now_ns() - t0) / 1000000;
   return rc;
 }
