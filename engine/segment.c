@@ -466,12 +466,10 @@ uint32_t seg_gset_new(ls_segmgr *m, uint32_t table, uint32_t group) {
   g->alive = 1;
   for (int b = 0; b < SEG_NBUCKETS; b++) g->head[b] = g->tail[b] = SEG_NONE;
   pthread_mutex_lock(&m->hist_lock);
-  if (m->ngsets == m->capgsets) {
-    uint32_t ncap = m->capgsets ? 2 * m->capgsets : 16;
-    ls_gset **p = realloc(m->gsets, ncap * sizeof *p);
-    if (!p) { pthread_mutex_unlock(&m->hist_lock); free(g); return 0; }
-    m->gsets = p;
-    m->capgsets = ncap;
+  if (LS_GROW(m->gsets, m->capgsets, m->ngsets + 1, 16)) {
+    pthread_mutex_unlock(&m->hist_lock);
+    free(g);
+    return 0;
   }
   m->gsets[m->ngsets++] = g;
   uint32_t h = m->ngsets;
