@@ -183,7 +183,15 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   e->path = strdup(dir);
   if (!e->path) { rc = ls_err(LS_NOMEM, "out of memory"); goto fail; }
 
-  h->lockfd = openat(dirfd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  /* A read-only open opens LOCK read-only (the directory may be on a
+  ** read-only file system; a shared flock needs no write access).  With no
+  ** LOCK file there, it is made if the file system allows; on a read-only
+  ** file system nobody can write the directory, and no lock is needed. */
+  h->lockfd = openat(dirfd, "LOCK", (o->readonly ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (h->lockfd < 0 && errno == ENOENT && o->readonly) {
+    h->lockfd = openat(dirfd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (h->lockfd < 0 && errno == EROFS) goto locked;
+  }
   if (h->lockfd < 0) { rc = ls_err_io(-errno, LS_CAUSE_OTHER, "open %s/LOCK", dir); goto fail; }
   if (flock(h->lockfd, (o->readonly ? LOCK_SH : LOCK_EX) | LOCK_NB)) {
     rc = errno == EWOULDBLOCK
@@ -191,7 +199,7 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
            : ls_err_io(-errno, LS_CAUSE_OTHER, "lock %s/LOCK", dir);
     goto fail;
   }
-
+locked:;
   const char *fault = o->fault ? o->fault : getenv("LOGSTOR_FAULT");
   int kind = o->io;
   const char *env = getenv("LOGSTOR_IO");           /* "posix" or "io_uring" */
@@ -236,6 +244,7 @@ static int engine_create(const char *dir, int dirfd, const ls_options *o, ls_eng
   e->disk_size = e->man.disk_size;
 
   rc = seg_init(&e->sm, e->io, dirfd, e->seg_size, e->file_size, e->disk_size);
+  e->sm.readonly = e->readonly;
   if (rc) goto fail;
   e->sm.lease = cat_lease;
   e->sm.grown = cat_grown;

@@ -225,7 +225,7 @@ int seg_open_files(ls_segmgr *m, uint32_t nsegs, uint8_t *missing) {
   for (uint32_t i = 0; i < n; i++) {
     char name[32];
     seg_file_name(i, name);
-    int fd = m->io->m->open(m->io, m->dirfd, name, O_RDWR, 0);
+    int fd = m->io->m->open(m->io, m->dirfd, name, m->readonly ? O_RDONLY : O_RDWR, 0);
     if (fd == -ENOENT && missing) {
       missing[i] = 1;                       /* recovery reports it */
     } else if (fd < 0) {

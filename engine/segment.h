@@ -193,6 +193,8 @@ typedef struct ls_segmgr {
   uint64_t file_size;
   uint32_t max_files;              /* from disk_size and the id space */
   uint64_t disk_size;              /* 0: unbounded */
+  int readonly;                    /* files opened read-only (a read-only
+                                   ** engine: nothing is written) */
   _Atomic uint32_t nfiles;         /* files usable */
   _Atomic uint32_t nsegs;          /* segments that exist (see "Growth") */
   int *fds;                        /* [max_files] */

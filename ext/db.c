@@ -306,7 +306,8 @@ static int db_open(ls_db *d, const ls_options *opt, int create, char **pzErr) {
     d->eng = NULL;
     return lsx_sqlite_code(erc);
   }
-  if (ls_open_tables(d->eng, &d->orphans, &d->norphans)) d->norphans = 0;
+  d->eng_readonly = o.readonly;
+  if (o.readonly || ls_open_tables(d->eng, &d->orphans, &d->norphans)) d->norphans = 0;
   return SQLITE_OK;
 }
 

@@ -54,6 +54,8 @@ struct ls_db {
   char *dir;                       /* data directory */
   int tmpdir;                      /* a private directory removed at close */
   ls_engine *eng;
+  int eng_readonly;                /* eng was opened read-only: it changes
+                                   ** nothing (no labels, no orphan drops) */
   char owner[40];                  /* identity of the database owning dir */
   /* The connection's transaction on this database (txn.c). */
   ls_txn *txn;                     /* writes, or the reads of an explicit

@@ -576,7 +576,7 @@ static int read_shadow(ls_vtab *t, char **err) {
       t->id = id;
       /* Keep the engine's label current (a RENAME inside a transaction
       ** that committed since). */
-      if (sqlite3_get_autocommit(t->db)) (void)ls_table_rename(ldb->eng, id, t->name);
+      if (sqlite3_get_autocommit(t->db) && !ldb->eng_readonly) (void)ls_table_rename(ldb->eng, id, t->name);
     }
   } else if (rc == SQLITE_DONE || rc == SQLITE_ERROR) {
     *err = sqlite3_mprintf("the shadow table %s_logstor that holds the table's id is %s", t->name,
