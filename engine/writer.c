@@ -340,6 +340,8 @@ static int direct_write(ls_writer *w, ls_txn *t, uint32_t s, uint32_t len, uint3
     .data_size = len - LS_BUF_HDR, .nrecords = nrec, .table = d->table, .group = d->group,
   };
   assert(h.max_seq >= atomic_load_explicit(&d->max_seq, memory_order_relaxed));   /* W5 */
+  /* W7: one buffer of CONT records in a fresh group segment of its own. */
+  assert(d->used == 0 && d->kind == LS_KIND_GROUP && nrec > 0 && len <= e->seg_size);
   ls_bufhdr_encode(w->dbuf, &h);
   uint32_t alen = (uint32_t)ls_align_up(len, LS_BLOCK);
   memset(w->dbuf + len, 0, alen - len);
@@ -353,7 +355,8 @@ static int direct_write(ls_writer *w, ls_txn *t, uint32_t s, uint32_t len, uint3
   d->used = alen;
   seg_flags(&e->sm, s, SEGF_INFLIGHT, 0);
   seg_seal(&e->sm, s);
-  int rc = seg_ids_push(&w->direct, s);
+  int rc = seg_ids_push(&w->direct, s);     /* room made before it was taken */
+  assert(!rc);
   if (!rc) rc = txn_add_direct(t, s);
   if (!rc) rc = note_tseg(w, s);
   if (rc) return ls_err(LS_NOMEM, "writer: out of memory");
@@ -412,6 +415,10 @@ static int serialize_direct(ls_writer *w, ls_txn *t, int purpose) {
       }
       if (s == SEG_NONE) {
         if (left < (uint64_t)cap * 3 / 4) break;  /* the tail goes mixed */
+        /* Room to list it first: once direct_write marks it in flight it
+        ** must be in w->direct, which clears the mark (W6); a failed push
+        ** there left it marked, its space lost until the next open. */
+        if (LS_GROW(w->direct.v, w->direct.cap, w->direct.n + 1, 16)) return ls_err(LS_NOMEM, "writer: out of memory");
         int rc = alloc_segment(w, LS_KIND_GROUP, gb[k].table, gb[k].group, purpose, &s);
         if (rc) return rc;
         len = LS_BUF_HDR;
@@ -565,6 +572,9 @@ void writer_free_empty(ls_engine *e) {
 static int do_seal(ls_engine *e, void *arg) {
   ls_writer *w = e->writer;
   LS_UNUSED(arg);
+  /* W4: after a failed write or sync, nothing more is written (the open
+  ** buffer may hold what that write failed to put on disk). */
+  if (atomic_load(&e->failed)) return cat_check_failed(e);
   if (w->seg != SEG_NONE) {
     int rc = writer_buf_write(w);
     if (!rc) rc = writer_sync_files(w, 1);

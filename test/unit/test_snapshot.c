@@ -441,10 +441,10 @@ static void test_restart(void) {
   CHECK(v.len == 1 && v.data[0] == '4');
   /* Expired by the bounds, then restarted: reads work again. */
   for (int i = 0; i < 10; i++) {
-    char val[8];
+    char val[16];
     snprintf(val, sizeof val, "x%d", i);
     CHECK_RC(unit_puts(e, t, "a", val), LS_OK);
-    char kb[8];
+    char kb[16];
     snprintf(kb, sizeof kb, "k%d", i);
     CHECK_RC(unit_puts(e, t, kb, val), LS_OK);
     ls_key kk;

@@ -187,6 +187,28 @@ static void test_short_writes(void) {
   ls_close(e);
 }
 
+/* W4: once a write failed, the writer writes nothing more -- also not for
+** a seal asked after the failure (ls_flush checks the failed state before
+** it asks, but the engine can fail in between: here the seal is asked
+** straight after).  It used to write the open buffer again and seal it. */
+static void test_seal_after_failure(void) {
+  const char *dir = unit_tmpdir();
+  ls_engine *e = open_fault(dir);
+  uint32_t t;
+  CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
+  CHECK_RC(run_txn(e, t, 0), LS_OK);
+  CHECK_RC(ls_io_fault_set(e->io, "write=1:EIO"), LS_OK);   /* once: later writes would work */
+  CHECK(run_txn(e, t, 1) != LS_OK);
+  CHECK_INT(unit_stats(e).failed, 1);
+  uint64_t before = unit_stats(e).bytes_written;
+  CHECK(writer_seal(e) != LS_OK);
+  CHECK_U64(unit_stats(e).bytes_written, before);
+  ls_close(e);
+  CHECK_RC(ls_open(dir, NULL, &e), LS_OK);
+  CHECK_INT(txn_state(e, t, 0, 1), 1);
+  ls_close(e);
+}
+
 /* A data file that can not be formatted fails the commit that needed it,
 ** not the engine. */
 static void test_format_failure(void) {
@@ -525,6 +547,7 @@ int main(void) {
   RUN(test_sync_eio_persist);
   RUN(test_write_enospc);
   RUN(test_short_writes);
+  RUN(test_seal_after_failure);
   RUN(test_format_failure);
   RUN(test_group_commit);
   RUN(test_wait_unprepared);
