@@ -91,6 +91,22 @@ static void check_files_match(const char *dir) {
   ls_manifest_free(&m);
 }
 
+/* Open dir (engine e, if open, is used and closed): rows 0..have are
+** there; write have..more; check; close; the files are as the manifest
+** says; reopen: rows 0..more are there. */
+static void grow_on(const char *dir, ls_engine *e, uint32_t t, int have, int more) {
+  if (!e) e = unit_open(dir, SEG, FILESZ, 0, 1, 0);
+  check_rows(e, t, 0, have, 1500);
+  put_rows(e, t, have, more, 1500);
+  unit_check_ok(e);
+  ls_close(e);
+  check_files_match(dir);
+  e = unit_open(dir, SEG, FILESZ, 0, 1, 0);
+  check_rows(e, t, 0, more, 1500);
+  unit_check_ok(e);
+  ls_close(e);
+}
+
 /* One row with the default geometry (128 KiB segments, 32 MiB files):
 ** well under 1 MiB on disk, before and after a reopen. */
 static void test_one_row_small(void) {
@@ -126,16 +142,7 @@ static void test_grow_across_files(void) {
   ls_manifest m = read_manifest(dir);
   CHECK(m.files >= 2);
   ls_manifest_free(&m);
-  e = unit_open(dir, SEG, FILESZ, 0, 1, 0);
-  check_rows(e, t, 0, 60, 1500);
-  put_rows(e, t, 60, 120, 1500);
-  unit_check_ok(e);
-  ls_close(e);
-  check_files_match(dir);
-  e = unit_open(dir, SEG, FILESZ, 0, 1, 0);
-  check_rows(e, t, 0, 120, 1500);
-  unit_check_ok(e);
-  ls_close(e);
+  grow_on(dir, NULL, t, 60, 120);
 }
 
 /* Opens a directory whose last file ends inside a file (a few rows). */
@@ -178,15 +185,7 @@ static void test_interrupted_step(void) {
   ls_stats s = unit_stats(e);
   CHECK_U64(s.damaged_ranges, 0);
   CHECK_U64(s.data_file_bytes, counted);
-  check_rows(e, t, 0, 12, 1500);
-  put_rows(e, t, 12, 40, 1500);                   /* grows over the junk */
-  unit_check_ok(e);
-  ls_close(e);
-  check_files_match(dir);
-  e = unit_open(dir, SEG, FILESZ, 0, 1, 0);
-  check_rows(e, t, 0, 40, 1500);
-  unit_check_ok(e);
-  ls_close(e);
+  grow_on(dir, e, t, 12, 40);                     /* grows over the junk */
 }
 
 /* A last file shorter than the manifest says is damage, named. */
@@ -258,14 +257,7 @@ static void test_uncounted_file(void) {
     ls_stats s = unit_stats(e);
     CHECK_U64(s.damaged_ranges, 0);
     CHECK(s.data_file_bytes >= FILESZ + 2 * SEG);
-    check_rows(e, t, 0, 12, 1500);
-    put_rows(e, t, 12, 40, 1500);
-    unit_check_ok(e);
-    ls_close(e);
-    check_files_match(dir);
-    e = unit_open(dir, SEG, FILESZ, 0, 1, 0);
-    check_rows(e, t, 0, 40, 1500);
-    ls_close(e);
+    grow_on(dir, e, t, 12, 40);
   }
 }
 
