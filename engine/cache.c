@@ -321,7 +321,10 @@ void cache_batch_add(ls_cache *c, cache_batch *b, uint64_t word, uint64_t segseq
   if (!e) return;
   e->hnext = b->first;             /* the batch's list until inserted */
   b->first = e;
+  b->bytes += ent_bytes(size);
 }
+
+uint64_t cache_batch_limit(const ls_cache *c) { return c->shard[0].cap; }
 
 void cache_batch_insert(ls_cache *c, cache_batch *b) {
   /* By shard: each locked once, its buckets prefetched, evicting once at
@@ -335,6 +338,7 @@ void cache_batch_insert(ls_cache *c, cache_batch *b) {
     *l = e;
   }
   b->first = NULL;
+  b->bytes = 0;
   for (int k = 0; k < CACHE_SHARDS; k++) {
     if (!by[k]) continue;
     cache_shard *s = &c->shard[k];
@@ -356,6 +360,7 @@ void cache_batch_discard(cache_batch *b) {
     free(e);
   }
   b->first = NULL;
+  b->bytes = 0;
 }
 
 static void fifo_remove(cache_fifo *q, cache_ent *e) {

@@ -65,11 +65,15 @@ int cache_get(ls_cache *c, uint64_t word, uint64_t segseq, uint8_t *dst, uint32_
 ** location before its install, and a location is written once per
 ** incarnation of its segment. */
 typedef struct cache_ent cache_ent;
-typedef struct cache_batch { cache_ent *first; } cache_batch;
+typedef struct cache_batch { cache_ent *first; uint64_t bytes; } cache_batch;
 void cache_batch_add(ls_cache *c, cache_batch *b, uint64_t word, uint64_t segseq, const uint8_t *src,
                      uint32_t size);
 void cache_batch_insert(ls_cache *c, cache_batch *b);    /* and empty it */
 void cache_batch_discard(cache_batch *b);
+/* The bytes a batch may hold before it is put in (a large transaction's
+** records go in a piece at a time: the same rule holds for each piece, and
+** the cache would evict most of them anyway). */
+uint64_t cache_batch_limit(const ls_cache *c);
 
 /* cache_get for n records at once (dsts[i] holds sizes[i] bytes): hits[i]
 ** says which were copied; returns how many.  Cheaper than n calls: each

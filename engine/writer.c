@@ -297,10 +297,14 @@ uint32_t writer_room(const ls_writer *w) {
 ** its committers are released (process_group; cache_batch).  Safe before
 ** it is durable: nothing else is ever written at that location in this
 ** incarnation of the segment, and no reader looks there before the install
-** (cache.h). */
+** (cache.h) -- so a big group's records go in a piece at a time, each piece
+** as soon as it reaches the batch limit (holding a million-row
+** transaction's copies until its install cost a tenth of its load time). */
 static void cache_written(ls_writer *w, uint64_t word, const uint8_t *p) {
   ls_engine *e = w->e;
-  if (e->cache) cache_batch_add(e->cache, &w->written, word, seg_seq_of(&e->sm, loc_seg(word)), p, loc_size(word));
+  if (!e->cache) return;
+  cache_batch_add(e->cache, &w->written, word, seg_seq_of(&e->sm, loc_seg(word)), p, loc_size(word));
+  if (w->written.bytes >= cache_batch_limit(e->cache)) cache_batch_insert(e->cache, &w->written);
 }
 
 /* Append one encoded record (already holding type, table, key, value) and
