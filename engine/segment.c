@@ -123,8 +123,10 @@ int seg_fifo_pop(seg_fifo *q, seg_ref *x) {
 ** segments; on an unbounded disk 6% of the segments in existence, between
 ** 2 and 8 (the file system's end is the bound: a store that filled it
 ** compacts and deletes from its reserve).  Caller holds m->lock or is
-** alone. */
+** alone.  A bounded disk's is set once, at init: the cleaner reads it
+** without the lock (cl_want_compaction). */
 void seg_set_reserve(ls_segmgr *m) {
+  if (m->disk_size && m->reserve_clean) return;
   uint64_t total = m->disk_size ? (uint64_t)m->max_files * m->segs_per_file : atomic_load(&m->nsegs);
   uint64_t lo = m->disk_size ? 4 : 2, hi = m->disk_size ? 32 : 8;
   uint64_t rc = m->disk_size ? total / 64 : total / 16;
