@@ -17,6 +17,7 @@
 #include "writer_int.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -322,25 +323,22 @@ int ls_decision_pending(ls_engine *e, uint64_t id) {
   return found;
 }
 
-/* Is any transaction prepared and not yet published or unprepared?  (The
-** list is the writer thread's.) */
-static int do_any_prepared(ls_engine *e, void *arg) {
-  *(int *)arg = e->writer->prepared != NULL;
-  return LS_OK;
-}
-
 int ls_wait_unprepared(ls_engine *e, uint32_t timeout_ms) {
+  ls_writer *w = e->writer;
+  if (!w || !atomic_load(&w->nprepared)) return LS_OK;     /* the common case: one load */
   uint64_t end = ls_now_ns() + (uint64_t)timeout_ms * 1000000u;
-  for (;;) {
-    int any = 0;
-    int rc = writer_call(e, do_any_prepared, &any);
-    if (rc || !any) return rc;
+  for (int i = 0; atomic_load(&w->nprepared); i++) {
     /* A prepared transaction's host is between its own commit and the
     ** publish (SQLite: between the file's commit and xCommit): soon. */
     if (ls_now_ns() >= end) return ls_err(LS_BUSY, "a prepared transaction was not published within %u ms", timeout_ms);
-    struct timespec ts = { 0, 200000 };
-    nanosleep(&ts, NULL);
+    if (i < 64) {
+      sched_yield();
+    } else {
+      struct timespec ts = { 0, 50000 };
+      nanosleep(&ts, NULL);
+    }
   }
+  return LS_OK;
 }
 
 int writer_decision_keep(ls_engine *e, uint64_t id) { return decision_add(e->writer, id); }
@@ -412,6 +410,7 @@ static int do_publish(ls_engine *e, void *arg) {
   writer_install(w, t);
   writer_hold_segments(w, t, -1);
   writer_hand_off(w);
+  atomic_fetch_sub(&w->nprepared, 1);   /* installed: waiters may read */
   return LS_OK;
 }
 
@@ -420,7 +419,10 @@ static int do_unprepare(ls_engine *e, void *arg) {
   ls_txn *t = arg;
   ls_writer *w = e->writer;
   unlink_prepared(w, t);
-  if (atomic_load(&e->failed)) return cat_check_failed(e);
+  if (atomic_load(&e->failed)) {
+    atomic_fetch_sub(&w->nprepared, 1);
+    return cat_check_failed(e);
+  }
   int rc = write_range_record(w, t, LS_REC_ABORT);
   if (rc) {
     char msg[256];
@@ -434,6 +436,7 @@ static int do_unprepare(ls_engine *e, void *arg) {
   for (uint32_t i = 0; i < t->nrec; i++) t->recs[i].word = 0;
   t->ndirect = 0;
   writer_hand_off(w);
+  atomic_fetch_sub(&w->nprepared, 1);
   return rc;
 }
 

@@ -705,6 +705,7 @@ static void process_group(ls_writer *w, commit_req *group) {
       writer_hold_segments(w, q->t, +1);
       q->t->next_prepared = w->prepared;
       w->prepared = q->t;
+      atomic_fetch_add(&w->nprepared, 1);
     }
   }
   writer_hand_off(w);

@@ -84,6 +84,9 @@ struct ls_writer {
   uint32_t *grp;                   /* compaction group of each record (W7) */
   uint32_t capgrp;
   ls_txn *prepared;                /* durable, not yet published or aborted */
+  _Atomic uint32_t nprepared;      /* of those, and those being published or
+                                   ** aborted: 0 once every install is done
+                                   ** (ls_wait_unprepared reads it) */
   uint64_t *decisions;             /* ids of decided transactions in doubt
                                    ** (ls_decision_pending; under lock) */
   uint32_t ndecisions, capdecisions;

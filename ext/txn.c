@@ -84,10 +84,25 @@ static void txn_drop(ls_db *d) {
   d->ndrows = 0;
 }
 
+/* A connection that holds SQLite's write lock on d's database orders its
+** transaction after every one that committed before it took the lock; the
+** last of those may still be between SQLite's commit and xCommit (the
+** engine's publish), so a snapshot taken now would miss its rows (the
+** next writer read them as they were before, and its commit failed the
+** engine's check).  Nothing new can be prepared meanwhile (that needs the
+** lock), so the wait is short. */
+#define PUBLISH_WAIT_MS 10000
+static int wait_published(ls_db *d) {
+  if (sqlite3_txn_state(d->conn->db, d->schema) != SQLITE_TXN_WRITE) return LS_OK;
+  return ls_wait_unprepared(d->eng, PUBLISH_WAIT_MS);
+}
+
 int lsx_txn_read(ls_db *d, sqlite3_vtab *vtab, const char *table, ls_txn **out) {
   ls_conn *conn = d->conn;
   int erc = LS_OK;
   *out = NULL;
+  if (!d->txn || d->readonly) erc = wait_published(d);
+  if (erc) return lsx_error(vtab, table, erc);
   if (sqlite3_get_autocommit(conn->db)) {
     /* A statement's snapshot, shared by the statements running at once
     ** (SQLite's read transaction), ending with the last of their cursors;
@@ -142,7 +157,8 @@ int lsx_txn_write(ls_db *d, sqlite3_vtab *vtab, const char *table, ls_txn **out)
   ** transaction starts from the newest state. */
   if (d->txn && (d->readonly || (!d->in_write && sqlite3_get_autocommit(d->conn->db)))) txn_drop(d);
   if (!d->txn) {
-    erc = ls_txn_begin(d->eng, &d->txn);
+    erc = wait_published(d);
+    if (!erc) erc = ls_txn_begin(d->eng, &d->txn);
     d->nmarks = 0;
   }
   if (!erc && ls_txn_prepared(d->txn)) erc = ls_txn_unprepare(d->txn);
@@ -255,11 +271,19 @@ static int test_exit_in_commit(void) {
   return v && !strcmp(v, "1");
 }
 
+/* Tests (serial_host.c): microseconds to wait between SQLite's commit and
+** the engine's publish, widening the window the next writer must wait out. */
+static void test_publish_delay(void) {
+  const char *v = getenv("LOGSTOR_TEST_PUBLISH_DELAY_US");
+  if (v && atoi(v) > 0) usleep((useconds_t)atoi(v));
+}
+
 /* The SQL transaction ended: xCommit (commit set) or xRollback. */
 static void conn_end(ls_conn *conn, int commit) {
   for (ls_db *d = conn->dbs; d; d = d->next) {
     if (d->txn && ls_txn_prepared(d->txn)) {
       if (commit && test_exit_in_commit()) _exit(0);
+      if (commit) test_publish_delay();
       if (commit) ls_txn_publish(d->txn);
       /* An unprepare that fails leaves the engine read-only (and the
       ** writes would count after a restart); SQLite ignores errors here. */
