@@ -13,7 +13,7 @@
 ** .db file and the copy of the rows are of one moment), and the moments
 ** move on.  Prints one line per round and "N passed, N failed".
 */
-#include <sqlite3.h>
+#include "host.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -27,25 +27,7 @@ static atomic_int stop;
 static atomic_long commits;
 static atomic_int writer_failed;
 
-static sqlite3 *open_db(const char *file) {
-  sqlite3 *db = NULL;
-  char *err = NULL;
-  if (sqlite3_open(file, &db) || sqlite3_enable_load_extension(db, 1) ||
-      sqlite3_load_extension(db, so, NULL, &err)) {
-    fprintf(stderr, "open %s: %s\n", file, err ? err : sqlite3_errmsg(db));
-    exit(2);
-  }
-  sqlite3_busy_timeout(db, 20000);
-  return db;
-}
-
-static int exec(sqlite3 *db, const char *sql) {
-  char *err = NULL;
-  int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
-  if (rc) fprintf(stderr, "%s: %s\n", sql, err ? err : sqlite3_errstr(rc));
-  sqlite3_free(err);
-  return rc;
-}
+static sqlite3 *open_db(const char *file) { return host_open(so, file); }
 
 static long long one(sqlite3 *db, const char *sql, char *text, size_t cap) {
   sqlite3_stmt *st = NULL;
@@ -71,7 +53,7 @@ static void *writer(void *arg) {
              "DELETE FROM t WHERE pk = %ld; DELETE FROM n WHERE pk = %ld;"
              "COMMIT;",
              i, i, i, i, i / 2, i / 2, i % 3 ? -1 : i - 7, i % 3 ? -1 : i - 7);
-    if (exec(db, sql)) {
+    if (host_exec(db, sql)) {
       atomic_store(&writer_failed, 1);
       (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
       break;
@@ -90,10 +72,10 @@ static atomic_int listed;          /* the poller saw the backup */
 
 static void *holder(void *arg) {
   sqlite3 *db = open_db(arg);
-  if (exec(db, "BEGIN; INSERT INTO t VALUES(-1, -1); INSERT INTO n VALUES(-1, -1)")) atomic_store(&writer_failed, 1);
+  if (host_exec(db, "BEGIN; INSERT INTO t VALUES(-1, -1); INSERT INTO n VALUES(-1, -1)")) atomic_store(&writer_failed, 1);
   atomic_store(&phase, 1);
   while (atomic_load(&phase) != 2) sched_yield();
-  if (exec(db, "COMMIT")) atomic_store(&writer_failed, 1);
+  if (host_exec(db, "COMMIT")) atomic_store(&writer_failed, 1);
   sqlite3_close(db);
   return NULL;
 }
@@ -124,8 +106,8 @@ int main(int argc, char **argv) {
   snprintf(src, sizeof src, "%s/src.db", dir);
   sqlite3 *db = open_db(src);
   snprintf(sql, sizeof sql, "PRAGMA journal_mode=%s", argv[3]);
-  if (exec(db, sql) ||
-      exec(db, "CREATE VIRTUAL TABLE t USING logstor(pk INTEGER PRIMARY KEY, v INT);"
+  if (host_exec(db, sql) ||
+      host_exec(db, "CREATE VIRTUAL TABLE t USING logstor(pk INTEGER PRIMARY KEY, v INT);"
                "CREATE TABLE n(pk INTEGER PRIMARY KEY, v INT)"))
     return 1;
   pthread_t th;

@@ -17,7 +17,7 @@
 ** commit with "another transaction changed a row this transaction read").
 ** Prints "N passed, N failed".
 */
-#include <sqlite3.h>
+#include "host.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -29,26 +29,11 @@ static const char *so, *dbfile;
 static int rounds;
 static atomic_int failures, mismatches;
 
-static sqlite3 *open_db(void) {
-  sqlite3 *db = NULL;
-  char *err = NULL;
-  if (sqlite3_open(dbfile, &db) || sqlite3_enable_load_extension(db, 1) ||
-      sqlite3_load_extension(db, so, NULL, &err)) {
-    fprintf(stderr, "open %s: %s\n", dbfile, err ? err : sqlite3_errmsg(db));
-    exit(2);
-  }
-  sqlite3_busy_timeout(db, 20000);
-  return db;
-}
+static sqlite3 *open_db(void) { return host_open(so, dbfile); }
 
 static int exec(sqlite3 *db, const char *sql) {
-  char *err = NULL;
-  int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
-  if (rc) {
-    fprintf(stderr, "%s: %s\n", sql, err ? err : sqlite3_errmsg(db));
-    atomic_fetch_add(&failures, 1);
-  }
-  sqlite3_free(err);
+  int rc = host_exec(db, sql);
+  if (rc) atomic_fetch_add(&failures, 1);
   return rc;
 }
 
