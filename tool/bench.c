@@ -19,6 +19,13 @@
 **       and 90 % disk utilisation, uniform and hot/cold, for each policy
 **       (greedy, LFS's cost-benefit, ours): write amplification and
 **       throughput (engine only).  (bench_clean.c)
+**   tool/bench ycsb [--records R] [--ops N] [--scan-ops N] [--threads T]
+**              [--batch K] [--workloads ABCDEF] [--quick] [--so PATH] [--dir D]
+**       YCSB-style workloads A-F (zipfian requests, 1 KB records), T
+**       threads with a connection each, autocommit or K operations per
+**       transaction, on a logstor table and a native WITHOUT ROWID table
+**       (WAL, synchronous=FULL) in one run: ops/s, ratio, peak RSS and the
+**       record cache against its bound.  (bench_ycsb.c)
 **
 ** The SQL and engine benches also report, for the bulk load and the
 ** random overwrites, the engine's write amplification split by source:
@@ -198,9 +205,12 @@ int main(int argc, char **argv) {
   if (argc >= 2 && !strcmp(argv[1], "engine")) return bench_engine(argc - 2, argv + 2);
   if (argc >= 2 && !strcmp(argv[1], "sql")) return bench_sql(argc - 2, argv + 2, argv[0]);
   if (argc >= 2 && !strcmp(argv[1], "clean")) return bench_clean(argc - 2, argv + 2);
+  if (argc >= 2 && !strcmp(argv[1], "ycsb")) return bench_ycsb(argc - 2, argv + 2, argv[0]);
   if (argc < 2 || argv[1][0] == '-') return bench_sql(argc - 1, argv + 1, argv[0]);
   fprintf(stderr, "usage: tool/bench [sql] [--n N] [--quick] [--so PATH] [--dir D]\n"
                   "       tool/bench engine [--n N] [--value B] [--batch K] [--dir D]\n"
-                  "       tool/bench clean [--quick] [--util PCT] [--csv FILE] [--png FILE] [--dir D]\n");
+                  "       tool/bench clean [--quick] [--util PCT] [--csv FILE] [--png FILE] [--dir D]\n"
+                  "       tool/bench ycsb [--records R] [--ops N] [--scan-ops N] [--threads T] [--batch K]\n"
+                  "                       [--workloads ABCDEF] [--quick] [--so PATH] [--dir D]\n");
   return 2;
 }
