@@ -26,6 +26,12 @@
 **       transaction, on a logstor table and a native WITHOUT ROWID table
 **       (WAL, synchronous=FULL) in one run: ops/s, ratio, peak RSS and the
 **       record cache against its bound.  (bench_ycsb.c)
+**   tool/bench scale [--n N] [--batch K] [--csv FILE] [--png FILE] [--so PATH]
+**              [--dir D]
+**       Loads N rows (default 10M) into a logstor table: the load rate,
+**       RSS, index bytes and disk bytes per key every 5 % of N, then the
+**       reopen time with and without a checkpoint; scale.csv and, with
+**       gnuplot installed, scale.png.  (bench_scale.c)
 **
 ** The SQL and engine benches also report, for the bulk load and the
 ** random overwrites, the engine's write amplification split by source:
@@ -206,11 +212,13 @@ int main(int argc, char **argv) {
   if (argc >= 2 && !strcmp(argv[1], "sql")) return bench_sql(argc - 2, argv + 2, argv[0]);
   if (argc >= 2 && !strcmp(argv[1], "clean")) return bench_clean(argc - 2, argv + 2);
   if (argc >= 2 && !strcmp(argv[1], "ycsb")) return bench_ycsb(argc - 2, argv + 2, argv[0]);
+  if (argc >= 2 && !strcmp(argv[1], "scale")) return bench_scale(argc - 2, argv + 2, argv[0]);
   if (argc < 2 || argv[1][0] == '-') return bench_sql(argc - 1, argv + 1, argv[0]);
   fprintf(stderr, "usage: tool/bench [sql] [--n N] [--quick] [--so PATH] [--dir D]\n"
                   "       tool/bench engine [--n N] [--value B] [--batch K] [--dir D]\n"
                   "       tool/bench clean [--quick] [--util PCT] [--csv FILE] [--png FILE] [--dir D]\n"
                   "       tool/bench ycsb [--records R] [--ops N] [--scan-ops N] [--threads T] [--batch K]\n"
-                  "                       [--workloads ABCDEF] [--quick] [--so PATH] [--dir D]\n");
+                  "                       [--workloads ABCDEF] [--quick] [--so PATH] [--dir D]\n"
+                  "       tool/bench scale [--n N] [--batch K] [--csv FILE] [--png FILE] [--so PATH] [--dir D]\n");
   return 2;
 }

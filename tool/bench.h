@@ -4,7 +4,8 @@
 ** tool/bench is one binary built from tool/bench*.c: bench.c (main, the
 ** shared helpers below), bench_sql.c (the SQL workloads against native
 ** SQLite), bench_engine.c (the engine alone), bench_clean.c (the cleaner),
-** and bench_ycsb.c (YCSB-style workloads, threads).  bench.c's opening comment lists every mode.
+** bench_ycsb.c (YCSB-style workloads, threads) and bench_scale.c (a large
+** load over time, reopen).  bench.c's opening comment lists every mode.
 */
 #ifndef LOGSTOR_BENCH_H
 #define LOGSTOR_BENCH_H
@@ -20,6 +21,7 @@ int bench_sql(int argc, char **argv, const char *argv0);
 int bench_engine(int argc, char **argv);
 int bench_clean(int argc, char **argv);
 int bench_ycsb(int argc, char **argv, const char *argv0);
+int bench_scale(int argc, char **argv, const char *argv0);
 
 /* Seconds on the monotonic clock. */
 double now(void);
