@@ -118,7 +118,8 @@ typedef struct ythread {
   uint64_t records;                /* loaded records: the zipfian requests' range */
   long ops;
   int batch;
-  uint64_t rs;                     /* random state, the same for both systems */
+  uint64_t rs;                     /* random state of the picks: the same for both systems */
+  uint64_t ver;                    /* values written (a retry writes a new one, picks unchanged) */
   uint64_t retries, missing;
   sqlite3_stmt *read, *update, *insert, *scan, *begin, *begin_w, *commit, *rollback;
   uint8_t val[Y_VALUE];
@@ -174,7 +175,7 @@ static int y_op(ythread *t, int op, uint64_t item) {
     case OP_UPDATE:
     case OP_INSERT: {
       sqlite3_stmt *st = op == OP_UPDATE ? t->update : t->insert;
-      y_value(t->val, item, splitmix(&t->rs));
+      y_value(t->val, item, ++t->ver);
       sqlite3_bind_int64(st, 1, key);
       sqlite3_bind_blob(st, 2, t->val, Y_VALUE, SQLITE_STATIC);
       return y_step(t, st, NULL);
