@@ -21,6 +21,7 @@
 #include "bench.h"
 
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -50,8 +51,11 @@ static uint64_t sc_disk(const char *path, int allocated) {
   return b + du_as(p, allocated);
 }
 
-/* Reset the process's peak RSS (VmHWM) to its current RSS; 0 if it can't. */
+/* Reset the process's peak RSS (VmHWM) to its current RSS, after handing
+** the memory the last step freed back to the system (else the allocator
+** keeps it, and it counts in the next step's peak); 0 if it can't. */
 static int sc_reset_peak(void) {
+  malloc_trim(0);
   FILE *f = fopen("/proc/self/clear_refs", "w");
   if (!f) return 0;
   int ok = fputs("5", f) >= 0;
