@@ -314,6 +314,23 @@ static void decision_remove(ls_writer *w, uint64_t id) {
   pthread_mutex_unlock(&w->lock);
 }
 
+/* A published decision: pending until its COMMIT record is durable (the
+** next sync of the writer's files). */
+static int decision_settle(ls_writer *w, uint64_t id) {
+  if (!w->deferred) {
+    decision_remove(w, id);
+    return LS_OK;
+  }
+  if (LS_GROW(w->settling, w->capsettling, w->nsettling + 1, 8)) return ls_err(LS_NOMEM, "writer: out of memory");
+  w->settling[w->nsettling++] = id;
+  return LS_OK;
+}
+
+void writer_decisions_durable(ls_writer *w) {
+  for (uint32_t i = 0; i < w->nsettling; i++) decision_remove(w, w->settling[i]);
+  w->nsettling = 0;
+}
+
 int ls_decision_pending(ls_engine *e, uint64_t id) {
   ls_writer *w = e->writer;
   int found = 0;
@@ -359,6 +376,7 @@ static int write_range_record(ls_writer *w, ls_txn *t, int type) {
   ls_put64(range + 8, t->last_seq);
   ls_rec_encode(rec, type, 0, NULL, 0, range, 16);
   w->io_error = 0;
+  w->structural = 0;               /* N2 is the prepare group's */
   writer_group_start(w, sizeof rec);
   int rc = writer_ensure_segment(w, SEG_FOR_CLEANER);
   if (!rc && sizeof rec > writer_room(w)) rc = writer_switch_segment(w, SEG_FOR_CLEANER);
@@ -374,11 +392,20 @@ static int write_range_record(ls_writer *w, ls_txn *t, int type) {
     writer_append(w, rec, sizeof rec, LS_RF_END, 0);
     rc = writer_buf_write(w);
   }
-  /* Durable before it counts, except where the transaction asked for no
-  ** syncs at all (N3). */
+  /* An ABORT is durable before it counts.  A COMMIT settling a decided
+  ** transaction need not be (W11): the host's decision, durable already,
+  ** commits the transaction at the next open as well; it goes as a
+  ** synchronous=normal group's records do (N1: durable with the next sync
+  ** of the writer's files), and the decision stays pending until then --
+  ** or, where the transaction asked for no syncs at all, not even that
+  ** (N3). */
   int m = t->sync_mode ? t->sync_mode : atomic_load(&e->sync_mode);
-  w->nosync = type == LS_REC_COMMIT && m == LS_SYNC_OFF;
-  if (!rc) rc = writer_sync_files(w, 1);
+  if (type == LS_REC_COMMIT) {
+    w->nosync = m == LS_SYNC_OFF;
+    if (!rc) rc = writer_group_sync(w, m == LS_SYNC_OFF ? LS_SYNC_OFF : LS_SYNC_NORMAL);
+  } else if (!rc) {
+    rc = writer_sync_files(w, 1);
+  }
   w->nosync = 0;
   return rc;
 }
@@ -403,8 +430,10 @@ static int do_publish(ls_engine *e, void *arg) {
       snprintf(msg, sizeof msg, "the commit record of a decided transaction could not be written: %s", ls_errmsg());
       cat_fail(e, msg);
       assert(atomic_load(&e->failed));      /* W4 */
-    } else {
-      decision_remove(w, t->decision);
+    } else if (decision_settle(w, t->decision)) {
+      /* No memory to wait for the next sync: sync now (W4 if it fails). */
+      if (writer_sync_files(w, 1)) cat_fail(e, ls_errmsg());
+      else decision_remove(w, t->decision);
     }
   }
   writer_install(w, t);

@@ -78,9 +78,14 @@
 **       leaves the transaction in doubt, for the host's decision at the
 **       next open.  Publishing it writes a COMMIT record naming its whole
 **       sequence range (segments holding its records pinned to it, like
-**       W2's) and makes it durable before the install; only then is the
-**       decision no longer pending.  The segment of the PREPARE record is
-**       held with the others while the transaction is prepared.
+**       W2's) and installs it.  The record need not be durable first -- the
+**       host's decision is, and commits the transaction at any open -- so
+**       it becomes durable as a synchronous=normal group's records do (N1:
+**       the next sync of the writer's files; the cleaner syncs them before
+**       it frees a segment, so the PREPARE record's can not go first), and
+**       only then is the decision no longer pending (the host may forget
+**       it).  The segment of the PREPARE record is held with the others
+**       while the transaction is prepared.
 **
 ** Durability modes (ls_options.synchronous, ls_txn_synchronous; a group
 ** syncs as its strictest transaction asks).  W1's "durable" is full's;
@@ -149,9 +154,14 @@ int writer_sync_files(ls_writer *w, int final) {
   if (w->nosync) {
     r = seg_pending_add(&e->sm, &w->syncs, &e->syncs);    /* N3 */
   } else {
-    r = seg_sync_all(&e->sm, &w->syncs, &e->syncs);
+    /* The group's files join the pending ones (N1, and a decided
+    ** transaction's COMMIT record, W11): each file is synced once. */
+    r = seg_pending_add(&e->sm, &w->syncs, &e->syncs);
     if (!r) r = seg_pending_sync(&e->sm, &e->syncs);
-    if (!r) w->deferred = 0;
+    if (!r) {
+      w->deferred = 0;
+      writer_decisions_durable(w);
+    }
   }
   if (r) {
     /* W4: a failed sync is never retried: the files it covered left the
@@ -518,8 +528,11 @@ static int serialize(ls_writer *w, ls_txn *t) {
     ** Those in the open buffer reach the disk in the COMMIT record's own
     ** write, before it: recovery reads a buffer's records in order and
     ** stops at the first a crash cut, so it never sees the COMMIT record
-    ** without them. */
-    rc = writer_sync_files(w, 0);
+    ** without them.  With none written elsewhere there is nothing to sync
+    ** (the pending set of earlier groups is not W2's: N1 keeps its own
+    ** rule, and syncing it here cost a decided transaction the sync its
+    ** deferred COMMIT record saved). */
+    if (w->syncs.n) rc = writer_sync_files(w, 0);
     if (rc) return rc;
     /* Every segment holding CONT records of t needs the COMMIT record in
     ** this one.  Pin first: if that fails, no COMMIT is written. */
@@ -602,7 +615,7 @@ static void fail_list(commit_req *list, int rc, const ls_error *err) {
 }
 
 /* The end of a group: sync as its strictest transaction asks (N1-N3). */
-static int group_sync(ls_writer *w, int mode) {
+int writer_group_sync(ls_writer *w, int mode) {
   ls_engine *e = w->e;
   if (mode == LS_SYNC_NORMAL && !w->sealed.n && !w->direct.n && !w->structural) {
     int r = seg_pending_add(&e->sm, &w->syncs, &e->syncs);
@@ -676,7 +689,7 @@ static void process_group(ls_writer *w, commit_req *group) {
     okp = &q->next;
   }
   if (!rc) rc = writer_buf_write(w);
-  if (!rc) rc = group_sync(w, mode);       /* with any earlier ones: all of the group */
+  if (!rc) rc = writer_group_sync(w, mode);       /* with any earlier ones: all of the group */
   w->nosync = 0;
   if (rc) {
     ls_err_save(&err);
@@ -817,6 +830,7 @@ void writer_stop(ls_engine *e) {
   free(w->tsegs);
   free(w->ks.slots);
   free(w->decisions);
+  free(w->settling);
   free(w);
   e->writer = NULL;
 }

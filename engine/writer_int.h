@@ -90,6 +90,10 @@ struct ls_writer {
   uint64_t *decisions;             /* ids of decided transactions in doubt
                                    ** (ls_decision_pending; under lock) */
   uint32_t ndecisions, capdecisions;
+  uint64_t *settling;              /* of those, published: their COMMIT
+                                   ** record written, not yet synced (W11;
+                                   ** writer thread) */
+  uint32_t nsettling, capsettling;
   keyset ks;
 };
 
@@ -108,6 +112,11 @@ int writer_buf_write(ls_writer *w);
 /* Sync every file written since the last sync (final: the end of a group
 ** or call). */
 int writer_sync_files(ls_writer *w, int final);
+/* The end of a group: sync as mode (LS_SYNC_*) asks (N1-N3). */
+int writer_group_sync(ls_writer *w, int mode);
+/* Everything written is durable: the settling decisions are no longer
+** pending (commit.c, W11). */
+void writer_decisions_durable(ls_writer *w);
 /* Segment s may have no live record left: the cleaner checks it. */
 void writer_note_empty(ls_writer *w, uint32_t s);
 /* Give the cleaner what this group left it (W6). */

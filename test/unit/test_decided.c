@@ -161,8 +161,12 @@ static void test_published(void) {
   ls_engine *e = prepared_state(dir, 50, &x);
   ls_txn_publish(x);
   ls_txn_free(x);
-  CHECK_INT(ls_decision_pending(e, 77), 0);
+  /* Its COMMIT record is durable with the next sync (here: the next
+  ** commit's); until then the decision stays pending. */
   CHECK_INT(count_new(e, 50), 50);
+  CHECK_INT(ls_decision_pending(e, 77), 1);
+  CHECK_RC(unit_puts(e, 1, "after", "x"), LS_OK);
+  CHECK_INT(ls_decision_pending(e, 77), 0);
   char copy[600];
   snprintf(copy, sizeof copy, "%s.copy", dir);
   unit_copy_dir(dir, copy);

@@ -63,7 +63,7 @@ static void model_copy(model *dst, const model *src) {
 /* One write of a transaction: a put (val) or a delete (val NULL). */
 typedef struct wr { int table, key; char *val; } wr;
 
-enum { STEP_COMMIT = 1, STEP_FLUSH, STEP_COMPACT, STEP_SEPARATE };
+enum { STEP_COMMIT = 1, STEP_FLUSH, STEP_COMPACT, STEP_SEPARATE, STEP_DECIDED };
 
 typedef struct step {
   int kind;
@@ -77,7 +77,10 @@ typedef struct run {
   ls_iolog *log;
   uint64_t events;
   int ncommit;
-  uint64_t start[MAXSTEP], ack[MAXSTEP];   /* events before / after commit i */
+  uint64_t start[MAXSTEP], ack[MAXSTEP];   /* events before / after commit i
+                                           ** (a decided one: after its prepare,
+                                           ** when the host commits) */
+  uint64_t decision[MAXSTEP];              /* decided commit i's id (0: plain) */
   model after[MAXSTEP + 1];                /* [0]: empty; [i+1]: after commit i */
   uint64_t tables_at;                      /* events once the tables existed */
   ls_stats stats;                          /* of the recorded run, at its end */
@@ -87,6 +90,38 @@ typedef struct run {
 static uint32_t table_ids[NTAB];
 
 static void key_name(int k, char *buf, size_t cap) { snprintf(buf, cap, "key%02d", k); }
+
+/* A decided commit (W11): the host commits once the prepare returned (the
+** event logged then is its acknowledgement), and the engine publishes. */
+static int do_decided(ls_engine *e, const step *s, uint64_t id, ls_iolog *log, uint64_t *ack) {
+  ls_txn *t = NULL;
+  int rc = ls_txn_begin(e, &t);
+  for (int i = 0; !rc && i < s->nw; i++) {
+    char kb[16];
+    key_name(s->w[i].key, kb, sizeof kb);
+    ls_key k;
+    ls_key_set(&k, kb, (uint32_t)strlen(kb));
+    uint32_t tid = table_ids[s->w[i].table];
+    rc = s->w[i].val ? ls_txn_put(t, tid, &k, s->w[i].val, (uint32_t)strlen(s->w[i].val))
+                     : ls_txn_delete(t, tid, &k);
+  }
+  if (!rc) rc = ls_txn_prepare_decided(t, id);
+  *ack = ls_iolog_events(log);
+  if (!rc) ls_txn_publish(t);
+  ls_txn_free(t);
+  return rc;
+}
+
+/* The host recovery asks about a transaction in doubt: it committed the
+** decided commit whose prepare returned at or before the cut. */
+static const run *host_run;
+static uint64_t host_cut;
+static int host_decide(void *arg, uint64_t id) {
+  (void)arg;
+  for (int i = 0; host_run && i < host_run->ncommit; i++)
+    if (host_run->decision[i] == id) return host_run->ack[i] <= host_cut;
+  return 0;
+}
 
 static int do_commit(ls_engine *e, const step *s) {
   ls_txn *t = NULL;
@@ -134,10 +169,15 @@ static int record(const step *steps, int n, int background, uint64_t disk, int s
   memset(&cur, 0, sizeof cur);
   for (int i = 0; i < n; i++) {
     const step *s = &steps[i];
-    if (s->kind == STEP_COMMIT) {
+    if (s->kind == STEP_COMMIT || s->kind == STEP_DECIDED) {
       r->start[r->ncommit] = ls_iolog_events(r->log);
-      CHECK_RC(do_commit(e, s), LS_OK);
-      r->ack[r->ncommit] = ls_iolog_events(r->log);
+      if (s->kind == STEP_DECIDED) {
+        r->decision[r->ncommit] = 1000 + (uint64_t)r->ncommit;
+        CHECK_RC(do_decided(e, s, r->decision[r->ncommit], r->log, &r->ack[r->ncommit]), LS_OK);
+      } else {
+        CHECK_RC(do_commit(e, s), LS_OK);
+        r->ack[r->ncommit] = ls_iolog_events(r->log);
+      }
       for (int j = 0; j < s->nw; j++) {
         free(cur.v[s->w[j].table][s->w[j].key]);
         cur.v[s->w[j].table][s->w[j].key] = s->w[j].val ? strdup(s->w[j].val) : NULL;
@@ -264,6 +304,9 @@ static int check_state(const run *r, uint64_t cut, uint64_t variant, uint64_t *r
     ls_options_init(&o);
     o.io = LS_IO_POSIX;
     o.manual_cleaning = 1;
+    o.decide = host_decide;
+    host_run = r;
+    host_cut = cut;
     ls_engine *e = NULL;
     int rc = ls_open(dir, &o, &e);
     if (rc) {
@@ -347,6 +390,7 @@ static void exhaustive(const char *what, const step *steps, int n) { exhaustive_
 
 #define W(t, k, v) { (t), (k), (char *)(v) }
 #define COMMIT(ws) { STEP_COMMIT, ws, (int)(sizeof ws / sizeof ws[0]) }
+#define DECIDED(ws) { STEP_DECIDED, ws, (int)(sizeof ws / sizeof ws[0]) }
 
 /* Four single-row commits: a put, another, an overwrite, a delete. */
 static void test_exhaustive_rows(void) {
@@ -378,6 +422,20 @@ static void test_exhaustive_transactions(void) {
   for (int i = 0; i < 3; i++) free(a[i].val);
   for (int i = 0; i < 7; i++) free(b[i].val);
   for (int i = 0; i < 6; i++) free(c[i].val);
+}
+
+/* Decided commits (W11, SQL's explicit transactions): the host's decision
+** commits them once their prepare returned, their COMMIT record becomes
+** durable only with a later sync -- here the next decided commit's
+** prepare, a flush, and the close -- and a cut anywhere after the prepare
+** must find them whole, one before it not at all (with a host that answers
+** "no" cuts after the prepare find them missing: checked by hand). */
+static void test_exhaustive_decided(void) {
+  static wr a[] = { W(0, 1, "one"), W(1, 2, "two") };
+  static wr b[] = { W(0, 1, "one-again"), W(0, 3, "three") };
+  static wr c[] = { W(1, 2, NULL), W(0, 4, "four") };
+  step s[] = { DECIDED(a), DECIDED(b), { STEP_FLUSH, NULL, 0 }, DECIDED(c) };
+  exhaustive("decided", s, 4);
 }
 
 /* Commits with separation and compaction between them: rows move, a
@@ -497,6 +555,7 @@ int main(void) {
   RUN(test_exhaustive_rows);
   RUN(test_exhaustive_transactions);
   RUN(test_exhaustive_cleaning);
+  RUN(test_exhaustive_decided);
   RUN(test_random_states);
   RUN(test_normal_rows);
   RUN(test_normal_transactions);
