@@ -91,20 +91,28 @@ static uint32_t table_ids[NTAB];
 
 static void key_name(int k, char *buf, size_t cap) { snprintf(buf, cap, "key%02d", k); }
 
-/* A decided commit (W11): the host commits once the prepare returned (the
-** event logged then is its acknowledgement), and the engine publishes. */
-static int do_decided(ls_engine *e, const step *s, uint64_t id, ls_iolog *log, uint64_t *ack) {
-  ls_txn *t = NULL;
-  int rc = ls_txn_begin(e, &t);
+/* Begin a transaction writing step s's rows into *t.  LS_OK or an error
+** (*t is set either way, to be freed). */
+static int txn_of(ls_engine *e, const step *s, ls_txn **t) {
+  *t = NULL;
+  int rc = ls_txn_begin(e, t);
   for (int i = 0; !rc && i < s->nw; i++) {
     char kb[16];
     key_name(s->w[i].key, kb, sizeof kb);
     ls_key k;
     ls_key_set(&k, kb, (uint32_t)strlen(kb));
     uint32_t tid = table_ids[s->w[i].table];
-    rc = s->w[i].val ? ls_txn_put(t, tid, &k, s->w[i].val, (uint32_t)strlen(s->w[i].val))
-                     : ls_txn_delete(t, tid, &k);
+    rc = s->w[i].val ? ls_txn_put(*t, tid, &k, s->w[i].val, (uint32_t)strlen(s->w[i].val))
+                     : ls_txn_delete(*t, tid, &k);
   }
+  return rc;
+}
+
+/* A decided commit (W11): the host commits once the prepare returned (the
+** event logged then is its acknowledgement), and the engine publishes. */
+static int do_decided(ls_engine *e, const step *s, uint64_t id, ls_iolog *log, uint64_t *ack) {
+  ls_txn *t;
+  int rc = txn_of(e, s, &t);
   if (!rc) rc = ls_txn_prepare_decided(t, id);
   *ack = ls_iolog_events(log);
   if (!rc) ls_txn_publish(t);
@@ -124,17 +132,8 @@ static int host_decide(void *arg, uint64_t id) {
 }
 
 static int do_commit(ls_engine *e, const step *s) {
-  ls_txn *t = NULL;
-  int rc = ls_txn_begin(e, &t);
-  for (int i = 0; !rc && i < s->nw; i++) {
-    char kb[16];
-    key_name(s->w[i].key, kb, sizeof kb);
-    ls_key k;
-    ls_key_set(&k, kb, (uint32_t)strlen(kb));
-    uint32_t tid = table_ids[s->w[i].table];
-    rc = s->w[i].val ? ls_txn_put(t, tid, &k, s->w[i].val, (uint32_t)strlen(s->w[i].val))
-                     : ls_txn_delete(t, tid, &k);
-  }
+  ls_txn *t;
+  int rc = txn_of(e, s, &t);
   if (!rc) rc = ls_txn_commit(t);
   ls_txn_free(t);
   return rc;
