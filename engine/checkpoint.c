@@ -48,14 +48,40 @@
 
 /* ---- writing ---------------------------------------------------------------- */
 
-typedef struct wbuf { uint8_t *p; size_t len; } wbuf;
+/* The checkpoint is written through a buffer of WCHUNK bytes, its CRC
+** kept as it goes: memory stays bounded whatever the number of keys (the
+** whole file in memory cost 24 bytes per key at close). */
+#define WCHUNK (1u << 20)
+typedef struct wbuf {
+  ls_io *io;
+  int fd;
+  uint8_t *p;                      /* WCHUNK bytes */
+  size_t len;                      /* in p, not yet written */
+  uint64_t off;                    /* file offset of p[0] */
+  uint32_t crc;                    /* of every byte before p */
+  int err;                         /* first write error (-errno) */
+} wbuf;
+
+static void wflush(wbuf *b) {
+  if (!b->err && b->len) b->err = b->io->m->write(b->io, b->fd, b->p, b->len, b->off);
+  b->crc = ls_crc32c(b->crc, b->p, b->len);
+  b->off += b->len;
+  b->len = 0;
+}
+
+/* Room for n more bytes (n <= WCHUNK) at b->p + b->len. */
+static uint8_t *wroom(wbuf *b, size_t n) {
+  if (b->len + n > WCHUNK) wflush(b);
+  return b->p + b->len;
+}
 
 static int put_entry(void *arg, const idx_entry *en, uint64_t seq) {
   wbuf *b = arg;
   LS_UNUSED(seq);
-  ls_put64(b->p + b->len, en->hi);
-  ls_put64(b->p + b->len + 8, en->lo);
-  ls_put64(b->p + b->len + 16, en->word);
+  uint8_t *p = wroom(b, CKPT_ENT);
+  ls_put64(p, en->hi);
+  ls_put64(p + 8, en->lo);
+  ls_put64(p + 16, en->word);
   b->len += CKPT_ENT;
   return 0;
 }
@@ -100,26 +126,35 @@ int ckpt_write(ls_engine *e) {
       ntables++;
       nentries += idx_count(c->t[i]->idx);
     }
-  size_t len = CKPT_HDR + (size_t)nused * CKPT_SEG + (size_t)ntables * CKPT_TAB + (size_t)nentries * CKPT_ENT + 4;
-  wbuf b = { malloc(len), 0 };
-  if (!b.p) return ls_err(LS_NOMEM, "checkpoint: out of memory");
-  memset(b.p, 0, CKPT_HDR);
-  memcpy(b.p, CKPT_MAGIC, 8);
-  ls_put32(b.p + 8, CKPT_VERSION);
-  ls_put32(b.p + 12, e->seg_size);
-  ls_put64(b.p + 16, e->file_size);
-  ls_put32(b.p + 24, atomic_load(&e->sm.nfiles));
-  ls_put32(b.p + 28, nused);
-  ls_put32(b.p + 32, ntables);
-  ls_put32(b.p + 36, nseg);
-  ls_put64(b.p + 40, atomic_load(&e->next_seq));
-  ls_put64(b.p + 48, e->sm.next_seq);
-  ls_put64(b.p + 56, nentries);
-  b.len = CKPT_HDR;
+  /* K2: written to CHECKPOINT.tmp, synced, renamed. */
+  ls_io *io = e->io;
+  io->m->unlink(io, e->dirfd, CKPT_TMP);
+  int fd = io->m->open(io, e->dirfd, CKPT_TMP, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0) return ls_err_io(fd, LS_CAUSE_WRITE, "checkpoint: create %s", CKPT_TMP);
+  wbuf b = { .io = io, .fd = fd, .p = malloc(WCHUNK) };
+  if (!b.p) {
+    io->m->close(io, fd);
+    io->m->unlink(io, e->dirfd, CKPT_TMP);
+    return ls_err(LS_NOMEM, "checkpoint: out of memory");
+  }
+  uint8_t *h = wroom(&b, CKPT_HDR);
+  memset(h, 0, CKPT_HDR);
+  memcpy(h, CKPT_MAGIC, 8);
+  ls_put32(h + 8, CKPT_VERSION);
+  ls_put32(h + 12, e->seg_size);
+  ls_put64(h + 16, e->file_size);
+  ls_put32(h + 24, atomic_load(&e->sm.nfiles));
+  ls_put32(h + 28, nused);
+  ls_put32(h + 32, ntables);
+  ls_put32(h + 36, nseg);
+  ls_put64(h + 40, atomic_load(&e->next_seq));
+  ls_put64(h + 48, e->sm.next_seq);
+  ls_put64(h + 56, nentries);
+  b.len += CKPT_HDR;
   for (uint32_t s = 0; s < nseg; s++) {
     ls_seg *d = seg_get(&e->sm, s);
     if (d->state == SEG_FREE) continue;
-    uint8_t *p = b.p + b.len;
+    uint8_t *p = wroom(&b, CKPT_SEG);
     memset(p, 0, CKPT_SEG);
     /* What its header on disk says (an adopted segment's still says mixed). */
     int adopted = (d->flags & SEGF_ADOPTED) != 0;
@@ -138,7 +173,7 @@ int ckpt_write(ls_engine *e) {
   for (uint32_t i = 0; i < c->cap; i++) {
     ls_table *t = c->t[i];
     if (!t) continue;
-    uint8_t *p = b.p + b.len;
+    uint8_t *p = wroom(&b, CKPT_TAB);
     ls_put32(p, t->id);
     ls_put32(p + 4, t->groups);
     ls_put64(p + 8, t->trunc_seq);
@@ -146,21 +181,18 @@ int ckpt_write(ls_engine *e) {
     b.len += CKPT_TAB;
     idx_foreach(t->idx, put_entry, &b);
   }
-  ls_put32(b.p + b.len, ls_crc32c(0, b.p, b.len));
-  b.len += 4;
-  assert(b.len == len);
-
-  /* K2. */
-  ls_io *io = e->io;
-  io->m->unlink(io, e->dirfd, CKPT_TMP);
-  int fd = io->m->open(io, e->dirfd, CKPT_TMP, O_WRONLY | O_CREAT | O_EXCL, 0600);
-  int r = fd < 0 ? fd : 0;
-  if (!r) r = io->m->write(io, fd, b.p, b.len, 0);
+  wflush(&b);
+  uint8_t crc[4];
+  ls_put32(crc, b.crc);
+  int r = b.err;
+  if (!r) r = io->m->write(io, fd, crc, 4, b.off);
+  assert(r || b.off + 4 == CKPT_HDR + (uint64_t)nused * CKPT_SEG + (uint64_t)ntables * CKPT_TAB +
+                              nentries * CKPT_ENT + 4);
+  free(b.p);
   if (!r) r = io->m->fsync(io, fd);
-  if (fd >= 0) io->m->close(io, fd);
+  io->m->close(io, fd);
   if (!r) r = io->m->rename(io, e->dirfd, CKPT_TMP, CKPT_NAME);
   if (!r) r = io->m->fsync(io, e->dirfd);
-  free(b.p);
   if (r) {
     io->m->unlink(io, e->dirfd, CKPT_TMP);
     io->m->unlink(io, e->dirfd, CKPT_NAME);
