@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* The host: its answer, and what it was asked. */
 typedef struct host { int answer; int asked; uint64_t last; } host;
@@ -57,6 +58,18 @@ static ls_engine *prepared_state(const char *dir, uint32_t n, ls_txn **out) {
   CHECK_INT(ls_decision_pending(e, 77), 1);
   CHECK_INT(ls_decision_pending(e, 78), 0);
   *out = x;
+  return e;
+}
+
+/* A crash of open engine e: its directory copied to copy (cap bytes),
+** e closed, the copy opened without a host. */
+static ls_engine *crash_and_open(const char *dir, ls_engine *e, char *copy, size_t cap) {
+  snprintf(copy, cap, "%s.copy", dir);
+  unit_copy_dir(dir, copy);
+  ls_close(e);
+  int rc;
+  e = open_with(copy, NULL, &rc);
+  CHECK_RC(rc, LS_OK);
   return e;
 }
 
@@ -168,17 +181,32 @@ static void test_published(void) {
   CHECK_RC(unit_puts(e, 1, "after", "x"), LS_OK);
   CHECK_INT(ls_decision_pending(e, 77), 0);
   char copy[600];
-  snprintf(copy, sizeof copy, "%s.copy", dir);
-  unit_copy_dir(dir, copy);
-  ls_close(e);
-  int rc;
-  e = open_with(copy, NULL, &rc);
-  CHECK_RC(rc, LS_OK);
+  e = crash_and_open(dir, e, copy, sizeof copy);
+  if (!e) return;
   CHECK_INT(count_new(e, 50), 50);
   CHECK_U64(unit_stats(e).doubts_resolved, 0);
   unit_check_ok(e);
   ls_close(e);
   unit_rmtree(copy);
+}
+
+/* With no commit after it, a published decision's COMMIT record is synced
+** by the writer within sync_interval (README, "Transactions"), and the
+** decision stops being pending then. */
+static void test_published_idle(void) {
+  const char *dir = unit_tmpdir();
+  ls_txn *x;
+  ls_engine *e = prepared_state(dir, 5, &x);
+  ls_txn_publish(x);
+  ls_txn_free(x);
+  CHECK_INT(ls_decision_pending(e, 77), 1);
+  /* The default interval is 100 ms: wait for the event, at most 10 s. */
+  for (int i = 0; i < 10000 && ls_decision_pending(e, 77); i++) {
+    struct timespec ts = { 0, 1000000 };
+    nanosleep(&ts, NULL);
+  }
+  CHECK_INT(ls_decision_pending(e, 77), 0);
+  ls_close(e);
 }
 
 /* A decided prepare undone and prepared again plainly: no PREPARE record
@@ -193,12 +221,8 @@ static void test_unprepare_then_plain(void) {
   ls_txn_publish(x);
   ls_txn_free(x);
   char copy[600];
-  snprintf(copy, sizeof copy, "%s.copy", dir);
-  unit_copy_dir(dir, copy);
-  ls_close(e);
-  int rc;
-  e = open_with(copy, NULL, &rc);
-  CHECK_RC(rc, LS_OK);
+  e = crash_and_open(dir, e, copy, sizeof copy);
+  if (!e) return;
   CHECK_INT(count_new(e, 5), 5);
   ls_close(e);
   unit_rmtree(copy);
@@ -208,6 +232,7 @@ int main(void) {
   RUN(test_in_doubt_small);
   RUN(test_in_doubt_large);
   RUN(test_published);
+  RUN(test_published_idle);
   RUN(test_unprepare_then_plain);
   return unit_finish();
 }
