@@ -4,8 +4,8 @@
 **
 ** Versions live in a hash table by (table, key) for lookups and in one list
 ** in stamp order for dropping, oldest first.  Lock order: a table's lock ->
-** vlock -> the segment manager's lock; the store lock is never held while
-** taking vlock.
+** vlock -> the store lock or the segment manager's lock; the store lock is
+** never held while taking vlock.
 */
 #include "snapshot.h"
 #include "ls_int.h"
@@ -103,14 +103,18 @@ static void release(snap_store *st, seg_ids *rel) {
   free(rel->v);
 }
 
-/* Drop what no snapshot needs any more. */
+/* Drop what no snapshot needs any more.  The bound is read under vlock:
+** read before it, with no snapshot active (no bound), it would let a
+** snapshot begun meanwhile lose the versions an install records for it
+** before this drop runs. */
 static void collect(snap_store *st) {
   if (!atomic_load(&st->nversions)) return;
+  if (st->test_collect_hook) st->test_collect_hook(st->test_collect_arg);
+  seg_ids rel = { 0 };
+  pthread_rwlock_wrlock(&st->vlock);
   pthread_mutex_lock(&st->lock);
   uint64_t bound = bound_locked(st);
   pthread_mutex_unlock(&st->lock);
-  seg_ids rel = { 0 };
-  pthread_rwlock_wrlock(&st->vlock);
   drop_upto(st, bound, &rel);
   pthread_rwlock_unlock(&st->vlock);
   release(st, &rel);

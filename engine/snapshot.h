@@ -38,6 +38,10 @@
 **  (S3) Nothing removes an index entry while versions are recorded: the
 **       cleaner drops tombstones only when none are (snap_any).  A dropped
 **       or truncated table is not snapshot-isolated.
+**  (S5) Versions are dropped up to the oldest active snapshot's stamp, read
+**       while holding the versions' lock: a bound read earlier (no snapshot
+**       active) would drop the versions an install recorded meanwhile for a
+**       snapshot begun after it.
 **
 ** Bounds.  At most max_versions versions (about 80 bytes of memory each)
 ** and max_bytes bytes of retained records are kept.  An install that would
@@ -89,6 +93,9 @@ typedef struct snap_store {
   _Atomic uint64_t nversions;
   _Atomic uint64_t bytes;          /* bytes of records retained */
   _Atomic uint64_t expired;        /* snapshots expired by the bounds */
+  /* Tests: called by every collect before it takes the versions' lock. */
+  void (*test_collect_hook)(void *arg);
+  void *test_collect_arg;
 } snap_store;
 
 void snap_init(snap_store *st, ls_segmgr *sm, uint64_t max_versions, uint64_t max_bytes);

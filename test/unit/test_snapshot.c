@@ -19,12 +19,16 @@
 **                it is once the snapshot ends
 **   full disk    retained versions never make writes fail with LS_FULL: the
 **                snapshots holding them expire
+**   late collect a snapshot ending while none other is active, its clean-up
+**                overtaken by a new snapshot and an install recording for
+**                it, drops none of the new versions
 */
 #include "unit.h"
 #include "catalog.h"
 #include "snapshot.h"
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -469,6 +473,75 @@ static void test_restart(void) {
   ls_close(e);
 }
 
+/* The store's collect stops once, where it is about to take the versions'
+** lock, until the test lets it go on. */
+typedef struct collect_pause {
+  sem_t paused, go;
+  int armed;
+} collect_pause;
+
+static void pause_collect(void *arg) {
+  collect_pause *p = arg;
+  if (!p->armed) return;
+  p->armed = 0;
+  sem_post(&p->paused);
+  sem_wait(&p->go);
+}
+
+typedef struct end_arg {
+  snap_store *st;
+  ls_snapshot *s;
+} end_arg;
+
+static void *end_snapshot(void *p) {
+  end_arg *a = p;
+  snap_end(a->st, a->s);
+  return NULL;
+}
+
+/* One install recording the no-row version of key (word 0: no segment
+** involved, so the store runs without a segment manager). */
+static void install_one(snap_store *st, const idx_key *key) {
+  int record = 0;
+  uint64_t stamp = snap_install_begin(st, NULL, &record);
+  CHECK_INT(record, 1);
+  snap_record(st, 1, key, 0, stamp);
+  snap_install_end(st, stamp);
+}
+
+static void test_late_collect(void) {
+  snap_store st;
+  snap_init(&st, NULL, 1000, 1 << 20);
+  collect_pause p = { .armed = 0 };
+  sem_init(&p.paused, 0, 0);
+  sem_init(&p.go, 0, 0);
+  st.test_collect_hook = pause_collect;
+  st.test_collect_arg = &p;
+  idx_key k0 = { 1, 1 }, k1 = { 2, 2 };
+  ls_snapshot a, s;
+  snap_begin(&st, &a);
+  install_one(&st, &k0);                       /* a version: collect has work */
+  /* a ends, the last active snapshot; its collect stops before the drop. */
+  p.armed = 1;
+  pthread_t th;
+  end_arg ea = { &st, &a };
+  pthread_create(&th, NULL, end_snapshot, &ea);
+  sem_wait(&p.paused);
+  /* Meanwhile s begins and an install records k1's old version for it. */
+  snap_begin(&st, &s);
+  install_one(&st, &k1);
+  sem_post(&p.go);
+  pthread_join(th, NULL);
+  uint64_t word = 77;                          /* the index's (new) word */
+  CHECK_RC(snap_lookup(&st, &s, 1, &k1, &word), LS_OK);
+  CHECK_U64(word, 0);                          /* s sees k1 absent, as it was */
+  snap_end(&st, &s);
+  CHECK_U64(atomic_load(&st.nversions), 0);
+  snap_destroy(&st);
+  sem_destroy(&p.paused);
+  sem_destroy(&p.go);
+}
+
 int main(void) {
   RUN(test_transfers);
   RUN(test_deleted);
@@ -477,5 +550,6 @@ int main(void) {
   RUN(test_retained);
   RUN(test_full_disk);
   RUN(test_restart);
+  RUN(test_late_collect);
   return unit_finish();
 }
