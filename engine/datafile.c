@@ -176,24 +176,35 @@ int seg_grow(ls_segmgr *m, uint32_t below) {
 void seg_ahead_kick(ls_segmgr *m) {
   pthread_mutex_lock(&m->ahead_lock);
   m->ahead_kick = 1;
-  pthread_cond_signal(&m->ahead_cond);
+  pthread_cond_broadcast(&m->ahead_cond);
   pthread_mutex_unlock(&m->ahead_lock);
 }
 
 void seg_ahead_stop(ls_segmgr *m) {
   pthread_mutex_lock(&m->ahead_lock);
   m->ahead_stop = 1;
-  pthread_cond_signal(&m->ahead_cond);
+  pthread_cond_broadcast(&m->ahead_cond);
   pthread_mutex_unlock(&m->ahead_lock);
 }
 
 int seg_ahead_wait(ls_segmgr *m) {
   pthread_mutex_lock(&m->ahead_lock);
-  while (!m->ahead_stop && !m->ahead_kick) pthread_cond_wait(&m->ahead_cond, &m->ahead_lock);
+  m->ahead_running = 0;
+  pthread_cond_broadcast(&m->ahead_cond);        /* a holder waits for this */
+  while (!m->ahead_stop && (!m->ahead_kick || m->ahead_held)) pthread_cond_wait(&m->ahead_cond, &m->ahead_lock);
   int go = !m->ahead_stop;
   m->ahead_kick = 0;
+  m->ahead_running = go;
   pthread_mutex_unlock(&m->ahead_lock);
   return go;
+}
+
+void seg_ahead_hold(ls_segmgr *m, int hold) {
+  pthread_mutex_lock(&m->ahead_lock);
+  m->ahead_held = hold;
+  while (hold && m->ahead_running) pthread_cond_wait(&m->ahead_cond, &m->ahead_lock);
+  pthread_cond_broadcast(&m->ahead_cond);
+  pthread_mutex_unlock(&m->ahead_lock);
 }
 
 /* Free segments the ahead thread wants at hand. */

@@ -222,6 +222,7 @@ typedef struct ls_segmgr {
   pthread_mutex_t ahead_lock;      /* preparing segments ahead of need */
   pthread_cond_t ahead_cond;       /* (seg_ahead_*) */
   int ahead_kick, ahead_stop;
+  int ahead_running, ahead_held;   /* preparing now; held still (tests) */
 
   pthread_mutex_t sync_lock;       /* one data-file sync at a time */
   int sync_err;                    /* a sync of a data file failed (-errno):
@@ -328,6 +329,11 @@ int seg_grow(ls_segmgr *m, uint32_t below);
 void seg_ahead_kick(ls_segmgr *m);
 void seg_ahead_stop(ls_segmgr *m);
 int seg_ahead_wait(ls_segmgr *m);
+/* Tests: hold the background thread still (hold 1: returns once it is
+** idle; its kicks wait) or let it go again (0), so that the I/O of a test's
+** workload is all its own -- an injected fault can not land in a
+** formatting step the background thread happened to take. */
+void seg_ahead_hold(ls_segmgr *m, int hold);
 void seg_prepare_ahead(ls_segmgr *m);
 
 /* Take a free segment for purpose (SEG_FOR_*) and make it ACTIVE with a

@@ -343,10 +343,12 @@ static void cleaning_faults(const char *op) {
     CHECK_RC(writer_seal(e), LS_OK);
     char spec[64];
     snprintf(spec, sizeof spec, "%s=%d:EIO", op, n);
+    seg_ahead_hold(&e->sm, 1);                     /* every write is the compaction's */
     CHECK_RC(ls_io_fault_set(e->io, spec), LS_OK);
     uint64_t f;
     int rc = ls_compact(e, t, &f);
     uint64_t fired = ls_io_fault_injected(e->io);
+    seg_ahead_hold(&e->sm, 0);
     if (fired) {
       CHECK(rc != LS_OK);
       CHECK_INT(unit_stats(e).failed, 1);

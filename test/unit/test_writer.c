@@ -103,6 +103,7 @@ static int fault_loop(const char *op, const char *err, int persist) {
     CHECK_RC(run_txn(e, t, 0), LS_OK);        /* formats the first file */
     char spec[64];
     snprintf(spec, sizeof spec, "%s=%d:%s%s", op, n, err, persist ? ":persist" : "");
+    seg_ahead_hold(&e->sm, 1);                     /* every write is the workload's */
     CHECK_RC(ls_io_fault_set(e->io, spec), LS_OK);
     int acked[TXNS + 1] = {1}, failed_at = -1;
     for (int i = 1; i <= TXNS; i++) {
@@ -123,6 +124,7 @@ static int fault_loop(const char *op, const char *err, int persist) {
       }
     }
     uint64_t fired = ls_io_fault_injected(e->io);
+    seg_ahead_hold(&e->sm, 0);
     if (failed_at > 0) {
       ls_stats s;
       ls_stats_get(e, &s);
