@@ -1,14 +1,14 @@
 /*
 ** admin.c -- the engine layer's maintenance calls: statistics, table and
 ** segment listings, dropping and truncating tables (ordered with every
-** commit on the writer thread), ls_flush and ls_compact (which seal the
+** commit in the writer's role), ls_flush and ls_compact (which seal the
 ** writer's active segment, then run the cleaner), and the consistency
 ** check (ls_check).
 **
 ** Layer: the top, beside engine.c (engine/README.md).  Calls: writer,
 ** cleaner, read, catalog, segment.
 **
-** ls_check runs on the writer thread (writer_call) with the cleaner held
+** ls_check runs in the writer's role (writer_call) with the cleaner held
 ** still, so no commit installs and no relocation moves entries while it
 ** compares the indexes with the segment accounting.  First it scrubs: it
 ** reads every segment of every data file and walks it as recovery would
@@ -52,6 +52,7 @@ void ls_stats_get(ls_engine *e, ls_stats *s) {
   s->data_file_bytes = (uint64_t)seg_count(&e->sm) * e->seg_size;
   s->commits = atomic_load(&e->commits);
   s->commit_groups = atomic_load(&e->commit_groups);
+  s->writer_handoffs = atomic_load(&e->writer_handoffs);
   s->syncs = atomic_load(&e->syncs);
   s->conflicts = atomic_load(&e->conflicts);
   s->reads = atomic_load(&e->reads);
@@ -430,7 +431,7 @@ int ls_check(ls_engine *e, uint32_t table, char **report) {
 
 /* ---- dropping and truncating ---------------------------------------------- */
 
-/* On the writer thread: ordered with every commit. */
+/* In the writer's role: ordered with every commit. */
 static int do_drop(ls_engine *e, void *arg) {
   int rc = cat_drop(e, *(uint32_t *)arg, writer_note_dead, e);
   if (!rc) writer_free_empty(e);   /* waits for readers of the old entries */
@@ -438,7 +439,7 @@ static int do_drop(ls_engine *e, void *arg) {
 }
 
 static int do_truncate(ls_engine *e, void *arg) {
-  /* On the writer thread no sequence is being assigned: every record of
+  /* In the writer's role no sequence is being assigned: every record of
   ** the table written so far is below next_seq. */
   int rc = cat_truncate(e, *(uint32_t *)arg, atomic_load(&e->next_seq), writer_note_dead, e);
   if (!rc) writer_free_empty(e);

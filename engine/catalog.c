@@ -5,8 +5,8 @@
 **
 ** Catalog changes are made durable in the manifest first, then published
 ** to readers as a new catalog array; the old array and any dropped table
-** are freed after ls_guard_wait.  Drop and truncate are called on the
-** writer thread (writer.c) so they are ordered with every commit.
+** are freed after ls_guard_wait.  Drop and truncate are called in the
+** writer's role (writer.c) so they are ordered with every commit.
 **
 ** Accounting.  A table's rows and live_bytes, and its records' segments'
 ** live counts (segment.h, seg_account), change together with its index,

@@ -123,6 +123,7 @@ struct ls_engine {
   _Atomic uint64_t user_bytes_written;
   _Atomic uint64_t commits;
   _Atomic uint64_t commit_groups;
+  _Atomic uint64_t writer_handoffs;
   _Atomic uint64_t syncs;
   _Atomic uint64_t conflicts;
   _Atomic uint64_t reads;
@@ -205,12 +206,12 @@ int cat_account_entry(void *arg, const idx_entry *en, uint64_t seq);
 
 /* Remove table id from the manifest and the catalog, then every entry of
 ** its index from the accounting, calling dead(arg, word) for each, and
-** free it.  Runs on the writer thread (ordered with every commit). */
+** free it.  Runs in the writer's role (ordered with every commit). */
 int cat_drop(ls_engine *e, uint32_t id, void (*dead)(void *arg, uint64_t word), void *arg);
 
 /* Truncate table id at write sequence cut (every record of it is below
 ** cut): the manifest first, then the index, calling dead(arg, word) for
-** each entry.  Runs on the writer thread. */
+** each entry.  Runs in the writer's role. */
 int cat_truncate(ls_engine *e, uint32_t id, uint64_t cut, void (*dead)(void *arg, uint64_t word), void *arg);
 
 /* The segment manager's lease callback (segment.h): make end the durable

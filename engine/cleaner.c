@@ -29,10 +29,10 @@
 **     longer needs the COMMIT record kept in a mixed segment.
 **
 ** Everything runs under c->lock, one step at a time: on the cleaner thread
-** in the background, on the writer thread when a commit needs space
+** in the background, in the writer's role when a commit needs space
 ** (cleaner_alloc), on a caller's thread for flush and compact.  The
 ** lock is taken with no other engine lock held, and while holding it the
-** cleaner never waits for the writer thread, so neither can deadlock.
+** cleaner never waits for the writer, so neither can deadlock.
 **
 ** Rules (the crash argument is in FORMAT.md):
 **  (C1) A copy keeps its record's write sequence; relocated records carry

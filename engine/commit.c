@@ -488,9 +488,14 @@ static int writer_commit(ls_engine *e, ls_txn *t, int mode) {
   }
   commit_req q = { .t = t, .mode = mode, .rc = LS_OK };
   sem_init(&q.done, 0, 0);
+  if (writer_inline(w, &q, NULL)) {
+    sem_destroy(&q.done);
+    return q.rc ? ls_err_restore(q.rc, &q.err) : LS_OK;
+  }
   pthread_mutex_lock(&w->lock);
   if (w->tail) w->tail->next = &q; else w->head = &q;
   w->tail = &q;
+  atomic_fetch_add(&e->writer_handoffs, 1);
   pthread_cond_signal(&w->cond);
   pthread_mutex_unlock(&w->lock);
   while (sem_wait(&q.done) && errno == EINTR) {}

@@ -5,7 +5,9 @@
 ** preallocated data files.  Every row is found through an in-memory index
 ** (one ordered structure per table, keyed by the RIPEMD-160 digest of the
 ** key) and read with a single disk read.  Writes are grouped into
-** transactions that a writer thread commits durably in groups.
+** transactions that one writer at a time commits durably in groups (on
+** the committing thread itself when the writer is idle, else on the
+** writer's thread with whatever else waits).
 **
 ** Conventions:
 **   - Every function that can fail returns an LS_* code: LS_OK (0) or a
@@ -443,6 +445,9 @@ typedef struct ls_stats {
   uint64_t data_file_bytes;        /* bytes of data files on disk */
   uint64_t commits;                /* transactions committed */
   uint64_t commit_groups;          /* group writes (one sync each) */
+  uint64_t writer_handoffs;        /* commits and calls left to the writer
+                                   ** thread (busy); the others ran on the
+                                   ** caller's own thread */
   uint64_t syncs;                  /* fdatasync calls */
   uint64_t conflicts;              /* commits refused with LS_CONFLICT */
   uint64_t reads;                  /* records read by gets and scans */

@@ -151,7 +151,7 @@ void snap_end(snap_store *st, ls_snapshot *s) {
 
 uint64_t snap_install_begin(snap_store *st, const ls_snapshot *own, int *record) {
   pthread_mutex_lock(&st->lock);
-  assert(!st->installing);         /* installs run on the writer thread */
+  assert(!st->installing);         /* installs run in the writer's role */
   st->installing = 1;
   /* The transaction's own snapshot needs no versions of its own writes. */
   st->newest_stamp = 0;

@@ -1,10 +1,20 @@
 /*
-** writer.c -- the write path: one thread group-commits the transactions of
-** every caller into the active (mixed) segment (writer.h; validation,
-** install and the two-phase entry points are in commit.c).
+** writer.c -- the write path: one writer at a time group-commits the
+** transactions of every caller into the active (mixed) segment (writer.h;
+** validation, install and the two-phase entry points are in commit.c).
 **
-** A commit group is everything queued when the writer wakes up.  For each
-** group the writer
+** The writer is a role, held by one thread at a time (w->busy, w->owner):
+** a committing caller that finds the writer idle and nothing queued takes
+** it and runs its own commit (or call) on its own thread -- no hand-off,
+** no wake-up of another thread, which for one connection committing
+** statement by statement was most of a commit's time; otherwise it queues
+** its request for the writer thread, which takes the role whenever it is
+** free and something waits, and times the background syncs (N1).  Every
+** rule below holds for whoever holds the role.
+**
+** A commit group is everything queued when the writer thread takes the
+** role, or the one commit of a caller that took it.  For each group the
+** writer
 **   1. validates every transaction's observed versions (write conflicts),
 **   2. serialises the surviving transactions' records into the open buffer,
 **      assigning write sequences, switching segments when one fills,
@@ -249,11 +259,11 @@ static void seal_active(ls_writer *w) {
 ** reached (W8). */
 static int alloc_segment(ls_writer *w, int kind, uint32_t table, uint32_t group, int purpose, uint32_t *s) {
   ls_engine *e = w->e;
-  /* W8: the cleaner is asked on the writer's own thread (it never waits
-  ** for the cleaner thread); only the control records of a transaction's
+  /* W8: the cleaner is asked in the writer's role, by its holder (it
+  ** never waits for the cleaner thread); only the control records of a transaction's
   ** end (commit.c, write_range_record) may take the cleaner's own
   ** reserve, and they go to the mixed segment. */
-  assert(pthread_equal(pthread_self(), w->self));
+  assert(pthread_equal(pthread_self(), w->owner));
   assert(purpose != SEG_FOR_CLEANER || kind == LS_KIND_MIXED);
   int rc = seg_alloc(&e->sm, kind, table, group, purpose, s);
   if (rc == LS_FULL) rc = cleaner_alloc(e, kind, table, group, purpose, s);
@@ -329,7 +339,7 @@ uint64_t writer_append(ls_writer *w, const uint8_t *rec, uint32_t size, uint32_t
   uint64_t seq = atomic_fetch_add(&e->next_seq, 1);
   ls_seg *d = seg_get(&e->sm, w->seg);
   /* W5: assigned here, in write order: above every record of the segment. */
-  assert(pthread_equal(pthread_self(), w->self));
+  assert(pthread_equal(pthread_self(), w->owner));
   assert(seq > atomic_load_explicit(&d->max_seq, memory_order_relaxed));
   ls_rec_seal(p, seq, flags, d->seed);
   seg_note_rec(d, w->buf_start + w->buf_len, seq);
@@ -633,7 +643,7 @@ int writer_group_sync(ls_writer *w, int mode) {
   return writer_sync_files(w, 1);
 }
 
-/* N1: the background sync of normal groups (on the writer thread, between
+/* N1: the background sync of normal groups (by the writer thread, between
 ** groups; at close).  A failure fails the engine (W4). */
 static void deferred_sync(ls_writer *w) {
   ls_engine *e = w->e;
@@ -730,33 +740,74 @@ static void process_group(ls_writer *w, commit_req *group) {
 
 /* ---- thread and public entry points ------------------------------------ */
 
+/* Take the writer's role (w->lock held, and released here). */
+static void writer_take(ls_writer *w) {
+  assert(!w->busy);
+  w->busy = 1;
+  w->owner = pthread_self();
+  pthread_mutex_unlock(&w->lock);
+}
+
+/* Give it back (returns with w->lock held). */
+static void writer_give(ls_writer *w) {
+  pthread_mutex_lock(&w->lock);
+  w->busy = 0;
+}
+
+int writer_inline(ls_writer *w, commit_req *q, writer_callreq *c) {
+  pthread_mutex_lock(&w->lock);
+  /* Queued work goes first (in order), and so does a stop. */
+  if (w->busy || w->head || w->calls || w->stop || !w->started) {
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+  }
+  int was_deferred = w->deferred;
+  writer_take(w);
+  if (q) {
+    q->next = NULL;
+    process_group(w, q);           /* posts q->done: nobody waits on it */
+  } else {
+    c->rc = c->fn(w->e, c->arg);
+    if (c->rc) ls_err_save(&c->err);
+  }
+  writer_give(w);
+  /* Wake the thread only for what it must do now: work queued meanwhile,
+  ** or a background sync (N1) to time that this group started. */
+  if (w->head || w->calls || (w->deferred && !was_deferred)) pthread_cond_signal(&w->cond);
+  pthread_mutex_unlock(&w->lock);
+  return 1;
+}
+
 static void *writer_main(void *arg) {
   ls_writer *w = arg;
-  w->self = pthread_self();
   pthread_mutex_lock(&w->lock);
   for (;;) {
+    if (w->busy) {                 /* a caller holds the role */
+      pthread_cond_wait(&w->cond, &w->lock);
+      continue;
+    }
     if (w->calls) {
       writer_callreq *c = w->calls;
       w->calls = c->next;
-      pthread_mutex_unlock(&w->lock);
+      writer_take(w);
       c->rc = c->fn(w->e, c->arg);
       if (c->rc) ls_err_save(&c->err);
       sem_post(&c->done);
-      pthread_mutex_lock(&w->lock);
+      writer_give(w);
       continue;
     }
     if (w->head) {
       commit_req *group = w->head;
       w->head = w->tail = NULL;
-      pthread_mutex_unlock(&w->lock);
+      writer_take(w);
       process_group(w, group);
-      pthread_mutex_lock(&w->lock);
+      writer_give(w);
       continue;
     }
     if (w->deferred && ls_now_ns() >= w->sync_due) {
-      pthread_mutex_unlock(&w->lock);
+      writer_take(w);
       deferred_sync(w);
-      pthread_mutex_lock(&w->lock);
+      writer_give(w);
       continue;
     }
     if (w->stop) break;
@@ -839,10 +890,15 @@ int writer_call(ls_engine *e, int (*fn)(ls_engine *e, void *arg), void *arg) {
   ls_writer *w = e->writer;
   writer_callreq c = { .fn = fn, .arg = arg };
   sem_init(&c.done, 0, 0);
+  if (writer_inline(w, NULL, &c)) {
+    sem_destroy(&c.done);
+    return c.rc ? ls_err_restore(c.rc, &c.err) : LS_OK;
+  }
   pthread_mutex_lock(&w->lock);
   writer_callreq **pp = &w->calls;
   while (*pp) pp = &(*pp)->next;
   *pp = &c;
+  atomic_fetch_add(&e->writer_handoffs, 1);
   pthread_cond_signal(&w->cond);
   pthread_mutex_unlock(&w->lock);
   while (sem_wait(&c.done) && errno == EINTR) {}

@@ -2,7 +2,8 @@
 ** writer_int.h -- what writer.c and commit.c, the two files of the writer
 ** module, share; no other module includes it (they use writer.h).
 **
-** writer.c: the thread, the queue, the open buffer of the active segment,
+** writer.c: the writer's role (its thread, or a caller while the writer is
+** idle), the queue, the open buffer of the active segment,
 ** serialising a commit group and handing its segments to the cleaner.
 ** commit.c: validating transactions (write conflicts), installing them,
 ** two-phase commit, and the public entry points of a transaction's end.
@@ -29,7 +30,7 @@ typedef struct commit_req {
   struct commit_req *next;
 } commit_req;
 
-/* A call to run on the writer thread (writer_call). */
+/* A call to run in the writer's role (writer_call). */
 typedef struct writer_callreq {
   int (*fn)(ls_engine *e, void *arg);
   void *arg;
@@ -50,15 +51,17 @@ typedef struct keyset {
 struct ls_writer {
   ls_engine *e;
   pthread_t thread;
-  pthread_t self;                  /* the thread as it sees itself (asserts) */
   int started;
   pthread_mutex_t lock;
   pthread_cond_t cond;
   commit_req *head, *tail;         /* queued commits */
   writer_callreq *calls;           /* queued calls */
   int stop;
+  int busy;                        /* a thread holds the writer's role ... */
+  pthread_t owner;                 /* ... this one (asserts) */
 
-  /* Writer-thread state: the active segment and its open buffer. */
+  /* The role's state (only its holder touches it): the active segment and
+  ** its open buffer. */
   uint32_t seg;                    /* active segment, or SEG_NONE */
   uint8_t *buf;                    /* open buffer (segment-sized, aligned) */
   cache_batch written;             /* the group's records, for the cache */
@@ -92,7 +95,7 @@ struct ls_writer {
   uint32_t ndecisions, capdecisions;
   uint64_t *settling;              /* of those, published: their COMMIT
                                    ** record written, not yet synced (W11;
-                                   ** writer thread) */
+                                   ** writer's role) */
   uint32_t nsettling, capsettling;
   keyset ks;
 };
@@ -132,6 +135,9 @@ commit_req *writer_validate(ls_writer *w, commit_req *group);
 extern int commit_test_keyset_nomem;
 /* Tell a request's caller its outcome (err: with rc != LS_OK). */
 void writer_finish(commit_req *q, int rc, const ls_error *err);
+/* Run q (a commit, alone in its group) or c in the writer's role on the
+** caller's thread if the writer is idle: 1; else 0 (queue it). */
+int writer_inline(ls_writer *w, commit_req *q, writer_callreq *c);
 /* Install a durable t in the indexes (W1). */
 void writer_install(ls_writer *w, ls_txn *t);
 /* Hold (+1) or release (-1) the segments of a prepared t's records. */

@@ -8,7 +8,10 @@
 ** transaction is present and whole, and every failed one is either whole or
 ** absent.  The loop ends when the workload completes without an injection.
 ** Short writes must be invisible.  Also: several threads committing at once
-** are grouped (fewer syncs than commits) and all land.
+** are grouped (fewer syncs than commits) and all land; a lone committer
+** commits on its own thread (no hand-off), one that finds the writer busy
+** is handed to the writer thread, and a normal commit made on its own
+** thread is still synced in the background.
 */
 #include "unit.h"
 #include "catalog.h"
@@ -21,6 +24,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define TXNS 24
 #define ROWS 5
@@ -542,6 +546,113 @@ static void test_truncate_before_publish(void) {
   ls_close(e);
 }
 
+/* ---- the writer's role -------------------------------------------------- */
+
+typedef struct role_arg {
+  ls_engine *e;
+  uint32_t t;
+  sem_t holding, go;
+  int rc;
+} role_arg;
+
+/* A writer call that keeps the role until the test says go. */
+static int hold_role(ls_engine *e, void *arg) {
+  role_arg *a = arg;
+  LS_UNUSED(e);
+  sem_post(&a->holding);
+  while (sem_wait(&a->go)) {}
+  return LS_OK;
+}
+
+static void *role_holder(void *p) {
+  role_arg *a = p;
+  a->rc = writer_call(a->e, hold_role, a);
+  ls_thread_cleanup();
+  return NULL;
+}
+
+static void *late_committer(void *p) {
+  role_arg *a = p;
+  a->rc = unit_puts(a->e, a->t, "late", "1");
+  ls_thread_cleanup();
+  return NULL;
+}
+
+static uint64_t stat_handoffs(ls_engine *e) {
+  ls_stats s;
+  ls_stats_get(e, &s);
+  return s.writer_handoffs;
+}
+
+/* Commits one after another run on the committer's thread (no hand-off);
+** a commit that finds the role held waits for the writer thread, which
+** the holder wakes when it lets go. */
+static void test_role(void) {
+  const char *dir = unit_tmpdir();
+  ls_engine *e = open_fault(dir);
+  uint32_t t;
+  CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
+  ls_stats s0, s1;
+  ls_stats_get(e, &s0);
+  char kb[32];
+  for (int i = 0; i < 50; i++) {
+    snprintf(kb, sizeof kb, "k%d", i);
+    CHECK_RC(unit_puts(e, t, kb, kb), LS_OK);
+  }
+  ls_stats_get(e, &s1);
+  CHECK_U64(s1.commits - s0.commits, 50);
+  CHECK_U64(s1.commit_groups - s0.commit_groups, 50);
+  CHECK_U64(s1.writer_handoffs - s0.writer_handoffs, 0);
+
+  role_arg a = { .e = e, .t = t };
+  sem_init(&a.holding, 0, 0);
+  sem_init(&a.go, 0, 0);
+  pthread_t holder, late;
+  pthread_create(&holder, NULL, role_holder, &a);
+  while (sem_wait(&a.holding)) {}
+  role_arg b = { .e = e, .t = t };
+  pthread_create(&late, NULL, late_committer, &b);
+  /* The late commit is queued (counted before it waits). */
+  uint64_t h0 = s1.writer_handoffs;
+  struct timespec ms = { 0, 1000000 };
+  for (int i = 0; i < 10000 && stat_handoffs(e) == h0; i++) nanosleep(&ms, NULL);   /* at most 10 s */
+  CHECK_U64(stat_handoffs(e) - h0, 1);
+  CHECK(!row_is(e, t, "late", "1"));
+  sem_post(&a.go);
+  pthread_join(holder, NULL);
+  pthread_join(late, NULL);
+  CHECK_RC(a.rc, LS_OK);
+  CHECK_RC(b.rc, LS_OK);
+  CHECK(row_is(e, t, "late", "1"));
+  sem_destroy(&a.holding);
+  sem_destroy(&a.go);
+  ls_close(e);
+}
+
+/* synchronous=normal: a commit made on the committer's own thread leaves
+** its sync to the writer thread, which must be woken to time it (N1): the
+** sync comes with no further commit. */
+static void test_role_normal_sync(void) {
+  const char *dir = unit_tmpdir();
+  ls_engine *e = open_fault(dir);
+  uint32_t t;
+  CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
+  CHECK_RC(ls_synchronous(e, LS_SYNC_NORMAL, 5), LS_OK);
+  ls_stats s0, s1;
+  ls_stats_get(e, &s0);
+  CHECK_RC(unit_puts(e, t, "a", "1"), LS_OK);     /* written, its sync deferred */
+  /* Wait for the event, at most 10 s. */
+  struct timespec ts = { 0, 1000000 };
+  for (int i = 0; i < 10000; i++) {
+    ls_stats_get(e, &s1);
+    if (s1.syncs > s0.syncs) break;
+    nanosleep(&ts, NULL);
+  }
+  CHECK_U64(s1.writer_handoffs - s0.writer_handoffs, 0);
+  CHECK(s1.syncs > s0.syncs);
+  ls_close(e);
+}
+
 int main(void) {
   RUN(test_write_eio_once);
   RUN(test_write_eio_persist);
@@ -558,5 +669,7 @@ int main(void) {
   RUN(test_group_conflict_nomem);
   RUN(test_install_nomem);
   RUN(test_truncate_before_publish);
+  RUN(test_role);
+  RUN(test_role_normal_sync);
   return unit_finish();
 }
