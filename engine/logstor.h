@@ -559,7 +559,8 @@ int ls_check(ls_engine *e, uint32_t table, char **report);
 int ls_check_progress(ls_engine *e, uint32_t table, void (*progress)(void *arg, uint64_t done, uint64_t total),
                       void *arg, char **report);
 
-/* Release memory held by the current thread's error message. */
+/* Forget the current thread's last error (it holds no memory: calling this
+** before a thread ends is not needed). */
 void ls_thread_cleanup(void);
 
 #ifdef __cplusplus

@@ -4,7 +4,9 @@
 **
 ** The error message of the last failing call is kept per thread, so that
 ** concurrent callers (several SQLite connections) never see each other's
-** messages.  It is heap-allocated on first use; ls_thread_cleanup() frees it.
+** messages.  It lives in thread-local storage, not on the heap: any thread
+** may run a commit's work (writer.c: the writer's role), including threads
+** that end without calling ls_thread_cleanup(), and nothing of it leaks.
 */
 #include "ls_int.h"
 
@@ -16,16 +18,9 @@
 
 #define LS_ERRMSG_MAX 512
 
-static _Thread_local char *tls_msg;
+static _Thread_local char tls_msg[LS_ERRMSG_MAX];
 static _Thread_local int tls_cause;      /* LS_CAUSE_* of the last failure */
 
-static char *errbuf(void) {
-  if (!tls_msg) {
-    tls_msg = malloc(LS_ERRMSG_MAX);
-    if (tls_msg) tls_msg[0] = 0;
-  }
-  return tls_msg;
-}
 
 const char *ls_strerror(int rc) {
   switch (rc) {
@@ -48,8 +43,7 @@ const char *ls_strerror(int rc) {
 }
 
 const char *ls_errmsg(void) {
-  char *m = errbuf();
-  return (m && m[0]) ? m : "no detail";
+  return tls_msg[0] ? tls_msg : "no detail";
 }
 
 int ls_errcause(void) { return tls_cause; }
@@ -77,14 +71,13 @@ int ls_grow(void **arr, uint64_t *cap, uint64_t need, size_t elem, uint64_t firs
 }
 
 void ls_thread_cleanup(void) {
-  free(tls_msg);
-  tls_msg = NULL;
+  tls_msg[0] = 0;
+  tls_cause = LS_CAUSE_NONE;
 }
 
 static int vset(int rc, const char *fmt, va_list ap) {
-  char *m = errbuf();
   tls_cause = LS_CAUSE_NONE;
-  if (m) vsnprintf(m, LS_ERRMSG_MAX, fmt, ap);
+  vsnprintf(tls_msg, LS_ERRMSG_MAX, fmt, ap);
   return rc;
 }
 
@@ -97,8 +90,7 @@ int ls_err(int rc, const char *fmt, ...) {
 }
 
 int ls_err_prefix(int rc, const char *fmt, ...) {
-  char *m = errbuf();
-  if (!m) return rc;
+  char *m = tls_msg;
   char old[LS_ERRMSG_MAX], pre[LS_ERRMSG_MAX];
   memcpy(old, m, LS_ERRMSG_MAX);
   va_list ap;
