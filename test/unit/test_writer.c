@@ -223,6 +223,10 @@ static void test_format_failure(void) {
   uint32_t t;
   CHECK_RC(ls_table_create(e, "t", 1, &t), LS_OK);
   CHECK_RC(run_txn(e, t, 0), LS_OK);            /* the first file exists */
+  /* The segments the background thread keeps ahead, prepared now and
+  ** not later (its step would meet the fault). */
+  seg_ahead_hold(&e->sm, 1);
+  seg_prepare_ahead(&e->sm);
   CHECK_RC(ls_io_fault_set(e->io, "open=1:ENOSPC:persist"), LS_OK);
   char val[7000];
   memset(val, 'x', sizeof val);
@@ -246,6 +250,7 @@ static void test_format_failure(void) {
   CHECK_INT(s.failed, 0);
   /* Once files can be made again, commits succeed without a reopen. */
   CHECK_RC(ls_io_fault_set(e->io, ""), LS_OK);
+  seg_ahead_hold(&e->sm, 0);
   CHECK_RC(run_txn(e, t, 1), LS_OK);
   CHECK(row_is(e, t, "r0-1", "v0"));
   CHECK(row_is(e, t, "r1-1", "v1"));
