@@ -80,27 +80,41 @@ static uint64_t prefix64(const uint8_t *k, uint32_t len) {
   return ls_getbe64(p);
 }
 
-#define NUM_LO (-(1ll << 62))      /* integers with positions of their own */
-#define NUM_HI ((1ll << 62) - 1)
+/* Positions (keyorder.h):
+**   [0, 2^60)              integers below -2^62, four to a position
+**   [2^60, 0xD000...)      integers from -2^62 up, one each (2^60 + v + 2^62)
+**   [0xD000.., 0xE000..)   TEXT by its first 60 bits
+**   [0xE000.., 0xF000..)   BLOB by its first 60 bits
+**   [0xF000.., 2^64)       other keys by their first 60 bits
+** A REAL has the position of its floor (reals beyond the 64-bit range that
+** of the smallest or largest integer). */
+#define EXACT_LO (-(1ll << 62))
+#define POS_TEXT  0xD000000000000000ull
+#define POS_BLOB  0xE000000000000000ull
+#define POS_OTHER 0xF000000000000000ull
+
+static uint64_t int_position(int64_t v) {
+  if (v < EXACT_LO) return ((uint64_t)v ^ (1ull << 63)) >> 2;
+  return (1ull << 60) + (uint64_t)(v - EXACT_LO);
+}
 
 uint64_t ko_position(const uint8_t *key, uint32_t len) {
-  int64_t v;
   switch (class_of(key, len)) {
   case CLASS_NUMBER:
-    if (key[0] == TAG_INT) {
-      v = (int64_t)ls_getbe64(key + 1);
-    } else {
-      double d = floor(real_of(key));
-      v = isnan(d) || d < (double)NUM_LO ? NUM_LO : d > (double)NUM_HI ? NUM_HI : (int64_t)d;
-    }
-    v = v < NUM_LO ? NUM_LO : v > NUM_HI ? NUM_HI : v;
-    return (uint64_t)v ^ (1ull << 63);                    /* token == v */
+    if (key[0] == TAG_INT) return int_position((int64_t)ls_getbe64(key + 1));
+    double d = floor(real_of(key));
+    if (isnan(d) || d < -9223372036854775808.0) return 0;
+    if (d >= 9223372036854775808.0) return int_position(INT64_MAX);
+    return int_position((int64_t)d);
   case CLASS_TEXT:
-    return 0xC000000000000000ull | prefix64(key, len) >> 3;
+    return POS_TEXT | prefix64(key, len) >> 4;
   case CLASS_BLOB:
-    return 0xE000000000000000ull | prefix64(key, len) >> 3;
-  default:
-    return UINT64_MAX;
+    return POS_BLOB | prefix64(key, len) >> 4;
+  default: {
+    uint8_t p[8] = {0};
+    memcpy(p, key, len < 8 ? len : 8);
+    return POS_OTHER | ls_getbe64(p) >> 4;
+  }
   }
 }
 

@@ -14,11 +14,12 @@
 **
 ** A key's position (ko_position: the hi of its index key, idx_key_of) is
 ** a 64-bit summary of it that never contradicts the order: a < b implies
-** position(a) <= position(b).  Integers in [-2^62, 2^62) have positions of
-** their own, with token (idx_key_token) equal to the integer; a REAL shares
-** the position of its floor; TEXT and BLOB keys share a position when their
-** first 61 bits of bytes agree.  Keys that share a position are ordered by
-** ko_compare where order matters (the cursor).
+** position(a) <= position(b).  Integers from -2^62 up (to INT64_MAX: random
+** positive 63-bit keys, sequences) have positions of their own, those below
+** share one among four; a REAL shares the position of its floor; TEXT and
+** BLOB keys share a position when their first 60 bits of bytes agree.  Keys
+** that share a position are ordered by ko_compare where order matters (the
+** cursor).
 **
 ** Layer: the bottom (engine/README.md); calls index.h for idx_key.
 */

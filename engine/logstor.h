@@ -266,8 +266,8 @@ int ls_table_create_id(ls_engine *e, const char *name, uint32_t groups, uint32_t
 **                   SQLite's order (numbers by value, then text, then blobs,
 **                   both by bytes); other byte strings after them, by their
 **                   bytes.  A key's token is its position, a 64-bit summary
-**                   that never contradicts that order (ls_key_position);
-**                   integers in [-2^62, 2^62) are their own token. */
+**                   that never contradicts that order (ls_key_position;
+**                   distinct for integers from -2^62 up, keyorder.h). */
 #define LS_ORDER_TOKEN 0
 #define LS_ORDER_KEY   1
 /* ls_table_create with an order, and an id (0: the next one; else as

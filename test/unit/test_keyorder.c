@@ -95,14 +95,22 @@ static void t_order(void) {
       if (i < j && ko_position(seq[i].b, seq[i].n) > ko_position(seq[j].b, seq[j].n))
         unit_fail(__FILE__, __LINE__, "position of %d above that of %d", i, j);
     }
-  /* Integers inside [-2^62, 2^62) are their own token. */
-  int64_t own[] = { -(1ll << 62), -5, 0, 7, (1ll << 62) - 1 };
-  for (int i = 0; i < 5; i++) {
-    tkey k = k_int(own[i]);
-    CHECK(ls_key_position(k.b, k.n) == own[i]);
+  /* Integers from -2^62 up have positions of their own (consecutive);
+  ** below, four share one. */
+  int64_t own[] = { -(1ll << 62), -5, 0, 7, (1ll << 62) - 1, 1ll << 62, INT64_MAX - 1 };
+  for (int i = 0; i < 7; i++) {
+    tkey a = k_int(own[i]), b = k_int(own[i] + 1);
+    CHECK(ko_position(b.b, b.n) == ko_position(a.b, a.n) + 1);
   }
-  CHECK(ls_key_position(k_real(2.5).b, 9) == 2);
-  CHECK(ls_key_position(k_real(-2.5).b, 9) == -3);
+  tkey lo0 = k_int(INT64_MIN), lo3 = k_int(INT64_MIN + 3), lo4 = k_int(INT64_MIN + 4);
+  tkey below = k_int(-(1ll << 62) - 1), at = k_int(-(1ll << 62));
+  CHECK(ko_position(lo0.b, 9) == ko_position(lo3.b, 9) && ko_position(lo3.b, 9) + 1 == ko_position(lo4.b, 9));
+  CHECK(ko_position(below.b, 9) < ko_position(at.b, 9));
+  tkey two = k_int(2), m3 = k_int(-3), top = k_int(INT64_MAX), bot = k_int(INT64_MIN);
+  CHECK(ko_position(k_real(2.5).b, 9) == ko_position(two.b, 9));
+  CHECK(ko_position(k_real(-2.5).b, 9) == ko_position(m3.b, 9));
+  CHECK(ko_position(k_real(1e300).b, 9) == ko_position(top.b, 9));
+  CHECK(ko_position(k_real(-1e300).b, 9) == ko_position(bot.b, 9));
 
   /* Random keys: sorted by ko_compare, the order is strict between
   ** different keys (a total order) and positions never go down. */
