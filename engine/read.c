@@ -554,12 +554,12 @@ static inline int walk_cmp(const ls_cursor *c, const idx_entry *e, const idx_ent
 /* Append a copy of row v (lo: its index key's lo) to the run. */
 static int run_push(ls_cursor *c, uint64_t lo, const ls_value *v) {
   if (LS_GROW(c->run, c->caprun, c->nrun + 1, 16) ||
-      LS_GROW(c->arena, c->caparena, c->narena + v->key_len + v->len, 4096))
+      LS_GROW(c->arena, c->caparena, c->narena + v->key_len + v->len + 1, 4096))
     return ls_err(LS_NOMEM, "out of memory");
   struct run_row *r = &c->run[c->nrun++];
   *r = (struct run_row){ lo, c->narena, c->narena + v->key_len, v->key_len, v->len, v->seq, 0, NULL };
-  memcpy(c->arena + c->narena, v->key, v->key_len);
-  memcpy(c->arena + c->narena + v->key_len, v->data, v->len);
+  if (v->key_len) memcpy(c->arena + c->narena, v->key, v->key_len);
+  if (v->len) memcpy(c->arena + c->narena + v->key_len, v->data, v->len);
   c->narena += v->key_len + v->len;
   return LS_OK;
 }
@@ -608,7 +608,7 @@ static int gather_run(ls_cursor *c, uint64_t h) {
     n++;
   }
   c->nrun = n;
-  qsort(c->run, n, sizeof *c->run, c->desc ? run_cmp_desc : run_cmp_asc);
+  if (n > 1) qsort(c->run, n, sizeof *c->run, c->desc ? run_cmp_desc : run_cmp_asc);
   return LS_OK;
 }
 
