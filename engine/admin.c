@@ -112,6 +112,7 @@ static void fill_info(ls_table *t, ls_table_info *info) {
   memset(info, 0, sizeof *info);
   info->id = t->id;
   info->groups = t->groups;
+  info->order = t->order == KO_KEY ? LS_ORDER_KEY : LS_ORDER_TOKEN;
   snprintf(info->name, sizeof info->name, "%s", t->name);
   info->rows = (uint64_t)atomic_load(&t->rows);
   info->live_bytes = (uint64_t)atomic_load(&t->live_bytes);
@@ -221,7 +222,7 @@ static int check_entry(void *arg, const idx_entry *en, uint64_t seq) {
   uint8_t dg[20];
   ls_digest(x->v.key, x->v.key_len, dg);
   idx_key k;
-  idx_key_from_digest(&k, dg);
+  idx_key_of(&k, x->t->order, x->v.key, x->v.key_len, dg);
   if (k.hi != en->hi || k.lo != en->lo)
     report(x, "%s: segment %u offset %u: the record's key does not hash to its index entry", x->t->name, s,
            loc_off(en->word));

@@ -28,6 +28,18 @@ ls_table *cat_table(ls_engine *e, uint32_t id) {
   return id < c->cap ? c->t[id] : NULL;
 }
 
+int cat_order(ls_engine *e, uint32_t table) {
+  unsigned g = ls_guard_enter(&e->guard);
+  ls_table *t = cat_table(e, table);
+  int order = t ? t->order : KO_TOKEN;
+  ls_guard_leave(&e->guard, g);
+  return order;
+}
+
+void cat_key(ls_engine *e, uint32_t table, const ls_key *k, idx_key *out) {
+  idx_key_of(out, cat_order(e, table), k->data, k->len, k->digest);
+}
+
 int cat_lookup(ls_engine *e, uint32_t table, const idx_key *key, const ls_snapshot *snap, uint64_t *word) {
   ls_table *t = cat_table(e, table);
   if (!t) return ls_err(LS_NOTABLE, "no table with id %u", table);
@@ -216,9 +228,10 @@ static ls_table *table_new(ls_engine *e, const ls_mtable *m) {
   t->id = m->id;
   t->groups = m->groups;
   t->trunc_seq = m->trunc_seq;
+  t->order = m->order == KO_KEY ? KO_KEY : KO_TOKEN;
   memcpy(t->name, m->name, sizeof t->name);
   pthread_rwlock_init(&t->lock, NULL);
-  t->idx = idx_new();
+  t->idx = t->order == KO_KEY ? idx_new_ordered() : idx_new();
   t->gsets = calloc(t->groups, sizeof *t->gsets);
   int ok = t->idx && t->gsets;
   for (uint32_t g = 0; ok && g < t->groups; g++) ok = (t->gsets[g] = seg_gset_new(&e->sm, t->id, g)) != 0;
@@ -345,8 +358,9 @@ int cat_set_files(ls_engine *e, uint32_t nsegs, const ls_mdamage *dm, uint32_t n
 
 /* Create a table: with the next id (want 0), or with id want if no table
 ** has had it or a later one (a copy keeping its source's ids). */
-static int table_create(ls_engine *e, const char *name, uint32_t groups, uint32_t want, uint32_t *id) {
+static int table_create(ls_engine *e, const char *name, uint32_t groups, int order, uint32_t want, uint32_t *id) {
   if (!name) name = "";
+  if (order != LS_ORDER_TOKEN && order != LS_ORDER_KEY) return ls_err(LS_INVALID, "no table order %d", order);
   if (strlen(name) > LS_NAME_MAX) return ls_err(LS_INVALID, "table name longer than %d bytes", LS_NAME_MAX);
   if (groups < 1 || groups > 4096) return ls_err(LS_INVALID, "groups must be between 1 and 4096, not %u", groups);
   pthread_mutex_lock(&e->cat_lock);
@@ -361,6 +375,7 @@ static int table_create(ls_engine *e, const char *name, uint32_t groups, uint32_
     if (want) m.next_table = want;
     mt.id = m.next_table++;
     mt.groups = groups;
+    mt.order = order == LS_ORDER_KEY ? KO_KEY : KO_TOKEN;
     /* Records of this id can not exist; the truncation point is moot. */
     mt.trunc_seq = 0;
     snprintf(mt.name, sizeof mt.name, "%s", name);
@@ -387,13 +402,20 @@ static int table_create(ls_engine *e, const char *name, uint32_t groups, uint32_
 }
 
 int ls_table_create(ls_engine *e, const char *name, uint32_t groups, uint32_t *id) {
-  return table_create(e, name, groups, 0, id);
+  return table_create(e, name, groups, LS_ORDER_TOKEN, 0, id);
+}
+
+int ls_table_create_ex(ls_engine *e, const char *name, uint32_t groups, int order, uint32_t want, uint32_t *id) {
+  uint32_t got;
+  int rc = table_create(e, name, groups, order, want, &got);
+  if (!rc && id) *id = got;
+  return rc;
 }
 
 int ls_table_create_id(ls_engine *e, const char *name, uint32_t groups, uint32_t id) {
   if (!id) return ls_err(LS_INVALID, "table id 0 is not an id");
   uint32_t got;
-  return table_create(e, name, groups, id, &got);
+  return table_create(e, name, groups, LS_ORDER_TOKEN, id, &got);
 }
 
 /* Take every entry of t's index out of the accounting (the entries are

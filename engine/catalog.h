@@ -27,6 +27,7 @@
 #include "cache.h"
 #include "guard.h"
 #include "index.h"
+#include "keyorder.h"
 #include "io.h"
 #include "loc.h"
 #include "manifest.h"
@@ -45,6 +46,7 @@ typedef struct ls_table {
   uint32_t id;
   uint32_t groups;
   uint64_t trunc_seq;              /* records below this sequence are gone */
+  int order;                       /* KO_TOKEN or KO_KEY: how idx is keyed (keyorder.h) */
   char name[LS_NAME_MAX + 1];
   pthread_rwlock_t lock;           /* guards idx (shared: readers) */
   ls_index *idx;
@@ -181,6 +183,10 @@ ls_table *cat_table(ls_engine *e, uint32_t id);
 /* Committed lookup of key in table: *word (0 if absent), the version
 ** snapshot snap sees (NULL: the newest).  Guard held.  LS_OK, LS_NOTABLE
 ** or LS_EXPIRED. */
+/* The order of table (KO_TOKEN when there is no such table), and the index
+** key of k in it (idx_key_of).  Enter the guard for the lookup. */
+int cat_order(ls_engine *e, uint32_t table);
+void cat_key(ls_engine *e, uint32_t table, const ls_key *k, idx_key *out);
 int cat_lookup(ls_engine *e, uint32_t table, const idx_key *key, const ls_snapshot *snap, uint64_t *word);
 
 /* Bytes of live records of all tables. */

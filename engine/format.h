@@ -14,6 +14,10 @@
 #include <stddef.h>
 
 #define LS_FORMAT_VERSION   2
+/* The manifest's version when it lists key-ordered tables (FORMAT.md,
+** "Versions"): builds that do not know them refuse it with LS_FORMAT;
+** everything else, buffers included, stays version 2. */
+#define LS_MANIFEST_VERSION_KEY 3
 #define LS_BLOCK            4096u          /* buffer alignment */
 #define LS_SECTOR           512u           /* unit of torn writes */
 #define LS_BUF_MAGIC        0x3142534cu    /* "LSB1" */

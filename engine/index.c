@@ -21,7 +21,7 @@
 ** then make a larger sorted bucket instead of an unbounded directory.
 ** Entry arrays grow in steps of GROW entries to keep slack small.
 */
-#include "index.h"
+#include "index_int.h"
 #include "ls_int.h"
 
 #include <stdatomic.h>
@@ -41,6 +41,7 @@ typedef struct idx_bucket {
 } idx_bucket;
 
 struct ls_index {
+  idx_rng *rng;                    /* key-ordered: the range index does it all */
   idx_bucket **dir;                /* 2^gdepth slots */
   uint32_t gdepth;                 /* global depth */
   int track;                       /* sequences kept beside entries */
@@ -117,14 +118,14 @@ static size_t bucket_bytes(uint32_t cap) { return sizeof(idx_bucket) + cap * siz
 /* Tests: the next n growths of any index fail as if out of memory. */
 static _Atomic int fail_growths;
 void idx_test_fail_growths(int n) { atomic_store(&fail_growths, n); }
-static int growth_fails(void) {
+int idx_growth_fails(void) {
   int n = atomic_load(&fail_growths);
   while (n > 0 && !atomic_compare_exchange_weak(&fail_growths, &n, n - 1)) {}
   return n > 0;
 }
 
 static idx_bucket *bucket_new(ls_index *ix, uint32_t depth, uint32_t cap) {
-  idx_bucket *b = growth_fails() ? NULL : malloc(bucket_bytes(cap));
+  idx_bucket *b = idx_growth_fails() ? NULL : malloc(bucket_bytes(cap));
   if (!b) return NULL;
   b->n = 0;
   b->cap = cap;
@@ -160,7 +161,7 @@ static void dir_repoint(ls_index *ix, size_t s, idx_bucket *b) {
 static int bucket_resize(ls_index *ix, size_t s, uint32_t cap) {
   idx_bucket *b = ix->dir[s];
   if (cap == b->cap) return LS_OK;
-  if (cap > b->cap && growth_fails()) return LS_NOMEM;
+  if (cap > b->cap && idx_growth_fails()) return LS_NOMEM;
   uint32_t oldcap = b->cap;
   if (ix->track) {
     uint64_t *q = cap ? realloc(b->seq, cap * sizeof(uint64_t)) : NULL;
@@ -187,6 +188,15 @@ ls_index *idx_new(void) {
   return ix;
 }
 
+ls_index *idx_new_ordered(void) {
+  ls_index *ix = calloc(1, sizeof *ix);
+  if (!ix) return NULL;
+  if (!(ix->rng = rng_new())) { free(ix); return NULL; }
+  return ix;
+}
+
+int idx_is_ordered(const ls_index *ix) { return ix->rng != NULL; }
+
 /* Free every bucket once (a bucket appears in several slots). */
 static void free_buckets(ls_index *ix) {
   size_t nslots = (size_t)1 << ix->gdepth;
@@ -200,6 +210,12 @@ static void free_buckets(ls_index *ix) {
 
 void idx_free(ls_index *ix) {
   if (!ix) return;
+  if (ix->rng) {
+    assert(rng_check(ix->rng) == 0);
+    rng_free(ix->rng);
+    free(ix);
+    return;
+  }
   assert(idx_check(ix) == 0);
   free_buckets(ix);
   free(ix->dir);
@@ -207,6 +223,7 @@ void idx_free(ls_index *ix) {
 }
 
 void idx_clear(ls_index *ix) {
+  if (ix->rng) { rng_clear(ix->rng); return; }
   idx_bucket *fresh = bucket_new(ix, 0, 0);
   if (!fresh) {
     /* Out of memory: empty every bucket in place, which is a valid index. */
@@ -229,10 +246,11 @@ void idx_clear(ls_index *ix) {
   ix->dir[0] = fresh;
 }
 
-uint64_t idx_count(const ls_index *ix) { return ix->count; }
-size_t idx_memory(const ls_index *ix) { return ix->mem; }
+uint64_t idx_count(const ls_index *ix) { return ix->rng ? rng_count(ix->rng) : ix->count; }
+size_t idx_memory(const ls_index *ix) { return ix->rng ? sizeof *ix + rng_memory(ix->rng) : ix->mem; }
 
 void idx_prefetch(const ls_index *ix, const idx_key *k, int stage) {
+  if (ix->rng) { rng_prefetch(ix->rng, k, stage); return; }
   const idx_bucket *b = ix->dir[slot_of(ix, k->hi)];
   if (stage == 0) {
     __builtin_prefetch(b);
@@ -246,6 +264,7 @@ void idx_prefetch(const ls_index *ix, const idx_key *k, int stage) {
 }
 
 int idx_get(const ls_index *ix, const idx_key *k, uint64_t *word) {
+  if (ix->rng) return rng_get(ix->rng, k, word);
   const idx_bucket *b = ix->dir[slot_of(ix, k->hi)];
   uint32_t i = lower_bound(b, k->hi, k->lo);
   if (i < b->n && b->e[i].hi == k->hi && b->e[i].lo == k->lo) {
@@ -256,6 +275,7 @@ int idx_get(const ls_index *ix, const idx_key *k, uint64_t *word) {
 }
 
 uint64_t idx_get_seq(const ls_index *ix, const idx_key *k) {
+  if (ix->rng) return rng_get_seq(ix->rng, k);
   if (!ix->track) return 0;
   const idx_bucket *b = ix->dir[slot_of(ix, k->hi)];
   uint32_t i = lower_bound(b, k->hi, k->lo);
@@ -372,16 +392,19 @@ static int put(ls_index *ix, const idx_key *k, uint64_t word, uint64_t seq, int 
 }
 
 int idx_put(ls_index *ix, const idx_key *k, uint64_t word, uint64_t *old) {
+  if (ix->rng) return rng_put(ix->rng, k, word, old);
   return put(ix, k, word, 0, 0, old, NULL);
 }
 
 int idx_put_newer(ls_index *ix, const idx_key *k, uint64_t word, uint64_t seq, uint64_t *old,
                   uint64_t *old_seq) {
+  if (ix->rng) return rng_put_newer(ix->rng, k, word, seq, old, old_seq);
   if (!ix->track) return LS_INVALID;
   return put(ix, k, word, seq, 1, old, old_seq);
 }
 
 int idx_cas(ls_index *ix, const idx_key *k, uint64_t expect, uint64_t word) {
+  if (ix->rng) return rng_cas(ix->rng, k, expect, word);
   idx_bucket *b = ix->dir[slot_of(ix, k->hi)];
   uint32_t i = lower_bound(b, k->hi, k->lo);
   if (i < b->n && b->e[i].hi == k->hi && b->e[i].lo == k->lo && b->e[i].word == expect) {
@@ -402,6 +425,7 @@ static void erase_at(ls_index *ix, size_t s, idx_bucket *b, uint32_t i) {
 }
 
 int idx_erase(ls_index *ix, const idx_key *k, uint64_t *old) {
+  if (ix->rng) return rng_erase(ix->rng, k, old);
   size_t s = slot_of(ix, k->hi);
   idx_bucket *b = ix->dir[s];
   uint32_t i = lower_bound(b, k->hi, k->lo);
@@ -414,6 +438,7 @@ int idx_erase(ls_index *ix, const idx_key *k, uint64_t *old) {
 }
 
 int idx_erase_if(ls_index *ix, const idx_key *k, uint64_t expect) {
+  if (ix->rng) return rng_erase_if(ix->rng, k, expect);
   size_t s = slot_of(ix, k->hi);
   idx_bucket *b = ix->dir[s];
   uint32_t i = lower_bound(b, k->hi, k->lo);
@@ -425,6 +450,7 @@ int idx_erase_if(ls_index *ix, const idx_key *k, uint64_t expect) {
 }
 
 size_t idx_range(const ls_index *ix, const idx_key *from, int after, idx_entry *out, size_t max) {
+  if (ix->rng) return rng_range(ix->rng, from, after, out, max);
   size_t got = 0, nslots = (size_t)1 << ix->gdepth;
   size_t s = slot_of(ix, from->hi);
   const idx_bucket *b = ix->dir[s];
@@ -443,7 +469,28 @@ size_t idx_range(const ls_index *ix, const idx_key *from, int after, idx_entry *
   return got;
 }
 
+size_t idx_range_desc(const ls_index *ix, const idx_key *from, int before, idx_entry *out, size_t max) {
+  if (ix->rng) return rng_range_desc(ix->rng, from, before, out, max);
+  size_t got = 0, s = slot_of(ix, from->hi);
+  const idx_bucket *b = ix->dir[s];
+  uint32_t i = lower_bound(b, from->hi, from->lo);
+  if (!before && i < b->n && b->e[i].hi == from->hi && b->e[i].lo == from->lo) i++;
+  for (;;) {
+    while (i > 0 && got < max) out[got++] = b->e[--i];
+    if (got == max) break;
+    /* Previous bucket: the slot before this one's first. */
+    size_t span = (size_t)1 << (ix->gdepth - b->depth);
+    size_t start = s & ~(span - 1);
+    if (start == 0) break;
+    s = start - 1;
+    b = ix->dir[s];
+    i = b->n;
+  }
+  return got;
+}
+
 int idx_foreach(const ls_index *ix, int (*fn)(void *arg, const idx_entry *e, uint64_t seq), void *arg) {
+  if (ix->rng) return rng_foreach(ix->rng, fn, arg);
   assert(idx_check(ix) == 0);
   size_t nslots = (size_t)1 << ix->gdepth;
   for (size_t s = 0; s < nslots;) {
@@ -458,6 +505,7 @@ int idx_foreach(const ls_index *ix, int (*fn)(void *arg, const idx_entry *e, uin
 }
 
 int idx_track_seq(ls_index *ix, int on) {
+  if (ix->rng) return rng_track_seq(ix->rng, on);
   assert(idx_check(ix) == 0);
   if (!!on == ix->track) return LS_OK;
   size_t nslots = (size_t)1 << ix->gdepth;
@@ -486,10 +534,11 @@ int idx_track_seq(ls_index *ix, int on) {
   return LS_OK;
 }
 
-#if !defined(NDEBUG) || defined(LS_DEBUG_INDEX)
 /* Verify the invariants listed at the top of the file.  Returns 0 if ok.
-** The test builds assert it whenever a whole index is walked anyway. */
+** The test builds assert it whenever a whole index is walked anyway (a
+** call costs a walk of the index; compiled in every build for the tests). */
 int idx_check(const ls_index *ix) {
+  if (ix->rng) return rng_check(ix->rng);
   size_t nslots = (size_t)1 << ix->gdepth;
   uint64_t total = 0;
   for (size_t s = 0; s < nslots;) {
@@ -507,4 +556,3 @@ int idx_check(const ls_index *ix) {
   }
   return total == ix->count ? 0 : 6;
 }
-#endif

@@ -13,7 +13,9 @@
 ** at buckets, each a sorted array of 24-byte entries.  Tokens are uniform,
 ** so buckets stay balanced; a full bucket splits on its next bit and the
 ** directory doubles when needed (copying pointers only).  Ordered iteration
-** walks the directory.  About 26 bytes per key all-in.
+** walks the directory.  About 26 bytes per key all-in.  Key-ordered tables
+** (positions that are not uniform) use idx_new_ordered's range-partitioned
+** index behind the same functions.
 **
 ** Not thread-safe: the caller holds its table's lock (readers shared,
 ** writers exclusive).
@@ -44,6 +46,11 @@ static inline int64_t idx_key_token(uint64_t hi) { return (int64_t)(hi ^ (1ull <
 static inline uint64_t idx_hi_of_token(int64_t token) { return (uint64_t)token ^ (1ull << 63); }
 
 ls_index *idx_new(void);
+/* An index for a key-ordered table, where hi is not uniform (index_range.c:
+** range-partitioned buckets instead of the hashing directory).  The same
+** API and contract; about 25 bytes per key. */
+ls_index *idx_new_ordered(void);
+int idx_is_ordered(const ls_index *ix);
 void idx_free(ls_index *ix);
 /* Tests: the next n growths of any index (bucket allocations and
 ** enlargements) fail as if out of memory. */
@@ -84,6 +91,10 @@ int idx_erase_if(ls_index *ix, const idx_key *k, uint64_t expect);
 ** (> from when after is non-zero) into out.  Returns the number copied;
 ** fewer than max means the end was reached. */
 size_t idx_range(const ls_index *ix, const idx_key *from, int after, idx_entry *out, size_t max);
+
+/* The same downwards: up to max entries in descending order, starting at
+** the last key <= from (< from when before is non-zero). */
+size_t idx_range_desc(const ls_index *ix, const idx_key *from, int before, idx_entry *out, size_t max);
 
 /* Call fn on every entry in order (seq is the tracked sequence or 0).
 ** Stops when fn returns non-zero and returns that value. */

@@ -259,6 +259,26 @@ int ls_table_create(ls_engine *e, const char *name, uint32_t groups, uint32_t *i
 ** LS_INVALID if a table of this directory has had that id or a later one,
 ** so ids stay never reused; create copies in ascending id order. */
 int ls_table_create_id(ls_engine *e, const char *name, uint32_t groups, uint32_t id);
+/* Table orders: the order of the index, of cursors and of tokens.
+**   LS_ORDER_TOKEN  the default: by the key's digest (a hash: uniform
+**                   tokens, compaction groups of equal size)
+**   LS_ORDER_KEY    by the key: keys are typed keys (0x01 + 8-byte
+**                   big-endian integer, 0x02 + IEEE-754 double, 0x03 +
+**                   text, 0x04 + blob, the SQLite module's encoding), in
+**                   SQLite's order (numbers by value, then text, then blobs,
+**                   both by bytes); other byte strings after them, by their
+**                   bytes.  A key's token is its position, a 64-bit summary
+**                   that never contradicts that order (ls_key_position;
+**                   distinct for integers from -2^62 up, keyorder.h). */
+#define LS_ORDER_TOKEN 0
+#define LS_ORDER_KEY   1
+/* ls_table_create with an order, and an id (0: the next one; else as
+** ls_table_create_id).  *id (may be NULL) receives the id. */
+int ls_table_create_ex(ls_engine *e, const char *name, uint32_t groups, int order, uint32_t want, uint32_t *id);
+/* The token of a key in a key-ordered table (its position). */
+int64_t ls_key_position(const void *data, uint32_t len);
+/* <0, 0, >0 as typed key a is before, equal to or after b (LS_ORDER_KEY). */
+int ls_key_compare(const void *a, uint32_t alen, const void *b, uint32_t blen);
 int ls_table_drop(ls_engine *e, uint32_t id);       /* data gone, space freed */
 int ls_table_truncate(ls_engine *e, uint32_t id);   /* all rows gone */
 int ls_table_rename(ls_engine *e, uint32_t id, const char *name);
@@ -267,6 +287,7 @@ int ls_table_exists(ls_engine *e, uint32_t id);     /* 1, 0 */
 typedef struct ls_table_info {
   uint32_t id;
   uint32_t groups;
+  int order;                       /* LS_ORDER_* */
   char name[128];
   uint64_t rows;                   /* live rows */
   uint64_t records_live;           /* index entries: rows and tombstones */
@@ -411,14 +432,19 @@ void ls_txn_free(ls_txn *t);
 int ls_txn_synchronous(ls_txn *t, int mode);
 
 /* ------------------------------------------------------------------------
-** Cursors: rows of one table in ascending token order, from a starting
-** token.  Safe while writes continue: a row committed during the scan may
+** Cursors: rows of one table in token order (ascending, or descending with
+** ls_cursor_range), from a starting token.  Safe while writes continue: a row committed during the scan may
 ** or may not be returned, every other row is returned exactly once.  With
 ** a transaction, the transaction's own writes are merged in.
 */
 int ls_cursor_open(ls_engine *e, ls_txn *txn, uint32_t table, ls_cursor **out);
 /* Position at the first row with token >= lo (use INT64_MIN for all). */
 int ls_cursor_seek(ls_cursor *c, int64_t lo);
+/* Position at the first row with token in [lo, hi] (lo > hi: none); with
+** desc the rows come in descending order, from the last one <= hi.  Later
+** ls_cursor_next calls stay within the range.  On a key-ordered table the
+** rows come in key order (rows sharing a token sorted by their key). */
+int ls_cursor_range(ls_cursor *c, int64_t lo, int64_t hi, int desc);
 int ls_cursor_valid(ls_cursor *c);                 /* 1 while positioned on a row */
 int ls_cursor_next(ls_cursor *c);
 /* The current row: valid until the next call on the cursor. */

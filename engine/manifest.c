@@ -19,6 +19,7 @@
 */
 #include "manifest.h"
 #include "format.h"
+#include "keyorder.h"
 #include "ls_int.h"
 
 #include <errno.h>
@@ -86,15 +87,18 @@ static int name_ok_char(unsigned char c) {
 }
 
 char *ls_manifest_format(const ls_manifest *m, size_t *len) {
-  size_t cap = 320 + (size_t)m->ntables * (64 + 3 * LS_NAME_MAX) + (size_t)m->ndamaged * 80;
+  size_t cap = 320 + (size_t)m->ntables * (88 + 3 * LS_NAME_MAX) + (size_t)m->ndamaged * 80;
   char *s = malloc(cap);
   if (!s) return NULL;
   size_t n = 0;
+  uint32_t version = m->version;
+  for (uint32_t i = 0; i < m->ntables; i++)
+    if (m->tables[i].order == KO_KEY) version = LS_MANIFEST_VERSION_KEY;
   n += (size_t)snprintf(s + n, cap - n,
                         "logstor-manifest %u\nsegment_size %" PRIu64 "\nfile_size %" PRIu64
                         "\ndisk_size %" PRIu64 "\nnext_table %u\nseq_floor %" PRIu64
                         "\nsegment_seq_floor %" PRIu64 "\nfiles %u\n",
-                        m->version, m->segment_size, m->file_size, m->disk_size,
+                        version, m->segment_size, m->file_size, m->disk_size,
                         m->next_table, m->seq_floor, m->seg_seq_floor, m->files);
   if (m->files && m->last_file_size && m->last_file_size != m->file_size)
     n += (size_t)snprintf(s + n, cap - n, "last_file_size %" PRIu64 "\n", m->last_file_size);
@@ -108,6 +112,8 @@ char *ls_manifest_format(const ls_manifest *m, size_t *len) {
     if (!t->name[0]) s[n++] = '%', s[n++] = '-';     /* empty name */
     s[n++] = '\n';
   }
+  for (uint32_t i = 0; i < m->ntables; i++)
+    if (m->tables[i].order == KO_KEY) n += (size_t)snprintf(s + n, cap - n, "key_ordered %u\n", m->tables[i].id);
   for (uint32_t i = 0; i < m->ndamaged; i++) {
     const ls_mdamage *d = &m->damaged[i];
     n += (size_t)snprintf(s + n, cap - n, "damaged %u %" PRIu64 " %u %u\n", d->segment, d->seg_seq, d->offset,
@@ -200,6 +206,7 @@ int ls_manifest_parse(const char *text, size_t len, ls_manifest *m) {
   uint64_t val[NITEMS];
   int have = 0;
   uint64_t capdamaged = 0;
+  uint32_t nkeyordered = 0;
   const char *p = text, *end = text + last;
   while (p < end) {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -224,6 +231,17 @@ int ls_manifest_parse(const char *text, size_t len, ls_manifest *m) {
       if (!nt) { ls_manifest_free(m); return ls_err(LS_NOMEM, "manifest: out of memory"); }
       m->tables = nt;
       m->tables[m->ntables++] = t;
+      continue;
+    }
+    if (nl - line >= 12 && !memcmp(line, "key_ordered ", 12)) {
+      const char *q = line + 12;
+      uint64_t id;
+      uint32_t i = 0;
+      if (!parse_num(&q, nl, UINT32_MAX, &id) || q != nl) goto bad;
+      while (i < m->ntables && m->tables[i].id != id) i++;
+      if (i == m->ntables || m->tables[i].order == KO_KEY) goto bad;
+      m->tables[i].order = KO_KEY;
+      nkeyordered++;
       continue;
     }
     if (nl - line >= 8 && !memcmp(line, "damaged ", 8)) {
@@ -253,7 +271,7 @@ int ls_manifest_parse(const char *text, size_t len, ls_manifest *m) {
                     "version %u only: open it with the logstor that wrote it, copy the rows out (SQL: "
                     "CREATE TABLE ... AS SELECT), and load them into a new directory", LS_FORMAT_VERSION);
     }
-    if (k == 0 && val[0] != LS_FORMAT_VERSION) {
+    if (k == 0 && val[0] != LS_FORMAT_VERSION && val[0] != LS_MANIFEST_VERSION_KEY) {
       ls_manifest_free(m);
       return ls_err(LS_FORMAT, "manifest: format version %llu, this build reads version %u",
                     (unsigned long long)val[0], LS_FORMAT_VERSION);
@@ -262,7 +280,9 @@ int ls_manifest_parse(const char *text, size_t len, ls_manifest *m) {
     have |= 1 << k;
   }
   if ((have & ((1 << NREQUIRED) - 1)) != (1 << NREQUIRED) - 1) goto bad;
-  m->version = (uint32_t)val[0];
+  /* Version 3 is version 2 with key-ordered tables (FORMAT.md, "Versions"). */
+  if ((val[0] == LS_MANIFEST_VERSION_KEY) != (nkeyordered > 0)) goto bad;
+  m->version = LS_FORMAT_VERSION;
   m->segment_size = val[1];
   m->file_size = val[2];
   m->disk_size = val[3];

@@ -20,6 +20,7 @@ typedef struct ls_mtable {
   uint32_t groups;                 /* compaction groups (token ranges) */
   uint64_t trunc_seq;              /* records with a lower sequence are gone */
   char name[LS_NAME_MAX + 1];      /* label for stats and tools */
+  uint32_t order;                  /* KO_TOKEN or KO_KEY (keyorder.h) */
 } ls_mtable;
 
 /* A damaged range the user accepted (opened with on_damage=salvage): the

@@ -12,6 +12,14 @@
 ** with one submit() so that a cold scan keeps several reads in flight, and
 ** resume after the last key fetched.  A transaction's own writes are merged
 ** in key order; its deletes hide committed rows.
+**
+** A cursor walks the index between two positions (hi of the index key:
+** the token), up or down (ls_cursor_range); the bounds cut the walk, not
+** the reads.  On a key-ordered table keys may share a position (keyorder.h):
+** such a run of rows, committed and the transaction's own, is gathered
+** (copied out of the batch, which a refill overwrites) and sorted by the
+** full key before it is returned; a row alone at its position is returned
+** from the batch as on a token-ordered table.
 */
 #include "read.h"
 
@@ -60,7 +68,7 @@ static int check_record(ls_engine *e, uint64_t word, uint32_t seed, uint32_t tab
   v->data = r.val;
   v->len = r.val_len;
   v->seq = r.seq;
-  if (k) v->token = ls_key_token(k);
+  if (k) v->token = cat_order(e, table) == KO_KEY ? ls_key_position(k->data, k->len) : ls_key_token(k);
   return LS_OK;
 }
 
@@ -100,7 +108,7 @@ int read_record_disk(ls_engine *e, uint64_t word, uint32_t table, const ls_key *
 
 int ls_get(ls_engine *e, uint32_t table, const ls_key *k, ls_value *v) {
   idx_key key;
-  idx_key_from_digest(&key, k->digest);
+  cat_key(e, table, k, &key);
   unsigned g = ls_guard_enter(&e->guard);
   uint64_t word = 0;
   int rc = cat_lookup(e, table, &key, NULL, &word);
@@ -112,7 +120,7 @@ int ls_get(ls_engine *e, uint32_t table, const ls_key *k, ls_value *v) {
 /* ls_locate: where is 0 for a row written by the transaction itself. */
 int ls_locate(ls_engine *e, ls_txn *txn, uint32_t table, const ls_key *k, uint64_t *where) {
   idx_key key;
-  idx_key_from_digest(&key, k->digest);
+  cat_key(e, table, k, &key);
   *where = 0;
   if (txn) {
     int own = txn_own(txn, table, &key, NULL);
@@ -146,7 +154,7 @@ int ls_get_at(ls_engine *e, ls_txn *txn, uint32_t table, const ls_key *k, uint64
   }
   if (!rc && txn) {
     idx_key key;
-    idx_key_from_digest(&key, k->digest);
+    cat_key(e, table, k, &key);
     txn_observe_seq(txn, table, &key, where, v->seq);
   }
   return rc;
@@ -158,7 +166,7 @@ int ls_get_at(ls_engine *e, ls_txn *txn, uint32_t table, const ls_key *k, uint64
 static int txn_read(ls_txn *t, uint32_t table, const ls_key *k, ls_value *v, int want_value) {
   ls_engine *e = t->e;
   idx_key key;
-  idx_key_from_digest(&key, k->digest);
+  cat_key(e, table, k, &key);
   int rc = txn_own(t, table, &key, want_value ? v : NULL);
   if (rc <= 0) return rc;
   int seen = want_value ? -1 : txn_seen(t, table, &key);
@@ -249,17 +257,18 @@ static int get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_k
   ls_table *t = cat_table(e, table);
   if (!t) rc = ls_err(LS_NOTABLE, "no table with id %u", table);
   if (!rc) pthread_rwlock_rdlock(&t->lock);
+  int order = t ? t->order : KO_TOKEN;
   for (int i = 0; !rc && i < n; i++) {
     idx_key key, ahead;
     if (i + IDX_PF_FAR < n) {
-      idx_key_from_digest(&ahead, keys[i + IDX_PF_FAR].digest);
+      idx_key_of(&ahead, order, keys[i + IDX_PF_FAR].data, keys[i + IDX_PF_FAR].len, keys[i + IDX_PF_FAR].digest);
       idx_prefetch(t->idx, &ahead, 0);
     }
     if (i + IDX_PF_NEAR < n) {
-      idx_key_from_digest(&ahead, keys[i + IDX_PF_NEAR].digest);
+      idx_key_of(&ahead, order, keys[i + IDX_PF_NEAR].data, keys[i + IDX_PF_NEAR].len, keys[i + IDX_PF_NEAR].digest);
       idx_prefetch(t->idx, &ahead, 1);
     }
-    idx_key_from_digest(&key, keys[i].digest);
+    idx_key_of(&key, order, keys[i].data, keys[i].len, keys[i].digest);
     words[i] = segseqs[i] = 0;
     if (txn) {
       int own = txn_own(txn, table, &key, &vals[i]);
@@ -326,7 +335,7 @@ static int get_many(ls_engine *e, ls_txn *txn, uint32_t table, int n, const ls_k
   for (int i = 0; !rc && txn && i < n; i++) {
     if (!words[i] && rcs[i] != LS_NOTFOUND) continue;   /* served by the txn */
     idx_key key;
-    idx_key_from_digest(&key, keys[i].digest);
+    idx_key_of(&key, order, keys[i].data, keys[i].len, keys[i].digest);
     int present = rcs[i] == LS_OK;
     if (rcs[i] == LS_OK || rcs[i] == LS_NOTFOUND)
       rc = txn_observe(txn, table, &key, words[i], present ? vals[i].seq : 0, segseqs[i], present);
@@ -360,8 +369,27 @@ struct ls_cursor {
   int tafter, tdone;
 
   int valid;
-  ls_value row;                    /* current row (points into rbuf or own) */
+  ls_value row;                    /* current row (points into rbuf, own or run) */
   ls_value own;                    /* storage for a transaction's row */
+
+  /* Bounds and direction (ls_cursor_range). */
+  uint64_t lo_hi, hi_hi;           /* positions (index hi) walked, inclusive */
+  int desc;                        /* walk downwards */
+  int keyed;                       /* key-ordered table: runs sorted by key */
+
+  /* A run of rows that share a position, sorted (keyed tables only). */
+  struct run_row {
+    uint64_t lo;                   /* the index key's lo: which key */
+    size_t key_off, data_off;      /* in arena */
+    uint32_t key_len, data_len;
+    uint64_t seq;
+    int hidden;                    /* a committed row the transaction rewrote */
+    const uint8_t *key;            /* set once the arena stops moving */
+  } *run;
+  uint32_t nrun, rpos, caprun;
+  uint64_t run_hi;
+  uint8_t *arena;
+  size_t narena, caparena;
 };
 
 int ls_cursor_open(ls_engine *e, ls_txn *txn, uint32_t table, ls_cursor **out) {
@@ -371,6 +399,7 @@ int ls_cursor_open(ls_engine *e, ls_txn *txn, uint32_t table, ls_cursor **out) {
   c->txn = txn;
   c->table = table;
   c->done = c->tdone = 1;
+  c->hi_hi = UINT64_MAX;
   *out = c;
   return LS_OK;
 }
@@ -384,8 +413,21 @@ void ls_cursor_detach(ls_cursor *c) {
 void ls_cursor_close(ls_cursor *c) {
   if (!c) return;
   free(c->rbuf);
+  free(c->run);
+  free(c->arena);
   ls_value_free(&c->own);
   free(c);
+}
+
+/* Up to max entries of ix from the resume point in the cursor's direction,
+** none beyond its far bound (fewer than max: the walk is over). */
+static size_t walk(const ls_cursor *c, const ls_index *ix, const idx_key *from, int after, idx_entry *out,
+                   size_t max) {
+  size_t n = c->desc ? idx_range_desc(ix, from, after, out, max) : idx_range(ix, from, after, out, max);
+  size_t keep = n;
+  if (c->desc) while (keep && out[keep - 1].hi < c->lo_hi) keep--;
+  else while (keep && out[keep - 1].hi > c->hi_hi) keep--;
+  return keep;
 }
 
 /* Fetch the next batch of committed entries and read their records. */
@@ -402,7 +444,7 @@ static int fill_committed(ls_cursor *c) {
     idx_entry got[CURSOR_BATCH];
     int rc = LS_OK;
     pthread_rwlock_rdlock(&t->lock);
-    size_t n = idx_range(t->idx, &c->from, c->after, got, CURSOR_BATCH);
+    size_t n = walk(c, t->idx, &c->from, c->after, got, CURSOR_BATCH);
     /* The versions its snapshot sees (keys absent then become 0). */
     for (size_t i = 0; c->txn && !rc && i < n; i++)
       rc = snap_lookup(&e->snaps, c->txn->snap, c->table, &(idx_key){ got[i].hi, got[i].lo }, &got[i].word);
@@ -463,7 +505,7 @@ static void fill_txn(ls_cursor *c) {
   while (!c->tdone && c->ntb == 0) {
     if (!ov) { c->tdone = 1; break; }
     idx_entry got[CURSOR_BATCH];
-    size_t n = idx_range(ov, &c->tfrom, c->tafter, got, CURSOR_BATCH);
+    size_t n = walk(c, ov, &c->tfrom, c->tafter, got, CURSOR_BATCH);
     if (n < CURSOR_BATCH) c->tdone = 1;
     if (n) {
       c->tfrom.hi = got[n - 1].hi;
@@ -481,25 +523,135 @@ static inline int entry_cmp(const idx_entry *a, const idx_entry *b) {
   return 0;
 }
 
+/* Refill whichever side has run out; the next entries of each (NULL: none). */
+static int peek(ls_cursor *c, const idx_entry **ce, const idx_entry **te) {
+  if (c->pos == c->nbatch && !c->done) {
+    int rc = fill_committed(c);
+    if (rc) return rc;
+  }
+  if (c->tpos == c->ntb && !c->tdone) fill_txn(c);
+  *ce = c->pos < c->nbatch ? &c->batch[c->pos] : NULL;
+  *te = c->tpos < c->ntb ? &c->tbatch[c->tpos] : NULL;
+  return LS_OK;
+}
+
+/* The committed row at c->pos, checked, into *v (pointing into rbuf). */
+static int committed_row(ls_cursor *c, ls_value *v) {
+  const idx_entry *ce = &c->batch[c->pos];
+  memset(v, 0, sizeof *v);
+  unsigned g = ls_guard_enter(&c->e->guard);   /* for the table name of an error */
+  int rc = check_record(c->e, ce->word, c->seed[c->pos], c->table, NULL, c->rbuf + c->roff[c->pos], v);
+  ls_guard_leave(&c->e->guard, g);
+  v->token = idx_key_token(ce->hi);
+  return rc;
+}
+
+/* The entry e of a walk comes before f in the cursor's direction. */
+static inline int walk_cmp(const ls_cursor *c, const idx_entry *e, const idx_entry *f) {
+  return c->desc ? entry_cmp(f, e) : entry_cmp(e, f);
+}
+
+/* Append a copy of row v (lo: its index key's lo) to the run. */
+static int run_push(ls_cursor *c, uint64_t lo, const ls_value *v) {
+  if (LS_GROW(c->run, c->caprun, c->nrun + 1, 16) ||
+      LS_GROW(c->arena, c->caparena, c->narena + v->key_len + v->len + 1, 4096))
+    return ls_err(LS_NOMEM, "out of memory");
+  struct run_row *r = &c->run[c->nrun++];
+  *r = (struct run_row){ lo, c->narena, c->narena + v->key_len, v->key_len, v->len, v->seq, 0, NULL };
+  if (v->key_len) memcpy(c->arena + c->narena, v->key, v->key_len);
+  if (v->len) memcpy(c->arena + c->narena + v->key_len, v->data, v->len);
+  c->narena += v->key_len + v->len;
+  return LS_OK;
+}
+
+static int run_cmp_asc(const void *a, const void *b) {
+  const struct run_row *x = a, *y = b;
+  return ko_compare(x->key, x->key_len, y->key, y->key_len);
+}
+static int run_cmp_desc(const void *a, const void *b) { return run_cmp_asc(b, a); }
+
+/* Gather every row at position h, committed and own, into the run, sorted
+** in the cursor's direction; committed rows the transaction rewrote or
+** deleted are hidden. */
+static int gather_run(ls_cursor *c, uint64_t h) {
+  const idx_entry *ce, *te;
+  c->nrun = c->rpos = 0;
+  c->narena = 0;
+  c->run_hi = h;
+  for (;;) {
+    int rc = peek(c, &ce, &te);
+    if (rc) return rc;
+    if (!ce || ce->hi != h) break;
+    ls_value v;
+    if ((rc = committed_row(c, &v)) || (rc = run_push(c, ce->lo, &v))) return rc;
+    c->pos++;
+  }
+  uint32_t ncommitted = c->nrun;
+  for (;;) {
+    int rc = peek(c, &ce, &te);
+    if (rc) return rc;
+    if (!te || te->hi != h) break;
+    for (uint32_t i = 0; i < ncommitted; i++)
+      if (c->run[i].lo == te->lo) c->run[i].hidden = 1;
+    uint32_t ord = (uint32_t)te->word - 1;
+    uint64_t lo = te->lo;
+    c->tpos++;
+    rc = txn_value(c->txn, ord, &c->own);
+    if (rc == LS_NOTFOUND || (rc == LS_OK && c->txn->recs[ord].type == LS_REC_DELETE)) continue;
+    if (rc || (rc = run_push(c, lo, &c->own))) return rc;
+  }
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < c->nrun; i++) {
+    if (c->run[i].hidden) continue;
+    c->run[n] = c->run[i];
+    c->run[n].key = c->arena + c->run[n].key_off;
+    n++;
+  }
+  c->nrun = n;
+  if (n > 1) qsort(c->run, n, sizeof *c->run, c->desc ? run_cmp_desc : run_cmp_asc);
+  return LS_OK;
+}
+
 /* Move to the next visible row (merge of committed and own writes). */
 static int step(ls_cursor *c) {
   c->valid = 0;
   for (;;) {
-    if (c->pos == c->nbatch && !c->done) {
-      int rc = fill_committed(c);
-      if (rc) return rc;
+    if (c->rpos < c->nrun) {
+      const struct run_row *r = &c->run[c->rpos++];
+      memset(&c->row, 0, sizeof c->row);
+      c->row.key = r->key;
+      c->row.key_len = r->key_len;
+      c->row.data = c->arena + r->data_off;
+      c->row.len = r->data_len;
+      c->row.seq = r->seq;
+      c->row.token = idx_key_token(c->run_hi);
+      c->valid = 1;
+      return LS_OK;
     }
-    if (c->tpos == c->ntb && !c->tdone) fill_txn(c);
-    const idx_entry *ce = c->pos < c->nbatch ? &c->batch[c->pos] : NULL;
-    const idx_entry *te = c->tpos < c->ntb ? &c->tbatch[c->tpos] : NULL;
+    const idx_entry *ce, *te;
+    int rc = peek(c, &ce, &te);
+    if (rc) return rc;
     if (!ce && !te) return LS_OK;
-    int cmp = !ce ? 1 : !te ? -1 : entry_cmp(ce, te);
+    if (c->keyed) {
+      /* Rows that share a position come out sorted by key: a row alone at
+      ** its position (the next entry, in the batch or known absent, has
+      ** another) goes the short way below. */
+      uint64_t h = !ce ? te->hi : !te ? ce->hi : walk_cmp(c, ce, te) <= 0 ? ce->hi : te->hi;
+      int cn = ce && ce->hi == h, tn = te && te->hi == h;
+      int calone = cn && !tn && (c->pos + 1 < c->nbatch ? c->batch[c->pos + 1].hi != h : c->done);
+      int talone = tn && !cn && (c->tpos + 1 < c->ntb ? c->tbatch[c->tpos + 1].hi != h : c->tdone);
+      if (!calone && !talone) {
+        if ((rc = gather_run(c, h))) return rc;
+        continue;
+      }
+    }
+    int cmp = !ce ? 1 : !te ? -1 : walk_cmp(c, ce, te);
     if (cmp >= 0) {
       /* The transaction's write of this key wins over the committed row. */
       uint32_t ord = (uint32_t)te->word - 1;
       c->tpos++;
       if (cmp == 0) c->pos++;
-      int rc = txn_value(c->txn, ord, &c->own);
+      rc = txn_value(c->txn, ord, &c->own);
       if (rc == LS_NOTFOUND || (rc == LS_OK && c->txn->recs[ord].type == LS_REC_DELETE)) continue;
       if (rc) return rc;
       c->row = c->own;
@@ -507,12 +659,8 @@ static int step(ls_cursor *c) {
       c->valid = 1;
       return LS_OK;
     }
-    ls_value tmp = {0};
-    unsigned g = ls_guard_enter(&c->e->guard);   /* for the table name of an error */
-    int rc = check_record(c->e, ce->word, c->seed[c->pos], c->table, NULL, c->rbuf + c->roff[c->pos], &tmp);
-    ls_guard_leave(&c->e->guard, g);
-    if (rc) return rc;
-    tmp.token = idx_key_token(ce->hi);
+    ls_value tmp;
+    if ((rc = committed_row(c, &tmp))) return rc;
     c->row = tmp;
     c->pos++;
     c->valid = 1;
@@ -520,16 +668,23 @@ static int step(ls_cursor *c) {
   }
 }
 
-int ls_cursor_seek(ls_cursor *c, int64_t lo) {
-  c->from.hi = c->tfrom.hi = idx_hi_of_token(lo);
-  c->from.lo = c->tfrom.lo = 0;
+int ls_cursor_range(ls_cursor *c, int64_t lo, int64_t hi, int desc) {
+  c->lo_hi = idx_hi_of_token(lo);
+  c->hi_hi = idx_hi_of_token(hi);
+  c->desc = !!desc;
+  c->keyed = cat_order(c->e, c->table) == KO_KEY;
+  c->from.hi = c->tfrom.hi = desc ? c->hi_hi : c->lo_hi;
+  c->from.lo = c->tfrom.lo = desc ? UINT64_MAX : 0;
   c->after = c->tafter = 0;
-  c->done = 0;
-  c->tdone = c->txn ? 0 : 1;
+  c->done = c->lo_hi > c->hi_hi;
+  c->tdone = c->txn && !c->done ? 0 : 1;
   c->nbatch = c->pos = c->ntb = c->tpos = 0;
+  c->nrun = c->rpos = 0;
   c->rc = step(c);
   return c->rc;
 }
+
+int ls_cursor_seek(ls_cursor *c, int64_t lo) { return ls_cursor_range(c, lo, INT64_MAX, 0); }
 
 int ls_cursor_valid(ls_cursor *c) { return c->valid; }
 

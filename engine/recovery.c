@@ -292,7 +292,7 @@ static int scan_record(rstate *rs, uint32_t id, const ls_rec *r, uint32_t roff, 
     uint8_t dg[20];
     ls_digest(r->key, r->key_len, dg);
     idx_key k;
-    idx_key_from_digest(&k, dg);
+    idx_key_of(&k, cat_order(rs->e, r->table), r->key, r->key_len, dg);
     pend pd = { k.hi, k.lo, loc_make(id, roff, r->size, r->type == LS_REC_DELETE), r->seq, r->table };
     if ((r->flags & LS_RF_CONT) && settled) {
       int rc = apply(rs, &pd);             /* committed, and settled as such */

@@ -351,7 +351,7 @@ int cl_relocate_img(ls_cleaner *c, uint32_t s, uint32_t used, uint64_t sseq, uin
     uint8_t dg[20];
     ls_digest(r.key, r.key_len, dg);
     idx_key key;
-    idx_key_from_digest(&key, dg);
+    idx_key_of(&key, cat_order(e, r.table), r.key, r.key_len, dg);
     int tomb = r.type == LS_REC_DELETE;
     cl_item it = { key.hi, key.lo, loc_make(s, off, r.size, tomb), r.seq, sseq, r.table, off, r.size, 0, 0,
                    (uint8_t)tomb, 0 };

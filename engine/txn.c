@@ -88,7 +88,8 @@ static txn_map *find_map(ls_txn *t, uint32_t table, int create) {
   m->table = table;
   m->changes = 0;
   m->observed = 0;
-  m->idx = idx_new();
+  m->order = cat_order(t->e, table);
+  m->idx = m->order == KO_KEY ? idx_new_ordered() : idx_new();
   if (!m->idx) return NULL;
   t->nmaps++;
   return m;
@@ -153,7 +154,7 @@ static int write_rec(ls_txn *t, uint32_t type, uint32_t table, const ls_key *k,
   int rc = chunk_alloc(t, size, &chunk, &off);
   if (rc) return rc;
   idx_key key;
-  idx_key_from_digest(&key, k->digest);
+  idx_key_of(&key, m->order, k->data, k->len, k->digest);
   uint64_t w = 0;
   idx_get(m->idx, &key, &w);
   uint32_t ord = t->nrec;

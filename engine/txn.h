@@ -56,6 +56,7 @@ typedef struct txn_map {
   ls_index *idx;                   /* key -> (record ordinal+1) | (obs+1) << 32 */
   uint64_t changes;                /* the table's changes at the first read */
   int observed;                    /* a read of the table was recorded */
+  int order;                       /* the table's (KO_*): how idx is keyed */
 } txn_map;
 
 struct ls_txn {

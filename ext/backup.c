@@ -379,7 +379,7 @@ static int copy_rows(backup *b) {
     ls_table_info info;
     erc = ls_table_info_get(src, b->ids[i], &info);
     if (erc) return fail_engine(b, erc, "a table of the backup");
-    erc = ls_table_create_id(b->dst, info.name, info.groups, info.id);
+    erc = ls_table_create_ex(b->dst, info.name, info.groups, info.order, info.id, NULL);
     if (erc) return fail_engine(b, erc, "creating a table of the copy");
     rc = copy_table(b, info.id);
     if (rc) return rc;

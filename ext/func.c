@@ -49,8 +49,9 @@
 #include <string.h>
 
 /* The affinity of the key column of "table" or "schema.table" (a logstor
-** table), or -1 with an error set on ctx. */
-static int key_affinity(sqlite3_context *ctx, sqlite3_value *table) {
+** table), or -1 with an error set on ctx; *keyed: the table is key-ordered
+** (its token is the key's position). */
+static int key_affinity(sqlite3_context *ctx, sqlite3_value *table, int *keyed) {
   const char *arg = (const char *)sqlite3_value_text(table);
   if (!arg) {
     sqlite3_result_error(ctx, "logstor_token: a table name is required", -1);
@@ -61,6 +62,8 @@ static int key_affinity(sqlite3_context *ctx, sqlite3_value *table) {
   char *err = NULL, *name = NULL;
   int rc = lsx_resolve_table(sqlite3_user_data(ctx), arg, &ldb, &id, &name, &err);
   sqlite3_stmt *st = NULL;
+  ls_table_info ti;
+  *keyed = !rc && ldb->eng && ls_table_info_get(ldb->eng, id, &ti) == LS_OK && ti.order == LS_ORDER_KEY;
   if (!rc) rc = sqlite3_prepare_v2(sqlite3_context_db_handle(ctx), "SELECT type FROM pragma_table_info(?1, ?2) WHERE pk",
                                    -1, &st, NULL);
   if (!rc) {
@@ -81,11 +84,12 @@ static int key_affinity(sqlite3_context *ctx, sqlite3_value *table) {
 }
 
 static void fn_token(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
-  int aff = AFF_BLOB;
-  if (argc == 2 && (aff = key_affinity(ctx, argv[0])) < 0) return;
+  int aff = AFF_BLOB, keyed = 0;
+  if (argc == 2 && (aff = key_affinity(ctx, argv[0], &keyed)) < 0) return;
   lsx_buf b = {0};
   int rc = lsx_key_encode(argv[argc - 1], aff, &b);
-  if (rc == SQLITE_OK) sqlite3_result_int64(ctx, ls_token_of(b.p, (uint32_t)b.n));
+  if (rc == SQLITE_OK)
+    sqlite3_result_int64(ctx, keyed ? ls_key_position(b.p, (uint32_t)b.n) : ls_token_of(b.p, (uint32_t)b.n));
   else if (rc == SQLITE_CONSTRAINT_NOTNULL) sqlite3_result_null(ctx);
   else sqlite3_result_error_code(ctx, rc);
   lsx_buf_free(&b);

@@ -111,6 +111,8 @@ struct ls_vtab {
                                    ** removes the schema entry */
   int ncol;                        /* declared columns (token not counted) */
   int pk;                          /* index of the key column */
+  int keyed;                       /* order=key: rows in key order, the
+                                   ** token is the key's position */
   char **cols;                     /* column names */
   uint8_t *aff;                    /* column affinities */
   uint8_t *notnull;                /* NOT NULL declared */
@@ -242,6 +244,8 @@ int lsx_row_encode(ls_vtab *t, sqlite3_value **argv, const uint8_t *old, uint32_
 int lsx_key_exact(int aff, const uint8_t *key, uint32_t len);
 /* ls_key_set with a one-entry cache of the last key hashed for table t. */
 void lsx_key_set(ls_vtab *t, const uint8_t *key, uint32_t len, ls_key *k);
+/* The token of key k in table t (its position on a key-ordered table). */
+int64_t lsx_token(const ls_vtab *t, const ls_key *k);
 /* Set the result of ctx to column col of a row. */
 int lsx_row_column(ls_vtab *t, const uint8_t *row, uint32_t len, const uint8_t *key, uint32_t klen,
                    int col, sqlite3_context *ctx);

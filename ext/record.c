@@ -187,6 +187,10 @@ int lsx_key_exact(int aff, const uint8_t *key, uint32_t len) {
   return !(len == 9 && key[0] == TAG_INT && key[1] == 0x80 && !memcmp(key + 2, "\0\0\0\0\0\0\0", 7));
 }
 
+int64_t lsx_token(const ls_vtab *t, const ls_key *k) {
+  return t->keyed ? ls_key_position(k->data, k->len) : ls_key_token(k);
+}
+
 void lsx_key_set(ls_vtab *t, const uint8_t *key, uint32_t len, ls_key *k) {
   if (len && len == t->last_len && !memcmp(key, t->last_key, len)) {
     k->data = key;

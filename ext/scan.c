@@ -6,8 +6,23 @@
 ** are issued together); a token range scan for constraints on the hidden
 ** column token; a full scan.  Scans return rows in ascending token order,
 ** and so does the IN plan (its rows are sorted), so ORDER BY token is
-** consumed.  Inside a write transaction every read goes through the
-** connection's transaction and sees its own writes.
+** consumed; a scan can also go down (ORDER BY token DESC).  Inside a write
+** transaction every read goes through the connection's transaction and sees
+** its own writes.
+**
+** Key-ordered tables (order=key).  The token is the key's position, so
+** that scans return rows in key order (rows sharing a position sorted by
+** key: read.c) and ORDER BY pk, ASC or DESC, is consumed by a scan.  Range
+** constraints on pk (<, <=, >, >=, BETWEEN) bound the scan: the bound
+** value, converted as SQLite's comparison converts it, gives a position;
+** rows between the positions are scanned and SQLite checks the constraint
+** itself (not omitted: a position summarises several keys).  SQLite's
+** comparison converts a value as the other side's affinity says; on a key
+** of INTEGER, REAL or NUMERIC affinity it is always numeric affinity on
+** the bound, which the module can apply.  On a TEXT or untyped key a bound
+** of numeric affinity (a column, a CAST) would convert the key instead, so
+** there only a bound known at planning to be a literal of the key's own
+** class is used.
 */
 #include "logstor_int.h"
 
@@ -27,7 +42,7 @@
 **   PLAN_TEQ    64   token = ?       argv: the token
 **
 ** argv holds, in this order, the key (EQ or IN), the lower bound, the upper
-** bound (or the token for TEQ).  No bit: a full scan.  idxStr names the
+** bound (or the token for TEQ), the pk lower bound, the pk upper bound.  No bit: a full scan.  idxStr names the
 ** plan for EXPLAIN QUERY PLAN ("pk=?", "pk IN (...)", "token=?", "token
 ** range", "full scan"); xFilter does not read it.
 */
@@ -38,6 +53,9 @@
 #define PLAN_HI 16
 #define PLAN_HI_LT 32
 #define PLAN_TEQ 64
+#define PLAN_KLO 128               /* pk >= ? / > ?    argv: the bound (key-ordered) */
+#define PLAN_KHI 256               /* pk <= ? / < ?    argv: the bound (key-ordered) */
+#define PLAN_DESC 512              /* the scan goes down (ORDER BY pk/token DESC) */
 
 typedef struct lsx_order { int64_t token; int i; } lsx_order;
 #define IN_TAKEN (-0x7fff)           /* inrcs mark: the row is in the result */
@@ -87,16 +105,34 @@ static double token_fraction(sqlite3_value *v, int lower) {
   return lower ? 1 - f : f;
 }
 
+/* A range constraint i on the key of key-ordered table t can bound a scan
+** (top of the file): always on a numeric key; on a TEXT or untyped key only
+** with a literal bound of the key's own class, known now. */
+static int key_bound_usable(ls_vtab *t, sqlite3_index_info *info, int i) {
+  int aff = t->aff[t->pk];
+  if (aff == AFF_INTEGER || aff == AFF_NUMERIC || aff == AFF_REAL) return 1;
+  sqlite3_value *v = NULL;
+  if (sqlite3_vtab_rhs_value(info, i, &v) != SQLITE_OK || !v) return 0;
+  return sqlite3_value_type(v) == (aff == AFF_TEXT ? SQLITE_TEXT : SQLITE_BLOB);
+}
+
 int lsx_best_index(sqlite3_vtab *vtab, sqlite3_index_info *info) {
   ls_vtab *t = (ls_vtab *)vtab;
   int tokcol = t->ncol;
-  int eq = -1, lo = -1, hi = -1, teq = -1, plan = 0;
+  int eq = -1, lo = -1, hi = -1, teq = -1, klo = -1, khi = -1, plan = 0;
   for (int i = 0; i < info->nConstraint; i++) {
     const struct sqlite3_index_constraint *c = &info->aConstraint[i];
     if (!c->usable) continue;
     if (c->iColumn == t->pk && c->op == SQLITE_INDEX_CONSTRAINT_EQ) {
       if (sqlite3_vtab_collation(info, i) && sqlite3_stricmp(sqlite3_vtab_collation(info, i), "BINARY")) continue;
       eq = i;
+    } else if (t->keyed && c->iColumn == t->pk &&
+               (c->op == SQLITE_INDEX_CONSTRAINT_GT || c->op == SQLITE_INDEX_CONSTRAINT_GE ||
+                c->op == SQLITE_INDEX_CONSTRAINT_LT || c->op == SQLITE_INDEX_CONSTRAINT_LE)) {
+      const char *coll = sqlite3_vtab_collation(info, i);
+      if ((coll && sqlite3_stricmp(coll, "BINARY")) || !key_bound_usable(t, info, i)) continue;
+      if (c->op == SQLITE_INDEX_CONSTRAINT_GT || c->op == SQLITE_INDEX_CONSTRAINT_GE) klo = i;
+      else khi = i;
     } else if (c->iColumn == tokcol) {
       switch (c->op) {
         case SQLITE_INDEX_CONSTRAINT_EQ: teq = i; break;
@@ -136,7 +172,7 @@ int lsx_best_index(sqlite3_vtab *vtab, sqlite3_index_info *info) {
     info->aConstraintUsage[teq].omit = 1;
     info->estimatedCost = 2;
     info->estimatedRows = 1;
-  } else if (lo >= 0 || hi >= 0) {
+  } else if (lo >= 0 || hi >= 0 || klo >= 0 || khi >= 0) {
     double frac = 1;
     if (lo >= 0) {
       plan |= PLAN_LO;
@@ -158,6 +194,17 @@ int lsx_best_index(sqlite3_vtab *vtab, sqlite3_index_info *info) {
     } else {
       plan &= ~PLAN_HI_LT;
     }
+    /* Key bounds, checked again by SQLite; a guess at what they keep. */
+    if (klo >= 0) {
+      plan |= PLAN_KLO;
+      info->aConstraintUsage[klo].argvIndex = ++argv;
+      frac *= 0.25;
+    }
+    if (khi >= 0) {
+      plan |= PLAN_KHI;
+      info->aConstraintUsage[khi].argvIndex = ++argv;
+      frac *= 0.25;
+    }
     info->estimatedRows = (sqlite3_int64)(rows * frac) + 1;
     info->estimatedCost = 10 + rows * frac;
   } else {
@@ -165,14 +212,28 @@ int lsx_best_index(sqlite3_vtab *vtab, sqlite3_index_info *info) {
     info->estimatedCost = 10 + rows * 1.1;
     info->estimatedRows = (sqlite3_int64)rows;
   }
+  /* Every plan yields rows in ascending token order; a scan can go down.  On
+  ** a key-ordered table that is the key's order (a point lookup: one row). */
+  if (info->nOrderBy == 1) {
+    const struct sqlite3_index_orderby *o = &info->aOrderBy[0];
+    int scan = !(plan & (PLAN_EQ | PLAN_IN));
+    if (o->iColumn == tokcol || (t->keyed && o->iColumn == t->pk)) {
+      if (plan & PLAN_EQ || (!o->desc && (scan || o->iColumn == tokcol))) {
+        info->orderByConsumed = 1;
+      } else if (o->desc && scan) {
+        plan |= PLAN_DESC;
+        info->orderByConsumed = 1;
+      }
+    }
+  }
   info->idxNum = plan;
   /* What EXPLAIN QUERY PLAN shows ("SCAN t VIRTUAL TABLE INDEX 5:token range"). */
+  int desc = !!(plan & PLAN_DESC);
   info->idxStr = (char *)(plan & PLAN_EQ ? "pk=?" : plan & PLAN_IN ? "pk IN (...)" : plan & PLAN_TEQ ? "token=?"
-                          : plan & (PLAN_LO | PLAN_HI) ? "token range" : "full scan");
+                          : plan & (PLAN_KLO | PLAN_KHI) ? (desc ? "pk range desc" : "pk range")
+                          : plan & (PLAN_LO | PLAN_HI) ? (desc ? "token range desc" : "token range")
+                          : desc ? "full scan desc" : "full scan");
   info->needToFreeIdxStr = 0;
-  /* Every plan yields rows in ascending token order. */
-  if (info->nOrderBy == 1 && info->aOrderBy[0].iColumn == tokcol && !info->aOrderBy[0].desc)
-    info->orderByConsumed = 1;
   return SQLITE_OK;
 }
 
@@ -339,6 +400,20 @@ static sqlite3_value *token_operand(sqlite3_value *v, sqlite3_value **conv) {
   return *conv;
 }
 
+/* The position of a bound on the key of key-ordered table t, converted as
+** SQLite's comparison converts it (numeric affinity on a numeric key):
+** 1 and *pos; 0 when no key compares with it (NULL); 2 when it bounds
+** nothing the module can use (a key too long to encode); -1 out of memory. */
+static int key_bound(ls_vtab *t, sqlite3_value *v, lsx_buf *kb, int64_t *pos) {
+  int aff = t->aff[t->pk];
+  int rc = lsx_key_encode(v, aff == AFF_REAL ? AFF_NUMERIC : aff, kb);
+  if (rc == SQLITE_NOMEM) return -1;
+  if (rc == SQLITE_CONSTRAINT_NOTNULL) return 0;
+  if (rc) return 2;
+  *pos = ls_key_position(kb->p, (uint32_t)kb->n);
+  return 1;
+}
+
 static int cmp_order(const void *a, const void *b) {
   const lsx_order *x = a, *y = b;
   if (x->token != y->token) return x->token < y->token ? -1 : 1;
@@ -368,7 +443,7 @@ int lsx_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr, int argc,
     if (erc == LS_OK) {
       c->lazy = 1;
       c->eof = 0;
-      c->one.token = ls_key_token(&c->lk);
+      c->one.token = lsx_token(t, &c->lk);
     }
     if (erc == LS_NOTFOUND) erc = LS_OK;
   } else if (plan & PLAN_IN) {
@@ -397,7 +472,7 @@ int lsx_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr, int argc,
       for (int i = 0; !erc && i < n; i++) {
         if (c->inrcs[i] == LS_NOTFOUND) continue;
         if (c->inrcs[i]) { erc = c->inrcs[i]; break; }
-        list[i].token = ls_key_token(&c->inlk[i]);
+        list[i].token = lsx_token(t, &c->inlk[i]);
         ord[m++] = (lsx_order){ list[i].token, i };
       }
       if (!erc) {
@@ -424,8 +499,9 @@ int lsx_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr, int argc,
   } else {
     int64_t lo = INT64_MIN, hi = INT64_MAX;
     int a = 0, ok = 1;
+    int ntok = plan & PLAN_TEQ ? 1 : !!(plan & PLAN_LO) + !!(plan & PLAN_HI);
     sqlite3_value *conv[2] = { NULL, NULL }, *v[2] = { NULL, NULL };
-    for (int i = 0; i < argc && i < 2; i++)
+    for (int i = 0; i < argc && i < ntok; i++)
       if (!(v[i] = token_operand(argv[i], &conv[i]))) erc = LS_NOMEM;
     if (erc) {
       ok = 0;
@@ -447,10 +523,20 @@ int lsx_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr, int argc,
     }
     sqlite3_value_free(conv[0]);
     sqlite3_value_free(conv[1]);
-    if (ok && lo <= hi) {
+    a = ntok;
+    for (int side = 0; ok && !erc && side < 2; side++) {
+      if (!(plan & (side ? PLAN_KHI : PLAN_KLO))) continue;
+      int64_t pos;
+      int r = key_bound(t, argv[a++], &c->kb, &pos);
+      if (r < 0) erc = LS_NOMEM;
+      else if (r == 0) ok = 0;
+      else if (r == 1 && !side && pos > lo) lo = pos;
+      else if (r == 1 && side && pos < hi) hi = pos;
+    }
+    if (!erc && ok && lo <= hi) {
       c->hi = hi;
       erc = ls_cursor_open(t->ldb->eng, txn, t->id, &c->scan);
-      if (!erc) erc = ls_cursor_seek(c->scan, lo);
+      if (!erc) erc = ls_cursor_range(c->scan, lo, hi, !!(plan & PLAN_DESC));
       if (!erc && ls_cursor_valid(c->scan) && ls_cursor_row(c->scan)->token <= hi) {
         c->row = ls_cursor_row(c->scan);
         c->eof = 0;
@@ -503,7 +589,7 @@ int lsx_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col) {
       return SQLITE_ABORT;
     }
     if (erc) return lsx_error(cur->pVtab, t->name, erc);
-    c->one.token = ls_key_token(&c->lk);
+    c->one.token = lsx_token(t, &c->lk);
     c->row = &c->one;
     c->lazy = 0;
   }

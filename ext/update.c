@@ -77,7 +77,7 @@ int lsx_update(sqlite3_vtab *vtab, int argc, sqlite3_value **argv, sqlite3_int64
   if (rc) goto out;
   sqlite3_value *tok = cols[t->ncol];
   if (sqlite3_value_type(tok) != SQLITE_NULL &&
-      (is_insert || sqlite3_value_type(tok) != SQLITE_INTEGER || sqlite3_value_int64(tok) != ls_key_token(&old))) {
+      (is_insert || sqlite3_value_type(tok) != SQLITE_INTEGER || sqlite3_value_int64(tok) != lsx_token(t, &old))) {
     sqlite3_free(vtab->zErrMsg);
     vtab->zErrMsg = sqlite3_mprintf("logstor: %s: token is computed from the key and can not be set", t->name);
     rc = SQLITE_CONSTRAINT;

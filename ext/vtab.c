@@ -9,7 +9,8 @@
 **                                          [, space_target=X]
 **                                          [, synchronous=full|normal|off]
 **                                          [, sync_interval=MS]
-**                                          [, cache_size=N]);
+**                                          [, cache_size=N]
+**                                          [, order=token|key]);
 **
 ** Arguments are column definitions (name, optional type, optional PRIMARY
 ** KEY and NOT NULL) or options NAME=VALUE.  Without PRIMARY KEY the first
@@ -29,7 +30,10 @@
 ** logstor_synchronous() sets one connection's choice (func.c).
 ** cache_size is the bound of the engine's record cache (0: none), taken
 ** when the data directory is opened; the URI parameter logstor_cache_size
-** wins over it.
+** wins over it.  order is per table and fixed at CREATE: 'token' (the
+** default) keeps rows in token order (a hash of the key), 'key' in key order
+** (SQLite's order of the key values), so that ranges and ORDER BY on the key
+** are index range scans (scan.c); the engine keeps it with the table.
 **
 ** Identity.  The engine keys a table's data by a numeric id that never
 ** changes.  The id lives in the shadow table "<name>_logstor" (one row),
@@ -57,6 +61,7 @@ typedef struct tabdef {
   int pk;                          /* key column, -1 until known */
   ls_options opt;
   uint32_t groups;
+  int order;                       /* LS_ORDER_* */
   uint32_t given;                  /* options seen (bit per known option) */
 } tabdef;
 
@@ -200,12 +205,12 @@ const char *lsx_synchronous_name(int mode) {
 static int parse_option(tabdef *d, const char *name, const char *value, char **err) {
   uint64_t v;
   static const char *known[] = { "segment_size", "file_size", "disk_size", "groups", "on_damage", "synchronous",
-                                 "sync_interval", "space_target", "cache_size", NULL };
+                                 "sync_interval", "space_target", "cache_size", "order", NULL };
   int k = 0;
   while (known[k] && sqlite3_stricmp(name, known[k])) k++;
   if (!known[k]) {
     *err = sqlite3_mprintf("unknown option '%s' (known: segment_size, file_size, disk_size, groups, on_damage, "
-                           "synchronous, sync_interval, space_target, cache_size)", name);
+                           "synchronous, sync_interval, space_target, cache_size, order)", name);
     return SQLITE_ERROR;
   }
   if (d->given & (1u << k)) {
@@ -218,6 +223,21 @@ static int parse_option(tabdef *d, const char *name, const char *value, char **e
       *err = sqlite3_mprintf("option on_damage: %s is not error or salvage", skip_space(value));
       return SQLITE_ERROR;
     }
+    return SQLITE_OK;
+  }
+  if (k == 9) {
+    /* A word, quoted or not: order=key, order='key'. */
+    const char *p = skip_space(value);
+    char q = *p == '\'' || *p == '"' ? *p++ : 0;
+    size_t n = 0;
+    while (isalpha((unsigned char)p[n])) n++;
+    int closed = !q || p[n] == q;
+    int word = (n == 3 && !sqlite3_strnicmp(p, "key", 3)) || (n == 5 && !sqlite3_strnicmp(p, "token", 5));
+    if (!closed || !word || *skip_space(p + n + (q ? 1 : 0))) {
+      *err = sqlite3_mprintf("option order: %s is not token or key", skip_space(value));
+      return SQLITE_ERROR;
+    }
+    d->order = n == 3 ? LS_ORDER_KEY : LS_ORDER_TOKEN;
     return SQLITE_OK;
   }
   if (k == 5) {
@@ -496,6 +516,7 @@ static ls_vtab *vtab_new(sqlite3 *db, ls_db *ldb, const char *name, tabdef *d) {
   t->ldb = ldb;
   t->ncol = d->ncol;
   t->pk = d->pk;
+  t->keyed = d->order == LS_ORDER_KEY;
   t->name = sqlite3_mprintf("%s", name);
   t->cols = sqlite3_malloc(d->ncol * (int)sizeof(char *));
   t->aff = sqlite3_malloc(d->ncol);
@@ -542,6 +563,7 @@ static int check_sizes(ls_db *ldb, const ls_options *o, char **err) {
 ** against the data directory.  SQLITE_OK, or an error with *err set. */
 static int read_shadow(ls_vtab *t, char **err) {
   ls_db *ldb = t->ldb;
+  ls_table_info info;
   char *sql = sqlite3_mprintf("SELECT id, owner FROM \"%w\".\"%w_logstor\" WHERE id > 0", ldb->schema, t->name);
   sqlite3_stmt *st = NULL;
   int rc = sql ? sqlite3_prepare_v2(t->db, sql, -1, &st, NULL) : SQLITE_NOMEM;
@@ -572,6 +594,12 @@ static int read_shadow(ls_vtab *t, char **err) {
                              "removes the table)", ldb->dir, id);
       rc = SQLITE_CORRUPT_VTAB;
       t->absent = 1;
+    } else if (ls_table_info_get(ldb->eng, id, &info) == LS_OK && (info.order == LS_ORDER_KEY) != t->keyed) {
+      /* The schema's order option against the engine's: they were made
+      ** together and never change, so only an edited schema differs. */
+      *err = sqlite3_mprintf("the table is %s-ordered in its data directory, but its schema says order=%s",
+                             info.order == LS_ORDER_KEY ? "key" : "token", t->keyed ? "key" : "token");
+      rc = SQLITE_CORRUPT_VTAB;
     } else {
       t->id = id;
       /* Keep the engine's label current (a RENAME inside a transaction
@@ -603,7 +631,7 @@ int lsx_vtab_ready(ls_vtab *t) {
 
 /* Create the engine table and the shadow table of a new table t. */
 static int create_table(sqlite3 *db, ls_vtab *t, const char *schema, const char *name, uint32_t groups,
-                        char **err) {
+                        int order, char **err) {
   ls_db *ldb = t->ldb;
   /* Every shadow table of a database names the same owner. */
   char claimed[40] = "";
@@ -613,7 +641,7 @@ static int create_table(sqlite3 *db, ls_vtab *t, const char *schema, const char 
   ** the sentinel hears of (txn.c). */
   if (!rc && !sqlite3_get_autocommit(db)) rc = lsx_txn_join(ldb->conn, err);
   if (rc) return rc;
-  int erc = ls_table_create(ldb->eng, name, groups, &t->id);
+  int erc = ls_table_create_ex(ldb->eng, name, groups, order, 0, &t->id);
   if (erc) {
     *err = sqlite3_mprintf("%s", ls_errmsg());
     return lsx_sqlite_code(erc);
@@ -678,7 +706,7 @@ static int init(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlit
   }
   /* A new table is made now; an existing one is read at its first use
   ** (lsx_vtab_ready). */
-  if (!rc && create) rc = create_table(db, t, schema, name, d.groups, &err);
+  if (!rc && create) rc = create_table(db, t, schema, name, d.groups, d.order, &err);
   if (!rc) {
     sqlite3_vtab_config(db, SQLITE_VTAB_CONSTRAINT_SUPPORT, 1);
     lsx_db_reconcile(ldb);

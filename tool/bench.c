@@ -20,12 +20,14 @@
 **       (greedy, LFS's cost-benefit, ours): write amplification and
 **       throughput (engine only).  (bench_clean.c)
 **   tool/bench ycsb [--records R] [--ops N] [--scan-ops N] [--threads T]
-**              [--batch K] [--workloads ABCDEF] [--quick] [--so PATH] [--dir D]
+**              [--batch K] [--workloads ABCDEF] [--order token|key] [--quick]
+**              [--so PATH] [--dir D]
 **       YCSB-style workloads A-F (zipfian requests, 1 KB records), T
 **       threads with a connection each, autocommit or K operations per
 **       transaction, on a logstor table and a native WITHOUT ROWID table
 **       (WAL, synchronous=FULL) in one run: ops/s, ratio, peak RSS and the
-**       record cache against its bound.  (bench_ycsb.c)
+**       record cache against its bound; --order key: a key-ordered logstor
+**       table.  (bench_ycsb.c)
 **   tool/bench scale [--n N] [--batch K] [--csv FILE] [--png FILE] [--so PATH]
 **              [--dir D]
 **       Loads N rows (default 10M) into a logstor table: the load rate,
@@ -218,7 +220,7 @@ int main(int argc, char **argv) {
                   "       tool/bench engine [--n N] [--value B] [--batch K] [--dir D]\n"
                   "       tool/bench clean [--quick] [--util PCT] [--csv FILE] [--png FILE] [--dir D]\n"
                   "       tool/bench ycsb [--records R] [--ops N] [--scan-ops N] [--threads T] [--batch K]\n"
-                  "                       [--workloads ABCDEF] [--quick] [--so PATH] [--dir D]\n"
+                  "                       [--workloads ABCDEF] [--order token|key] [--quick] [--so PATH] [--dir D]\n"
                   "       tool/bench scale [--n N] [--batch K] [--csv FILE] [--png FILE] [--so PATH] [--dir D]\n");
   return 2;
 }

@@ -456,7 +456,7 @@ static void test_dropped_and_truncated(void) {
   const char *dir = unit_tmpdir();
   /* Table 3 was dropped (absent, below next_table 4); table 2 was
   ** truncated at sequence 20. */
-  static const ls_mtable tables[] = { { 1, 1, 0, "t1" }, { 2, 1, 20, "t2" } };
+  static const ls_mtable tables[] = { { 1, 1, 0, "t1", 0 }, { 2, 1, 20, "t2", 0 } };
   write_manifest(dir, 20, 4, tables, 2);
   make_file(dir, 0, FILE_SIZE);
   trec r0[] = {
@@ -598,7 +598,7 @@ static void test_sequences_continue(void) {
   /* A truncation point above every record: records from it on are kept,
   ** so new writes may start at it. */
   dir = unit_tmpdir();
-  static const ls_mtable tt[] = { { 1, 1, 600, "t1" }, { 2, 1, 0, "t2" } };
+  static const ls_mtable tt[] = { { 1, 1, 600, "t1", 0 }, { 2, 1, 0, "t2", 0 } };
   write_manifest(dir, 0, 3, tt, 2);
   make_file(dir, 0, FILE_SIZE);
   trec r6[] = { PUT(2, "a", "a-57", 57, END) };

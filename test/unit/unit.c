@@ -324,7 +324,7 @@ void make_file(const char *dir, uint32_t n, uint64_t size) {
   close(fd);
 }
 
-const ls_mtable std_tables[] = { { 1, 1, 0, "t1" }, { 2, 1, 0, "t2" } };
+const ls_mtable std_tables[] = { { 1, 1, 0, "t1", 0 }, { 2, 1, 0, "t2", 0 } };
 
 /* A fresh directory: manifest with tables 1 and 2 (seq_floor) and nfiles
 ** formatted data files (zeros, a free marker at each segment start). */
